@@ -1,0 +1,77 @@
+// Package natstest runs real nats-servers for tests: an embedded JetStream
+// server with its data in t.TempDir(), stopped before the directory goes.
+package natstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/streams"
+)
+
+// Env is a running server with a connection and the jetflow topology.
+type Env struct {
+	Server *streams.Server
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Dir    string
+}
+
+// RunJetStream starts an embedded JetStream server listening on a free
+// loopback port, connects to it and ensures the jetflow streams.
+func RunJetStream(t testing.TB) *Env {
+	t.Helper()
+	dir := t.TempDir()
+	srv, err := streams.StartServer(streams.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: dir})
+	if err != nil {
+		t.Fatalf("start nats-server: %v", err)
+	}
+	t.Cleanup(srv.Stop)
+	env := &Env{Server: srv, Dir: dir}
+	env.NC, env.JS = Connect(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+		t.Fatalf("ensure topology: %v", err)
+	}
+	return env
+}
+
+// Connect opens another connection to srv, closed at the end of the test.
+func Connect(t testing.TB, srv *streams.Server) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// Eventually polls cond every 10ms until it returns true or the deadline
+// passes, then fails the test with msg.
+func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: "+msg, append([]any{within}, args...)...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Context returns a context cancelled at the end of the test.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx
+}

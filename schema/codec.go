@@ -1,0 +1,155 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Codec encodes values to bytes and back. The engine uses Msgpack; the
+// interface exists so tests and tools can swap or wrap it.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+	// ContentType is the value of the Content-Type header for this codec.
+	ContentType() string
+}
+
+// Msgpack is the codec jetflow writes with. Structs are encoded as maps keyed
+// by their msgpack tags, so adding a field is backwards compatible.
+var Msgpack Codec = msgpackCodec{}
+
+type msgpackCodec struct{}
+
+func (msgpackCodec) Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func (msgpackCodec) Unmarshal(data []byte, v any) error {
+	r := bytes.NewReader(data)
+	dec := msgpack.NewDecoder(r)
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if r.Len() > 0 {
+		return fmt.Errorf("msgpack: %d trailing bytes", r.Len())
+	}
+	return nil
+}
+
+func (msgpackCodec) ContentType() string { return ContentTypeMsgpack }
+
+// Raw is an already-encoded msgpack value embedded in another message. It is
+// written inline, so a generic decoder sees the nested value, and it renders
+// as that value in JSON.
+type Raw = msgpack.RawMessage
+
+// EncodeRaw encodes v with Msgpack for use as a Raw field.
+func EncodeRaw(v any) (Raw, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := Msgpack.Marshal(v)
+	return Raw(b), err
+}
+
+// DecodeRaw decodes a Raw field into v. An empty Raw leaves v untouched.
+func DecodeRaw(r Raw, v any) error {
+	if len(r) == 0 {
+		return nil
+	}
+	return Msgpack.Unmarshal(r, v)
+}
+
+// Encode encodes a persisted value and returns the header values that name it.
+func Encode(v Kinded) (body []byte, kind Kind, err error) {
+	body, err = Msgpack.Marshal(v)
+	return body, v.Kind(), err
+}
+
+// SchemaString is the header value of the current schema version.
+var SchemaString = strconv.Itoa(Version)
+
+// Decode decodes a body whose kind and schema version were read from the
+// message headers. An empty version is taken as 1.
+func Decode(kind, version string, body []byte) (Kinded, error) {
+	if version != "" {
+		n, err := strconv.Atoi(version)
+		if err != nil {
+			return nil, fmt.Errorf("jetflow: bad schema version %q", version)
+		}
+		if n > Version {
+			return nil, fmt.Errorf("%w: %d (this build knows %d)", ErrFutureSchema, n, Version)
+		}
+	}
+	v, err := New(Kind(kind))
+	if err != nil {
+		return nil, err
+	}
+	if err := Msgpack.Unmarshal(body, v); err != nil {
+		return nil, fmt.Errorf("jetflow: decode %s: %w", kind, err)
+	}
+	return v, nil
+}
+
+// ToJSON renders any msgpack body as indented-free JSON, for people and for
+// `nats stream view --translate`. Binary strings that are not UTF-8 are
+// rendered as base64.
+func ToJSON(body []byte) ([]byte, error) {
+	var v any
+	dec := msgpack.NewDecoder(bytes.NewReader(body))
+	dec.UseLooseInterfaceDecoding(true)
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(jsonable(v))
+}
+
+// jsonable converts the generic msgpack tree into values encoding/json
+// accepts (msgpack maps may have non-string keys).
+func jsonable(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = jsonable(e)
+		}
+		return t
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case []any:
+		for i, e := range t {
+			t[i] = jsonable(e)
+		}
+		return t
+	case []byte:
+		return base64.StdEncoding.EncodeToString(t)
+	}
+	return v
+}
+
+// RawJSON renders a Raw field as JSON (null when empty).
+func RawJSON(r Raw) json.RawMessage {
+	if len(r) == 0 {
+		return json.RawMessage("null")
+	}
+	b, err := ToJSON(r)
+	if err != nil {
+		return json.RawMessage(strconv.Quote(base64.StdEncoding.EncodeToString(r)))
+	}
+	return b
+}

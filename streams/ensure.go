@@ -1,0 +1,161 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Topology says how the streams are laid out. The zero value is a single
+// server with file storage.
+type Topology struct {
+	// Replicas of every stream and bucket: 1 on one server, 3 on a cluster.
+	// Default 1.
+	Replicas int
+	// DuplicateWindow of the history stream: how long a Nats-Msg-Id is
+	// remembered for publish retries. Default 2 minutes.
+	DuplicateWindow time.Duration
+	// MaxMsgSize refuses larger messages at the server. Default 1 MiB.
+	MaxMsgSize int32
+}
+
+func (t Topology) withDefaults() Topology {
+	if t.Replicas <= 0 {
+		t.Replicas = 1
+	}
+	if t.DuplicateWindow <= 0 {
+		t.DuplicateWindow = 2 * time.Minute
+	}
+	if t.MaxMsgSize <= 0 {
+		t.MaxMsgSize = 1 << 20
+	}
+	return t
+}
+
+// StreamConfigs returns the configuration of every jetflow stream.
+func (t Topology) StreamConfigs() []jetstream.StreamConfig {
+	t = t.withDefaults()
+	return []jetstream.StreamConfig{
+		{
+			Name:        HistoryStream,
+			Description: "jetflow workflow histories: wf.<workflow id>.>",
+			Subjects:    []string{"wf.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			// A purge or a TTL would make an expected-last-subject-sequence of 0
+			// valid again and let a finished workflow restart: histories are
+			// never purged, deleted or aged out by the server.
+			DenyPurge:          true,
+			DenyDelete:         true,
+			AllowDirect:        true,
+			AllowAtomicPublish: true,
+			Duplicates:         t.DuplicateWindow,
+			MaxMsgSize:         t.MaxMsgSize,
+		},
+		{
+			Name:        OrdersStream,
+			Description: "jetflow intake: orders waiting to be started",
+			Subjects:    []string{OrderCreated},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			MaxAge:      7 * 24 * time.Hour,
+			AllowDirect: true,
+			Duplicates:  t.DuplicateWindow,
+			MaxMsgSize:  t.MaxMsgSize,
+		},
+		{
+			Name:        DeadLetterStream,
+			Description: "jetflow dead letters: every refused message with its reason",
+			Subjects:    []string{DeadLetterPrefix + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			AllowDirect: true,
+			// A dead letter carries the refused body, which may itself be at
+			// the size limit, plus headers.
+			MaxMsgSize: t.MaxMsgSize + 64<<10,
+		},
+	}
+}
+
+// IdempotencyConfig is the configuration of the participants' claim bucket.
+func (t Topology) IdempotencyConfig() jetstream.KeyValueConfig {
+	t = t.withDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      IdempotencyBucket,
+		Description: "jetflow participant claims and recorded results",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+	}
+}
+
+// LedgerConfig is the configuration of a simulated external system's ledger.
+func (t Topology) LedgerConfig(system string) jetstream.KeyValueConfig {
+	t = t.withDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      LedgerBucketPrefix + system,
+		Description: "simulated " + system + " system: every effect by idempotency key",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+	}
+}
+
+// Ensure creates or updates every stream and the idempotency bucket. It is
+// idempotent: every process calls it at start-up.
+func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	for _, cfg := range t.StreamConfigs() {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, t.IdempotencyConfig()); err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", IdempotencyBucket, err)
+	}
+	return nil
+}
+
+// OrchestratorConsumerConfig is the durable consumer shared by every
+// orchestrator: the events that call for a decision.
+func OrchestratorConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        OrchestratorConsumer,
+		Description:    "jetflow orchestrators: history events that call for a decision",
+		FilterSubjects: []string{StartFilter, ResultFilter},
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckWait:        ackWait,
+		MaxAckPending:  20000,
+	}
+}
+
+// IntakeConsumerConfig is the durable consumer on Orders.
+func IntakeConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       IntakeConsumer,
+		Description:   "jetflow intake: start a workflow per order.created",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: 5000,
+	}
+}
+
+// ParticipantConsumerConfig is the durable consumer of a participant service.
+// Redelivery after ackWait is what resumes a command whose participant died.
+func ParticipantConsumerConfig(service string, ackWait time.Duration, maxAckPending int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       ParticipantConsumerPrefix + service,
+		Description:   "jetflow participant " + service + ": its commands",
+		FilterSubject: CommandFilter(service),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: maxAckPending,
+	}
+}

@@ -1,0 +1,258 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"jetflow/schema"
+)
+
+// Errors of the history writer.
+var (
+	// ErrFenced means another decision was appended to the workflow since the
+	// sequence the caller replayed: re-read the tail and decide again.
+	// It covers JetStream codes 10071 (wrong last sequence) and 10164
+	// (another write to the subject in flight, clustered streams).
+	ErrFenced = errors.New("jetflow: history moved on (fenced)")
+	// ErrNotFound means the workflow has no history.
+	ErrNotFound = errors.New("jetflow: workflow not found")
+)
+
+// Header names of the JetStream protocol used here.
+const (
+	hdrExpectedLastSubjSeq        = "Nats-Expected-Last-Subject-Sequence"
+	hdrExpectedLastSubjSeqSubject = "Nats-Expected-Last-Subject-Sequence-Subject"
+	hdrBatchID                    = "Nats-Batch-Id"
+	hdrBatchSeq                   = "Nats-Batch-Sequence"
+	hdrBatchCommit                = "Nats-Batch-Commit"
+)
+
+// Event is one message of a workflow history as read from the stream.
+type Event struct {
+	Seq     uint64
+	Subject string
+	Time    time.Time
+	// Kind and Schema are the header values; Body the raw message.
+	Kind   schema.Kind
+	Schema string
+	MsgID  string
+	Body   []byte
+	// Value is the decoded body, nil when DecodeErr is set.
+	Value     schema.Kinded
+	DecodeErr error
+}
+
+func eventFromMsg(subject string, seq uint64, ts time.Time, h nats.Header, body []byte) Event {
+	ev := Event{
+		Seq:     seq,
+		Subject: subject,
+		Time:    ts,
+		Kind:    schema.Kind(h.Get(schema.HeaderKind)),
+		Schema:  h.Get(schema.HeaderSchema),
+		MsgID:   h.Get(jetstream.MsgIDHeader),
+		Body:    body,
+	}
+	ev.Value, ev.DecodeErr = schema.Decode(string(ev.Kind), ev.Schema, body)
+	return ev
+}
+
+// NewMsg builds a history message for v on subject with the jetflow headers.
+func NewMsg(subject string, v schema.Kinded) (*nats.Msg, error) {
+	body, kind, err := schema.Encode(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", v.Kind(), err)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = body
+	m.Header.Set(schema.HeaderKind, string(kind))
+	m.Header.Set(schema.HeaderSchema, schema.SchemaString)
+	m.Header.Set(schema.HeaderContentType, schema.ContentTypeMsgpack)
+	return m, nil
+}
+
+// History reads and appends workflow histories. Reads use direct get on the
+// history stream, so no consumer is created per workflow; writes are fenced
+// on the workflow's subject tree.
+type History struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+
+	once   sync.Once
+	subErr error
+	prefix string
+	next   atomic.Uint64
+	mu     sync.Mutex
+	calls  map[string]chan *nats.Msg
+}
+
+// NewHistory returns a History on an open connection.
+func NewHistory(nc *nats.Conn, js jetstream.JetStream) *History {
+	return &History{nc: nc, js: js, calls: map[string]chan *nats.Msg{}}
+}
+
+// mux starts the single reply subscription all reads share.
+func (h *History) mux() error {
+	h.once.Do(func() {
+		h.prefix = nats.NewInbox() + "."
+		_, h.subErr = h.nc.Subscribe(h.prefix+"*", func(m *nats.Msg) {
+			token := m.Subject[len(h.prefix):]
+			h.mu.Lock()
+			ch := h.calls[token]
+			h.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+		})
+	})
+	return h.subErr
+}
+
+const readBatch = 256
+
+// Read returns the events of workflow id with a stream sequence above after,
+// in order. It returns no events and no error when there are none.
+func (h *History) Read(ctx context.Context, id string, after uint64) ([]Event, error) {
+	if err := h.mux(); err != nil {
+		return nil, err
+	}
+	var out []Event
+	for {
+		evs, pending, err := h.readBatch(ctx, id, after+1)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+		if pending == 0 || len(evs) == 0 {
+			return out, nil
+		}
+		after = evs[len(evs)-1].Seq
+	}
+}
+
+func (h *History) readBatch(ctx context.Context, id string, from uint64) ([]Event, uint64, error) {
+	token := strconv.FormatUint(h.next.Add(1), 36)
+	ch := make(chan *nats.Msg, readBatch+1)
+	h.mu.Lock()
+	h.calls[token] = ch
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.calls, token)
+		h.mu.Unlock()
+	}()
+	req, _ := json.Marshal(map[string]any{"seq": from, "next_by_subj": Tree(id), "batch": readBatch})
+	if err := h.nc.PublishRequest("$JS.API.DIRECT.GET."+HistoryStream, h.prefix+token, req); err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var evs []Event
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("read history of %s: %w", id, ctx.Err())
+		case m := <-ch:
+			switch m.Header.Get("Status") {
+			case "404":
+				return evs, 0, nil
+			case "204":
+				pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+				return evs, pending, nil
+			case "":
+			default:
+				return nil, 0, fmt.Errorf("read history of %s: status %s %s", id, m.Header.Get("Status"), m.Header.Get("Description"))
+			}
+			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			if err != nil {
+				return nil, 0, fmt.Errorf("read history of %s: bad sequence header", id)
+			}
+			ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+			evs = append(evs, eventFromMsg(m.Header.Get(jetstream.SubjectHeader), seq, ts, m.Header, m.Data))
+		}
+	}
+}
+
+// Append writes msgs to the history of workflow id, fenced: the write is
+// accepted only if the last message on wf.<id>.> has sequence expectLast
+// (0: the workflow has no history yet). Several messages are written as one
+// JetStream atomic batch: all or none. Each message must carry a
+// Nats-Msg-Id. It returns the sequence of the last message written.
+//
+// On ErrFenced or any other error the write may still have landed (a lost
+// ack): use Landed to find out before deciding anything else.
+func (h *History) Append(ctx context.Context, id string, expectLast uint64, msgs []*nats.Msg) (uint64, error) {
+	if len(msgs) == 0 {
+		return expectLast, nil
+	}
+	first := msgs[0]
+	first.Header.Set(hdrExpectedLastSubjSeq, strconv.FormatUint(expectLast, 10))
+	first.Header.Set(hdrExpectedLastSubjSeqSubject, Tree(id))
+	if len(msgs) == 1 {
+		ack, err := h.js.PublishMsg(ctx, first)
+		if err != nil {
+			return 0, translate(err)
+		}
+		return ack.Sequence, nil
+	}
+	batch := nuid.Next()
+	for i, m := range msgs {
+		m.Header.Set(hdrBatchID, batch)
+		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		if i < len(msgs)-1 {
+			if err := h.nc.PublishMsg(m); err != nil {
+				return 0, err
+			}
+		}
+	}
+	last := msgs[len(msgs)-1]
+	last.Header.Set(hdrBatchCommit, "1")
+	resp, err := h.nc.RequestMsgWithContext(ctx, last)
+	if err != nil {
+		return 0, err
+	}
+	var ack struct {
+		Seq   uint64              `json:"seq"`
+		Count int                 `json:"count"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("batch ack: %w", err)
+	}
+	if ack.Error != nil {
+		return 0, translate(ack.Error)
+	}
+	return ack.Seq, nil
+}
+
+// Landed reports whether a write whose first message carried msgID is the
+// first message after expectLast in the history of id, and returns the
+// events after expectLast either way.
+func (h *History) Landed(ctx context.Context, id string, expectLast uint64, msgID string) (bool, []Event, error) {
+	evs, err := h.Read(ctx, id, expectLast)
+	if err != nil {
+		return false, nil, err
+	}
+	return len(evs) > 0 && evs[0].MsgID == msgID, evs, nil
+}
+
+// translate maps JetStream errors to this package's sentinels.
+func translate(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			return fmt.Errorf("%w: %s", ErrFenced, apiErr.Description)
+		}
+	}
+	return err
+}

@@ -1,0 +1,139 @@
+// Package streams is the whole JetStream topology of jetflow in one place:
+// stream, KV and consumer names and configs, the subject layout, an
+// idempotent Ensure, the fenced history writer, a consumer-free history
+// reader (direct get), and start/stop of an embedded nats-server.
+//
+// JetStream error codes are translated to the sentinel errors of this package
+// here and nowhere else.
+package streams
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Stream names.
+const (
+	// HistoryStream holds every workflow history: the subject tree wf.<id>.> of a
+	// workflow is its history, in stream order.
+	HistoryStream = "JETFLOW_HISTORY"
+	// OrdersStream captures order.created, so an order published while no
+	// orchestrator runs waits for one.
+	OrdersStream = "JETFLOW_ORDERS"
+	// DeadLetterStream keeps every message jetflow refused, with the reason.
+	DeadLetterStream = "JETFLOW_DLQ"
+)
+
+// KV bucket names.
+const (
+	// IdempotencyBucket holds the participants' claims and recorded results,
+	// keyed <service>.<idempotency key>.
+	IdempotencyBucket = "jetflow_idempotency"
+	// LedgerBucketPrefix + system name ("payment", ...) is the bucket of a
+	// simulated external system's ledger.
+	LedgerBucketPrefix = "jetflow_ledger_"
+)
+
+// Consumer names.
+const (
+	// OrchestratorConsumer is the durable consumer all orchestrators share:
+	// it delivers the history events that call for a decision.
+	OrchestratorConsumer = "jetflow-orchestrator"
+	// IntakeConsumer is the durable consumer on Orders.
+	IntakeConsumer = "jetflow-intake"
+	// ParticipantConsumerPrefix + service is a participant's durable consumer.
+	ParticipantConsumerPrefix = "jetflow-participant-"
+)
+
+// Subjects outside the history tree.
+const (
+	// OrderCreated is where anyone publishes a new order.
+	OrderCreated = "order.created"
+	// DeadLetterPrefix is the prefix of dead-letter subjects: dlq.<origin>.
+	DeadLetterPrefix = "dlq"
+)
+
+// Terminal subject tokens, under wf.<id>.
+const (
+	tokStart   = "start"
+	tokCmd     = "cmd"
+	tokRes     = "res"
+	tokMarker  = "marker"
+	tokDone    = "done"
+	tokBlocked = "blocked"
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// ValidID reports an error unless id can name a workflow: 1 to 128 letters,
+// digits, '-' or '_', so it is one subject token and part of a KV key.
+func ValidID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("invalid workflow id %q: want 1-128 characters of [A-Za-z0-9_-]", id)
+	}
+	return nil
+}
+
+// ValidToken reports an error unless s can be a service or action name.
+func ValidToken(s string) error {
+	if !idPattern.MatchString(s) {
+		return fmt.Errorf("invalid name %q: want 1-128 characters of [A-Za-z0-9_-]", s)
+	}
+	return nil
+}
+
+// Tree is the subject tree of a workflow's history: wf.<id>.>
+func Tree(id string) string { return "wf." + id + ".>" }
+
+// StartSubject is where the first event of a history is written.
+func StartSubject(id string) string { return "wf." + id + "." + tokStart }
+
+// CommandSubject is where a command for service/action is recorded and sent.
+func CommandSubject(id, service, action string) string {
+	return "wf." + id + "." + tokCmd + "." + service + "." + action
+}
+
+// CommandFilter is a participant's consumer filter: every command for service.
+func CommandFilter(service string) string { return "wf.*." + tokCmd + "." + service + ".*" }
+
+// ResultSubject is where a participant publishes the result of a command.
+// Results are domain events: subscribe to wf.*.res.payment.charge to see
+// every charge.
+func ResultSubject(id, service, action string) string {
+	return "wf." + id + "." + tokRes + "." + service + "." + action
+}
+
+// MarkerSubject records a side-effect or version marker.
+func MarkerSubject(id string) string { return "wf." + id + "." + tokMarker }
+
+// DoneSubject is the terminal event, with the status as last token, so
+// `nats stream subjects JETFLOW_HISTORY 'wf.*.done.manual'` lists the
+// manual-intervention queue.
+func DoneSubject(id, status string) string { return "wf." + id + "." + tokDone + "." + status }
+
+// BlockedSubject records that a workflow diverged from its history.
+func BlockedSubject(id string) string { return "wf." + id + "." + tokBlocked }
+
+// Filters used by listings.
+const (
+	StartFilter   = "wf.*." + tokStart
+	DoneFilter    = "wf.*." + tokDone + ".*"
+	BlockedFilter = "wf.*." + tokBlocked
+	ResultFilter  = "wf.*." + tokRes + ".>"
+)
+
+// DeadLetterSubject is where refused messages of an origin go, e.g.
+// dlq.order.created or dlq.cmd.payment.
+func DeadLetterSubject(origin string) string { return DeadLetterPrefix + "." + origin }
+
+// ParseSubject splits a history subject into the workflow ID and the part
+// after it ("start", "cmd.payment.charge", ...).
+func ParseSubject(subject string) (id, rest string, ok bool) {
+	s, found := strings.CutPrefix(subject, "wf.")
+	if !found {
+		return "", "", false
+	}
+	id, rest, found = strings.Cut(s, ".")
+	return id, rest, found && id != ""
+}
