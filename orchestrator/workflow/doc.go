@@ -1,0 +1,17 @@
+// Package workflow is the SDK for writing durable workflows as plain Go
+// functions. A workflow function takes a Context and one input and returns
+// one output and an error:
+//
+//	func Fulfill(ctx workflow.Context, o Order) (Receipt, error)
+//
+// Inside it, Execute sends a command to a participant and waits for its
+// result. Every command, result and side effect is recorded in the
+// workflow's history; after a crash the orchestrator replays the history
+// through the same function, recorded steps return their recorded results
+// without being sent again, and only the next step is sent.
+//
+// Workflow code must be deterministic: given the same history it must issue
+// the same commands in the same order. Use Now, SideEffect and GetVersion
+// instead of time.Now, math/rand or flags; do the I/O in participants. A
+// replay that diverges from the history parks the workflow as blocked.
+package workflow
