@@ -1,0 +1,254 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"jetflow/schema"
+)
+
+// StepError is the error Execute returns when a step failed for good: the
+// participant gave up after its retry policy, or failed non-retryably.
+type StepError struct {
+	// Activity is "service.action".
+	Activity string
+	// Kind classifies the failure ("declined", "out_of_stock", "timeout", ...).
+	Kind    string
+	Message string
+	// Attempts is how many attempts the participant made.
+	Attempts int
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("%s failed (%s) after %d attempt(s): %s", e.Activity, e.Kind, e.Attempts, e.Message)
+}
+
+// IsKind reports whether err is (or wraps) a StepError of the given kind.
+func IsKind(err error, kind string) bool {
+	var se *StepError
+	return errors.As(err, &se) && se.Kind == kind
+}
+
+// ManualError ends a workflow in the manual state: a person must look at it.
+// Return it (or wrap it) from a workflow function; Saga.Compensate returns
+// one when a compensation failed for good.
+type ManualError struct {
+	Reason string
+	Cause  error
+}
+
+func (e *ManualError) Error() string {
+	if e.Cause != nil {
+		return "manual intervention needed: " + e.Reason + ": " + e.Cause.Error()
+	}
+	return "manual intervention needed: " + e.Reason
+}
+
+func (e *ManualError) Unwrap() error { return e.Cause }
+
+// future is the untyped result of a step.
+type future struct {
+	ready    bool
+	activity string
+	output   schema.Raw
+	err      error
+}
+
+func (f *future) resolveResult(res *schema.Result) {
+	f.ready = true
+	if res.Error != nil {
+		f.err = &StepError{Activity: f.activity, Kind: res.Error.Kind, Message: res.Error.Message, Attempts: res.Attempts}
+		return
+	}
+	f.output = res.Output
+}
+
+// Future is the pending result of a step started with ExecuteAsync.
+type Future[T any] struct{ f *future }
+
+// IsReady reports whether the result is in, without blocking.
+func (f Future[T]) IsReady() bool { return f.f.ready }
+
+// Get waits for the result and decodes it into T.
+func (f Future[T]) Get(ctx Context) (T, error) {
+	var out T
+	ctx.co().block(func() bool { return f.f.ready })
+	if f.f.err != nil {
+		return out, f.f.err
+	}
+	if err := schema.DecodeRaw(f.f.output, &out); err != nil {
+		return out, fmt.Errorf("%s: decode result: %w", f.f.activity, err)
+	}
+	return out, nil
+}
+
+// Execute sends a command for act with input in and waits for its result.
+// On replay, a step whose result is recorded returns it at once and is not
+// sent again. A step that failed for good returns a *StepError.
+func Execute[T any](ctx Context, act Activity, in any) (T, error) {
+	return ExecuteAsync[T](ctx, act, in).Get(ctx)
+}
+
+// ExecuteAsync sends a command for act and returns its future without
+// waiting, so several steps can run at once.
+func ExecuteAsync[T any](ctx Context, act Activity, in any) Future[T] {
+	return Future[T]{f: schedule(ctx, act, in, false)}
+}
+
+func schedule(ctx Context, act Activity, in any, compensation bool) *future {
+	r := ctx.co().r
+	opts := act.Options.withDefaults()
+	raw, err := schema.EncodeRaw(in)
+	if err != nil {
+		r.fail(fmt.Errorf("%s: encode input: %w", act, err))
+		runtime.Goexit()
+	}
+	cmd := &schema.Command{
+		WorkflowID:   r.id,
+		ID:           r.issued + 1,
+		Service:      act.Service,
+		Action:       act.Action,
+		Input:        raw,
+		StartToClose: opts.StartToClose,
+		Retry:        opts.Retry,
+		Compensation: compensation,
+	}
+	r.decide(cmd)
+	f := &future{activity: act.String()}
+	if res, ok := r.results[cmd.ID]; ok {
+		f.resolveResult(res)
+	} else {
+		r.pending[cmd.ID] = f
+	}
+	return f
+}
+
+// SideEffect runs fn once and records its result in the history; on replay
+// it returns the recorded value without running fn. Use it for random
+// values and generated IDs.
+func SideEffect[T any](ctx Context, fn func() T) T {
+	r := ctx.co().r
+	var zero T
+	m := &schema.Marker{ID: r.issued + 1, Name: "side_effect"}
+	if rec := r.peek(); rec == nil {
+		v := fn()
+		raw, err := schema.EncodeRaw(v)
+		if err != nil {
+			r.fail(fmt.Errorf("side effect: encode: %w", err))
+			runtime.Goexit()
+		}
+		m.Value = raw
+		r.decide(m)
+		return v
+	}
+	rec := r.decide(m).(*schema.Marker)
+	if err := schema.DecodeRaw(rec.Value, &zero); err != nil {
+		r.fail(fmt.Errorf("side effect: decode recorded value: %w", err))
+		runtime.Goexit()
+	}
+	return zero
+}
+
+// DefaultVersion is what GetVersion returns for a workflow whose history
+// predates the change.
+const DefaultVersion = -1
+
+// GetVersion lets a workflow change its code while old executions are in
+// flight. A new execution records maxSupported and takes the new path; an
+// execution whose history predates the change gets DefaultVersion and
+// takes the old path:
+//
+//	if workflow.GetVersion(ctx, "add-fraud-check", workflow.DefaultVersion, 1) == 1 { ... }
+func GetVersion(ctx Context, changeID string, minSupported, maxSupported int) int {
+	r := ctx.co().r
+	name := "version:" + changeID
+	rec := r.peek()
+	if rec != nil {
+		if m, ok := rec.(*schema.Marker); !ok || m.Name != name {
+			// The history was written before this change: no marker here.
+			return checkVersion(r, changeID, DefaultVersion, minSupported, maxSupported)
+		}
+		var v int
+		r.decide(&schema.Marker{ID: r.issued + 1, Name: name})
+		if err := schema.DecodeRaw(rec.(*schema.Marker).Value, &v); err != nil {
+			r.fail(fmt.Errorf("version %s: decode: %w", changeID, err))
+			runtime.Goexit()
+		}
+		return checkVersion(r, changeID, v, minSupported, maxSupported)
+	}
+	raw, _ := schema.EncodeRaw(maxSupported)
+	r.decide(&schema.Marker{ID: r.issued + 1, Name: name, Value: raw})
+	return maxSupported
+}
+
+func checkVersion(r *replayer, changeID string, v, lo, hi int) int {
+	if v < lo || v > hi {
+		r.fail(fmt.Errorf("version %s: history has version %d, code supports %d..%d", changeID, v, lo, hi))
+		runtime.Goexit()
+	}
+	return v
+}
+
+// peek returns the next recorded decision, or nil at the frontier.
+func (r *replayer) peek() schema.Kinded {
+	if r.issued < len(r.history) {
+		return r.history[r.issued].value
+	}
+	return nil
+}
+
+// Now returns the workflow's time: the time of the history event being
+// replayed, the same on every replay. Use it instead of time.Now.
+func Now(ctx Context) time.Time { return ctx.co().r.now }
+
+// WorkflowID returns the ID of the running workflow.
+func WorkflowID(ctx Context) string { return ctx.co().r.id }
+
+// IsReplaying reports whether the code is re-executing recorded history.
+func IsReplaying(ctx Context) bool { return ctx.co().r.isReplaying() }
+
+// GetLogger returns a logger that is silent while the workflow replays, so
+// each line is written once however often the history is replayed.
+func GetLogger(ctx Context) *slog.Logger { return ctx.co().r.logger }
+
+// Go starts fn in a new workflow coroutine. Coroutines run one at a time,
+// in a deterministic order; use futures to wait for each other.
+func Go(ctx Context, fn func(ctx Context)) {
+	s := ctx.co().r.sched
+	s.spawn(fmt.Sprintf("co-%d", len(s.cos)), fn)
+}
+
+// Await blocks until cond reports true. cond is re-evaluated after every
+// event the workflow receives; it must only read workflow state.
+func Await(ctx Context, cond func() bool) { ctx.co().block(cond) }
+
+// replayAware drops log records while the workflow replays.
+type replayAware struct {
+	inner slog.Handler
+	r     *replayer
+}
+
+func (h *replayAware) Enabled(ctx context.Context, l slog.Level) bool {
+	return !h.r.isReplaying() && h.inner.Enabled(ctx, l)
+}
+func (h *replayAware) Handle(ctx context.Context, rec slog.Record) error {
+	rec.AddAttrs(slog.String("workflow_id", h.r.id))
+	return h.inner.Handle(ctx, rec)
+}
+func (h *replayAware) WithAttrs(a []slog.Attr) slog.Handler {
+	return &replayAware{inner: h.inner.WithAttrs(a), r: h.r}
+}
+func (h *replayAware) WithGroup(n string) slog.Handler {
+	return &replayAware{inner: h.inner.WithGroup(n), r: h.r}
+}
+
+type discard struct{}
+
+func (discard) Enabled(context.Context, slog.Level) bool  { return false }
+func (discard) Handle(context.Context, slog.Record) error { return nil }
+func (d discard) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discard) WithGroup(string) slog.Handler           { return d }

@@ -1,0 +1,227 @@
+package workflow
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"jetflow/schema"
+)
+
+// Event is one history event as the replayer needs it.
+type Event struct {
+	// Seq is the stream sequence, used in error messages.
+	Seq  uint64
+	Time time.Time
+	// Value is the decoded event; events that failed to decode are passed
+	// with a nil Value and skipped, the same way on every replay.
+	Value schema.Kinded
+}
+
+// Outcome is what a replay decided.
+type Outcome struct {
+	// Decisions are the new commands and markers, not yet in the history, in
+	// issue order. Their IDs continue the history's numbering.
+	Decisions []schema.Kinded
+	// Finished is set when the workflow function returned.
+	Finished *schema.WorkflowFinished
+	// Blocked is set when the code diverged from the history or panicked.
+	Blocked *schema.WorkflowBlocked
+}
+
+// NondeterminismError describes where replay diverged from the history.
+type NondeterminismError struct {
+	// Decision is the 1-based number of the decision that did not match.
+	Decision int
+	// EventSeq is the stream sequence of the recorded event (0 if none).
+	EventSeq uint64
+	Recorded string
+	Issued   string
+}
+
+func (e *NondeterminismError) Error() string {
+	return fmt.Sprintf("nondeterminism at decision %d (history event #%d): history has %s, code issued %s",
+		e.Decision, e.EventSeq, e.Recorded, e.Issued)
+}
+
+type recorded struct {
+	seq   uint64
+	value schema.Kinded
+}
+
+// replayer feeds one workflow's history through its function.
+type replayer struct {
+	id      string
+	logger  *slog.Logger
+	sched   *scheduler
+	history []recorded // recorded decisions (commands and markers) in order
+	issued  int        // decisions issued by code so far
+	fresh   []schema.Kinded
+	results map[int]*schema.Result
+	pending map[int]*future
+	now     time.Time
+	// fedAll is set once the last history result is being delivered.
+	fedAll   bool
+	failure  error
+	finished *schema.WorkflowFinished
+}
+
+// isReplaying reports whether the code is re-executing decisions that the
+// history already holds.
+func (r *replayer) isReplaying() bool {
+	return !r.fedAll || r.issued < len(r.history)
+}
+
+func (r *replayer) fail(err error) {
+	if r.failure == nil {
+		r.failure = err
+	}
+	r.sched.aborted = true
+}
+
+// Replay runs fn over the history of workflow id and returns what to do
+// next. history must start with the WorkflowStarted event.
+func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
+	if logger == nil {
+		logger = slog.New(discard{})
+	}
+	if len(history) == 0 {
+		return blockedOutcome(errors.New("history is empty"), 0)
+	}
+	started, ok := history[0].Value.(*schema.WorkflowStarted)
+	if !ok {
+		return blockedOutcome(fmt.Errorf("history event #%d is not workflow.started", history[0].Seq), history[0].Seq)
+	}
+	r := &replayer{
+		id:      id,
+		results: map[int]*schema.Result{},
+		pending: map[int]*future{},
+		now:     history[0].Time,
+	}
+	r.logger = slog.New(&replayAware{inner: logger.Handler(), r: r})
+	r.sched = &scheduler{r: r, yield: make(chan struct{})}
+	var feed []Event
+	for _, ev := range history[1:] {
+		switch v := ev.Value.(type) {
+		case *schema.Command, *schema.Marker:
+			r.history = append(r.history, recorded{seq: ev.Seq, value: v})
+		case *schema.Result:
+			feed = append(feed, ev)
+		}
+	}
+	r.fedAll = len(feed) == 0
+	r.sched.spawn("main", func(ctx Context) {
+		out, err := fn(ctx, started.Input)
+		r.finish(out, err)
+	})
+	defer r.sched.close()
+	r.sched.run()
+	for i, ev := range feed {
+		if r.failure != nil || r.finished != nil {
+			break
+		}
+		r.fedAll = i == len(feed)-1
+		r.now = ev.Time
+		r.deliver(ev.Value.(*schema.Result))
+		r.sched.run()
+	}
+	if r.failure == nil && r.issued < len(r.history) {
+		next := r.history[r.issued]
+		r.failure = &NondeterminismError{
+			Decision: r.issued + 1, EventSeq: next.seq,
+			Recorded: describe(next.value), Issued: "nothing (the code did not reach it)",
+		}
+	}
+	if r.failure != nil {
+		var seq uint64
+		var nd *NondeterminismError
+		if errors.As(r.failure, &nd) {
+			seq = nd.EventSeq
+			o := blockedOutcome(r.failure, seq)
+			o.Blocked.Recorded, o.Blocked.Issued = nd.Recorded, nd.Issued
+			return o
+		}
+		return blockedOutcome(r.failure, seq)
+	}
+	return Outcome{Decisions: r.fresh, Finished: r.finished}
+}
+
+func blockedOutcome(err error, seq uint64) Outcome {
+	return Outcome{Blocked: &schema.WorkflowBlocked{Reason: err.Error(), EventSeq: seq}}
+}
+
+// deliver resolves the future of a result. A second result for the same
+// command (a duplicate delivery) is ignored: the first one is the fact.
+func (r *replayer) deliver(res *schema.Result) {
+	if _, dup := r.results[res.CommandID]; dup {
+		return
+	}
+	r.results[res.CommandID] = res
+	if f := r.pending[res.CommandID]; f != nil {
+		delete(r.pending, res.CommandID)
+		f.resolveResult(res)
+	}
+}
+
+// decide matches a decision the code issues against the history. It returns
+// the recorded value when the decision was already made, or nil when it is
+// new (and then queues it to be written).
+func (r *replayer) decide(d schema.Kinded) schema.Kinded {
+	r.issued++
+	if r.issued <= len(r.history) {
+		rec := r.history[r.issued-1]
+		if !sameDecision(rec.value, d) {
+			r.fail(&NondeterminismError{
+				Decision: r.issued, EventSeq: rec.seq,
+				Recorded: describe(rec.value), Issued: describe(d),
+			})
+			runtime.Goexit()
+		}
+		return rec.value
+	}
+	r.fresh = append(r.fresh, d)
+	return nil
+}
+
+func sameDecision(a, b schema.Kinded) bool {
+	switch x := a.(type) {
+	case *schema.Command:
+		y, ok := b.(*schema.Command)
+		return ok && x.Service == y.Service && x.Action == y.Action
+	case *schema.Marker:
+		y, ok := b.(*schema.Marker)
+		return ok && x.Name == y.Name
+	}
+	return false
+}
+
+func describe(v schema.Kinded) string {
+	switch x := v.(type) {
+	case *schema.Command:
+		if x.Compensation {
+			return fmt.Sprintf("command %s.%s (compensation)", x.Service, x.Action)
+		}
+		return fmt.Sprintf("command %s.%s", x.Service, x.Action)
+	case *schema.Marker:
+		return fmt.Sprintf("marker %q", x.Name)
+	}
+	return string(v.Kind())
+}
+
+func (r *replayer) finish(out any, err error) {
+	f := &schema.WorkflowFinished{Status: schema.StatusCompleted}
+	if err != nil {
+		var m *ManualError
+		if errors.As(err, &m) {
+			f.Status, f.Reason = schema.StatusManual, m.Reason
+		} else {
+			f.Status = schema.StatusCompensated
+		}
+		f.Error = err.Error()
+	} else if raw, ok := out.(schema.Raw); ok {
+		f.Output = raw
+	}
+	r.finished = f
+}

@@ -1,0 +1,74 @@
+package workflow
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// CompensationOptions are the default options of compensating steps: retried
+// with exponential backoff up to a ceiling, because a compensation must not
+// be given up lightly; after the last attempt the workflow needs a person.
+var CompensationOptions = StepOptions{
+	StartToClose: DefaultStartToClose,
+	Retry: RetryPolicy{
+		InitialInterval:    time.Second,
+		BackoffCoefficient: 2,
+		MaxInterval:        time.Minute,
+		MaxAttempts:        10,
+	},
+}
+
+// Saga collects the compensations of completed steps and runs them in
+// reverse order (last in, first out) when the workflow fails.
+type Saga struct {
+	ctx   Context
+	opts  StepOptions
+	comps []compensation
+}
+
+type compensation struct {
+	act Activity
+	in  any
+}
+
+// NewSaga returns an empty saga. opts, if given, override
+// CompensationOptions for every compensation.
+func NewSaga(ctx Context, opts ...StepOptions) *Saga {
+	s := &Saga{ctx: ctx, opts: CompensationOptions}
+	for _, o := range opts {
+		s.opts = s.opts.merge(o)
+	}
+	return s
+}
+
+// AddCompensation registers the step that undoes a completed one. Call it
+// right after the step succeeded.
+func (s *Saga) AddCompensation(act Activity, in any) {
+	s.comps = append(s.comps, compensation{act: act, in: in})
+}
+
+// Compensate runs the registered compensations in reverse order, each a
+// retried command. Every compensation is attempted even if an earlier one
+// failed. It returns cause wrapped when all succeeded, and a *ManualError
+// naming every failed compensation otherwise: never a faked success.
+func (s *Saga) Compensate(cause error) error {
+	var failed []string
+	for i := len(s.comps) - 1; i >= 0; i-- {
+		c := s.comps[i]
+		act := c.act
+		act.Options = s.opts.merge(act.Options)
+		f := Future[struct{}]{f: schedule(s.ctx, act, c.in, true)}
+		if _, err := f.Get(s.ctx); err != nil {
+			failed = append(failed, err.Error())
+		}
+	}
+	s.comps = nil
+	if len(failed) > 0 {
+		return &ManualError{
+			Reason: "compensation failed: " + strings.Join(failed, "; "),
+			Cause:  cause,
+		}
+	}
+	return fmt.Errorf("compensated: %w", cause)
+}
