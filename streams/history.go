@@ -256,3 +256,20 @@ func translate(err error) error {
 	}
 	return err
 }
+
+// PublishFirst publishes m only if no message was ever published on its
+// subject, and reports whether this call wrote it. A retry of the same
+// message within the duplicate window (same Nats-Msg-Id) counts as written
+// by the first call, not this one.
+func PublishFirst(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (bool, error) {
+	m.Header.Set(hdrExpectedLastSubjSeq, "0")
+	m.Header.Set(hdrExpectedLastSubjSeqSubject, m.Subject)
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		if err = translate(err); errors.Is(err, ErrFenced) {
+			return false, nil
+		}
+		return false, err
+	}
+	return !ack.Duplicate, nil
+}

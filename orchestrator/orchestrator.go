@@ -1,0 +1,179 @@
+// Package orchestrator is the stateless runtime that drives workflows. It
+// consumes the history events that call for a decision (a start, a result),
+// replays the workflow's history through its code, and appends the next
+// decision, fenced on the workflow's subject tree, as one atomic write.
+//
+// Everything it needs is in JetStream; any number of orchestrators may run
+// against the same streams. It keeps a bounded cache of histories and reads
+// only the events it has not seen.
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/orchestrator/workflow"
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// Config configures an Orchestrator.
+type Config struct {
+	// NC and JS are the connection to NATS. Required.
+	NC *nats.Conn
+	JS jetstream.JetStream
+	// Registry holds the workflow functions this orchestrator can run.
+	// Required.
+	Registry *workflow.Registry
+	// Intake, if set, starts a workflow for every message on order.created.
+	Intake *Intake
+	// Logger receives the runtime's log. Default: discarded.
+	Logger *slog.Logger
+	// Workers is the number of decision loops. Events of one workflow always
+	// go to the same loop. Default 8 x GOMAXPROCS.
+	Workers int
+	// CacheSize bounds the number of workflow histories kept in memory.
+	// Default 10,000.
+	CacheSize int
+	// AckWait of the shared consumers: how long a decision may take before
+	// JetStream gives its event to another orchestrator. Default 30s.
+	AckWait time.Duration
+}
+
+func (c *Config) validate() error {
+	if c.NC == nil || c.JS == nil {
+		return errors.New("orchestrator: Config.NC and Config.JS are required")
+	}
+	if c.Registry == nil {
+		return errors.New("orchestrator: Config.Registry is required")
+	}
+	if c.Intake != nil && (c.Intake.WorkflowType == "" || c.Intake.Decode == nil) {
+		return errors.New("orchestrator: Intake needs WorkflowType and Decode")
+	}
+	if c.Intake != nil {
+		if _, ok := c.Registry.Lookup(c.Intake.WorkflowType); !ok {
+			return fmt.Errorf("orchestrator: intake workflow type %q is not registered", c.Intake.WorkflowType)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Workers <= 0 {
+		c.Workers = 8 * runtime.GOMAXPROCS(0)
+	}
+	if c.CacheSize <= 0 {
+		c.CacheSize = 10000
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	return nil
+}
+
+// Orchestrator runs workflows. Create it with New and start it with Run.
+type Orchestrator struct {
+	cfg  Config
+	log  *slog.Logger
+	hist *streams.History
+}
+
+// New validates cfg and returns an Orchestrator.
+func New(cfg Config) (*Orchestrator, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Orchestrator{cfg: cfg, log: cfg.Logger, hist: streams.NewHistory(cfg.NC, cfg.JS)}, nil
+}
+
+// Run consumes until ctx is done. It returns nil on cancellation.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	cons, err := o.cfg.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, streams.OrchestratorConsumerConfig(o.cfg.AckWait))
+	if err != nil {
+		return fmt.Errorf("orchestrator: consumer: %w", err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	workers := make([]chan jetstream.Msg, o.cfg.Workers)
+	perWorker := max(o.cfg.CacheSize/o.cfg.Workers, 16)
+	for i := range workers {
+		workers[i] = make(chan jetstream.Msg, 64)
+		wg.Add(1)
+		go func(in chan jetstream.Msg) {
+			defer wg.Done()
+			w := &worker{o: o, cache: newCache(perWorker)}
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case m := <-in:
+					w.handle(ctx, m)
+				}
+			}
+		}(workers[i])
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		id, _, _ := streams.ParseSubject(m.Subject())
+		select {
+		case workers[shard(id, len(workers))] <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(512), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		o.log.Debug("orchestrator consume", "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("orchestrator: consume: %w", err)
+	}
+	defer cc.Stop()
+
+	if o.cfg.Intake != nil {
+		stop, err := o.runIntake(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	o.log.Info("orchestrator running", "workflows", o.cfg.Registry.Names(), "workers", o.cfg.Workers)
+	<-ctx.Done()
+	return nil
+}
+
+func shard(id string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % uint32(n))
+}
+
+// Start begins workflow id of type wfType with input, unless a workflow with
+// that ID was started before: starting is idempotent and the second start
+// reports started=false. The start is acknowledged by JetStream when Start
+// returns nil.
+func Start(ctx context.Context, js jetstream.JetStream, wfType, id string, input any, source string) (started bool, err error) {
+	if err := streams.ValidID(id); err != nil {
+		return false, err
+	}
+	raw, err := schema.EncodeRaw(input)
+	if err != nil {
+		return false, fmt.Errorf("encode input: %w", err)
+	}
+	m, err := streams.NewMsg(streams.StartSubject(id), &schema.WorkflowStarted{WorkflowID: id, Type: wfType, Input: raw, Source: source})
+	if err != nil {
+		return false, err
+	}
+	m.Header.Set(jetstream.MsgIDHeader, "start-"+id)
+	m.Header.Set(schema.HeaderWorkflowID, id)
+	// The fence is on the start subject alone: a workflow starts once, and a
+	// stray message elsewhere in its tree cannot stop it from starting.
+	return streams.PublishFirst(ctx, js, m)
+}

@@ -1,0 +1,278 @@
+package orchestrator
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/orchestrator/workflow"
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// Errors that decide what happens to the event that woke a decision.
+var (
+	// errUnknownWorkflow: the event belongs to no started workflow.
+	errUnknownWorkflow = errors.New("no workflow.started event in this workflow's history")
+	// errUnknownType: no workflow function of that type is registered here.
+	errUnknownType = errors.New("workflow type not registered in this orchestrator")
+)
+
+// state is what an orchestrator knows of one workflow: its history from the
+// start event on, and the sequence of the last message of its tree.
+type state struct {
+	id      string
+	lastSeq uint64
+	events  []workflow.Event
+	start   *schema.WorkflowStarted
+	status  schema.Status
+	blocked string // reason of the last blocked event, if it is the last decision
+}
+
+func (s *state) add(evs []streams.Event) {
+	for _, ev := range evs {
+		s.lastSeq = ev.Seq
+		if ev.DecodeErr != nil {
+			continue // skipped on every replay alike; dead-lettered when it woke us
+		}
+		if s.start == nil {
+			st, ok := ev.Value.(*schema.WorkflowStarted)
+			if !ok {
+				continue // stray message before the start
+			}
+			s.start, s.status = st, schema.StatusRunning
+		}
+		switch v := ev.Value.(type) {
+		case *schema.WorkflowFinished:
+			s.status = v.Status
+		case *schema.WorkflowBlocked:
+			s.status, s.blocked = schema.StatusBlocked, v.Reason
+		case *schema.Command, *schema.Marker:
+			if s.status == schema.StatusBlocked {
+				s.status, s.blocked = schema.StatusRunning, ""
+			}
+		}
+		s.events = append(s.events, workflow.Event{Seq: ev.Seq, Time: ev.Time, Value: ev.Value})
+	}
+}
+
+// cache is a small LRU of workflow states, owned by one worker.
+type cache struct {
+	max   int
+	ll    *list.List
+	items map[string]*list.Element
+}
+
+func newCache(max int) *cache {
+	return &cache{max: max, ll: list.New(), items: map[string]*list.Element{}}
+}
+
+func (c *cache) get(id string) *state {
+	if e, ok := c.items[id]; ok {
+		c.ll.MoveToFront(e)
+		return e.Value.(*state)
+	}
+	s := &state{id: id}
+	c.items[id] = c.ll.PushFront(s)
+	for c.ll.Len() > c.max {
+		old := c.ll.Back()
+		c.ll.Remove(old)
+		delete(c.items, old.Value.(*state).id)
+	}
+	return s
+}
+
+func (c *cache) drop(id string) {
+	if e, ok := c.items[id]; ok {
+		c.ll.Remove(e)
+		delete(c.items, id)
+	}
+}
+
+type worker struct {
+	o     *Orchestrator
+	cache *cache
+}
+
+// handle processes one event that may call for a decision. It acks the event
+// only once the decision it led to is stored.
+func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
+	log := w.o.log
+	id, _, ok := streams.ParseSubject(m.Subject())
+	if !ok || streams.ValidID(id) != nil {
+		w.deadLetter(ctx, m, "subject is not a workflow history subject")
+		return
+	}
+	if _, err := schema.Decode(m.Headers().Get(schema.HeaderKind), m.Headers().Get(schema.HeaderSchema), m.Data()); err != nil {
+		w.deadLetter(ctx, m, "undecodable history event: "+err.Error())
+		return
+	}
+	err := w.decide(ctx, id)
+	switch {
+	case err == nil:
+		if err := m.Ack(); err != nil {
+			log.Debug("ack", "workflow_id", id, "err", err)
+		}
+	case errors.Is(err, errUnknownWorkflow):
+		w.cache.drop(id)
+		w.deadLetter(ctx, m, "result for an unknown workflow: "+err.Error())
+	case errors.Is(err, errUnknownType):
+		log.Warn("cannot decide", "workflow_id", id, "err", err)
+		_ = m.NakWithDelay(5 * time.Second)
+	default:
+		w.cache.drop(id)
+		delay := retryDelay(m)
+		log.Warn("decision failed, will retry", "workflow_id", id, "err", err, "retry_in", delay)
+		_ = m.NakWithDelay(delay)
+	}
+}
+
+func retryDelay(m jetstream.Msg) time.Duration {
+	n := uint64(1)
+	if md, err := m.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	d := 100 * time.Millisecond << min(n, 8)
+	return min(d, 10*time.Second)
+}
+
+func (w *worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string) {
+	w.o.log.Warn("dead letter", "subject", m.Subject(), "reason", reason)
+	if err := streams.DeadLetter(ctx, w.o.cfg.JS, "wf", m, reason); err != nil {
+		w.o.log.Error("dead letter failed, will retry", "subject", m.Subject(), "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	_ = m.Ack()
+}
+
+// maxFenceRetries bounds how often one wake re-reads and re-decides after
+// losing the fence before it lets JetStream redeliver the event.
+const maxFenceRetries = 8
+
+// decide brings workflow id up to date: read what is new in its history,
+// replay, and append the next decision fenced on the last sequence read.
+func (w *worker) decide(ctx context.Context, id string) error {
+	st := w.cache.get(id)
+	for attempt := 0; attempt < maxFenceRetries; attempt++ {
+		evs, err := w.o.hist.Read(ctx, id, st.lastSeq)
+		if err != nil {
+			return err
+		}
+		st.add(evs)
+		if st.start == nil {
+			return errUnknownWorkflow
+		}
+		if st.status.Terminal() {
+			w.cache.drop(id) // late results for it are ignored; a miss costs one read
+			return nil
+		}
+		fn, ok := w.o.cfg.Registry.Lookup(st.start.Type)
+		if !ok {
+			return fmt.Errorf("%w: %q", errUnknownType, st.start.Type)
+		}
+		out := workflow.Replay(fn, id, st.events, w.o.log)
+		msgs, vals, err := w.messages(id, st, out)
+		if err != nil || len(msgs) == 0 {
+			return err
+		}
+		firstID := msgs[0].Header.Get(jetstream.MsgIDHeader)
+		last, err := w.o.hist.Append(ctx, id, st.lastSeq, msgs)
+		if err == nil {
+			w.logOutcome(id, out)
+			// An atomic batch is stored contiguously, so the sequences of our
+			// messages are known. Their times are not used by replay.
+			now := time.Now()
+			written := make([]streams.Event, len(vals))
+			for i, v := range vals {
+				written[i] = streams.Event{Seq: last - uint64(len(vals)-1-i), Subject: msgs[i].Subject, Time: now, Value: v}
+			}
+			st.add(written)
+			if st.status.Terminal() {
+				w.cache.drop(id)
+			}
+			return nil
+		}
+		landed, tail, rerr := w.o.hist.Landed(ctx, id, st.lastSeq, firstID)
+		if rerr != nil {
+			return fmt.Errorf("append: %w; and re-reading the tail: %v", err, rerr)
+		}
+		st.add(tail)
+		if landed {
+			continue
+		}
+		if !errors.Is(err, streams.ErrFenced) {
+			return err
+		}
+		// Another decision got in first: decide again on the new tail.
+	}
+	return nil
+}
+
+func (w *worker) logOutcome(id string, out workflow.Outcome) {
+	switch {
+	case out.Blocked != nil:
+		w.o.log.Error("workflow blocked", "workflow_id", id, "reason", out.Blocked.Reason)
+	case out.Finished != nil:
+		w.o.log.Info("workflow finished", "workflow_id", id, "status", out.Finished.Status)
+	}
+}
+
+// messages turns a replay outcome into the history messages to append.
+// Message IDs are derived from the workflow and the sequence decided on, so
+// two orchestrators deciding the same thing write the same IDs.
+func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.Msg, []schema.Kinded, error) {
+	var msgs []*nats.Msg
+	var vals []schema.Kinded
+	add := func(subject string, v schema.Kinded) error {
+		vals = append(vals, v)
+		m, err := streams.NewMsg(subject, v)
+		if err != nil {
+			return err
+		}
+		m.Header.Set(jetstream.MsgIDHeader, id+":"+strconv.FormatUint(st.lastSeq, 10)+":"+strconv.Itoa(len(msgs)))
+		m.Header.Set(schema.HeaderWorkflowID, id)
+		msgs = append(msgs, m)
+		return nil
+	}
+	if out.Blocked != nil {
+		if st.status == schema.StatusBlocked && st.blocked == out.Blocked.Reason {
+			return nil, nil, nil // already parked for this reason
+		}
+		return msgs, vals, add(streams.BlockedSubject(id), out.Blocked)
+	}
+	for _, d := range out.Decisions {
+		var err error
+		switch v := d.(type) {
+		case *schema.Command:
+			if bad := errors.Join(streams.ValidToken(v.Service), streams.ValidToken(v.Action)); bad != nil {
+				return w.messages(id, st, workflow.Outcome{Blocked: &schema.WorkflowBlocked{
+					Reason: fmt.Sprintf("decision %d: %v", v.ID, bad), Issued: v.Service + "." + v.Action}})
+			}
+			v.IdempotencyKey = id + "." + strconv.Itoa(v.ID)
+			v.ReplyTo = streams.ResultSubject(id, v.Service, v.Action)
+			err = add(streams.CommandSubject(id, v.Service, v.Action), v)
+		case *schema.Marker:
+			err = add(streams.MarkerSubject(id), v)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if out.Finished != nil {
+		if err := add(streams.DoneSubject(id, string(out.Finished.Status)), out.Finished); err != nil {
+			return nil, nil, err
+		}
+		msgs[len(msgs)-1].Header.Set(schema.HeaderStatus, string(out.Finished.Status))
+	}
+	if len(msgs) > 1000 {
+		return nil, nil, fmt.Errorf("decision of %d messages exceeds the atomic batch limit of 1000", len(msgs))
+	}
+	return msgs, vals, nil
+}

@@ -1,0 +1,234 @@
+// Package participants is the library for writing a jetflow participant
+// service: a process that consumes the commands of one service ("payment",
+// "inventory", ...) from the history stream, runs a handler per action and
+// publishes each result back into the workflow's history.
+//
+// The library gives a handler exactly-once effects on top of JetStream's
+// at-least-once delivery, as far as the handler's own effects are idempotent
+// by Command.IdempotencyKey:
+//
+//   - Every command is claimed in the idempotency bucket under
+//     <service>.<idempotency key> before its handler runs. A command whose
+//     result is already recorded there is answered from the record; its
+//     handler does not run again.
+//   - A result is recorded in the bucket before it is published, and the
+//     command is acknowledged only after the publish is acknowledged, so a
+//     crash anywhere leads to a redelivery that either reruns the handler
+//     (nothing was recorded) or republishes the recorded result.
+//   - Retries follow the command's retry policy: a retryable failure is
+//     negatively acknowledged with the policy's backoff and counts an
+//     attempt; the last allowed attempt, or a non-retryable error, publishes
+//     a failure result.
+//   - Messages that cannot be processed (undecodable, wrong kind, newer
+//     schema, unknown action) go to the dead-letter stream with the reason;
+//     they never block the consumer.
+package participants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// Command is one attempt at a command, as a handler sees it.
+type Command struct {
+	// WorkflowID is the workflow that issued the command.
+	WorkflowID string
+	// Service and Action name the step, e.g. "payment" and "charge".
+	Service string
+	Action  string
+	// IdempotencyKey is unique per command and stable across redeliveries
+	// and retries. Handlers pass it to the external systems they call.
+	IdempotencyKey string
+	// CommandID is the command's number in its workflow.
+	CommandID int
+	// Attempt is 1 on the first delivery and counts every redelivery,
+	// whether a retry or the recovery of a crashed attempt.
+	Attempt int
+	// Compensation marks a command issued by a saga to undo a step.
+	Compensation bool
+	// Input is the msgpack-encoded argument; see Decode.
+	Input schema.Raw
+	// StartToClose bounds this attempt; the handler's context carries it as
+	// a deadline.
+	StartToClose time.Duration
+	// Retry is the retry policy the workflow chose for the step.
+	Retry schema.RetryPolicy
+}
+
+// Decode decodes the command's input into v. An empty input leaves v
+// untouched.
+func (c *Command) Decode(v any) error { return schema.DecodeRaw(c.Input, v) }
+
+// Handler performs one action of a service. The value it returns is the
+// step's output (encoded with msgpack); the error, if any, is classified with
+// NonRetryable, Retryable, RetryAfter and ErrCrash.
+//
+// A handler may run more than once for one command (after a crash, or when
+// retried), so its effects must be idempotent by cmd.IdempotencyKey.
+type Handler interface {
+	Handle(ctx context.Context, cmd *Command) (any, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, cmd *Command) (any, error)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, cmd *Command) (any, error) { return f(ctx, cmd) }
+
+// Service is a participant service: its name and a handler per action.
+type Service struct {
+	// Name is the service token of the command subjects, e.g. "payment".
+	Name string
+	// Handlers maps an action ("charge") to its handler.
+	Handlers map[string]Handler
+}
+
+// Config configures Run.
+type Config struct {
+	// NC is the connection. Optional when JS is set.
+	NC *nats.Conn
+	// JS is the JetStream context. Default: jetstream.New(NC).
+	JS jetstream.JetStream
+	// Logger receives the service's log. Default: discarded.
+	Logger *slog.Logger
+	// AckWait is how long JetStream waits for an acknowledgement before it
+	// redelivers a command; it is how fast a crashed attempt is resumed.
+	// While a handler runs the library reports progress every AckWait/3.
+	// Default 30s.
+	AckWait time.Duration
+	// Concurrency is the number of commands handled at once; it is also the
+	// consumer's MaxAckPending. Default 256.
+	Concurrency int
+}
+
+// Defaults of Config.
+const (
+	DefaultAckWait      = 30 * time.Second
+	DefaultConcurrency  = 256
+	defaultStartToClose = 10 * time.Second
+	// busyDelay is the redelivery delay when the command cannot be processed
+	// right now: another worker holds it, or a JetStream write failed.
+	busyDelay = time.Second
+	// finishTimeout bounds the writes that record and publish a result.
+	finishTimeout = 10 * time.Second
+)
+
+// Run consumes the commands of svc until ctx is done. It creates or updates
+// the service's durable consumer, handles each command in its own goroutine
+// (at most cfg.Concurrency at once) and, when ctx is done, cancels the
+// handlers still running, waits for them and returns nil. It returns an
+// error only when it cannot start.
+func Run(ctx context.Context, cfg Config, svc Service) error {
+	if err := streams.ValidToken(svc.Name); err != nil {
+		return fmt.Errorf("participants: service name: %w", err)
+	}
+	for action, h := range svc.Handlers {
+		if err := streams.ValidToken(action); err != nil {
+			return fmt.Errorf("participants: %s: action name: %w", svc.Name, err)
+		}
+		if h == nil {
+			return fmt.Errorf("participants: %s.%s: nil handler", svc.Name, action)
+		}
+	}
+	js := cfg.JS
+	if js == nil {
+		if cfg.NC == nil {
+			return errors.New("participants: Config needs NC or JS")
+		}
+		var err error
+		if js, err = jetstream.New(cfg.NC); err != nil {
+			return fmt.Errorf("participants: %w", err)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ackWait := cfg.AckWait
+	if ackWait <= 0 {
+		ackWait = DefaultAckWait
+	}
+	conc := cfg.Concurrency
+	if conc <= 0 {
+		conc = DefaultConcurrency
+	}
+	log = log.With("service", svc.Name)
+
+	kv, err := js.KeyValue(ctx, streams.IdempotencyBucket)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("participants: %s: idempotency bucket: %w", svc.Name, err)
+	}
+	consCfg := streams.ParticipantConsumerConfig(svc.Name, ackWait, conc)
+	cons, err := js.CreateOrUpdateConsumer(ctx, streams.HistoryStream, consCfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("participants: %s: consumer: %w", svc.Name, err)
+	}
+
+	w := &worker{js: js, kv: kv, svc: svc, log: log, ackWait: ackWait, runCtx: ctx}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, conc)
+	log.Info("participant started", "consumer", consCfg.Durable, "ack_wait", ackWait, "concurrency", conc)
+	for {
+		err := w.consume(ctx, cons, conc, sem, &wg)
+		if ctx.Err() != nil {
+			log.Info("participant stopping")
+			return nil
+		}
+		log.Warn("consumer interrupted, resuming", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(busyDelay):
+		}
+		if c, err := js.CreateOrUpdateConsumer(ctx, streams.HistoryStream, consCfg); err != nil {
+			log.Warn("recreate consumer", "err", err)
+		} else {
+			cons = c
+		}
+	}
+}
+
+// consume pulls messages until ctx is done or the iterator fails, handing
+// each to its own goroutine once a concurrency slot is free.
+func (w *worker) consume(ctx context.Context, cons jetstream.Consumer, conc int, sem chan struct{}, wg *sync.WaitGroup) error {
+	iter, err := cons.Messages(jetstream.PullMaxMessages(conc))
+	if err != nil {
+		return err
+	}
+	defer iter.Stop()
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		msg, err := iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			<-sem
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			w.handle(msg)
+		}()
+	}
+}
