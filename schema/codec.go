@@ -108,10 +108,14 @@ func Decode(kind, version string, body []byte) (Kinded, error) {
 // rendered as base64.
 func ToJSON(body []byte) ([]byte, error) {
 	var v any
-	dec := msgpack.NewDecoder(bytes.NewReader(body))
+	r := bytes.NewReader(body)
+	dec := msgpack.NewDecoder(r)
 	dec.UseLooseInterfaceDecoding(true)
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
+	}
+	if r.Len() > 0 {
+		return nil, fmt.Errorf("msgpack: %d trailing bytes", r.Len())
 	}
 	return json.Marshal(jsonable(v))
 }

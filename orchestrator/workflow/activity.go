@@ -23,7 +23,7 @@ func (a Activity) String() string { return a.Service + "." + a.Action }
 
 // WithOptions returns a copy of a with the non-zero fields of o applied.
 func (a Activity) WithOptions(o StepOptions) Activity {
-	a.Options = a.Options.merge(o)
+	a.Options = a.Options.Merge(o)
 	return a
 }
 
@@ -50,7 +50,8 @@ var DefaultRetryPolicy = RetryPolicy{
 // DefaultStartToClose is used when a step sets no StartToClose.
 const DefaultStartToClose = 10 * time.Second
 
-func (o StepOptions) merge(n StepOptions) StepOptions {
+// Merge returns o with the non-zero fields of n applied.
+func (o StepOptions) Merge(n StepOptions) StepOptions {
 	if n.StartToClose > 0 {
 		o.StartToClose = n.StartToClose
 	}
@@ -74,5 +75,5 @@ func (o StepOptions) merge(n StepOptions) StepOptions {
 
 func (o StepOptions) withDefaults() StepOptions {
 	d := StepOptions{StartToClose: DefaultStartToClose, Retry: DefaultRetryPolicy}
-	return d.merge(o)
+	return d.Merge(o)
 }

@@ -37,7 +37,7 @@ type compensation struct {
 func NewSaga(ctx Context, opts ...StepOptions) *Saga {
 	s := &Saga{ctx: ctx, opts: CompensationOptions}
 	for _, o := range opts {
-		s.opts = s.opts.merge(o)
+		s.opts = s.opts.Merge(o)
 	}
 	return s
 }
@@ -57,7 +57,7 @@ func (s *Saga) Compensate(cause error) error {
 	for i := len(s.comps) - 1; i >= 0; i-- {
 		c := s.comps[i]
 		act := c.act
-		act.Options = s.opts.merge(act.Options)
+		act.Options = s.opts.Merge(act.Options)
 		f := Future[struct{}]{f: schedule(s.ctx, act, c.in, true)}
 		if _, err := f.Get(s.ctx); err != nil {
 			failed = append(failed, err.Error())

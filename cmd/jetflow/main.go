@@ -1,0 +1,175 @@
+// Command jetflow runs and inspects the jetflow workflow engine.
+//
+//	jetflow dev [--demo N]            embedded NATS + orchestrator + participants
+//	jetflow orchestrator              the orchestrator alone
+//	jetflow participant NAME          one reference participant alone
+//	jetflow show ORDER_ID             status and decoded history
+//	jetflow list [--status S]         workflows and their status
+//	jetflow ledger SYSTEM [--order ID] a simulated system's effects
+//	jetflow decode                    msgpack on stdin → JSON on stdout
+//
+// Client commands take --nats URL, else $NATS_URL, else nats://127.0.0.1:4222.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"jetflow/streams"
+)
+
+type command struct {
+	name, args, help string
+	run              func(ctx context.Context, args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"dev", "[flags]", "run an embedded nats-server, the orchestrator and all participants in one process", runDev},
+		{"orchestrator", "[flags]", "run the orchestrator against a NATS server", runOrchestrator},
+		{"participant", "NAME [flags]", "run one reference participant: payment, inventory, shipping or notification", runParticipant},
+		{"show", "WORKFLOW_ID [--output json]", "show a workflow's status and decoded history", runShow},
+		{"list", "[--status S] [--output json]", "list workflows with their status", runList},
+		{"ledger", "SYSTEM [--order ID] [--output json]", "list the effects recorded by a simulated system", runLedger},
+		{"decode", "", "decode one msgpack message body from stdin and print JSON", runDecode},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "jetflow: durable workflows and sagas on NATS JetStream")
+	fmt.Fprintln(w, "\nUsage: jetflow COMMAND [args]")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-13s %-36s %s\n", c.name, c.args, c.help)
+	}
+	fmt.Fprintln(w, "\nRun 'jetflow COMMAND -h' for a command's flags.")
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage(os.Stdout)
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for _, c := range commands {
+		if c.name == os.Args[1] {
+			if err := c.run(ctx, os.Args[2:]); err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return
+				}
+				fmt.Fprintln(os.Stderr, "jetflow "+c.name+": "+err.Error())
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	fmt.Fprintf(os.Stderr, "jetflow: unknown command %q\n\n", os.Args[1])
+	usage(os.Stderr)
+	os.Exit(2)
+}
+
+// common are the flags every client command shares.
+type common struct {
+	natsURL  string
+	output   string
+	logLevel string
+}
+
+func (c *common) register(fs *flag.FlagSet, output bool) {
+	def := os.Getenv("NATS_URL")
+	if def == "" {
+		def = nats.DefaultURL
+	}
+	fs.StringVar(&c.natsURL, "nats", def, "NATS server URL (default $NATS_URL, else nats://127.0.0.1:4222)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if output {
+		fs.StringVar(&c.output, "output", "text", "output format: text or json")
+	}
+}
+
+func (c *common) json() (bool, error) {
+	switch c.output {
+	case "", "text":
+		return false, nil
+	case "json":
+		return true, nil
+	}
+	return false, fmt.Errorf("--output %q: want text or json", c.output)
+}
+
+// parse parses flags that may come before or after positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// logger builds the process logger: zerolog on stderr, readable on a
+// terminal, JSON lines otherwise; library packages get it as *slog.Logger.
+func logger(level string) (*slog.Logger, zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(strings.ToLower(level))
+	if err != nil || lvl == zerolog.NoLevel {
+		return nil, zerolog.Logger{}, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	var w io.Writer = os.Stderr
+	if isTerminal(os.Stderr) {
+		w = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}
+	}
+	zl := zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	return slog.New(zerolog.NewSlogHandler(zl)), zl, nil
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// connect dials the server named by --nats and ensures the topology.
+func connect(ctx context.Context, c *common, name string, ensure bool) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := streams.Connect(c.natsURL, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	if ensure {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := streams.Ensure(ctx, js, streams.Topology{}); err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+	}
+	return nc, js, nil
+}

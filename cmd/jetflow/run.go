@@ -1,0 +1,372 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/orchestrator"
+	"jetflow/orchestrator/fulfillment"
+	"jetflow/orchestrator/workflow"
+	"jetflow/participants"
+	"jetflow/participants/reference"
+	"jetflow/participants/sim"
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// engineFlags are the flags of the commands that run parts of the engine.
+type engineFlags struct {
+	common
+	replicas int
+	faults   sim.Faults
+	ackWait  time.Duration
+}
+
+func (e *engineFlags) register(fs *flag.FlagSet) {
+	e.common.register(fs, false)
+	fs.IntVar(&e.replicas, "replicas", 1, "replicas of every stream and bucket (3 on a cluster)")
+	fs.Float64Var(&e.faults.PaymentDeclineRate, "payment-decline-rate", 0, "share of orders the simulated payment gateway declines (0..1)")
+	fs.Float64Var(&e.faults.OutOfStockRate, "out-of-stock-rate", 0, "share of orders the simulated warehouse cannot serve (0..1)")
+	fs.Float64Var(&e.faults.ShippingFailRate, "shipping-fail-rate", 0, "share of orders the simulated carrier rejects (0..1)")
+	fs.DurationVar(&e.faults.Latency, "latency", 0, "latency of every simulated external call")
+	fs.DurationVar(&e.ackWait, "ack-wait", 30*time.Second, "how long a command or event may stay unacknowledged before JetStream redelivers it")
+}
+
+func (e *engineFlags) topology() streams.Topology { return streams.Topology{Replicas: e.replicas} }
+
+// startOrchestrator runs the orchestrator with the reference workflow.
+func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, ackWait time.Duration, errs chan<- error) error {
+	reg := workflow.NewRegistry()
+	fulfillment.Register(reg, fulfillment.Config{})
+	o, err := orchestrator.New(orchestrator.Config{
+		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(),
+		Logger: log.With("component", "orchestrator"), AckWait: ackWait,
+	})
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); errs <- o.Run(ctx) }()
+	return nil
+}
+
+// startParticipant runs one reference participant.
+func startParticipant(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, e *engineFlags, name string, errs chan<- error) error {
+	svc, err := reference.Service(ctx, js, e.topology(), name, e.faults)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs <- participants.Run(ctx, participants.Config{NC: nc, JS: js, Logger: log.With("component", name), AckWait: e.ackWait}, svc)
+	}()
+	return nil
+}
+
+// wait blocks until ctx is done or a part fails, then stops every part.
+func wait(ctx context.Context, cancel context.CancelFunc, wg *sync.WaitGroup, errs chan error) error {
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errs:
+	}
+	cancel()
+	wg.Wait()
+	return first
+}
+
+func runOrchestrator(ctx context.Context, args []string) error {
+	var e engineFlags
+	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
+	e.register(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	log, _, err := logger(e.logLevel)
+	if err != nil {
+		return err
+	}
+	nc, js, err := connectEngine(ctx, &e, "jetflow orchestrator")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	if err := startOrchestrator(ctx, &wg, nc, js, log, e.ackWait, errs); err != nil {
+		cancel()
+		return err
+	}
+	return wait(ctx, cancel, &wg, errs)
+}
+
+func runParticipant(ctx context.Context, args []string) error {
+	var e engineFlags
+	fs := flag.NewFlagSet("participant", flag.ContinueOnError)
+	e.register(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("usage: jetflow participant %s [flags]", strings.Join(reference.Names, "|"))
+	}
+	log, _, err := logger(e.logLevel)
+	if err != nil {
+		return err
+	}
+	nc, js, err := connectEngine(ctx, &e, "jetflow participant "+pos[0])
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	if err := startParticipant(ctx, &wg, nc, js, log, &e, pos[0], errs); err != nil {
+		cancel()
+		return err
+	}
+	log.Info("participant running", "name", pos[0])
+	return wait(ctx, cancel, &wg, errs)
+}
+
+func connectEngine(ctx context.Context, e *engineFlags, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, js, err := connect(ctx, &e.common, name, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := streams.Ensure(ectx, js, e.topology()); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+func runDev(ctx context.Context, args []string) error {
+	var e engineFlags
+	var listen, data string
+	var demo int
+	var demoExit, syncAlways bool
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	e.register(fs)
+	fs.StringVar(&listen, "listen", "127.0.0.1:4222", "address the embedded nats-server listens on")
+	fs.StringVar(&data, "data", "./.jetflow", "directory of the embedded server's JetStream data")
+	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every write before acknowledging it")
+	fs.IntVar(&demo, "demo", 0, "publish N sample orders with a mix of outcomes")
+	fs.BoolVar(&demoExit, "demo-exit", false, "exit once every demo order has finished")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	// With --nats, use that server and start no embedded one.
+	external := false
+	fs.Visit(func(f *flag.Flag) { external = external || f.Name == "nats" })
+	log, _, err := logger(e.logLevel)
+	if err != nil {
+		return err
+	}
+	var nc *nats.Conn
+	if external {
+		nc, _, err = connect(ctx, &e.common, "jetflow dev", false)
+		if err != nil {
+			return err
+		}
+	} else {
+		srv, err := streams.StartServer(streams.ServerConfig{Listen: listen, StoreDir: data, SyncAlways: syncAlways, Logger: log.With("component", "nats-server")})
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		if nc, err = srv.Connect(nats.Name("jetflow dev")); err != nil {
+			return err
+		}
+		log.Info("embedded nats-server ready", "url", srv.URL(), "data", data, "sync_always", syncAlways)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ectx, ecancel := context.WithTimeout(ctx, 30*time.Second)
+	err = streams.Ensure(ectx, js, e.topology())
+	ecancel()
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 1+len(reference.Names))
+	if err := startOrchestrator(ctx, &wg, nc, js, log, e.ackWait, errs); err != nil {
+		return err
+	}
+	for _, name := range reference.Names {
+		if err := startParticipant(ctx, &wg, nc, js, log, &e, name, errs); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+	}
+	prog, err := newProgress(ctx, nc, js)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	go prog.report(ctx, os.Stderr)
+
+	var demoIDs []string
+	if demo > 0 {
+		if demoIDs, err = publishDemo(ctx, js, demo); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		log.Info("demo orders published", "count", demo, "first", demoIDs[0], "hint", "jetflow show "+demoIDs[0])
+	}
+	if demoExit && len(demoIDs) > 0 {
+		go func() {
+			for ctx.Err() == nil {
+				if prog.finished(demoIDs) {
+					prog.print(os.Stderr)
+					fmt.Fprintf(os.Stderr, "all %d demo orders finished\n", len(demoIDs))
+					cancel()
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}()
+	}
+	return wait(ctx, cancel, &wg, errs)
+}
+
+// publishDemo publishes n orders of the mixed demo set as JSON, as `nats
+// pub` would, and returns their IDs.
+func publishDemo(ctx context.Context, js jetstream.JetStream, n int) ([]string, error) {
+	prefix := "o-" + strconv.FormatInt(time.Now().Unix()%1e6, 36) + "-"
+	ids := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		o, _ := fulfillment.MixedOrder(prefix, i)
+		body, err := json.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := js.Publish(ctx, streams.OrderCreated, body); err != nil {
+			return nil, fmt.Errorf("publish demo order: %w", err)
+		}
+		ids = append(ids, o.OrderID)
+	}
+	return ids, nil
+}
+
+// progress counts workflow starts and ends as they are written.
+type progress struct {
+	mu       sync.Mutex
+	status   map[string]schema.Status
+	dead     atomic.Int64
+	last     string
+	shownAny bool
+}
+
+func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*progress, error) {
+	p := &progress{status: map[string]schema.Status{}}
+	on := func(m *nats.Msg) {
+		id, rest, ok := streams.ParseSubject(m.Subject)
+		if !ok {
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		switch {
+		case rest == "start":
+			if p.status[id] == "" {
+				p.status[id] = schema.StatusRunning
+			}
+		case rest == "blocked":
+			p.status[id] = schema.StatusBlocked
+		case strings.HasPrefix(rest, "done."):
+			p.status[id] = schema.Status(strings.TrimPrefix(rest, "done."))
+		}
+	}
+	for _, f := range []string{streams.StartFilter, streams.DoneFilter, streams.BlockedFilter} {
+		if _, err := nc.Subscribe(f, on); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := nc.Subscribe(streams.DeadLetterPrefix+".>", func(*nats.Msg) { p.dead.Add(1) }); err != nil {
+		return nil, err
+	}
+	// Workflows from before this process started.
+	existing, err := orchestrator.List(ctx, js, "")
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	for _, s := range existing {
+		if p.status[s.ID] == "" {
+			p.status[s.ID] = s.Status
+		}
+	}
+	p.mu.Unlock()
+	return p, nil
+}
+
+func (p *progress) line() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	counts := map[schema.Status]int{}
+	for _, s := range p.status {
+		counts[s]++
+	}
+	return fmt.Sprintf("workflows %d | running %d | completed %d | compensated %d | manual %d | blocked %d | dead letters %d",
+		len(p.status), counts[schema.StatusRunning], counts[schema.StatusCompleted], counts[schema.StatusCompensated],
+		counts[schema.StatusManual], counts[schema.StatusBlocked], p.dead.Load())
+}
+
+func (p *progress) print(w *os.File) {
+	fmt.Fprintln(w, "progress: "+p.line())
+}
+
+func (p *progress) report(ctx context.Context, w *os.File) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if l := p.line(); l != p.last {
+				p.last = l
+				p.print(w)
+			}
+		}
+	}
+}
+
+func (p *progress) finished(ids []string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range ids {
+		if !p.status[id].Terminal() {
+			return false
+		}
+	}
+	return true
+}

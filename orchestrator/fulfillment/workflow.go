@@ -1,0 +1,146 @@
+package fulfillment
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"jetflow/orchestrator"
+	"jetflow/orchestrator/workflow"
+	"jetflow/participants/inventory"
+	"jetflow/participants/notification"
+	"jetflow/participants/payment"
+	"jetflow/participants/shipping"
+)
+
+// WorkflowType is the registered name of the fulfillment workflow; it is
+// recorded in every history it starts.
+const WorkflowType = "order.fulfillment"
+
+// Config tunes the workflow. Changing it does not break running workflows:
+// options travel inside the commands already issued.
+type Config struct {
+	// Steps are the options of the forward steps. Default: 10s per attempt,
+	// retry from 200ms doubling up to 5s, at most 5 attempts.
+	Steps workflow.StepOptions
+	// Compensation are the options of compensating steps. Default:
+	// DefaultCompensation.
+	Compensation workflow.StepOptions
+}
+
+// DefaultSteps are the forward step options when Config.Steps is zero.
+var DefaultSteps = workflow.StepOptions{
+	StartToClose: 10 * time.Second,
+	Retry: workflow.RetryPolicy{
+		InitialInterval:    200 * time.Millisecond,
+		BackoffCoefficient: 2,
+		MaxInterval:        5 * time.Second,
+		MaxAttempts:        5,
+	},
+}
+
+// DefaultCompensation are the compensation options when Config.Compensation
+// is zero: retry from 500ms doubling up to 10s, 8 attempts (about 35s), then
+// the order goes to manual intervention.
+var DefaultCompensation = workflow.StepOptions{
+	StartToClose: 10 * time.Second,
+	Retry: workflow.RetryPolicy{
+		InitialInterval:    500 * time.Millisecond,
+		BackoffCoefficient: 2,
+		MaxInterval:        10 * time.Second,
+		MaxAttempts:        8,
+	},
+}
+
+// Receipt is the output of a completed order.
+type Receipt struct {
+	OrderID       string `json:"order_id" msgpack:"order_id"`
+	ChargeID      string `json:"charge_id" msgpack:"charge_id"`
+	ReservationID string `json:"reservation_id" msgpack:"reservation_id"`
+	ShipmentID    string `json:"shipment_id" msgpack:"shipment_id"`
+	Carrier       string `json:"carrier" msgpack:"carrier"`
+}
+
+// Register adds the workflow to reg under WorkflowType.
+func Register(reg *workflow.Registry, cfg Config) {
+	cfg.Steps = DefaultSteps.Merge(cfg.Steps)
+	cfg.Compensation = DefaultCompensation.Merge(cfg.Compensation)
+	workflow.Register(reg, WorkflowType, cfg.Fulfill)
+}
+
+// Intake returns the orchestrator intake that starts this workflow for every
+// valid order.created message.
+func Intake() *orchestrator.Intake {
+	return &orchestrator.Intake{
+		WorkflowType: WorkflowType,
+		Decode: func(data []byte, h nats.Header) (string, any, error) {
+			o, err := ParseOrder(data, h)
+			return o.OrderID, o, err
+		},
+	}
+}
+
+// Fulfill is the workflow: charge → reserve → ship → notify, with the
+// completed steps compensated in reverse when one fails.
+func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
+	step := func(a workflow.Activity) workflow.Activity { return a.WithOptions(c.Steps) }
+	saga := workflow.NewSaga(ctx, c.Compensation)
+	r := Receipt{OrderID: o.OrderID}
+
+	charge, err := workflow.Execute[payment.ChargeResult](ctx, step(payment.Charge), payment.ChargeRequest{
+		OrderID: o.OrderID, CustomerID: o.CustomerID, AmountCents: o.AmountCents, Currency: o.Currency,
+		Simulate: o.Simulate["payment"],
+	})
+	if err != nil {
+		return r, c.fail(ctx, o, saga, err)
+	}
+	r.ChargeID = charge.ChargeID
+	saga.AddCompensation(payment.Refund, payment.RefundRequest{
+		OrderID: o.OrderID, ChargeID: charge.ChargeID, AmountCents: charge.AmountCents, Currency: charge.Currency,
+		Simulate: o.Simulate["refund"],
+	})
+
+	res, err := workflow.Execute[inventory.Reservation](ctx, step(inventory.Reserve), inventory.ReserveRequest{
+		OrderID: o.OrderID, Items: o.Items, Simulate: o.Simulate["inventory"],
+	})
+	if err != nil {
+		return r, c.fail(ctx, o, saga, err)
+	}
+	r.ReservationID = res.ReservationID
+	saga.AddCompensation(inventory.Release, inventory.ReleaseRequest{
+		OrderID: o.OrderID, ReservationID: res.ReservationID, Items: o.Items, Simulate: o.Simulate["release"],
+	})
+
+	ship, err := workflow.Execute[shipping.Shipment](ctx, step(shipping.CreateShipment), shipping.ShipmentRequest{
+		OrderID: o.OrderID, CustomerID: o.CustomerID, Items: o.Items, Simulate: o.Simulate["shipping"],
+	})
+	if err != nil {
+		return r, c.fail(ctx, o, saga, err)
+	}
+	r.ShipmentID, r.Carrier = ship.ShipmentID, ship.Carrier
+	saga.AddCompensation(shipping.CancelShipment, shipping.CancelRequest{
+		OrderID: o.OrderID, ShipmentID: ship.ShipmentID, Simulate: o.Simulate["cancel"],
+	})
+
+	c.notify(ctx, o, "order_shipped")
+	return r, nil
+}
+
+// fail compensates, tells the customer, and returns the final error: the
+// cause when every compensation succeeded, a ManualError otherwise.
+func (c Config) fail(ctx workflow.Context, o Order, saga *workflow.Saga, cause error) error {
+	workflow.GetLogger(ctx).Info("order failed, compensating", "order_id", o.OrderID, "cause", cause)
+	err := saga.Compensate(cause)
+	c.notify(ctx, o, "order_cancelled")
+	return err
+}
+
+// notify is best effort: a lost e-mail does not undo a shipped order.
+func (c Config) notify(ctx workflow.Context, o Order, template string) {
+	_, err := workflow.Execute[notification.NotifyResult](ctx, notification.Notify.WithOptions(c.Steps), notification.NotifyRequest{
+		OrderID: o.OrderID, CustomerID: o.CustomerID, Template: template, Simulate: o.Simulate["notification"],
+	})
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("notification failed", "order_id", o.OrderID, "err", err)
+	}
+}

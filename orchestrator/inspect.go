@@ -1,0 +1,162 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// HistoryEntry is one history event, decoded for people and programs.
+type HistoryEntry struct {
+	Seq     uint64    `json:"seq"`
+	Type    string    `json:"type"`
+	Time    time.Time `json:"time"`
+	Subject string    `json:"subject"`
+	// Step is "service.action" for commands and results.
+	Step string `json:"step,omitempty"`
+	// CommandID links a result to its command.
+	CommandID    int  `json:"command_id,omitempty"`
+	Compensation bool `json:"compensation,omitempty"`
+	// Error is a failed result's error, or why the event could not be decoded.
+	Error string `json:"error,omitempty"`
+	// Data is the whole event body as JSON.
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// Description is the state and history of one workflow.
+type Description struct {
+	ID     string        `json:"id"`
+	Type   string        `json:"type"`
+	Status schema.Status `json:"status"`
+	// Reason says why a workflow is manual or blocked.
+	Reason    string    `json:"reason,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Waiting lists the steps sent and not yet answered.
+	Waiting []string       `json:"waiting,omitempty"`
+	History []HistoryEntry `json:"history"`
+}
+
+// Describe reads the history of workflow id and returns its state.
+func Describe(ctx context.Context, h *streams.History, id string) (*Description, error) {
+	if err := streams.ValidID(id); err != nil {
+		return nil, err
+	}
+	evs, err := h.Read(ctx, id, 0)
+	if err != nil {
+		return nil, err
+	}
+	d := &Description{ID: id, Status: schema.StatusRunning, History: []HistoryEntry{}}
+	open := map[int]string{}
+	started := false
+	for _, ev := range evs {
+		e := HistoryEntry{Seq: ev.Seq, Type: string(ev.Kind), Time: ev.Time, Subject: ev.Subject}
+		if ev.DecodeErr != nil {
+			e.Error = ev.DecodeErr.Error()
+		} else if js, err := schema.ToJSON(ev.Body); err == nil {
+			e.Data = js
+		}
+		switch v := ev.Value.(type) {
+		case *schema.WorkflowStarted:
+			started = true
+			d.Type, d.StartedAt = v.Type, ev.Time
+		case *schema.Command:
+			e.Step, e.CommandID, e.Compensation = v.Service+"."+v.Action, v.ID, v.Compensation
+			open[v.ID] = e.Step
+		case *schema.Result:
+			e.Step, e.CommandID = v.Service+"."+v.Action, v.CommandID
+			if v.Error != nil {
+				e.Error = v.Error.Kind + ": " + v.Error.Message
+			}
+			delete(open, v.CommandID)
+		case *schema.WorkflowFinished:
+			d.Status, d.Reason, d.Error = v.Status, v.Reason, v.Error
+		case *schema.WorkflowBlocked:
+			d.Status, d.Reason = schema.StatusBlocked, v.Reason
+		}
+		d.UpdatedAt = ev.Time
+		d.History = append(d.History, e)
+	}
+	if !started {
+		return nil, fmt.Errorf("%w: %s", streams.ErrNotFound, id)
+	}
+	if !d.Status.Terminal() {
+		ids := make([]int, 0, len(open))
+		for id := range open {
+			ids = append(ids, id)
+		}
+		sort.Ints(ids)
+		for _, id := range ids {
+			d.Waiting = append(d.Waiting, fmt.Sprintf("%s (command %d)", open[id], id))
+		}
+	}
+	return d, nil
+}
+
+// Summary is one line of List.
+type Summary struct {
+	ID     string        `json:"id"`
+	Status schema.Status `json:"status"`
+}
+
+// List returns every workflow with its status, sorted by ID; status ""
+// lists all. It reads subject counts from the history stream (one request
+// per page), not the histories.
+func List(ctx context.Context, js jetstream.JetStream, status schema.Status) ([]Summary, error) {
+	stream, err := js.Stream(ctx, streams.HistoryStream)
+	if err != nil {
+		return nil, err
+	}
+	subjects := func(filter string) (map[string]uint64, error) {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			return nil, err
+		}
+		return info.State.Subjects, nil
+	}
+	starts, err := subjects(streams.StartFilter)
+	if err != nil {
+		return nil, err
+	}
+	st := make(map[string]schema.Status, len(starts))
+	for subj := range starts {
+		if id, _, ok := streams.ParseSubject(subj); ok {
+			st[id] = schema.StatusRunning
+		}
+	}
+	blocked, err := subjects(streams.BlockedFilter)
+	if err != nil {
+		return nil, err
+	}
+	for subj := range blocked {
+		if id, _, ok := streams.ParseSubject(subj); ok && st[id] != "" {
+			st[id] = schema.StatusBlocked
+		}
+	}
+	done, err := subjects(streams.DoneFilter)
+	if err != nil {
+		return nil, err
+	}
+	for subj := range done {
+		if id, rest, ok := streams.ParseSubject(subj); ok && st[id] != "" {
+			st[id] = schema.Status(strings.TrimPrefix(rest, "done."))
+		}
+	}
+	out := make([]Summary, 0, len(st))
+	for id, s := range st {
+		if status == "" || s == status {
+			out = append(out, Summary{ID: id, Status: s})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}

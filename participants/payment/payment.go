@@ -1,0 +1,148 @@
+// Package payment is the reference payment participant: it charges and
+// refunds against the simulated payment gateway of package sim.
+//
+// Simulate strings (ChargeRequest.Simulate, RefundRequest.Simulate):
+//
+//   - charge "decline": declined at once (non-retryable "declined"), nothing
+//     charged.
+//   - charge "fail": the gateway fails every attempt (retryable
+//     "gateway_error"), nothing charged.
+//   - charge "timeout": the gateway never answers; the attempt runs out of
+//     its StartToClose.
+//   - charge "crash_after_effect": the charge is made, then the first
+//     attempt dies before answering; the redelivery answers with the same
+//     charge.
+//   - "fail_n:N": retryable "gateway_error" on attempts 1 to N, then success.
+//   - "fail_always": retryable "gateway_error" on every attempt.
+package payment
+
+import (
+	"context"
+	"errors"
+
+	"jetflow/orchestrator/workflow"
+	"jetflow/participants"
+	"jetflow/participants/sim"
+)
+
+// Name is the service name of the payment participant.
+const Name = "payment"
+
+// Activities of the payment participant.
+var (
+	// Charge charges a customer: ChargeRequest in, ChargeResult out.
+	Charge = workflow.Activity{Service: Name, Action: "charge"}
+	// Refund refunds a charge: RefundRequest in, RefundResult out.
+	Refund = workflow.Activity{Service: Name, Action: "refund"}
+)
+
+// ChargeRequest is the input of Charge.
+type ChargeRequest struct {
+	OrderID     string `msgpack:"order_id" json:"order_id"`
+	CustomerID  string `msgpack:"customer_id" json:"customer_id"`
+	AmountCents int64  `msgpack:"amount_cents" json:"amount_cents"`
+	Currency    string `msgpack:"currency" json:"currency"`
+	// Simulate selects a simulated fault; see the package documentation.
+	Simulate string `msgpack:"simulate,omitempty" json:"simulate,omitempty"`
+}
+
+// ChargeResult is the output of Charge.
+type ChargeResult struct {
+	ChargeID    string `msgpack:"charge_id" json:"charge_id"`
+	AmountCents int64  `msgpack:"amount_cents" json:"amount_cents"`
+	Currency    string `msgpack:"currency" json:"currency"`
+}
+
+// RefundRequest is the input of Refund.
+type RefundRequest struct {
+	OrderID     string `msgpack:"order_id" json:"order_id"`
+	ChargeID    string `msgpack:"charge_id" json:"charge_id"`
+	AmountCents int64  `msgpack:"amount_cents" json:"amount_cents"`
+	Currency    string `msgpack:"currency" json:"currency"`
+	// Simulate selects a simulated fault; see the package documentation.
+	Simulate string `msgpack:"simulate,omitempty" json:"simulate,omitempty"`
+}
+
+// RefundResult is the output of Refund.
+type RefundResult struct {
+	RefundID string `msgpack:"refund_id" json:"refund_id"`
+}
+
+// Service returns the payment participant on the ledger sys with the
+// global faults f.
+func Service(sys *sim.System, f sim.Faults) participants.Service {
+	p := &payment{sys: sys, faults: f}
+	return participants.Service{
+		Name: Name,
+		Handlers: map[string]participants.Handler{
+			Charge.Action: participants.HandlerFunc(p.charge),
+			Refund.Action: participants.HandlerFunc(p.refund),
+		},
+	}
+}
+
+type payment struct {
+	sys    *sim.System
+	faults sim.Faults
+}
+
+var errGateway = errors.New("payment gateway unavailable")
+
+func (p *payment) charge(ctx context.Context, cmd *participants.Command) (any, error) {
+	var req ChargeRequest
+	if err := cmd.Decode(&req); err != nil {
+		return nil, participants.NonRetryable("bad_request", err)
+	}
+	if err := p.faults.Wait(ctx); err != nil {
+		return nil, err
+	}
+	switch {
+	case req.Simulate == "decline" || sim.Hit(p.faults.PaymentDeclineRate, req.OrderID, Name):
+		return nil, participants.NonRetryable("declined", errors.New("card declined"))
+	case req.Simulate == "fail" || sim.Failing(req.Simulate, cmd.Attempt):
+		return nil, participants.Retryable("gateway_error", errGateway)
+	case req.Simulate == "timeout":
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	e, _, err := p.sys.Apply(ctx, sim.Effect{
+		IdempotencyKey: cmd.IdempotencyKey,
+		OrderID:        req.OrderID,
+		Kind:           "charge",
+		AmountCents:    req.AmountCents,
+		Currency:       req.Currency,
+		Ref:            sim.Ref("ch", cmd.IdempotencyKey),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if req.Simulate == "crash_after_effect" && cmd.Attempt == 1 {
+		return nil, participants.ErrCrash
+	}
+	return ChargeResult{ChargeID: e.Ref, AmountCents: e.AmountCents, Currency: e.Currency}, nil
+}
+
+func (p *payment) refund(ctx context.Context, cmd *participants.Command) (any, error) {
+	var req RefundRequest
+	if err := cmd.Decode(&req); err != nil {
+		return nil, participants.NonRetryable("bad_request", err)
+	}
+	if err := p.faults.Wait(ctx); err != nil {
+		return nil, err
+	}
+	if sim.Failing(req.Simulate, cmd.Attempt) {
+		return nil, participants.Retryable("gateway_error", errGateway)
+	}
+	e, _, err := p.sys.Apply(ctx, sim.Effect{
+		IdempotencyKey: cmd.IdempotencyKey,
+		OrderID:        req.OrderID,
+		Kind:           "refund",
+		AmountCents:    req.AmountCents,
+		Currency:       req.Currency,
+		Ref:            sim.Ref("re", cmd.IdempotencyKey),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return RefundResult{RefundID: e.Ref}, nil
+}

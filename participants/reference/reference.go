@@ -1,0 +1,41 @@
+// Package reference wires the four reference participants to their
+// simulated external systems, for `jetflow dev`, `jetflow participant` and
+// the end-to-end tests.
+package reference
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/participants"
+	"jetflow/participants/inventory"
+	"jetflow/participants/notification"
+	"jetflow/participants/payment"
+	"jetflow/participants/shipping"
+	"jetflow/participants/sim"
+	"jetflow/streams"
+)
+
+// Names lists the reference participants.
+var Names = []string{"payment", "inventory", "shipping", "notification"}
+
+// Service opens the simulated system of participant name and returns the
+// service that serves its commands.
+func Service(ctx context.Context, js jetstream.JetStream, topo streams.Topology, name string, f sim.Faults) (participants.Service, error) {
+	build := map[string]func(*sim.System, sim.Faults) participants.Service{
+		"payment":      payment.Service,
+		"inventory":    inventory.Service,
+		"shipping":     shipping.Service,
+		"notification": notification.Service,
+	}[name]
+	if build == nil {
+		return participants.Service{}, fmt.Errorf("unknown participant %q (known: payment, inventory, shipping, notification)", name)
+	}
+	sys, err := sim.Open(ctx, js, name, topo)
+	if err != nil {
+		return participants.Service{}, err
+	}
+	return build(sys, f), nil
+}

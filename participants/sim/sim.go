@@ -1,0 +1,247 @@
+// Package sim simulates the external systems the reference participants
+// call: a payment gateway, a warehouse, a carrier, a mail service. Each
+// system is a ledger in a JetStream key-value bucket that records every
+// effect once per idempotency key, the way a real gateway honours an
+// idempotency key, so tests and demos can check that a saga charged,
+// refunded, reserved and released exactly what it should.
+//
+// The package also holds the fault model of the reference participants:
+// global fault rates decided by a deterministic hash of the order, and the
+// per-order simulate strings.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// Item is a line of an order: a stock-keeping unit and a quantity.
+type Item struct {
+	SKU string `msgpack:"sku" json:"sku"`
+	Qty int    `msgpack:"qty" json:"qty"`
+}
+
+// Effect is one change an external system made.
+type Effect struct {
+	// IdempotencyKey is the key the effect was requested with; the system
+	// applies each key once.
+	IdempotencyKey string `msgpack:"idempotency_key" json:"idempotency_key"`
+	OrderID        string `msgpack:"order_id" json:"order_id"`
+	// System is the name of the system ("payment", ...).
+	System string `msgpack:"system" json:"system"`
+	// Kind is what happened: "charge", "refund", "reserve", "release",
+	// "shipment", "cancel", "notify".
+	Kind        string `msgpack:"kind" json:"kind"`
+	AmountCents int64  `msgpack:"amount_cents,omitempty" json:"amount_cents,omitempty"`
+	Currency    string `msgpack:"currency,omitempty" json:"currency,omitempty"`
+	Items       []Item `msgpack:"items,omitempty" json:"items,omitempty"`
+	// Ref is the system's identifier of the effect (charge ID, ...).
+	Ref string `msgpack:"ref,omitempty" json:"ref,omitempty"`
+	// Time is when the effect was first applied.
+	Time time.Time `msgpack:"time" json:"time"`
+}
+
+// System is a simulated external system backed by its ledger bucket.
+type System struct {
+	name string
+	kv   jetstream.KeyValue
+}
+
+// Open creates or updates the ledger bucket of system name and returns the
+// system.
+func Open(ctx context.Context, js jetstream.JetStream, name string, topo streams.Topology) (*System, error) {
+	if err := streams.ValidToken(name); err != nil {
+		return nil, fmt.Errorf("sim: system name: %w", err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, topo.LedgerConfig(name))
+	if err != nil {
+		return nil, fmt.Errorf("sim: open ledger %s: %w", name, err)
+	}
+	return &System{name: name, kv: kv}, nil
+}
+
+// Name returns the system's name.
+func (s *System) Name() string { return s.name }
+
+// Apply applies e once per e.IdempotencyKey. The first call for a key
+// records e (with System and Time filled in when empty) and returns it with
+// first true; every later call returns the recorded effect, unchanged, with
+// first false.
+func (s *System) Apply(ctx context.Context, e Effect) (Effect, bool, error) {
+	key, err := LedgerKey(e.IdempotencyKey)
+	if err != nil {
+		return Effect{}, false, err
+	}
+	if e.System == "" {
+		e.System = s.name
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	val, err := schema.Msgpack.Marshal(e)
+	if err != nil {
+		return Effect{}, false, fmt.Errorf("sim: encode effect: %w", err)
+	}
+	if _, err := s.kv.Create(ctx, key, val); err == nil {
+		return e, true, nil
+	} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		return Effect{}, false, fmt.Errorf("sim: %s: apply %s: %w", s.name, key, err)
+	}
+	entry, err := s.kv.Get(ctx, key)
+	if err != nil {
+		return Effect{}, false, fmt.Errorf("sim: %s: read %s: %w", s.name, key, err)
+	}
+	var first Effect
+	if err := schema.Msgpack.Unmarshal(entry.Value(), &first); err != nil {
+		return Effect{}, false, fmt.Errorf("sim: %s: decode %s: %w", s.name, key, err)
+	}
+	return first, false, nil
+}
+
+// List returns the effects recorded by system, those of orderID only unless
+// orderID is "", sorted by time and then idempotency key. A system whose
+// ledger does not exist yet has no effects.
+func List(ctx context.Context, js jetstream.JetStream, system, orderID string) ([]Effect, error) {
+	kv, err := js.KeyValue(ctx, streams.LedgerBucketPrefix+system)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sim: ledger %s: %w", system, err)
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("sim: list %s: %w", system, err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []Effect
+	for {
+		var entry jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("sim: list %s: watcher closed", system)
+			}
+			entry = e
+		}
+		if entry == nil {
+			break
+		}
+		var e Effect
+		if err := schema.Msgpack.Unmarshal(entry.Value(), &e); err != nil {
+			return nil, fmt.Errorf("sim: %s: decode %s: %w", system, entry.Key(), err)
+		}
+		if orderID == "" || e.OrderID == orderID {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if !out[a].Time.Equal(out[b].Time) {
+			return out[a].Time.Before(out[b].Time)
+		}
+		return out[a].IdempotencyKey < out[b].IdempotencyKey
+	})
+	return out, nil
+}
+
+// LedgerKey maps an idempotency key to a valid, distinct key-value key:
+// letters, digits, '-', '_' and inner single dots are kept; every other
+// byte is written as =XX (hex).
+func LedgerKey(idempotencyKey string) (string, error) {
+	if idempotencyKey == "" {
+		return "", errors.New("sim: empty idempotency key")
+	}
+	var b strings.Builder
+	s := idempotencyKey
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+			b.WriteByte(c)
+		case c == '.' && i > 0 && i < len(s)-1 && s[i-1] != '.':
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "=%02X", c)
+		}
+	}
+	return b.String(), nil
+}
+
+// Ref derives a stable identifier for an effect from its idempotency key,
+// e.g. Ref("ch", key) = "ch_3f2a9c0d1e4b5a67".
+func Ref(prefix, idempotencyKey string) string {
+	h := fnv.New64a()
+	h.Write([]byte(idempotencyKey))
+	return fmt.Sprintf("%s_%016x", prefix, h.Sum64())
+}
+
+// Faults are the global fault rates of the reference participants, e.g.
+// from `jetflow dev --payment-decline-rate 0.1`.
+type Faults struct {
+	// PaymentDeclineRate is the share of orders whose charge is declined.
+	PaymentDeclineRate float64
+	// OutOfStockRate is the share of orders whose reservation fails.
+	OutOfStockRate float64
+	// ShippingFailRate is the share of orders the carrier rejects.
+	ShippingFailRate float64
+	// Latency is how long every handler waits before it acts.
+	Latency time.Duration
+}
+
+// Wait waits f.Latency, or until ctx is done (then it returns ctx.Err()).
+func (f Faults) Wait(ctx context.Context) error {
+	if f.Latency <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(f.Latency)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Hit reports whether a fault of the given rate strikes orderID in system.
+// The decision is a deterministic hash of (orderID, system), so every
+// delivery and retry of the order's commands decides the same.
+func Hit(rate float64, orderID, system string) bool {
+	if rate <= 0 {
+		return false
+	}
+	if rate >= 1 {
+		return true
+	}
+	h := fnv.New64a()
+	h.Write([]byte(orderID))
+	h.Write([]byte{0})
+	h.Write([]byte(system))
+	return float64(h.Sum64()>>11)/float64(1<<53) < rate
+}
+
+// Failing reports whether simulate asks this attempt to fail retryably:
+// "fail_always" on every attempt, "fail_n:N" on attempts 1 to N.
+func Failing(simulate string, attempt int) bool {
+	if simulate == "fail_always" {
+		return true
+	}
+	if n, ok := strings.CutPrefix(simulate, "fail_n:"); ok {
+		limit, err := strconv.Atoi(n)
+		return err == nil && attempt <= limit
+	}
+	return false
+}

@@ -1,0 +1,181 @@
+package sim_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"jetflow/internal/natstest"
+	"jetflow/participants/sim"
+	"jetflow/streams"
+)
+
+func TestApplyReturnsFirstEffect(t *testing.T) {
+	t.Parallel()
+	env := natstest.RunJetStream(t)
+	ctx := natstest.Context(t)
+	sys, err := sim.Open(ctx, env.JS, "payment", streams.Topology{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys.Name() != "payment" {
+		t.Fatalf("name %q", sys.Name())
+	}
+	first, ok, err := sys.Apply(ctx, sim.Effect{IdempotencyKey: "wf-1.1", OrderID: "o-1", Kind: "charge", AmountCents: 100, Currency: "EUR", Ref: "ch_a"})
+	if err != nil || !ok {
+		t.Fatalf("first apply: %v, first=%v", err, ok)
+	}
+	if first.System != "payment" || first.Time.IsZero() {
+		t.Fatalf("first effect not completed: %+v", first)
+	}
+	again, ok, err := sys.Apply(ctx, sim.Effect{IdempotencyKey: "wf-1.1", OrderID: "o-1", Kind: "charge", AmountCents: 999, Ref: "ch_b"})
+	if err != nil || ok {
+		t.Fatalf("second apply: %v, first=%v", err, ok)
+	}
+	if again.AmountCents != 100 || again.Ref != "ch_a" || !again.Time.Equal(first.Time) {
+		t.Fatalf("second apply returned %+v, want the first %+v", again, first)
+	}
+	// Opening again keeps the ledger.
+	if _, err := sim.Open(ctx, env.JS, "payment", streams.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	effs, err := sim.List(ctx, env.JS, "payment", "")
+	if err != nil || len(effs) != 1 || effs[0].AmountCents != 100 {
+		t.Fatalf("list: %v %+v", err, effs)
+	}
+}
+
+func TestListFiltersAndSorts(t *testing.T) {
+	t.Parallel()
+	env := natstest.RunJetStream(t)
+	ctx := natstest.Context(t)
+	effs, err := sim.List(ctx, env.JS, "inventory", "")
+	if err != nil || len(effs) != 0 {
+		t.Fatalf("list of a missing ledger: %v %+v", err, effs)
+	}
+	sys, err := sim.Open(ctx, env.JS, "inventory", streams.Topology{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if effs, err := sim.List(ctx, env.JS, "inventory", ""); err != nil || len(effs) != 0 {
+		t.Fatalf("list of an empty ledger: %v %+v", err, effs)
+	}
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	add := func(key, order string, at time.Duration) {
+		t.Helper()
+		_, _, err := sys.Apply(ctx, sim.Effect{IdempotencyKey: key, OrderID: order, Kind: "reserve",
+			Items: []sim.Item{{SKU: "sku-1", Qty: 2}}, Time: base.Add(at)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("k3", "o-1", 2*time.Second)
+	add("k2", "o-2", time.Second)
+	add("k1", "o-1", 2*time.Second)
+	add("k0", "o-1", 0)
+
+	all, err := sim.List(ctx, env.JS, "inventory", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, e := range all {
+		keys = append(keys, e.IdempotencyKey)
+	}
+	if fmt.Sprint(keys) != "[k0 k2 k1 k3]" {
+		t.Fatalf("order %v", keys)
+	}
+	o1, err := sim.List(ctx, env.JS, "inventory", "o-1")
+	if err != nil || len(o1) != 3 {
+		t.Fatalf("o-1: %v %+v", err, o1)
+	}
+	if o1[0].Items[0] != (sim.Item{SKU: "sku-1", Qty: 2}) {
+		t.Fatalf("items %+v", o1[0].Items)
+	}
+}
+
+func TestLedgerKeyIsValidAndDistinct(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		"wf-1.3":  "wf-1.3",
+		"a_b-C9":  "a_b-C9",
+		".lead":   "=2Elead",
+		"trail.":  "trail=2E",
+		"a..b":    "a.=2Eb",
+		"a b":     "a=20b",
+		"a=20b":   "a=3D20b",
+		"x/y*z>":  "x=2Fy=2Az=3E",
+		"ünicode": "=C3=BCnicode",
+	}
+	for in, want := range cases {
+		got, err := sim.LedgerKey(in)
+		if err != nil || got != want {
+			t.Errorf("LedgerKey(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := sim.LedgerKey(""); err == nil {
+		t.Error("empty key accepted")
+	}
+}
+
+func TestHitIsDeterministic(t *testing.T) {
+	t.Parallel()
+	hits := 0
+	for i := range 10000 {
+		id := fmt.Sprintf("order-%d", i)
+		h := sim.Hit(0.1, id, "payment")
+		if h != sim.Hit(0.1, id, "payment") {
+			t.Fatal("Hit is not deterministic")
+		}
+		if h {
+			hits++
+		}
+		if sim.Hit(0, id, "payment") || !sim.Hit(1, id, "payment") {
+			t.Fatal("rates 0 and 1 must never and always hit")
+		}
+	}
+	if hits < 800 || hits > 1200 {
+		t.Fatalf("rate 0.1 hit %d of 10000", hits)
+	}
+}
+
+func TestFailing(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		sim     string
+		attempt int
+		want    bool
+	}{
+		{"", 1, false},
+		{"fail_always", 9, true},
+		{"fail_n:2", 1, true},
+		{"fail_n:2", 2, true},
+		{"fail_n:2", 3, false},
+		{"fail_n:x", 1, false},
+		{"decline", 1, false},
+	}
+	for _, c := range cases {
+		if got := sim.Failing(c.sim, c.attempt); got != c.want {
+			t.Errorf("Failing(%q, %d) = %v", c.sim, c.attempt, got)
+		}
+	}
+}
+
+func TestFaultsWait(t *testing.T) {
+	t.Parallel()
+	ctx := natstest.Context(t)
+	start := time.Now()
+	if err := (sim.Faults{Latency: 20 * time.Millisecond}).Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) < 20*time.Millisecond {
+		t.Fatal("latency not waited")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := (sim.Faults{Latency: time.Hour}).Wait(cctx); err == nil {
+		t.Fatal("Wait ignored a cancelled context")
+	}
+}
+

@@ -1,0 +1,488 @@
+package participants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// worker holds what every message handler of one Run shares.
+type worker struct {
+	js      jetstream.JetStream
+	kv      jetstream.KeyValue
+	svc     Service
+	log     *slog.Logger
+	ackWait time.Duration
+	// runCtx is Run's context: handlers are cancelled with it.
+	runCtx context.Context
+}
+
+// States of an idempotency record.
+const (
+	stateStarted = "started"
+	stateDone    = "done"
+)
+
+// record is the value of an idempotency key: the claim of a command and,
+// once it has one, its result.
+type record struct {
+	State string `msgpack:"state"`
+	// Result is the encoded schema.Result, when State is done.
+	Result  schema.Raw `msgpack:"result,omitempty"`
+	Attempt int        `msgpack:"attempt"`
+	Updated time.Time  `msgpack:"updated"`
+}
+
+func encodeRecord(r record) []byte {
+	b, err := schema.Msgpack.Marshal(r)
+	if err != nil {
+		// A struct of strings, bytes, an int and a time always encodes.
+		panic(fmt.Sprintf("participants: encode record: %v", err))
+	}
+	return b
+}
+
+var idemKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+
+// job is one delivery of one message.
+type job struct {
+	*worker
+	msg     jetstream.Msg
+	seq     uint64
+	attempt int
+	log     *slog.Logger
+
+	// hctx is the context of the running handler, nil when none runs.
+	mu   sync.Mutex
+	hctx context.Context
+}
+
+// setHandlerCtx records the context of the running handler (nil: none).
+func (j *job) setHandlerCtx(ctx context.Context) {
+	j.mu.Lock()
+	j.hctx = ctx
+	j.mu.Unlock()
+}
+
+// hung reports whether a handler is still running past its deadline. Such a
+// delivery is not kept alive: after AckWait it is redelivered and taken over.
+func (j *job) hung() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.hctx != nil && j.hctx.Err() != nil
+}
+
+// handle processes one delivery. It always ends in exactly one of: ack,
+// nak (with a delay), or nothing at all (ErrCrash).
+func (w *worker) handle(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		w.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	j := &job{worker: w, msg: msg, seq: md.Sequence.Stream, attempt: int(md.NumDelivered)}
+	j.log = w.log.With("subject", msg.Subject(), "seq", j.seq, "attempt", j.attempt)
+
+	stop := j.heartbeat()
+	defer stop()
+
+	h := msg.Headers()
+	kind := h.Get(schema.HeaderKind)
+	if kind != string(schema.KindCommand) {
+		j.deadLetter(fmt.Sprintf("message kind %q, want %q", kind, schema.KindCommand), "", nil)
+		return
+	}
+	v, err := schema.Decode(kind, h.Get(schema.HeaderSchema), msg.Data())
+	if err != nil {
+		j.deadLetter(err.Error(), "", nil)
+		return
+	}
+	sc, ok := v.(*schema.Command)
+	if !ok {
+		j.deadLetter(fmt.Sprintf("decoded %T, want a command", v), "", nil)
+		return
+	}
+	j.log = j.log.With("workflow", sc.WorkflowID, "command", sc.ID, "action", sc.Action)
+	if reason := checkReplyTo(sc); reason != "" {
+		// Nowhere to answer: the dead letter is all that can be done.
+		j.deadLetter(reason, "", nil)
+		return
+	}
+	if reason := j.checkCommand(sc); reason != "" {
+		j.deadLetter(reason, sc.ReplyTo, j.failureResult(sc, KindInvalidCommand, reason))
+		return
+	}
+	handler := w.svc.Handlers[sc.Action]
+	if handler == nil {
+		reason := fmt.Sprintf("service %s has no handler for action %q", w.svc.Name, sc.Action)
+		j.deadLetter(reason, sc.ReplyTo, j.failureResult(sc, KindUnknownCommand, reason))
+		return
+	}
+	j.process(sc, handler)
+}
+
+// checkReplyTo returns why a command's ReplyTo cannot take its result, or "".
+func checkReplyTo(sc *schema.Command) string {
+	id, rest, ok := streams.ParseSubject(sc.ReplyTo)
+	if !ok || id != sc.WorkflowID || !strings.HasPrefix(rest, "res.") || strings.ContainsAny(sc.ReplyTo, "*> \t\r\n") {
+		return fmt.Sprintf("reply_to %q is not a result subject of workflow %q", sc.ReplyTo, sc.WorkflowID)
+	}
+	return ""
+}
+
+// checkCommand returns why a decoded command cannot be processed, or "".
+func (j *job) checkCommand(sc *schema.Command) string {
+	if want := streams.CommandSubject(sc.WorkflowID, sc.Service, sc.Action); j.msg.Subject() != want || sc.Service != j.svc.Name {
+		return fmt.Sprintf("command for %s.%s of workflow %q does not belong on subject %s", sc.Service, sc.Action, sc.WorkflowID, j.msg.Subject())
+	}
+	if !idemKeyPattern.MatchString(sc.IdempotencyKey) {
+		return fmt.Sprintf("invalid idempotency key %q", sc.IdempotencyKey)
+	}
+	return ""
+}
+
+// failureResult is the final failure result of a command that never
+// reached its handler.
+func (j *job) failureResult(sc *schema.Command, kind, message string) *schema.Result {
+	return &schema.Result{
+		WorkflowID: sc.WorkflowID,
+		CommandID:  sc.ID,
+		Service:    sc.Service,
+		Action:     sc.Action,
+		Error:      &schema.Error{Kind: kind, Message: message},
+		Attempts:   j.attempt,
+	}
+}
+
+// heartbeat reports progress every AckWait/3 until the returned func is
+// called, except while a handler overruns its StartToClose.
+func (j *job) heartbeat() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(max(j.ackWait/3, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if j.hung() {
+					continue
+				}
+				if err := j.msg.InProgress(); err != nil {
+					j.log.Debug("in-progress", "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// finishCtx is the context of the writes that record and publish an
+// outcome: they are completed even when Run is stopping.
+func (j *job) finishCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(j.runCtx), finishTimeout)
+}
+
+func (j *job) ack() {
+	if err := j.msg.Ack(); err != nil {
+		j.log.Warn("ack", "err", err)
+	}
+}
+
+func (j *job) nak(delay time.Duration) {
+	if err := j.msg.NakWithDelay(delay); err != nil {
+		j.log.Warn("nak", "err", err)
+	}
+}
+
+// deadLetter copies the message to the dead-letter stream with reason and,
+// when res is set, publishes res to replyTo as the command's final result,
+// then acks.
+// When a write fails the message is redelivered a little later; the
+// Nats-Msg-Ids make the repeated writes no-ops.
+func (j *job) deadLetter(reason, replyTo string, res *schema.Result) {
+	ctx, cancel := j.finishCtx()
+	defer cancel()
+	j.log.Warn("dead-lettering command", "reason", reason)
+	dl := nats.NewMsg(streams.DeadLetterSubject("cmd." + j.svc.Name))
+	dl.Data = j.msg.Data()
+	for k, vs := range j.msg.Headers() {
+		if strings.HasPrefix(k, "Nats-") {
+			continue
+		}
+		dl.Header[k] = append([]string(nil), vs...)
+	}
+	dl.Header.Set(schema.HeaderReason, reason)
+	dl.Header.Set(schema.HeaderSourceSubject, j.msg.Subject())
+	dl.Header.Set(schema.HeaderSourceSeq, strconv.FormatUint(j.seq, 10))
+	if id, _, ok := streams.ParseSubject(j.msg.Subject()); ok {
+		dl.Header.Set(schema.HeaderWorkflowID, id)
+	}
+	dl.Header.Set(jetstream.MsgIDHeader, "dlq-cmd-"+j.svc.Name+"-"+strconv.FormatUint(j.seq, 10))
+	if _, err := j.js.PublishMsg(ctx, dl); err != nil {
+		j.log.Error("publish dead letter", "err", err)
+		j.nak(busyDelay)
+		return
+	}
+	if res != nil {
+		msgID := "res-" + j.svc.Name + "-dlq-" + strconv.FormatUint(j.seq, 10)
+		if err := j.publishResult(ctx, replyTo, msgID, res); err != nil {
+			j.log.Error("publish failure result", "err", err)
+			j.nak(busyDelay)
+			return
+		}
+	}
+	j.ack()
+}
+
+// publishResult publishes res to replyTo and waits for the stream's ack.
+func (j *job) publishResult(ctx context.Context, replyTo, msgID string, res *schema.Result) error {
+	m, err := streams.NewMsg(replyTo, res)
+	if err != nil {
+		return err
+	}
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	_, err = j.js.PublishMsg(ctx, m)
+	return err
+}
+
+// claimOutcome is what the claim of an idempotency key decided.
+type claimOutcome int
+
+const (
+	claimed claimOutcome = iota // this delivery runs the handler
+	claimDone                   // the result is recorded: republish it
+	claimBusy                   // another worker holds the key
+	claimFailed                 // the bucket could not be read or written
+)
+
+// claim takes the idempotency key for this attempt. It returns the revision
+// to update the record at (claimed) or the recorded result (claimDone).
+func (j *job) claim(ctx context.Context, key string) (claimOutcome, uint64, *schema.Result) {
+	val := encodeRecord(record{State: stateStarted, Attempt: j.attempt, Updated: time.Now().UTC()})
+	rev, err := j.kv.Create(ctx, key, val)
+	if err == nil {
+		return claimed, rev, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		j.log.Error("claim idempotency key", "key", key, "err", err)
+		return claimFailed, 0, nil
+	}
+	entry, err := j.kv.Get(ctx, key)
+	if err != nil {
+		j.log.Error("read idempotency key", "key", key, "err", err)
+		return claimFailed, 0, nil
+	}
+	if res := recordedResult(entry.Value()); res != nil {
+		return claimDone, 0, res
+	}
+	// Started by an attempt that died or failed retryably (or an unreadable
+	// record): take it over, unless someone else just did.
+	rev, err = j.kv.Update(ctx, key, val, entry.Revision())
+	switch {
+	case err == nil:
+		return claimed, rev, nil
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		j.log.Info("idempotency key taken by another worker", "key", key)
+		return claimBusy, 0, nil
+	default:
+		j.log.Error("take over idempotency key", "key", key, "err", err)
+		return claimFailed, 0, nil
+	}
+}
+
+// recordedResult returns the result in a record value, or nil when the
+// record holds none.
+func recordedResult(val []byte) *schema.Result {
+	var rec record
+	if err := schema.Msgpack.Unmarshal(val, &rec); err != nil || rec.State != stateDone {
+		return nil
+	}
+	var res schema.Result
+	if err := schema.DecodeRaw(rec.Result, &res); err != nil || len(rec.Result) == 0 {
+		return nil
+	}
+	return &res
+}
+
+// process runs the handler of a valid command and settles the delivery.
+func (j *job) process(sc *schema.Command, handler Handler) {
+	key := j.svc.Name + "." + sc.IdempotencyKey
+	msgID := "res-" + j.svc.Name + "-" + sc.IdempotencyKey
+
+	ctx, cancel := j.finishCtx()
+	outcome, rev, recorded := j.claim(ctx, key)
+	cancel()
+	switch outcome {
+	case claimDone:
+		j.log.Info("duplicate command: republishing the recorded result")
+		j.republish(sc.ReplyTo, msgID, recorded)
+		return
+	case claimBusy, claimFailed:
+		j.nak(busyDelay)
+		return
+	}
+
+	stc := sc.StartToClose
+	if stc <= 0 {
+		stc = defaultStartToClose
+	}
+	cmd := &Command{
+		WorkflowID:     sc.WorkflowID,
+		Service:        sc.Service,
+		Action:         sc.Action,
+		IdempotencyKey: sc.IdempotencyKey,
+		CommandID:      sc.ID,
+		Attempt:        j.attempt,
+		Compensation:   sc.Compensation,
+		Input:          sc.Input,
+		StartToClose:   stc,
+		Retry:          sc.Retry,
+	}
+	hctx, hcancel := context.WithTimeout(j.runCtx, stc)
+	j.setHandlerCtx(hctx)
+	out, herr := j.call(hctx, handler, cmd)
+	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
+	j.setHandlerCtx(nil)
+	hcancel()
+
+	if errors.Is(herr, ErrCrash) {
+		j.log.Warn("handler crashed: leaving the command for redelivery")
+		return
+	}
+	if herr != nil && j.runCtx.Err() != nil {
+		// Stopping: the failure is ours, not the command's.
+		if err := j.msg.Nak(); err != nil {
+			j.log.Debug("nak on stop", "err", err)
+		}
+		return
+	}
+
+	res := &schema.Result{
+		WorkflowID: sc.WorkflowID,
+		CommandID:  sc.ID,
+		Service:    sc.Service,
+		Action:     sc.Action,
+		Attempts:   j.attempt,
+	}
+	if herr == nil {
+		output, err := schema.EncodeRaw(out)
+		if err != nil {
+			res.Error = &schema.Error{Kind: KindInvalidOutput, Message: fmt.Sprintf("encode output %T: %v", out, err)}
+		} else {
+			res.Output = output
+		}
+	} else {
+		c := classify(herr, timedOut)
+		msg := herr.Error()
+		if c.kind == KindTimeout && timedOut {
+			msg = fmt.Sprintf("attempt exceeded start-to-close timeout %v: %v", stc, herr)
+		}
+		final := c.final || sc.Retry.IsNonRetryable(c.kind)
+		if !final && sc.Retry.Exhausted(j.attempt) {
+			final = true
+			msg = fmt.Sprintf("after %d %s: %s", j.attempt, plural(j.attempt, "attempt", "attempts"), msg)
+		}
+		if !final {
+			delay := c.after
+			if delay <= 0 {
+				delay = sc.Retry.Delay(j.attempt + 1)
+			}
+			j.log.Info("attempt failed, retrying", "kind", c.kind, "err", herr, "delay", delay)
+			j.nak(delay)
+			return
+		}
+		j.log.Info("command failed", "kind", c.kind, "err", herr)
+		res.Error = &schema.Error{Kind: c.kind, Message: msg}
+	}
+	j.finish(sc, key, msgID, rev, res)
+}
+
+// call runs the handler, turning a panic into a retryable error.
+func (j *job) call(ctx context.Context, h Handler, cmd *Command) (out any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			j.log.Error("handler panicked", "panic", r, "stack", string(debug.Stack()))
+			out, err = nil, &failure{kind: KindPanic, err: fmt.Errorf("handler panicked: %v", r)}
+		}
+	}()
+	return h.Handle(ctx, cmd)
+}
+
+// finish records the result under the claim's revision, publishes it and
+// acks the command.
+func (j *job) finish(sc *schema.Command, key, msgID string, rev uint64, res *schema.Result) {
+	ctx, cancel := j.finishCtx()
+	defer cancel()
+	raw, err := schema.EncodeRaw(res)
+	if err != nil {
+		j.log.Error("encode result", "err", err)
+		j.nak(busyDelay)
+		return
+	}
+	val := encodeRecord(record{State: stateDone, Result: raw, Attempt: j.attempt, Updated: time.Now().UTC()})
+	if _, err := j.kv.Update(ctx, key, val, rev); err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			// Another delivery took the claim over. If it has finished,
+			// its result stands; if not, it will.
+			if entry, gerr := j.kv.Get(ctx, key); gerr == nil {
+				if recorded := recordedResult(entry.Value()); recorded != nil {
+					j.republish(sc.ReplyTo, msgID, recorded)
+					return
+				}
+			}
+			j.log.Info("claim taken over while the handler ran", "key", key)
+		} else {
+			j.log.Error("record result", "key", key, "err", err)
+		}
+		j.nak(busyDelay)
+		return
+	}
+	if err := j.publishResult(ctx, sc.ReplyTo, msgID, res); err != nil {
+		// The record says done: the redelivery republishes it.
+		j.log.Error("publish result", "err", err)
+		j.nak(busyDelay)
+		return
+	}
+	j.ack()
+}
+
+// republish publishes a recorded result again and acks the command.
+func (j *job) republish(replyTo, msgID string, res *schema.Result) {
+	ctx, cancel := j.finishCtx()
+	defer cancel()
+	if err := j.publishResult(ctx, replyTo, msgID, res); err != nil {
+		j.log.Error("republish result", "err", err)
+		j.nak(busyDelay)
+		return
+	}
+	j.ack()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
