@@ -2,6 +2,7 @@ package participants_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -121,7 +122,8 @@ func (h *harness) publish(m *nats.Msg) uint64 {
 	return ack.Sequence
 }
 
-// results returns the results in the history of workflow id.
+// results returns the results in the history of workflow id, those on a
+// result subject.
 func (h *harness) results(id string) []*schema.Result {
 	h.t.Helper()
 	evs, err := h.hist.Read(h.ctx, id, 0)
@@ -130,6 +132,9 @@ func (h *harness) results(id string) []*schema.Result {
 	}
 	var out []*schema.Result
 	for _, ev := range evs {
+		if _, rest, _ := streams.ParseSubject(ev.Subject); !strings.HasPrefix(rest, "res.") {
+			continue
+		}
 		if r, ok := ev.Value.(*schema.Result); ok {
 			out = append(out, r)
 		}

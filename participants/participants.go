@@ -113,8 +113,11 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultAckWait      = 30 * time.Second
-	DefaultConcurrency  = 256
+	// DefaultAckWait is the AckWait of a zero Config.
+	DefaultAckWait = 30 * time.Second
+	// DefaultConcurrency is the Concurrency of a zero Config.
+	DefaultConcurrency = 256
+	// defaultStartToClose bounds an attempt whose command sets none.
 	defaultStartToClose = 10 * time.Second
 	// busyDelay is the redelivery delay when the command cannot be processed
 	// right now: another worker holds it, or a JetStream write failed.

@@ -172,6 +172,7 @@ func (j *job) failureResult(sc *schema.Command, kind, message string) *schema.Re
 // called, except while a handler overruns its StartToClose.
 func (j *job) heartbeat() (stop func()) {
 	done := make(chan struct{})
+	log := j.log
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -187,7 +188,7 @@ func (j *job) heartbeat() (stop func()) {
 					continue
 				}
 				if err := j.msg.InProgress(); err != nil {
-					j.log.Debug("in-progress", "err", err)
+					log.Debug("in-progress", "err", err)
 				}
 			}
 		}
@@ -271,10 +272,10 @@ func (j *job) publishResult(ctx context.Context, replyTo, msgID string, res *sch
 type claimOutcome int
 
 const (
-	claimed claimOutcome = iota // this delivery runs the handler
-	claimDone                   // the result is recorded: republish it
-	claimBusy                   // another worker holds the key
-	claimFailed                 // the bucket could not be read or written
+	claimed     claimOutcome = iota // this delivery runs the handler
+	claimDone                       // the result is recorded: republish it
+	claimBusy                       // another worker holds the key
+	claimFailed                     // the bucket could not be read or written
 )
 
 // claim takes the idempotency key for this attempt. It returns the revision

@@ -178,4 +178,3 @@ func TestFaultsWait(t *testing.T) {
 		t.Fatal("Wait ignored a cancelled context")
 	}
 }
-

@@ -1,0 +1,48 @@
+package participants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestClassify(t *testing.T) {
+	base := errors.New("base")
+	cases := []struct {
+		name     string
+		err      error
+		timedOut bool
+		want     classification
+	}{
+		{"plain", base, false, classification{kind: KindError}},
+		{"deadline", fmt.Errorf("call: %w", context.DeadlineExceeded), false, classification{kind: KindTimeout}},
+		{"timed out", base, true, classification{kind: KindTimeout}},
+		{"non-retryable", NonRetryable("declined", base), false, classification{kind: "declined", final: true}},
+		{"non-retryable nil", NonRetryable("declined", nil), false, classification{kind: "declined", final: true}},
+		{"wrapped non-retryable", fmt.Errorf("x: %w", NonRetryable("declined", base)), false, classification{kind: "declined", final: true}},
+		{"retryable", Retryable("gateway_error", base), false, classification{kind: "gateway_error"}},
+		{"kind wins over timeout", Retryable("gateway_error", context.DeadlineExceeded), true, classification{kind: "gateway_error"}},
+		{"retry after", RetryAfter(time.Second, base), false, classification{kind: KindError, after: time.Second}},
+		{"retry after kind", RetryAfter(time.Second, Retryable("busy", base)), false, classification{kind: "busy", after: time.Second}},
+		{"retry after final", RetryAfter(time.Second, NonRetryable("gone", nil)), false, classification{kind: "gone", final: true, after: time.Second}},
+	}
+	for _, c := range cases {
+		if got := classify(c.err, c.timedOut); got != c.want {
+			t.Errorf("%s: classify = %+v, want %+v", c.name, got, c.want)
+		}
+	}
+	if got := NonRetryable("declined", base).Error(); got != "base" {
+		t.Errorf("Error() = %q", got)
+	}
+	if got := NonRetryable("declined", nil).Error(); got != "declined" {
+		t.Errorf("Error() = %q", got)
+	}
+	if !errors.Is(Retryable("k", base), base) {
+		t.Error("Retryable does not unwrap")
+	}
+	if !errors.Is(fmt.Errorf("x: %w", ErrCrash), ErrCrash) {
+		t.Error("wrapped ErrCrash not recognised")
+	}
+}
