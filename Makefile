@@ -1,0 +1,35 @@
+# jetflow — durable workflows and sagas on NATS JetStream.
+# `make help` lists the targets.
+
+GO      ?= go
+BIN     := bin/jetflow
+PKGS    := ./...
+DEMO    ?= 50
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/jetflow
+	$(GO) build -o $(BIN) ./cmd/jetflow
+
+.PHONY: run
+run: build ## run jetflow: embedded NATS, orchestrator, participants and $(DEMO) demo orders
+	./$(BIN) dev --demo $(DEMO)
+
+.PHONY: test
+test: ## run every test with the race detector (real embedded nats-server)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+.PHONY: lint
+lint: ## gofmt, go vet, and go mod tidy must change nothing
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff
+
+.PHONY: clean
+clean: ## remove the binary and the data of `make run`
+	rm -rf bin .jetflow

@@ -1,0 +1,112 @@
+package schema
+
+import (
+	"encoding/hex"
+	"errors"
+	"os"
+	"testing"
+	"time"
+)
+
+// goldens pins the bytes of every persisted type. A change here changes what
+// is on disk: it must be deliberate, backwards compatible, and come with a
+// schema version bump when old readers cannot read the new bytes.
+var goldens = []struct {
+	name string
+	v    Kinded
+}{
+	{"workflow.started", &WorkflowStarted{WorkflowID: "o-1", Type: "order.fulfillment", Input: mustRaw(map[string]any{"order_id": "o-1", "amount_cents": 12999}), Source: "order.created#7"}},
+	{"command", &Command{WorkflowID: "o-1", ID: 1, Service: "payment", Action: "charge", Input: mustRaw(map[string]any{"amount_cents": 12999}),
+		IdempotencyKey: "o-1.1", ReplyTo: "wf.o-1.res.payment.charge", StartToClose: 10 * time.Second,
+		Retry: RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaxInterval: 5 * time.Second, MaxAttempts: 5, NonRetryable: []string{"declined"}}}},
+	{"command.compensation", &Command{WorkflowID: "o-1", ID: 4, Service: "payment", Action: "refund", IdempotencyKey: "o-1.4",
+		ReplyTo: "wf.o-1.res.payment.refund", StartToClose: time.Second, Compensation: true}},
+	{"marker", &Marker{ID: 2, Name: "side_effect", Value: mustRaw(42)}},
+	{"result.ok", &Result{WorkflowID: "o-1", CommandID: 1, Service: "payment", Action: "charge", Output: mustRaw(map[string]any{"charge_id": "ch_1"}), Attempts: 1}},
+	{"result.error", &Result{WorkflowID: "o-1", CommandID: 2, Service: "inventory", Action: "reserve", Error: &Error{Kind: "out_of_stock", Message: "sku-1"}, Attempts: 1}},
+	{"workflow.finished", &WorkflowFinished{Status: StatusManual, Error: "boom", Reason: "compensation failed"}},
+	{"workflow.blocked", &WorkflowBlocked{Reason: "nondeterminism", EventSeq: 12, Recorded: "command payment.charge", Issued: "command inventory.reserve"}},
+}
+
+func mustRaw(v any) Raw {
+	r, err := EncodeRaw(v)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+func TestGoldenBytes(t *testing.T) {
+	for _, g := range goldens {
+		t.Run(g.name, func(t *testing.T) {
+			body, kind, err := Encode(g.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kind != g.v.Kind() {
+				t.Fatalf("kind %q", kind)
+			}
+			got := hex.EncodeToString(body)
+			if os.Getenv("JETFLOW_PRINT_GOLDEN") != "" {
+				t.Logf("%s: %s", g.name, got)
+			}
+			if got != goldenHex[g.name] {
+				t.Fatalf("encoding of %s changed:\n got  %s\n want %s", g.name, got, goldenHex[g.name])
+			}
+			back, err := Decode(string(kind), SchemaString, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, _, _ := Encode(back)
+			if hex.EncodeToString(again) != got {
+				t.Fatalf("decode/encode round trip changed the bytes")
+			}
+		})
+	}
+}
+
+func TestDecodeRefusesUnknownAndFuture(t *testing.T) {
+	body, _, _ := Encode(&Marker{ID: 1, Name: "x"})
+	if _, err := Decode("marker", "2", body); !errors.Is(err, ErrFutureSchema) {
+		t.Errorf("future schema: %v", err)
+	}
+	if _, err := Decode("teleport", "1", body); !errors.Is(err, ErrUnknownKind) {
+		t.Errorf("unknown kind: %v", err)
+	}
+	if _, err := Decode("marker", "1", []byte("\xc1garbage")); err == nil {
+		t.Errorf("garbage decoded")
+	}
+	if _, err := Decode("marker", "1", append(body, 0x01)); err == nil {
+		t.Errorf("trailing bytes accepted")
+	}
+}
+
+func TestToJSONShowsNestedPayloads(t *testing.T) {
+	body, _, _ := Encode(&Result{CommandID: 1, Output: mustRaw(map[string]any{"charge_id": "ch_1"})})
+	js, err := ToJSON(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"action":"","attempts":0,"command_id":1,"output":{"charge_id":"ch_1"},"service":"","workflow_id":""}`
+	if string(js) != want {
+		t.Fatalf("got %s\nwant %s", js, want)
+	}
+	if _, err := ToJSON([]byte(`{"order_id":"o-1"}`)); err == nil {
+		t.Fatal("JSON text taken for msgpack")
+	}
+}
+
+func TestRetryPolicyDelay(t *testing.T) {
+	p := RetryPolicy{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaxInterval: time.Second, MaxAttempts: 5}
+	for next, want := range map[int]time.Duration{2: 100 * time.Millisecond, 3: 200 * time.Millisecond, 4: 400 * time.Millisecond, 5: 800 * time.Millisecond, 6: time.Second, 20: time.Second} {
+		if got := p.Delay(next); got != want {
+			t.Errorf("Delay(%d) = %v, want %v", next, got, want)
+		}
+	}
+	if p.Exhausted(4) || !p.Exhausted(5) {
+		t.Error("Exhausted wrong")
+	}
+	if (RetryPolicy{}).Exhausted(1000) {
+		t.Error("MaxAttempts 0 must mean unlimited")
+	}
+}

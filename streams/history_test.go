@@ -1,0 +1,176 @@
+package streams_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/internal/natstest"
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+func marker(t *testing.T, id string, n int) *nats.Msg {
+	t.Helper()
+	m, err := streams.NewMsg(streams.MarkerSubject(id), &schema.Marker{ID: n, Name: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%d", id, n))
+	return m
+}
+
+func TestEnsureIsIdempotent(t *testing.T) {
+	env := natstest.RunJetStream(t) // ensures once
+	if err := streams.Ensure(context.Background(), env.JS, streams.Topology{}); err != nil {
+		t.Fatalf("second Ensure: %v", err)
+	}
+	s, err := env.JS.Stream(context.Background(), streams.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	if !cfg.AllowAtomicPublish || !cfg.AllowDirect || !cfg.DenyPurge || !cfg.DenyDelete || cfg.MaxAge != 0 {
+		t.Fatalf("history stream config lost a guarantee: %+v", cfg)
+	}
+}
+
+// Two deciders append on the same last sequence: exactly one wins, the
+// other is fenced and can tell it lost.
+func TestAppendFenceOneWriterWins(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	h := streams.NewHistory(env.NC, env.JS)
+	first, err := h.Append(ctx, "w1", 0, []*nats.Msg{marker(t, "w1", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, errs[i] = h.Append(ctx, "w1", first, []*nats.Msg{marker(t, "w1", 100+i)})
+		}(i)
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, streams.ErrFenced):
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d writers won, want exactly 1", won)
+	}
+	evs, err := h.Read(ctx, "w1", 0)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("history has %d events (%v), want 2", len(evs), err)
+	}
+	// The losers can tell they lost; the winner that lost its ack can tell it won.
+	winner := evs[1].MsgID
+	landed, _, err := h.Landed(ctx, "w1", first, winner)
+	if err != nil || !landed {
+		t.Fatalf("winner not recognised: %v %v", landed, err)
+	}
+	landed, _, _ = h.Landed(ctx, "w1", first, "w1:999")
+	if landed {
+		t.Fatal("a loser was told it landed")
+	}
+	// Another workflow is not fenced by w1's tree.
+	if _, err := h.Append(ctx, "w2", 0, []*nats.Msg{marker(t, "w2", 1)}); err != nil {
+		t.Fatalf("independent workflow fenced: %v", err)
+	}
+}
+
+// A batch is all or nothing: a fenced batch writes none of its messages.
+func TestAppendBatchIsAtomic(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	h := streams.NewHistory(env.NC, env.JS)
+	last, err := h.Append(ctx, "b1", 0, []*nats.Msg{marker(t, "b1", 1), marker(t, "b1", 2), marker(t, "b1", 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := h.Read(ctx, "b1", 0)
+	if len(evs) != 3 || evs[2].Seq != last || evs[0].Seq != last-2 {
+		t.Fatalf("batch stored as %d events ending %d (last %d)", len(evs), evs[len(evs)-1].Seq, last)
+	}
+	_, err = h.Append(ctx, "b1", 1, []*nats.Msg{marker(t, "b1", 4), marker(t, "b1", 5)})
+	if !errors.Is(err, streams.ErrFenced) {
+		t.Fatalf("stale batch: %v, want ErrFenced", err)
+	}
+	if evs, _ := h.Read(ctx, "b1", 0); len(evs) != 3 {
+		t.Fatalf("a refused batch left %d events", len(evs)-3)
+	}
+}
+
+func TestReadPagesLongHistories(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	h := streams.NewHistory(env.NC, env.JS)
+	var last uint64
+	for i := 1; i <= 600; i++ {
+		var err error
+		if last, err = h.Append(ctx, "long", last, []*nats.Msg{marker(t, "long", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 { // interleave another workflow
+			if _, err := h.Append(ctx, fmt.Sprintf("other%d", i), 0, []*nats.Msg{marker(t, "x", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	evs, err := h.Read(ctx, "long", 0)
+	if err != nil || len(evs) != 600 {
+		t.Fatalf("read %d events: %v", len(evs), err)
+	}
+	for i, ev := range evs {
+		if m, ok := ev.Value.(*schema.Marker); !ok || m.ID != i+1 {
+			t.Fatalf("event %d is %+v", i, ev.Value)
+		}
+	}
+	tail, err := h.Read(ctx, "long", evs[589].Seq)
+	if err != nil || len(tail) != 10 {
+		t.Fatalf("tail read %d: %v", len(tail), err)
+	}
+	none, err := h.Read(ctx, "missing", 0)
+	if err != nil || len(none) != 0 {
+		t.Fatalf("missing workflow: %d %v", len(none), err)
+	}
+}
+
+func TestPublishFirstOnce(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	for i, want := range []bool{true, false, false} {
+		m, _ := streams.NewMsg(streams.StartSubject("s1"), &schema.WorkflowStarted{WorkflowID: "s1", Type: "t"})
+		if i == 1 {
+			m.Header.Set(jetstream.MsgIDHeader, "same") // a retry within the dedupe window
+		}
+		if i == 2 {
+			m.Header.Set(jetstream.MsgIDHeader, "other") // a second start, later
+		}
+		got, err := streams.PublishFirst(ctx, env.JS, m)
+		if err != nil || got != want {
+			t.Fatalf("publish %d: wrote=%v err=%v, want wrote=%v", i, got, err, want)
+		}
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for id, ok := range map[string]bool{"o-1001": true, "A_b-9": true, "": false, "a.b": false, "a*": false, "a>": false, "a b": false} {
+		if (streams.ValidID(id) == nil) != ok {
+			t.Errorf("ValidID(%q) ok=%v", id, !ok)
+		}
+	}
+}
