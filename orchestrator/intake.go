@@ -2,10 +2,7 @@ package orchestrator
 
 import (
 	"context"
-	"fmt"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,35 +25,11 @@ type Intake struct {
 }
 
 func (o *Orchestrator) runIntake(ctx context.Context) (stop func(), err error) {
-	in := o.cfg.Intake
-	n := in.Concurrency
+	n := o.cfg.Intake.Concurrency
 	if n <= 0 {
 		n = 64
 	}
-	cons, err := o.cfg.JS.CreateOrUpdateConsumer(ctx, streams.OrdersStream, streams.IntakeConsumerConfig(o.cfg.AckWait))
-	if err != nil {
-		return nil, fmt.Errorf("orchestrator: intake consumer: %w", err)
-	}
-	sem := make(chan struct{}, n)
-	var wg sync.WaitGroup
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			o.intake(ctx, m)
-		}()
-	}, jetstream.PullMaxMessages(n), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		o.log.Debug("intake consume", "err", err)
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("orchestrator: intake consume: %w", err)
-	}
-	return func() { cc.Stop(); wg.Wait() }, nil
+	return o.consume(ctx, streams.OrdersStream, streams.IntakeConsumerConfig(o.cfg.AckWait), n, o.intake)
 }
 
 func (o *Orchestrator) intake(ctx context.Context, m jetstream.Msg) {
@@ -66,14 +39,7 @@ func (o *Orchestrator) intake(ctx context.Context, m jetstream.Msg) {
 		err = streams.ValidID(id)
 	}
 	if err != nil {
-		reason := "invalid " + m.Subject() + ": " + err.Error()
-		o.log.Warn("order refused", "reason", reason)
-		if err := streams.DeadLetter(ctx, o.cfg.JS, m.Subject(), m, reason); err != nil {
-			o.log.Error("dead letter failed, will retry", "err", err)
-			_ = m.NakWithDelay(time.Second)
-			return
-		}
-		_ = m.Ack()
+		o.refuse(ctx, m, m.Subject(), "invalid "+m.Subject()+": "+err.Error())
 		return
 	}
 	source := m.Subject()

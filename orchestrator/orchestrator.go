@@ -47,6 +47,14 @@ type Config struct {
 	// AckWait of the shared consumers: how long a decision may take before
 	// JetStream gives its event to another orchestrator. Default 30s.
 	AckWait time.Duration
+	// Clock drives the timer service. Default SystemClock.
+	Clock Clock
+	// TimerSweep is how often the timer service re-reads the whole timers
+	// bucket, in case its watch missed an entry. Default 30s.
+	TimerSweep time.Duration
+	// LateSignals start a workflow when a signal arrives for a workflow
+	// that has already finished (the signal also goes to dead-letter).
+	LateSignals []LateSignalRoute
 }
 
 func (c *Config) validate() error {
@@ -76,23 +84,48 @@ func (c *Config) validate() error {
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second
 	}
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
+	}
+	if c.TimerSweep <= 0 {
+		c.TimerSweep = 30 * time.Second
+	}
+	for _, r := range c.LateSignals {
+		if _, ok := c.Registry.Lookup(r.Start); !ok {
+			return fmt.Errorf("orchestrator: late signal %q of %q starts %q, which is not registered", r.Signal, r.WorkflowType, r.Start)
+		}
+	}
 	return nil
 }
 
 // Orchestrator runs workflows. Create it with New and start it with Run.
 type Orchestrator struct {
-	cfg  Config
-	log  *slog.Logger
-	hist *streams.History
+	cfg    Config
+	log    *slog.Logger
+	hist   *streams.History
+	timers *timers
 }
 
-// New validates cfg and returns an Orchestrator.
+// New validates cfg and returns an Orchestrator. The streams and buckets
+// must exist (streams.Ensure).
 func New(cfg Config) (*Orchestrator, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Orchestrator{cfg: cfg, log: cfg.Logger, hist: streams.NewHistory(cfg.NC, cfg.JS)}, nil
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := cfg.JS.KeyValue(ctx, streams.TimersBucket)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: timers bucket: %w", err)
+	}
+	return &Orchestrator{
+		cfg: cfg, log: cfg.Logger, hist: streams.NewHistory(cfg.NC, cfg.JS),
+		timers: &timers{kv: kv, js: cfg.JS, clock: cfg.Clock, log: cfg.Logger, sweep: cfg.TimerSweep, live: map[string]uint64{}},
+	}, nil
 }
+
+// PendingTimers is the number of timers this orchestrator holds, waiting.
+func (o *Orchestrator) PendingTimers() int { return o.timers.pending() }
 
 // Run consumes until ctx is done. It returns nil on cancellation.
 func (o *Orchestrator) Run(ctx context.Context) error {
@@ -144,9 +177,25 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		}
 		defer stop()
 	}
+	stopSignals, err := o.runSignals(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopSignals()
+	timersDone := make(chan error, 1)
+	go func() { timersDone <- o.timers.run(ctx) }()
+	defer func() { cancel(); <-timersDone }()
 	o.log.Info("orchestrator running", "workflows", o.cfg.Registry.Names(), "workers", o.cfg.Workers)
-	<-ctx.Done()
-	return nil
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-timersDone:
+		timersDone <- err // for the deferred wait
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("orchestrator: timer service: %w", err)
+	}
 }
 
 func shard(id string, n int) int {

@@ -33,6 +33,12 @@ type state struct {
 	start   *schema.WorkflowStarted
 	status  schema.Status
 	blocked string // reason of the last blocked event, if it is the last decision
+	// timers are the started timers that have not fired or been cancelled.
+	timers map[int]*schema.TimerStarted
+	// loaded is set when the state was read from the stream from scratch in
+	// this wake: pending timers are then re-ensured in the timers bucket, in
+	// case the process that started them died before writing them there.
+	loaded bool
 }
 
 func (s *state) add(evs []streams.Event) {
@@ -49,8 +55,20 @@ func (s *state) add(evs []streams.Event) {
 			s.start, s.status = st, schema.StatusRunning
 		}
 		switch v := ev.Value.(type) {
+		case *schema.TimerStarted:
+			if s.timers == nil {
+				s.timers = map[int]*schema.TimerStarted{}
+			}
+			s.timers[v.ID] = v
+		case *schema.TimerCancelled:
+			delete(s.timers, v.TimerID)
+		case *schema.TimerFired:
+			if t := s.timers[v.TimerID]; t != nil && t.Due.Equal(v.Due) {
+				delete(s.timers, v.TimerID)
+			}
 		case *schema.WorkflowFinished:
 			s.status = v.Status
+			s.timers = nil
 		case *schema.WorkflowBlocked:
 			s.status, s.blocked = schema.StatusBlocked, v.Reason
 		case *schema.Command, *schema.Marker:
@@ -143,13 +161,7 @@ func retryDelay(m jetstream.Msg) time.Duration {
 }
 
 func (w *worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string) {
-	w.o.log.Warn("dead letter", "subject", m.Subject(), "reason", reason)
-	if err := streams.DeadLetter(ctx, w.o.cfg.JS, "wf", m, reason); err != nil {
-		w.o.log.Error("dead letter failed, will retry", "subject", m.Subject(), "err", err)
-		_ = m.NakWithDelay(time.Second)
-		return
-	}
-	_ = m.Ack()
+	w.o.refuse(ctx, m, "wf", reason)
 }
 
 // maxFenceRetries bounds how often one wake re-reads and re-decides after
@@ -160,12 +172,19 @@ const maxFenceRetries = 8
 // replay, and append the next decision fenced on the last sequence read.
 func (w *worker) decide(ctx context.Context, id string) error {
 	st := w.cache.get(id)
+	st.loaded = st.lastSeq == 0
 	for attempt := 0; attempt < maxFenceRetries; attempt++ {
 		evs, err := w.o.hist.Read(ctx, id, st.lastSeq)
 		if err != nil {
 			return err
 		}
 		st.add(evs)
+		if st.loaded && len(st.timers) > 0 {
+			if err := w.o.timers.ensure(ctx, id, st.timers); err != nil {
+				return err
+			}
+			st.loaded = false
+		}
 		if st.start == nil {
 			return errUnknownWorkflow
 		}
@@ -194,6 +213,9 @@ func (w *worker) decide(ctx context.Context, id string) error {
 				written[i] = streams.Event{Seq: last - uint64(len(vals)-1-i), Subject: msgs[i].Subject, Time: now, Value: v}
 			}
 			st.add(written)
+			if err := w.o.timers.apply(ctx, id, vals); err != nil {
+				return err
+			}
 			if st.status.Terminal() {
 				w.cache.drop(id)
 			}
@@ -205,6 +227,9 @@ func (w *worker) decide(ctx context.Context, id string) error {
 		}
 		st.add(tail)
 		if landed {
+			if err := w.o.timers.apply(ctx, id, vals); err != nil {
+				return err
+			}
 			continue
 		}
 		if !errors.Is(err, streams.ErrFenced) {
@@ -260,6 +285,8 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 			err = add(streams.CommandSubject(id, v.Service, v.Action), v)
 		case *schema.Marker:
 			err = add(streams.MarkerSubject(id), v)
+		case *schema.TimerStarted, *schema.TimerCancelled:
+			err = add(streams.TimerSubject(id), v)
 		}
 		if err != nil {
 			return nil, nil, err

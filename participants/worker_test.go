@@ -3,7 +3,9 @@ package participants
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,140 +16,196 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"jetflow/internal/natstest"
+	"jetflow/participants/sim"
 	"jetflow/schema"
 	"jetflow/streams"
 )
 
-// fakeMsg is a delivery whose settlement the test inspects.
-type fakeMsg struct {
-	subject   string
-	data      []byte
-	hdr       nats.Header
-	seq       uint64
-	delivered uint64
+// The tests in this file hand single deliveries to worker.handle and watch
+// how the server sees them settled. Every delivery is a real message pulled
+// from a real durable consumer of an embedded nats-server, and the worker
+// writes to the real idempotency bucket and streams. A settlement shows on
+// the server: an ack moves the consumer's ack floor, a nak brings the
+// message back after its delay, and a delivery left alone comes back only
+// after AckWait.
 
-	mu       sync.Mutex
-	acks     int
-	naks     []time.Duration // -1 for a plain Nak
-	progress int
-}
+// waitFor bounds every wait of these tests.
+const waitFor = 10 * time.Second
 
-func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
-	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}, NumDelivered: m.delivered}, nil
-}
-func (m *fakeMsg) Data() []byte                    { return m.data }
-func (m *fakeMsg) Headers() nats.Header            { return m.hdr }
-func (m *fakeMsg) Subject() string                 { return m.subject }
-func (m *fakeMsg) Reply() string                   { return "" }
-func (m *fakeMsg) Ack() error                      { m.mu.Lock(); m.acks++; m.mu.Unlock(); return nil }
-func (m *fakeMsg) DoubleAck(context.Context) error { return m.Ack() }
-func (m *fakeMsg) Nak() error                      { return m.NakWithDelay(-1) }
-func (m *fakeMsg) NakWithDelay(d time.Duration) error {
-	m.mu.Lock()
-	m.naks = append(m.naks, d)
-	m.mu.Unlock()
-	return nil
-}
-func (m *fakeMsg) InProgress() error                  { m.mu.Lock(); m.progress++; m.mu.Unlock(); return nil }
-func (m *fakeMsg) Term() error                        { return errors.New("unexpected Term") }
-func (m *fakeMsg) TermWithReason(reason string) error { return errors.New("unexpected Term") }
-
-// settled returns the acks and naks of the delivery.
-func (m *fakeMsg) settled() (int, []time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.acks, append([]time.Duration(nil), m.naks...)
-}
-
-// failingJS fails publishes to subjects containing a marker.
-type failingJS struct {
-	jetstream.JetStream
-	marker atomic.Value // string; "" fails nothing
-}
-
-func (f *failingJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	if mk, _ := f.marker.Load().(string); mk != "" && strings.Contains(m.Subject, mk) {
-		return nil, errors.New("injected publish failure")
-	}
-	return f.JetStream.PublishMsg(ctx, m, opts...)
-}
-
-// racingKV lets the test write to a key between a Get and what follows.
-type racingKV struct {
-	jetstream.KeyValue
-	afterGet func(key string)
-}
-
-func (k racingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
-	e, err := k.KeyValue.Get(ctx, key)
-	if k.afterGet != nil {
-		k.afterGet(key)
-	}
-	return e, err
-}
+// nakAckWait is the AckWait of tests that expect naks: a redelivery seen
+// within waitFor can only come from a nak.
+const nakAckWait = 30 * time.Second
 
 type fixture struct {
 	t    *testing.T
 	env  *natstest.Env
-	js   *failingJS
+	ctx  context.Context
 	kv   jetstream.KeyValue
+	cons jetstream.Consumer
 	w    *worker
 	hist *streams.History
-	ctx  context.Context
+	// wg counts the handle calls running in their own goroutine.
+	wg sync.WaitGroup
 }
 
-func newFixture(t *testing.T, h HandlerFunc) *fixture {
+// newFixture starts a server and a worker of service "unit" whose action
+// "do" is h, with a durable consumer of the service's commands at ackWait.
+func newFixture(t *testing.T, ackWait time.Duration, h HandlerFunc) *fixture {
 	t.Helper()
 	env := natstest.RunJetStream(t)
-	ctx := natstest.Context(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fixture{t: t, env: env, ctx: ctx, hist: streams.NewHistory(env.NC, env.JS)}
+	// Runs before the server stops: handlers still blocked are cancelled
+	// and every handle call has returned.
+	t.Cleanup(func() {
+		cancel()
+		f.wg.Wait()
+	})
 	kv, err := env.JS.KeyValue(ctx, streams.IdempotencyBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	js := &failingJS{JetStream: env.JS}
-	w := &worker{
-		js:      js,
+	cons, err := env.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, streams.ParticipantConsumerConfig("unit", ackWait, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.kv, f.cons = kv, cons
+	f.w = &worker{
+		js:      env.JS,
 		kv:      kv,
 		svc:     Service{Name: "unit", Handlers: map[string]Handler{"do": h}},
 		log:     slog.New(slog.DiscardHandler),
-		ackWait: 30 * time.Second,
+		ackWait: ackWait,
 		runCtx:  ctx,
 	}
-	return &fixture{t: t, env: env, js: js, kv: kv, w: w, hist: streams.NewHistory(env.NC, env.JS), ctx: ctx}
+	return f
 }
 
-func (f *fixture) command() schema.Command {
+// command is command id of workflow wf-unit for unit.do.
+func (f *fixture) command(id int) schema.Command {
 	return schema.Command{
-		WorkflowID: "wf-unit", ID: 1, Service: "unit", Action: "do",
-		IdempotencyKey: "wf-unit.1", ReplyTo: streams.ResultSubject("wf-unit", "unit", "do"),
+		WorkflowID: "wf-unit", ID: id, Service: "unit", Action: "do",
+		IdempotencyKey: "wf-unit." + strconv.Itoa(id), ReplyTo: streams.ResultSubject("wf-unit", "unit", "do"),
 		StartToClose: 5 * time.Second,
 		Retry:        schema.RetryPolicy{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaxAttempts: 5},
 	}
 }
 
-func (f *fixture) delivery(c schema.Command, delivered uint64) *fakeMsg {
+// key is the idempotency key the worker claims for c.
+func key(c schema.Command) string { return "unit." + c.IdempotencyKey }
+
+// commandMsg is c as a message on its command subject.
+func (f *fixture) commandMsg(c schema.Command) *nats.Msg {
 	f.t.Helper()
 	m, err := streams.NewMsg(streams.CommandSubject(c.WorkflowID, c.Service, c.Action), &c)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return &fakeMsg{subject: m.Subject, data: m.Data, hdr: m.Header, seq: 7, delivered: delivered}
+	return m
 }
 
-func (f *fixture) state() string {
+// send stores c in the history stream and returns its stream sequence.
+func (f *fixture) send(c schema.Command) uint64 {
 	f.t.Helper()
-	e, err := f.kv.Get(f.ctx, "unit.wf-unit.1")
+	return f.publish(f.commandMsg(c))
+}
+
+func (f *fixture) publish(m *nats.Msg) uint64 {
+	f.t.Helper()
+	ack, err := f.env.JS.PublishMsg(f.ctx, m)
+	if err != nil {
+		f.t.Fatalf("publish %s: %v", m.Subject, err)
+	}
+	return ack.Sequence
+}
+
+// next pulls the consumer's next delivery, waiting up to waitFor, and
+// checks that it is delivery number n of stream sequence seq.
+func (f *fixture) next(seq, n uint64) jetstream.Msg {
+	f.t.Helper()
+	batch, err := f.cons.Fetch(1, jetstream.FetchMaxWait(waitFor))
+	if err != nil {
+		f.t.Fatalf("fetch: %v", err)
+	}
+	var m jetstream.Msg
+	for msg := range batch.Messages() {
+		m = msg
+	}
+	if m == nil {
+		f.t.Fatalf("no delivery %d of seq %d within %v (fetch: %v)", n, seq, waitFor, batch.Error())
+	}
+	md, err := m.Metadata()
 	if err != nil {
 		f.t.Fatal(err)
+	}
+	if md.Sequence.Stream != seq || md.NumDelivered != n {
+		f.t.Fatalf("delivery %d of seq %d, want delivery %d of seq %d", md.NumDelivered, md.Sequence.Stream, n, seq)
+	}
+	return m
+}
+
+// redelivered waits for delivery n of seq and checks that it came no
+// sooner than minDelay after since.
+func (f *fixture) redelivered(seq, n uint64, since time.Time, minDelay time.Duration) jetstream.Msg {
+	f.t.Helper()
+	m := f.next(seq, n)
+	// A little slack for the clocks of the timer and of this test.
+	if el := time.Since(since); el < minDelay*9/10 {
+		f.t.Fatalf("delivery %d of seq %d came %v after the last settlement, want at least %v", n, seq, el, minDelay)
+	}
+	return m
+}
+
+// handleAsync hands m to the worker in a goroutine and returns a channel
+// closed when handle has returned.
+func (f *fixture) handleAsync(m jetstream.Msg) <-chan struct{} {
+	done := make(chan struct{})
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		defer close(done)
+		f.w.handle(m)
+	}()
+	return done
+}
+
+// wait waits for ch to be closed or to yield a value.
+func wait[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitFor):
+		t.Fatalf("not within %v: %s", waitFor, what)
+		panic("unreachable")
+	}
+}
+
+// acked waits until the consumer has acknowledged everything up to seq.
+func (f *fixture) acked(seq uint64) {
+	f.t.Helper()
+	natstest.Eventually(f.t, waitFor, func() bool {
+		info, err := f.cons.Info(f.ctx)
+		return err == nil && info.AckFloor.Stream >= seq && info.NumAckPending == 0
+	}, "consumer acked up to %d", seq)
+}
+
+// record reads the idempotency record of k and its revision.
+func (f *fixture) record(k string) (record, uint64) {
+	f.t.Helper()
+	e, err := f.kv.Get(f.ctx, k)
+	if err != nil {
+		f.t.Fatalf("get %s: %v", k, err)
 	}
 	var rec record
 	if err := schema.Msgpack.Unmarshal(e.Value(), &rec); err != nil {
 		f.t.Fatal(err)
 	}
-	return rec.State
+	return rec, e.Revision()
 }
 
-func (f *fixture) results() []*schema.Result {
+// results returns the results of command id in the history of wf-unit.
+func (f *fixture) results(id int) []*schema.Result {
 	f.t.Helper()
 	evs, err := f.hist.Read(f.ctx, "wf-unit", 0)
 	if err != nil {
@@ -155,117 +213,273 @@ func (f *fixture) results() []*schema.Result {
 	}
 	var out []*schema.Result
 	for _, ev := range evs {
-		if r, ok := ev.Value.(*schema.Result); ok {
+		if r, ok := ev.Value.(*schema.Result); ok && r.CommandID == id {
 			out = append(out, r)
 		}
 	}
 	return out
 }
 
-func wantSettled(t *testing.T, m *fakeMsg, acks int, naks ...time.Duration) {
-	t.Helper()
-	a, n := m.settled()
-	if a != acks || len(n) != len(naks) {
-		t.Fatalf("acks %d naks %v, want acks %d naks %v", a, n, acks, naks)
+// deadLetters returns every message of the dead-letter stream.
+func (f *fixture) deadLetters() []*jetstream.RawStreamMsg {
+	f.t.Helper()
+	s, err := f.env.JS.Stream(f.ctx, streams.DeadLetterStream)
+	if err != nil {
+		f.t.Fatal(err)
 	}
-	for i := range n {
-		if n[i] != naks[i] {
-			t.Fatalf("naks %v, want %v", n, naks)
+	info, err := s.Info(f.ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(f.ctx, seq)
+		if err != nil {
+			f.t.Fatalf("get dead letter %d: %v", seq, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// refuseWrites makes stream refuse every new message, by lowering its
+// MaxMsgSize to one byte, until the returned func restores it. Reads and
+// deliveries of stored messages go on as before.
+func (f *fixture) refuseWrites(stream string) (restore func()) {
+	f.t.Helper()
+	s, err := f.env.JS.Stream(f.ctx, stream)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	info, err := s.Info(f.ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cfg := info.Config
+	was := cfg.MaxMsgSize
+	cfg.MaxMsgSize = 1
+	if _, err := f.env.JS.UpdateStream(f.ctx, cfg); err != nil {
+		f.t.Fatalf("update %s: %v", stream, err)
+	}
+	return func() {
+		f.t.Helper()
+		cfg.MaxMsgSize = was
+		if _, err := f.env.JS.UpdateStream(f.ctx, cfg); err != nil {
+			f.t.Fatalf("restore %s: %v", stream, err)
 		}
 	}
 }
 
 func TestRetryableNaksWithPolicyDelay(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, func(ctx context.Context, cmd *Command) (any, error) {
-		return nil, Retryable("gateway_error", errors.New("down"))
-	})
-	m := f.delivery(f.command(), 2)
-	f.w.handle(m)
-	wantSettled(t, m, 0, 200*time.Millisecond) // Delay(3): 100ms * 2
-	if s := f.state(); s != stateStarted {
-		t.Fatalf("record %q after a retryable failure, want started", s)
-	}
-	if r := f.results(); len(r) != 0 {
-		t.Fatalf("results %+v", r)
-	}
-}
-
-func TestCrashLeavesDeliveryAlone(t *testing.T) {
-	t.Parallel()
-	var calls atomic.Int32
-	f := newFixture(t, func(ctx context.Context, cmd *Command) (any, error) {
-		if calls.Add(1) == 1 {
-			return nil, errors.Join(errors.New("dying"), ErrCrash)
+	f := newFixture(t, nakAckWait, func(ctx context.Context, cmd *Command) (any, error) {
+		if cmd.Attempt < 3 {
+			return nil, Retryable("gateway_error", errors.New("down"))
 		}
-		return "ok", nil
+		return cmd.Attempt, nil
 	})
-	m := f.delivery(f.command(), 1)
-	f.w.handle(m)
-	wantSettled(t, m, 0)
-	if s := f.state(); s != stateStarted {
-		t.Fatalf("record %q after a crash, want started", s)
+	c := f.command(1)
+	c.Retry = schema.RetryPolicy{InitialInterval: 300 * time.Millisecond, BackoffCoefficient: 4, MaxAttempts: 5}
+	seq := f.send(c)
+	m := f.next(seq, 1)
+	// Delay(2) and Delay(3); the second is longer than the busy delay, so
+	// only the policy's backoff brings attempt 3 this late.
+	for i, delay := range []time.Duration{300 * time.Millisecond, 1200 * time.Millisecond} {
+		f.w.handle(m)
+		naked := time.Now()
+		if rec, _ := f.record(key(c)); rec.State != stateStarted || rec.Attempt != i+1 {
+			t.Fatalf("record %+v after retryable attempt %d, want started", rec, i+1)
+		}
+		if r := f.results(1); len(r) != 0 {
+			t.Fatalf("results %+v after a retryable failure", r)
+		}
+		m = f.redelivered(seq, uint64(i+2), naked, delay)
 	}
-	if r := f.results(); len(r) != 0 {
-		t.Fatalf("results %+v", r)
-	}
-	// The redelivery takes the claim over.
-	m = f.delivery(f.command(), 2)
 	f.w.handle(m)
-	wantSettled(t, m, 1)
-	if r := f.results(); len(r) != 1 || r[0].Attempts != 2 {
-		t.Fatalf("results %+v", r)
+	f.acked(seq)
+	r := f.results(1)
+	if len(r) != 1 || r[0].Error != nil || r[0].Attempts != 3 {
+		t.Fatalf("results %+v, want one success at attempt 3", r)
 	}
 }
 
-func TestTakeOverRaceNaks(t *testing.T) {
+func TestCrashLeavesDeliveryToAckWait(t *testing.T) {
 	t.Parallel()
+	const ackWait = 2 * time.Second // twice the busy delay: a nak would come back sooner
 	var calls atomic.Int32
-	f := newFixture(t, func(ctx context.Context, cmd *Command) (any, error) {
+	var sys *sim.System
+	f := newFixture(t, ackWait, func(ctx context.Context, cmd *Command) (any, error) {
 		calls.Add(1)
-		return "ok", nil
+		eff, _, err := sys.Apply(ctx, sim.Effect{
+			IdempotencyKey: cmd.IdempotencyKey, OrderID: "order-1", Kind: "charge",
+			AmountCents: 100, Currency: "EUR", Ref: sim.Ref("ch", cmd.IdempotencyKey),
+		})
+		if err != nil {
+			return nil, Retryable("ledger", err)
+		}
+		if cmd.Attempt == 1 {
+			return nil, errors.Join(errors.New("dying after the effect"), ErrCrash)
+		}
+		return eff.Ref, nil
 	})
-	started := encodeRecord(record{State: stateStarted, Attempt: 1})
-	if _, err := f.kv.Create(f.ctx, "unit.wf-unit.1", started); err != nil {
+	var err error
+	if sys, err = sim.Open(f.ctx, f.env.JS, "unit", streams.Topology{}); err != nil {
 		t.Fatal(err)
 	}
-	// Another worker takes the key over between our read and our update.
-	f.w.kv = racingKV{KeyValue: f.kv, afterGet: func(key string) {
-		if _, err := f.kv.Put(f.ctx, key, started); err != nil {
-			t.Error(err)
-		}
-	}}
-	m := f.delivery(f.command(), 2)
+	c := f.command(1)
+	seq := f.send(c)
+	m := f.next(seq, 1)
+	delivered := time.Now()
 	f.w.handle(m)
-	wantSettled(t, m, 0, time.Second)
-	if n := calls.Load(); n != 0 {
-		t.Fatalf("handler ran %d times while another worker held the key", n)
+	if rec, _ := f.record(key(c)); rec.State != stateStarted {
+		t.Fatalf("record %+v after a crash, want started", rec)
+	}
+	if r := f.results(1); len(r) != 0 {
+		t.Fatalf("results %+v after a crash", r)
+	}
+
+	// Neither acked nor nakked: the server redelivers after AckWait, and
+	// the redelivery takes the claim over.
+	m = f.redelivered(seq, 2, delivered, ackWait)
+	f.w.handle(m)
+	f.acked(seq)
+	effs, err := sim.List(f.ctx, f.env.JS, "unit", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(effs) != 1 || effs[0].IdempotencyKey != c.IdempotencyKey {
+		t.Fatalf("ledger %+v, want one effect", effs)
+	}
+	r := f.results(1)
+	if len(r) != 1 || r[0].Error != nil || r[0].Attempts != 2 {
+		t.Fatalf("results %+v, want one success at attempt 2", r)
+	}
+	var ref string
+	if err := schema.DecodeRaw(r[0].Output, &ref); err != nil || ref != effs[0].Ref {
+		t.Fatalf("output %q (%v), want the ledger's %q", ref, err, effs[0].Ref)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("handler ran %d times, want 2", n)
+	}
+}
+
+// The worker claims a key, and while its handler runs another worker takes
+// the claim over in the real bucket: the worker loses the compare-and-set
+// of its result.
+func TestClaimTakenOverWhileHandlerRuns(t *testing.T) {
+	t.Parallel()
+	running := make(chan int, 1)
+	release := make(chan struct{})
+	var calls atomic.Int32
+	f := newFixture(t, nakAckWait, nil)
+	f.w.svc.Handlers["do"] = HandlerFunc(func(ctx context.Context, cmd *Command) (any, error) {
+		calls.Add(1)
+		running <- cmd.Attempt
+		select {
+		case <-release:
+			return fmt.Sprintf("mine at attempt %d", cmd.Attempt), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+
+	// The other worker still runs: this one's result is dropped and the
+	// command comes back after the busy delay.
+	c := f.command(1)
+	seq := f.send(c)
+	done := f.handleAsync(f.next(seq, 1))
+	wait(t, running, "handler started")
+	rec, rev := f.record(key(c))
+	if rec.State != stateStarted || rec.Attempt != 1 {
+		t.Fatalf("record %+v while the handler runs, want started by attempt 1", rec)
+	}
+	theirs, err := f.kv.Update(f.ctx, key(c), encodeRecord(record{State: stateStarted, Attempt: 9, Updated: time.Now().UTC()}), rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release <- struct{}{}
+	wait(t, done, "handle returned")
+	naked := time.Now()
+	if rec, rev := f.record(key(c)); rev != theirs || rec.Attempt != 9 {
+		t.Fatalf("record %+v at revision %d, want the other worker's claim at %d", rec, rev, theirs)
+	}
+	if r := f.results(1); len(r) != 0 {
+		t.Fatalf("results %+v from a worker that lost its claim", r)
+	}
+	m := f.redelivered(seq, 2, naked, busyDelay)
+	// The other worker never finished: the redelivery takes its claim over.
+	done = f.handleAsync(m)
+	if a := wait(t, running, "handler started again"); a != 2 {
+		t.Fatalf("handler rerun at attempt %d, want 2", a)
+	}
+	release <- struct{}{}
+	wait(t, done, "handle returned")
+	f.acked(seq)
+	if r := f.results(1); len(r) != 1 || r[0].Attempts != 2 {
+		t.Fatalf("results %+v, want the rerun's", r)
+	}
+
+	// The other worker has finished: its recorded result is published and
+	// the command acked at once.
+	c = f.command(2)
+	seq = f.send(c)
+	done = f.handleAsync(f.next(seq, 1))
+	wait(t, running, "handler started")
+	_, rev = f.record(key(c))
+	res := &schema.Result{WorkflowID: c.WorkflowID, CommandID: c.ID, Service: c.Service, Action: c.Action, Attempts: 1}
+	if res.Output, err = schema.EncodeRaw("theirs"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := schema.EncodeRaw(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.kv.Update(f.ctx, key(c), encodeRecord(record{State: stateDone, Result: raw, Attempt: 1, Updated: time.Now().UTC()}), rev); err != nil {
+		t.Fatal(err)
+	}
+	release <- struct{}{}
+	wait(t, done, "handle returned")
+	f.acked(seq)
+	r := f.results(2)
+	var out string
+	if len(r) != 1 || schema.DecodeRaw(r[0].Output, &out) != nil || out != "theirs" {
+		t.Fatalf("results %+v, want the other worker's", r)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("handler ran %d times, want 3", n)
 	}
 }
 
 func TestPublishFailureRepublishesRecordedResult(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	f := newFixture(t, func(ctx context.Context, cmd *Command) (any, error) {
+	f := newFixture(t, nakAckWait, func(ctx context.Context, cmd *Command) (any, error) {
 		calls.Add(1)
 		return cmd.Attempt, nil
 	})
-	f.js.marker.Store(".res.")
-	m := f.delivery(f.command(), 1)
-	f.w.handle(m)
-	wantSettled(t, m, 0, time.Second)
-	if s := f.state(); s != stateDone {
-		t.Fatalf("record %q, want done before the publish", s)
-	}
+	c := f.command(1)
+	seq := f.send(c)
+	m := f.next(seq, 1)
 
-	f.js.marker.Store("")
-	m = f.delivery(f.command(), 2)
+	// The reply subject passes every check, but its stream refuses it.
+	restore := f.refuseWrites(streams.HistoryStream)
 	f.w.handle(m)
-	wantSettled(t, m, 1)
+	naked := time.Now()
+	if rec, _ := f.record(key(c)); rec.State != stateDone {
+		t.Fatalf("record %+v, want done before the publish", rec)
+	}
+	if r := f.results(1); len(r) != 0 {
+		t.Fatalf("results %+v published into a stream that refuses them", r)
+	}
+	restore()
+
+	m = f.redelivered(seq, 2, naked, busyDelay)
+	f.w.handle(m)
+	f.acked(seq)
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler ran %d times, want 1", n)
 	}
-	r := f.results()
+	r := f.results(1)
 	if len(r) != 1 || r[0].Attempts != 1 {
 		t.Fatalf("results %+v, want the recorded result of attempt 1", r)
 	}
@@ -277,46 +491,98 @@ func TestPublishFailureRepublishesRecordedResult(t *testing.T) {
 
 func TestDeadLetterFailureNaks(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, func(ctx context.Context, cmd *Command) (any, error) { return "ok", nil })
-	f.js.marker.Store("dlq.")
-	m := f.delivery(f.command(), 1)
-	m.data = []byte("garbage")
-	f.w.handle(m)
-	wantSettled(t, m, 0, time.Second)
+	var calls atomic.Int32
+	f := newFixture(t, nakAckWait, func(ctx context.Context, cmd *Command) (any, error) {
+		calls.Add(1)
+		return "ok", nil
+	})
 
-	f.js.marker.Store("")
+	// An undecodable command while the dead-letter stream refuses writes.
+	garbage := f.commandMsg(f.command(1))
+	garbage.Data = []byte("garbage")
+	seq := f.publish(garbage)
+	m := f.next(seq, 1)
+	restore := f.refuseWrites(streams.DeadLetterStream)
 	f.w.handle(m)
-	wantSettled(t, m, 1, time.Second)
+	naked := time.Now()
+	if dls := f.deadLetters(); len(dls) != 0 {
+		t.Fatalf("%d dead letters in a stream that refuses them", len(dls))
+	}
+	restore()
+	m = f.redelivered(seq, 2, naked, busyDelay)
+	f.w.handle(m)
+	f.acked(seq)
+	dls := f.deadLetters()
+	if len(dls) != 1 || dls[0].Header.Get(schema.HeaderSourceSeq) != strconv.FormatUint(seq, 10) {
+		t.Fatalf("dead letters %+v, want the garbage command's", dls)
+	}
+
+	// An unknown action whose failure result the history refuses: the
+	// dead letter is written, the command comes back, and the repeated
+	// dead letter is deduplicated.
+	u := f.command(2)
+	u.Action = "teleport"
+	u.ReplyTo = streams.ResultSubject(u.WorkflowID, u.Service, u.Action)
+	seq = f.send(u)
+	m = f.next(seq, 1)
+	restore = f.refuseWrites(streams.HistoryStream)
+	f.w.handle(m)
+	naked = time.Now()
+	if dls := f.deadLetters(); len(dls) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dls))
+	}
+	restore()
+	m = f.redelivered(seq, 2, naked, busyDelay)
+	f.w.handle(m)
+	f.acked(seq)
+	if dls := f.deadLetters(); len(dls) != 2 || !strings.Contains(dls[1].Header.Get(schema.HeaderReason), "teleport") {
+		t.Fatalf("dead letters %+v, want one for the unknown action", dls)
+	}
+	r := f.results(2)
+	if len(r) != 1 || r[0].Error == nil || r[0].Error.Kind != KindUnknownCommand {
+		t.Fatalf("results %+v, want one unknown_command failure", r)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("handler ran %d times", n)
+	}
 }
 
-func TestHeartbeat(t *testing.T) {
+// A handler that overruns StartToClose and ignores its context gets no
+// more progress reports: the server redelivers the command after AckWait
+// while the handler still runs, and the redelivery finishes it.
+func TestHungHandlerIsNotKeptAlive(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, nil)
-	f.w.ackWait = 30 * time.Millisecond
+	release := make(chan struct{})
+	f := newFixture(t, 400*time.Millisecond, nil)
 	f.w.svc.Handlers["do"] = HandlerFunc(func(ctx context.Context, cmd *Command) (any, error) {
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
+		if cmd.Attempt == 1 {
+			// Ignores ctx; only the end of the test stops it otherwise.
+			select {
+			case <-release:
+			case <-f.ctx.Done():
+			}
+			return nil, ctx.Err()
 		}
 		return "ok", nil
 	})
-	m := f.delivery(f.command(), 1)
-	f.w.handle(m)
-	wantSettled(t, m, 1)
-	if m.progress < 5 {
-		t.Fatalf("%d progress reports in 200ms at AckWait 30ms", m.progress)
-	}
+	c := f.command(1)
+	c.StartToClose = 50 * time.Millisecond
+	c.Retry.InitialInterval = time.Hour // the late attempt's nak must not bring it back
+	seq := f.send(c)
+	done := f.handleAsync(f.next(seq, 1))
 
-	// A handler that overruns StartToClose is not kept alive.
-	f.w.svc.Handlers["do"] = HandlerFunc(func(ctx context.Context, cmd *Command) (any, error) {
-		<-time.After(300 * time.Millisecond) // ignores ctx
-		return nil, ctx.Err()
-	})
-	c := f.command()
-	c.ID, c.IdempotencyKey, c.StartToClose = 2, "wf-unit.2", 20*time.Millisecond
-	m = f.delivery(c, 1)
+	m := f.next(seq, 2)
+	select {
+	case <-done:
+		t.Fatal("the first attempt returned before the redelivery")
+	default:
+	}
+	close(release)
+	wait(t, done, "hung attempt returned")
 	f.w.handle(m)
-	if m.progress > 10 {
-		t.Fatalf("%d progress reports for a handler past its deadline", m.progress)
+	f.acked(seq)
+	r := f.results(1)
+	if len(r) != 1 || r[0].Error != nil || r[0].Attempts != 2 {
+		t.Fatalf("results %+v, want one success at attempt 2", r)
 	}
 }

@@ -26,6 +26,10 @@ var goldens = []struct {
 	{"result.error", &Result{WorkflowID: "o-1", CommandID: 2, Service: "inventory", Action: "reserve", Error: &Error{Kind: "out_of_stock", Message: "sku-1"}, Attempts: 1}},
 	{"workflow.finished", &WorkflowFinished{Status: StatusManual, Error: "boom", Reason: "compensation failed"}},
 	{"workflow.blocked", &WorkflowBlocked{Reason: "nondeterminism", EventSeq: 12, Recorded: "command payment.charge", Issued: "command inventory.reserve"}},
+	{"timer.started", &TimerStarted{ID: 5, Duration: 72 * time.Hour, Due: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}},
+	{"timer.cancelled", &TimerCancelled{ID: 7, TimerID: 5}},
+	{"timer.fired", &TimerFired{TimerID: 5, Due: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}},
+	{"signal", &Signal{Name: "carrier.picked_up", Payload: mustRaw(map[string]any{"carrier": "DHL"}), Source: "signal.carrier.picked_up.o-1#3"}},
 }
 
 func mustRaw(v any) Raw {

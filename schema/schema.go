@@ -60,6 +60,10 @@ const (
 	KindResult           Kind = "result"
 	KindWorkflowFinished Kind = "workflow.finished"
 	KindWorkflowBlocked  Kind = "workflow.blocked"
+	KindTimerStarted     Kind = "timer.started"
+	KindTimerCancelled   Kind = "timer.cancelled"
+	KindTimerFired       Kind = "timer.fired"
+	KindSignal           Kind = "signal"
 )
 
 // Kinded is implemented by every persisted type.
@@ -262,6 +266,52 @@ type WorkflowBlocked struct {
 // Kind implements Kinded.
 func (WorkflowBlocked) Kind() Kind { return KindWorkflowBlocked }
 
+// TimerStarted is the decision to wait until Due. The timer service fires
+// it into the history as TimerFired.
+type TimerStarted struct {
+	// ID shares the numbering of Command.ID.
+	ID       int           `msgpack:"id" json:"id"`
+	Duration time.Duration `msgpack:"duration" json:"duration"`
+	Due      time.Time     `msgpack:"due" json:"due"`
+}
+
+// Kind implements Kinded.
+func (TimerStarted) Kind() Kind { return KindTimerStarted }
+
+// TimerCancelled is the decision to drop a started timer; a fire for it that
+// still arrives is ignored.
+type TimerCancelled struct {
+	// ID is this decision's number; TimerID the cancelled timer's.
+	ID      int `msgpack:"id" json:"id"`
+	TimerID int `msgpack:"timer_id" json:"timer_id"`
+}
+
+// Kind implements Kinded.
+func (TimerCancelled) Kind() Kind { return KindTimerCancelled }
+
+// TimerFired records that a timer's due time passed. Only the first fire of
+// a timer counts; a fire whose Due differs from the started timer's is not
+// for it and is ignored.
+type TimerFired struct {
+	TimerID int       `msgpack:"timer_id" json:"timer_id"`
+	Due     time.Time `msgpack:"due" json:"due"`
+}
+
+// Kind implements Kinded.
+func (TimerFired) Kind() Kind { return KindTimerFired }
+
+// Signal is a message sent to a running workflow from outside.
+type Signal struct {
+	Name string `msgpack:"name" json:"name"`
+	// Payload is the msgpack-encoded body (JSON bodies are converted).
+	Payload Raw `msgpack:"payload,omitempty" json:"payload,omitempty"`
+	// Source says where it came from, e.g. "signal.carrier.picked_up.o-1#12".
+	Source string `msgpack:"source,omitempty" json:"source,omitempty"`
+}
+
+// Kind implements Kinded.
+func (Signal) Kind() Kind { return KindSignal }
+
 // ErrUnknownKind is returned when a message names a kind this version of
 // jetflow does not know.
 var ErrUnknownKind = errors.New("jetflow: unknown message kind")
@@ -284,6 +334,14 @@ func New(kind Kind) (Kinded, error) {
 		return &WorkflowFinished{}, nil
 	case KindWorkflowBlocked:
 		return &WorkflowBlocked{}, nil
+	case KindTimerStarted:
+		return &TimerStarted{}, nil
+	case KindTimerCancelled:
+		return &TimerCancelled{}, nil
+	case KindTimerFired:
+		return &TimerFired{}, nil
+	case KindSignal:
+		return &Signal{}, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 }

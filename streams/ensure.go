@@ -68,6 +68,22 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			MaxMsgSize:  t.MaxMsgSize,
 		},
 		{
+			Name:        SignalsStream,
+			Description: "jetflow signals: signal.<name>.<workflow id>, waiting to be recorded",
+			Subjects:    []string{SignalPrefix + ".>", "schedule.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			MaxAge:      30 * 24 * time.Hour,
+			AllowDirect: true,
+			// The simulated systems schedule their callbacks (a carrier
+			// pickup, a late payment settlement) as server-side scheduled
+			// messages, so they survive restarts.
+			AllowMsgSchedules: true,
+			Duplicates:        t.DuplicateWindow,
+			MaxMsgSize:        t.MaxMsgSize,
+		},
+		{
 			Name:        DeadLetterStream,
 			Description: "jetflow dead letters: every refused message with its reason",
 			Subjects:    []string{DeadLetterPrefix + ".>"},
@@ -106,7 +122,19 @@ func (t Topology) LedgerConfig(system string) jetstream.KeyValueConfig {
 	}
 }
 
-// Ensure creates or updates every stream and the idempotency bucket. It is
+// TimersConfig is the configuration of the durable timers bucket.
+func (t Topology) TimersConfig() jetstream.KeyValueConfig {
+	t = t.withDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      TimersBucket,
+		Description: "jetflow pending durable timers: <workflow id>.<timer id>",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+	}
+}
+
+// Ensure creates or updates every stream and bucket. It is
 // idempotent: every process calls it at start-up.
 func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	for _, cfg := range t.StreamConfigs() {
@@ -114,8 +142,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, t.IdempotencyConfig()); err != nil {
-		return fmt.Errorf("ensure bucket %s: %w", IdempotencyBucket, err)
+	for _, kv := range []jetstream.KeyValueConfig{t.IdempotencyConfig(), t.TimersConfig()} {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+			return fmt.Errorf("ensure bucket %s: %w", kv.Bucket, err)
+		}
 	}
 	return nil
 }
@@ -126,7 +156,7 @@ func OrchestratorConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig 
 	return jetstream.ConsumerConfig{
 		Durable:        OrchestratorConsumer,
 		Description:    "jetflow orchestrators: history events that call for a decision",
-		FilterSubjects: []string{StartFilter, ResultFilter},
+		FilterSubjects: []string{StartFilter, ResultFilter, FiredFilter, SignalFilter},
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckWait:        ackWait,
@@ -139,6 +169,20 @@ func IntakeConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       IntakeConsumer,
 		Description:   "jetflow intake: start a workflow per order.created",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: 5000,
+	}
+}
+
+// SignalsConsumerConfig is the durable consumer that records signals into
+// histories.
+func SignalsConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       SignalsConsumer,
+		Description:   "jetflow: record signal.<name>.<id> into the workflow's history",
+		FilterSubject: SignalPrefix + ".>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       ackWait,

@@ -21,6 +21,11 @@ const (
 	// OrdersStream captures order.created, so an order published while no
 	// orchestrator runs waits for one.
 	OrdersStream = "JETFLOW_ORDERS"
+	// SignalsStream captures signal.<name>.<workflow id>, so a signal sent
+	// while no orchestrator runs waits for one. It also holds the scheduled
+	// messages of the simulated systems (schedule.>), which the server
+	// publishes onto signal subjects when they are due.
+	SignalsStream = "JETFLOW_SIGNALS"
 	// DeadLetterStream keeps every message jetflow refused, with the reason.
 	DeadLetterStream = "JETFLOW_DLQ"
 )
@@ -33,6 +38,9 @@ const (
 	// LedgerBucketPrefix + system name ("payment", ...) is the bucket of a
 	// simulated external system's ledger.
 	LedgerBucketPrefix = "jetflow_ledger_"
+	// TimersBucket holds every pending durable timer, keyed
+	// <workflow id>.<timer id>; `nats kv ls jetflow_timers` shows them.
+	TimersBucket = "jetflow_timers"
 )
 
 // Consumer names.
@@ -42,6 +50,8 @@ const (
 	OrchestratorConsumer = "jetflow-orchestrator"
 	// IntakeConsumer is the durable consumer on Orders.
 	IntakeConsumer = "jetflow-intake"
+	// SignalsConsumer is the durable consumer on SignalsStream.
+	SignalsConsumer = "jetflow-signals"
 	// ParticipantConsumerPrefix + service is a participant's durable consumer.
 	ParticipantConsumerPrefix = "jetflow-participant-"
 )
@@ -62,6 +72,9 @@ const (
 	tokMarker  = "marker"
 	tokDone    = "done"
 	tokBlocked = "blocked"
+	tokTimer   = "timer"
+	tokFired   = "fired"
+	tokSignal  = "signal"
 )
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -115,12 +128,48 @@ func DoneSubject(id, status string) string { return "wf." + id + "." + tokDone +
 // BlockedSubject records that a workflow diverged from its history.
 func BlockedSubject(id string) string { return "wf." + id + "." + tokBlocked }
 
+// TimerSubject records timer decisions (started, cancelled).
+func TimerSubject(id string) string { return "wf." + id + "." + tokTimer }
+
+// FiredSubject is where the timer service fires a due timer.
+func FiredSubject(id string) string { return "wf." + id + "." + tokFired }
+
+// SignalEventSubject is where a signal is recorded in the history.
+func SignalEventSubject(id string) string { return "wf." + id + "." + tokSignal }
+
+// SignalPrefix starts the subjects signals are sent on:
+// signal.<name>.<workflow id>. The name may contain dots
+// (signal.carrier.picked_up.o-1001).
+const SignalPrefix = "signal"
+
+// SignalSubject is where anyone sends signal name to workflow id.
+func SignalSubject(name, id string) string { return SignalPrefix + "." + name + "." + id }
+
+// ParseSignalSubject splits signal.<name>.<id>.
+func ParseSignalSubject(subject string) (name, id string, ok bool) {
+	s, found := strings.CutPrefix(subject, SignalPrefix+".")
+	if !found {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(s, '.')
+	if i <= 0 || i == len(s)-1 {
+		return "", "", false
+	}
+	return s[:i], s[i+1:], true
+}
+
+// ScheduleSubject is where a delayed message for target is scheduled, in
+// SignalsStream: the server publishes it to target at its time.
+func ScheduleSubject(key string) string { return "schedule." + key }
+
 // Filters used by listings.
 const (
 	StartFilter   = "wf.*." + tokStart
 	DoneFilter    = "wf.*." + tokDone + ".*"
 	BlockedFilter = "wf.*." + tokBlocked
 	ResultFilter  = "wf.*." + tokRes + ".>"
+	FiredFilter   = "wf.*." + tokFired
+	SignalFilter  = "wf.*." + tokSignal
 )
 
 // DeadLetterSubject is where refused messages of an origin go, e.g.

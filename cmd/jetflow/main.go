@@ -47,6 +47,7 @@ func init() {
 		{"list", "[--status S] [--output json]", "list workflows with their status", runList},
 		{"ledger", "SYSTEM [--order ID] [--output json]", "list the effects recorded by a simulated system", runLedger},
 		{"decode", "", "decode one msgpack message body from stdin and print JSON", runDecode},
+		{"bench", "[--orders N] [flags]", "measure orders/s, latency and JetStream writes per order, in process", runBench},
 	}
 }
 

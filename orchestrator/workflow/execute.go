@@ -53,13 +53,14 @@ func (e *ManualError) Unwrap() error { return e.Cause }
 // future is the untyped result of a step.
 type future struct {
 	ready    bool
+	readyAt  int64
 	activity string
 	output   schema.Raw
 	err      error
 }
 
-func (f *future) resolveResult(res *schema.Result) {
-	f.ready = true
+func (f *future) resolveResult(res *schema.Result, tick int64) {
+	f.ready, f.readyAt = true, tick
 	if res.Error != nil {
 		f.err = &StepError{Activity: f.activity, Kind: res.Error.Kind, Message: res.Error.Message, Attempts: res.Attempts}
 		return
@@ -72,6 +73,8 @@ type Future[T any] struct{ f *future }
 
 // IsReady reports whether the result is in, without blocking.
 func (f Future[T]) IsReady() bool { return f.f.ready }
+
+func (f Future[T]) awaitable() *future { return f.f }
 
 // Get waits for the result and decodes it into T.
 func (f Future[T]) Get(ctx Context) (T, error) {
@@ -120,7 +123,7 @@ func schedule(ctx Context, act Activity, in any, compensation bool) *future {
 	r.decide(cmd)
 	f := &future{activity: act.String()}
 	if res, ok := r.results[cmd.ID]; ok {
-		f.resolveResult(res)
+		f.resolveResult(res, r.tick)
 	} else {
 		r.pending[cmd.ID] = f
 	}

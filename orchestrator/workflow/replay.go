@@ -61,7 +61,13 @@ type replayer struct {
 	fresh   []schema.Kinded
 	results map[int]*schema.Result
 	pending map[int]*future
-	now     time.Time
+	timers  map[int]*timerState
+	fired   map[int]time.Time // first fire of each timer ID seen so far
+	signals map[string]*signalQueue
+	// tick counts delivered events; readiness is stamped with it so a
+	// selector picks whatever became ready first in history order.
+	tick int64
+	now  time.Time
 	// fedAll is set once the last history result is being delivered.
 	fedAll   bool
 	failure  error
@@ -98,6 +104,9 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 		id:      id,
 		results: map[int]*schema.Result{},
 		pending: map[int]*future{},
+		timers:  map[int]*timerState{},
+		fired:   map[int]time.Time{},
+		signals: map[string]*signalQueue{},
 		now:     history[0].Time,
 	}
 	r.logger = slog.New(&replayAware{inner: logger.Handler(), r: r})
@@ -105,9 +114,9 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 	var feed []Event
 	for _, ev := range history[1:] {
 		switch v := ev.Value.(type) {
-		case *schema.Command, *schema.Marker:
+		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled:
 			r.history = append(r.history, recorded{seq: ev.Seq, value: v})
-		case *schema.Result:
+		case *schema.Result, *schema.TimerFired, *schema.Signal:
 			feed = append(feed, ev)
 		}
 	}
@@ -124,7 +133,15 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 		}
 		r.fedAll = i == len(feed)-1
 		r.now = ev.Time
-		r.deliver(ev.Value.(*schema.Result))
+		r.tick++
+		switch v := ev.Value.(type) {
+		case *schema.Result:
+			r.deliver(v)
+		case *schema.TimerFired:
+			r.fire(v)
+		case *schema.Signal:
+			r.queue(v.Name).push(v.Payload, r.tick)
+		}
 		r.sched.run()
 	}
 	if r.failure == nil && r.issued < len(r.history) {
@@ -161,7 +178,7 @@ func (r *replayer) deliver(res *schema.Result) {
 	r.results[res.CommandID] = res
 	if f := r.pending[res.CommandID]; f != nil {
 		delete(r.pending, res.CommandID)
-		f.resolveResult(res)
+		f.resolveResult(res, r.tick)
 	}
 }
 
@@ -193,6 +210,12 @@ func sameDecision(a, b schema.Kinded) bool {
 	case *schema.Marker:
 		y, ok := b.(*schema.Marker)
 		return ok && x.Name == y.Name
+	case *schema.TimerStarted:
+		_, ok := b.(*schema.TimerStarted)
+		return ok
+	case *schema.TimerCancelled:
+		y, ok := b.(*schema.TimerCancelled)
+		return ok && x.TimerID == y.TimerID
 	}
 	return false
 }
@@ -206,6 +229,10 @@ func describe(v schema.Kinded) string {
 		return fmt.Sprintf("command %s.%s", x.Service, x.Action)
 	case *schema.Marker:
 		return fmt.Sprintf("marker %q", x.Name)
+	case *schema.TimerStarted:
+		return fmt.Sprintf("timer %s", x.Duration)
+	case *schema.TimerCancelled:
+		return fmt.Sprintf("cancel of timer %d", x.TimerID)
 	}
 	return string(v.Kind())
 }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"jetflow/internal/bench"
+)
+
+func runBench(ctx context.Context, args []string) error {
+	return benchMain(ctx, args, os.Stdout, os.Stderr)
+}
+
+// benchMain is `jetflow bench`: it runs the reference order workflow end to
+// end and reports throughput, latencies, JetStream writes per order and the
+// process's CPU and memory. The table or JSON goes to stdout, progress to
+// stderr.
+func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		cfg      bench.Config
+		syncMode string
+		output   string
+		logLevel string
+	)
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&cfg.Orders, "orders", 2000, "orders to run")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 512, "orders in flight: the publisher keeps at most this many unfinished")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "publish at most this many orders per second (0: as fast as --concurrency allows)")
+	fs.StringVar(&cfg.Mix, "mix", bench.MixNone, "outcomes: none (every order completes) or default (the demo mix of declines, missing stock, failing refunds, ...)")
+	fs.DurationVar(&cfg.Latency, "latency", 0, "latency of every simulated external call")
+	fs.StringVar(&syncMode, "sync", "default", "embedded server fsync: default (every 2 minutes) or always (every write)")
+	fs.StringVar(&cfg.NatsURL, "nats", "", "run against this NATS server instead of an embedded one")
+	fs.StringVar(&cfg.StoreDir, "data", "", "embedded server data directory (default: a temporary directory, removed afterwards)")
+	fs.IntVar(&cfg.CeilingMsgs, "ceiling", 50000, "async publishes of the raw JetStream ceiling measurement (-1 skips it)")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up when the orders have not finished within this time")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the order run to this file")
+	fs.StringVar(&output, "output", "text", "output format: text or json")
+	fs.StringVar(&logLevel, "log-level", "warn", "engine log level: debug, info, warn, error")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("unexpected arguments %q", pos)
+	}
+	switch syncMode {
+	case "default":
+	case "always":
+		cfg.SyncAlways = true
+	default:
+		return fmt.Errorf("--sync %q: want default or always", syncMode)
+	}
+	asJSON, err := (&common{output: output}).json()
+	if err != nil {
+		return err
+	}
+	log, _, err := logger(logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	cfg.Progress = stderr
+
+	res, runErr := bench.Run(ctx, cfg)
+	if res == nil {
+		return runErr
+	}
+	if asJSON {
+		err = res.WriteJSON(stdout)
+	} else {
+		err = res.WriteText(stdout)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	return err
+}

@@ -1,0 +1,525 @@
+// Package bench measures jetflow end to end: it runs the reference order
+// workflow with the orchestrator and the four reference participants in
+// this process, against an embedded nats-server (or a server given by URL),
+// and reports throughput, latencies taken from the history timestamps,
+// JetStream writes and bytes per order, and the process's CPU and memory.
+//
+// One run also measures the raw JetStream publish ceiling of the same
+// server with messages of a history event's size, so the workflow numbers
+// can be read against what the machine allows.
+//
+// `jetflow bench` is the command-line front end; docs/BENCHMARKS.md has the
+// measurements and how to read them.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/orchestrator"
+	"jetflow/orchestrator/fulfillment"
+	"jetflow/orchestrator/workflow"
+	"jetflow/participants"
+	"jetflow/participants/reference"
+	"jetflow/participants/sim"
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// Mixes of outcomes.
+const (
+	// MixNone: every order completes.
+	MixNone = "none"
+	// MixDefault: fulfillment.MixedOrder's mix of declines, missing stock,
+	// rejected shipments and failing refunds (2% end in manual after the
+	// compensation retries run out, about 35 s).
+	MixDefault = "default"
+)
+
+// Config says what to run.
+type Config struct {
+	// Orders is the number of orders to push through. Default 2000.
+	Orders int
+	// Concurrency is the most orders in flight: published and not yet
+	// terminal. Default 512.
+	Concurrency int
+	// Rate caps publishing at this many orders per second; 0 publishes as
+	// fast as Concurrency allows (closed loop).
+	Rate float64
+	// Mix is MixNone (default) or MixDefault.
+	Mix string
+	// Latency is the simulated latency of every participant call.
+	Latency time.Duration
+	// SyncAlways makes the embedded server fsync every write before it
+	// acknowledges it.
+	SyncAlways bool
+	// NatsURL runs against that server instead of an embedded one.
+	NatsURL string
+	// StoreDir is the embedded server's data directory. Default: a
+	// temporary directory, removed afterwards.
+	StoreDir string
+	// CeilingMsgs is the number of async publishes of the raw JetStream
+	// ceiling (a tenth of it sync). Default 50,000; negative skips it.
+	CeilingMsgs int
+	// Timeout bounds the wait for every order to finish. Default 10 min.
+	Timeout time.Duration
+	// CPUProfile, if set, receives a CPU profile of the order run (not of
+	// the ceiling measurement).
+	CPUProfile string
+	// Progress receives one line per second while orders run. Default: none.
+	Progress io.Writer
+	// Logger is the engine's log. Default: discarded.
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.Orders <= 0 {
+		c.Orders = 2000
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 512
+	}
+	switch c.Mix {
+	case "":
+		c.Mix = MixNone
+	case MixNone, MixDefault:
+	default:
+		return fmt.Errorf("mix %q: want %s or %s", c.Mix, MixNone, MixDefault)
+	}
+	if c.Rate < 0 {
+		return fmt.Errorf("rate %v: want 0 (unlimited) or more", c.Rate)
+	}
+	if c.SyncAlways && c.NatsURL != "" {
+		return errors.New("sync always applies to the embedded server only; configure the external server instead")
+	}
+	if c.CeilingMsgs == 0 {
+		c.CeilingMsgs = 50000
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Minute
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Run sets up the server and the engine, measures the JetStream ceiling,
+// runs cfg.Orders orders and returns the measurements. It returns an error
+// with the partial result when not every order finished in time.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	res := &Result{Config: cfg.describe(), Machine: machine()}
+
+	var (
+		srv  *streams.Server
+		dial func(name string) (*nats.Conn, error)
+	)
+	if cfg.NatsURL == "" {
+		dir := cfg.StoreDir
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "jetflow-bench-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(tmp)
+			dir = tmp
+		}
+		var err error
+		srv, err = streams.StartServer(streams.ServerConfig{StoreDir: dir, SyncAlways: cfg.SyncAlways, Name: "jetflow-bench"})
+		if err != nil {
+			return nil, err
+		}
+		defer srv.Stop()
+		dial = func(name string) (*nats.Conn, error) { return srv.Connect(nats.Name(name)) }
+	} else {
+		dial = func(name string) (*nats.Conn, error) { return streams.Connect(cfg.NatsURL, name) }
+	}
+
+	// The client side: publisher, observer, ceiling and history reads.
+	nc, err := dial("jetflow bench")
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = streams.Ensure(ectx, js, streams.Topology{})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+
+	if cfg.CeilingMsgs > 0 {
+		fmt.Fprintf(cfg.Progress, "bench: measuring the JetStream ceiling (%d async, %d sync publishes)\n", cfg.CeilingMsgs, max(cfg.CeilingMsgs/10, 1))
+		c, err := measureCeiling(ctx, js, cfg.CeilingMsgs)
+		if err != nil {
+			return nil, fmt.Errorf("ceiling: %w", err)
+		}
+		res.Ceiling = c
+	}
+
+	// The engine, on its own connection, wired as `jetflow dev` wires it.
+	enc, err := dial("jetflow bench engine")
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	ejs, err := jetstream.New(enc)
+	if err != nil {
+		return nil, err
+	}
+	stopEngine, err := startEngine(ctx, enc, ejs, cfg)
+	if err != nil {
+		return nil, err
+	}
+	engineStopped := false
+	defer func() {
+		if !engineStopped {
+			_ = stopEngine()
+		}
+	}()
+
+	before, err := snapshot(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	orders := buildOrders(cfg)
+	ru0 := rusage()
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
+	runErr := drive(ctx, nc, js, cfg, orders, res)
+	if cfg.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	ru1 := rusage()
+	after, err := snapshot(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	res.Writes = writesOf(before, after, cfg.Orders)
+	res.Resources = resourcesOf(ru0, ru1, cfg.Orders, srv != nil)
+
+	if err := stopEngine(); err != nil && runErr == nil {
+		runErr = err
+	}
+	engineStopped = true
+
+	fmt.Fprintf(cfg.Progress, "bench: reading %d histories\n", len(orders))
+	if err := analyse(ctx, streams.NewHistory(nc, js), orders, res); err != nil && runErr == nil {
+		runErr = err
+	}
+	return res, runErr
+}
+
+// startEngine runs the orchestrator with the reference workflow and the four
+// reference participants, and returns the function that stops them.
+func startEngine(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config) (func() error, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	errs := make(chan error, 1+len(reference.Names))
+	stop := func() error {
+		cancel()
+		wg.Wait()
+		close(errs)
+		var all []error
+		for err := range errs {
+			all = append(all, err)
+		}
+		return errors.Join(all...)
+	}
+	reg := workflow.NewRegistry()
+	fulfillment.Register(reg, fulfillment.Config{})
+	o, err := orchestrator.New(orchestrator.Config{
+		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(),
+		Logger: cfg.Logger.With("component", "orchestrator"),
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := o.Run(ctx); err != nil {
+			errs <- fmt.Errorf("orchestrator: %w", err)
+		}
+	}()
+	for _, name := range reference.Names {
+		svc, err := reference.Service(ctx, js, streams.Topology{}, name, sim.Faults{Latency: cfg.Latency})
+		if err != nil {
+			_ = stop()
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := participants.Run(ctx, participants.Config{NC: nc, JS: js, Logger: cfg.Logger.With("component", name)}, svc); err != nil {
+				errs <- fmt.Errorf("participant %s: %w", name, err)
+			}
+		}()
+	}
+	// The consumers exist once every part has created its own; the first
+	// orders would otherwise wait for them and count as latency.
+	if err := waitConsumers(ctx, js); err != nil {
+		_ = stop()
+		return nil, err
+	}
+	return stop, nil
+}
+
+func waitConsumers(ctx context.Context, js jetstream.JetStream) error {
+	want := []struct{ stream, consumer string }{
+		{streams.HistoryStream, streams.OrchestratorConsumer},
+		{streams.OrdersStream, streams.IntakeConsumer},
+	}
+	for _, n := range reference.Names {
+		want = append(want, struct{ stream, consumer string }{streams.HistoryStream, streams.ParticipantConsumerPrefix + n})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, w := range want {
+		for {
+			if _, err := js.Consumer(ctx, w.stream, w.consumer); err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("consumer %s on %s not created within 30s", w.consumer, w.stream)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// order is one benchmark order and what was observed of it.
+type order struct {
+	id        string
+	body      []byte
+	want      schema.Status
+	published time.Time // client clock, just before the publish
+	done      time.Time // client clock, when its terminal event arrived
+	status    schema.Status
+}
+
+func buildOrders(cfg Config) []*order {
+	prefix := "b-" + strconv.FormatInt(time.Now().UnixNano()/1e6%1e9, 36) + "-"
+	out := make([]*order, cfg.Orders)
+	for i := range out {
+		o, want := fulfillment.MixedOrder(prefix, i)
+		if cfg.Mix == MixNone {
+			o.Simulate, want = nil, schema.StatusCompleted
+		}
+		body, _ := json.Marshal(o) // an Order of strings and numbers always encodes
+		out[i] = &order{id: o.OrderID, body: body, want: want}
+	}
+	return out
+}
+
+// drive publishes the orders, keeping at most cfg.Concurrency unfinished
+// and at most cfg.Rate per second, and waits until every one is terminal.
+func drive(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config, orders []*order, res *Result) error {
+	byID := make(map[string]*order, len(orders))
+	for _, o := range orders {
+		byID[o.id] = o
+	}
+	slots := make(chan struct{}, cfg.Concurrency)
+	var (
+		mu       sync.Mutex
+		finished int
+		lastDone time.Time
+		statuses = map[schema.Status]int{}
+		allDone  = make(chan struct{})
+	)
+	var published atomic.Int64
+	onEnd := func(m *nats.Msg) {
+		now := time.Now()
+		id, rest, ok := streams.ParseSubject(m.Subject)
+		if !ok {
+			return
+		}
+		o := byID[id]
+		if o == nil {
+			return
+		}
+		st := schema.StatusBlocked
+		if s, ok := strings.CutPrefix(rest, "done."); ok {
+			st = schema.Status(s)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if o.status != "" {
+			return // seen already (a duplicate delivery, or blocked and then done)
+		}
+		o.status, o.done = st, now
+		statuses[st]++
+		finished++
+		lastDone = now
+		<-slots
+		if finished == len(orders) {
+			close(allDone)
+		}
+	}
+	var subs []*nats.Subscription
+	for _, f := range []string{streams.DoneFilter, streams.BlockedFilter} {
+		s, err := nc.Subscribe(f, onEnd)
+		if err != nil {
+			return err
+		}
+		_ = s.SetPendingLimits(-1, -1)
+		subs = append(subs, s)
+	}
+	defer func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}()
+	if err := nc.Flush(); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+
+	// Progress, one line a second.
+	start := time.Now()
+	progressDone := make(chan struct{})
+	var progressWG sync.WaitGroup
+	progressWG.Add(1)
+	go func() {
+		defer progressWG.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		prev := 0
+		for {
+			select {
+			case <-progressDone:
+				return
+			case <-t.C:
+				mu.Lock()
+				f := finished
+				line := statusLine(statuses)
+				mu.Unlock()
+				p := int(published.Load())
+				fmt.Fprintf(cfg.Progress, "bench: %4.0fs | published %d/%d | finished %d (%s) | in flight %d | %d orders/s\n",
+					time.Since(start).Seconds(), p, len(orders), f, line, p-f, f-prev)
+				prev = f
+			}
+		}
+	}()
+	defer func() { close(progressDone); progressWG.Wait() }()
+
+	var first time.Time
+	pubErr := func() error {
+		for i, o := range orders {
+			if cfg.Rate > 0 && i > 0 {
+				due := first.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
+				if d := time.Until(due); d > 0 {
+					select {
+					case <-time.After(d):
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+			}
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			o.published = time.Now()
+			if i == 0 {
+				first = o.published
+			}
+			if _, err := js.PublishAsync(streams.OrderCreated, o.body); err != nil {
+				return fmt.Errorf("publish order %s: %w", o.id, err)
+			}
+			published.Add(1)
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}()
+	if pubErr == nil {
+		select {
+		case <-allDone:
+		case <-ctx.Done():
+			pubErr = fmt.Errorf("waiting for the orders to finish: %w", ctx.Err())
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	res.Published = int(published.Load())
+	res.Finished = finished
+	if finished > 0 {
+		res.WallSeconds = lastDone.Sub(first).Seconds()
+		if res.WallSeconds > 0 {
+			res.OrdersPerSec = float64(finished) / res.WallSeconds
+		}
+	}
+	if pubErr != nil {
+		return fmt.Errorf("%w (%d of %d orders finished: %s)", pubErr, finished, len(orders), statusLine(statuses))
+	}
+	return nil
+}
+
+func statusLine(counts map[schema.Status]int) string {
+	if len(counts) == 0 {
+		return "none yet"
+	}
+	s := ""
+	for _, st := range []schema.Status{schema.StatusCompleted, schema.StatusCompensated, schema.StatusManual, schema.StatusBlocked} {
+		if counts[st] > 0 {
+			if s != "" {
+				s += ", "
+			}
+			s += fmt.Sprintf("%s %d", st, counts[st])
+		}
+	}
+	return s
+}
+
+// machine describes where the run happened.
+func machine() Machine {
+	m := Machine{
+		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		m.CPUModel = cpuModel(string(b))
+	}
+	return m
+}

@@ -1,0 +1,145 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/participants/payment"
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// Ceiling is the raw JetStream publish rate of the server the run used,
+// measured on a scratch stream with messages shaped like a history event.
+type Ceiling struct {
+	// MsgBytes is the size of one message: body plus headers.
+	MsgBytes int `json:"msg_bytes"`
+	// AsyncMsgs and AsyncMsgsPerSec: pipelined publishes, each acknowledged.
+	AsyncMsgs       int     `json:"async_msgs"`
+	AsyncMsgsPerSec float64 `json:"async_msgs_per_sec"`
+	// SyncMsgs and SyncMsgsPerSec: one publish at a time, each waiting for
+	// its acknowledgement (what a fenced append costs at the least).
+	SyncMsgs       int     `json:"sync_msgs"`
+	SyncMsgsPerSec float64 `json:"sync_msgs_per_sec"`
+}
+
+// scratchStream is created for the ceiling and deleted after it.
+const (
+	scratchStream  = "JETFLOW_BENCH_SCRATCH"
+	scratchSubject = "jetflow_bench_scratch"
+)
+
+// sampleEvent returns a payment.charge command of the reference workflow as
+// the orchestrator writes it: the typical history event.
+func sampleEvent(id string) (*nats.Msg, error) {
+	in, err := schema.EncodeRaw(payment.ChargeRequest{OrderID: id, CustomerID: "c-42", AmountCents: 12999, Currency: "EUR"})
+	if err != nil {
+		return nil, err
+	}
+	cmd := &schema.Command{
+		WorkflowID: id, ID: 1, Service: payment.Name, Action: payment.Charge.Action, Input: in,
+		IdempotencyKey: id + ".1", ReplyTo: streams.ResultSubject(id, payment.Name, payment.Charge.Action),
+		StartToClose: 10 * time.Second,
+		Retry:        schema.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaxInterval: 5 * time.Second, MaxAttempts: 5},
+	}
+	m, err := streams.NewMsg(streams.CommandSubject(id, payment.Name, payment.Charge.Action), cmd)
+	if err != nil {
+		return nil, err
+	}
+	m.Header.Set(jetstream.MsgIDHeader, id+":1:0")
+	m.Header.Set(schema.HeaderWorkflowID, id)
+	return m, nil
+}
+
+func msgSize(m *nats.Msg) int {
+	n := len(m.Data)
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4 // "k: v\r\n"
+		}
+	}
+	return n
+}
+
+// measureCeiling publishes n messages asynchronously and n/10 one by one
+// into a scratch stream of the history stream's kind, then deletes it.
+// Subjects vary per ten messages, as a history holds ten per workflow.
+func measureCeiling(ctx context.Context, js jetstream.JetStream, n int) (*Ceiling, error) {
+	_ = js.DeleteStream(ctx, scratchStream)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:      scratchStream,
+		Subjects:  []string{scratchSubject + ".>"},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+		// As the history stream: Nats-Msg-Id deduplication is on.
+		Duplicates: 2 * time.Minute,
+	}); err != nil {
+		return nil, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = js.DeleteStream(dctx, scratchStream)
+	}()
+
+	proto, err := sampleEvent("b-00000000-00000")
+	if err != nil {
+		return nil, err
+	}
+	msg := func(i int) *nats.Msg {
+		m := nats.NewMsg(scratchSubject + ".w" + strconv.Itoa(i/10) + ".cmd.payment.charge")
+		m.Data = proto.Data
+		for k, vs := range proto.Header {
+			m.Header[k] = vs
+		}
+		m.Header.Set(jetstream.MsgIDHeader, "scratch-"+strconv.Itoa(i))
+		return m
+	}
+	c := &Ceiling{MsgBytes: msgSize(proto), AsyncMsgs: n, SyncMsgs: max(n/10, 1)}
+
+	// Warm up: create the first block and the subject state.
+	for i := 0; i < 100; i++ {
+		if _, err := js.PublishMsg(ctx, msg(-1-i)); err != nil {
+			return nil, err
+		}
+	}
+
+	t0 := time.Now()
+	var futures []jetstream.PubAckFuture
+	for i := 0; i < n; i++ {
+		f, err := js.PublishMsgAsync(msg(i))
+		if err != nil {
+			return nil, err
+		}
+		futures = append(futures, f)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(5 * time.Minute):
+		return nil, fmt.Errorf("async publishes not acknowledged within 5 minutes")
+	}
+	c.AsyncMsgsPerSec = float64(n) / time.Since(t0).Seconds()
+	for _, f := range futures {
+		select {
+		case err := <-f.Err():
+			return nil, fmt.Errorf("async publish: %w", err)
+		default:
+		}
+	}
+
+	t0 = time.Now()
+	for i := 0; i < c.SyncMsgs; i++ {
+		if _, err := js.PublishMsg(ctx, msg(n+i)); err != nil {
+			return nil, err
+		}
+	}
+	c.SyncMsgsPerSec = float64(c.SyncMsgs) / time.Since(t0).Seconds()
+	return c, nil
+}

@@ -1,0 +1,148 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// WriteJSON writes r as indented JSON.
+func (r *Result) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteText writes r as a readable table.
+func (r *Result) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(format string, a ...any) { fmt.Fprintf(tw, format+"\n", a...) }
+	c := r.Config
+	m := r.Machine
+
+	fmt.Fprintf(w, "jetflow bench: %d orders, concurrency %d", c.Orders, c.Concurrency)
+	if c.Rate > 0 {
+		fmt.Fprintf(w, ", rate %.0f/s", c.Rate)
+	}
+	fmt.Fprintf(w, ", mix %s, participant latency %gms, sync %s, server %s\n", c.Mix, c.LatencyMs, c.Sync, c.Server)
+	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s, %s %s/%s\n\n", m.CPUs, m.GOMAXPROCS, orUnknown(m.CPUModel), m.Go, m.OS, m.Arch)
+
+	if cl := r.Ceiling; cl != nil {
+		fmt.Fprintf(w, "JetStream ceiling (scratch stream, %d-byte messages)\n", cl.MsgBytes)
+		p("  async publish\t%10s\tmsgs/s", num(cl.AsyncMsgsPerSec))
+		p("  sync publish\t%10s\tmsgs/s", num(cl.SyncMsgsPerSec))
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
+
+	fmt.Fprintln(w, "Orders")
+	p("  finished\t%10s\t%s", fmt.Sprintf("%d/%d", r.Finished, c.Orders), statuses(r.Statuses))
+	if r.Unexpected > 0 {
+		p("  unexpected status\t%10d\t", r.Unexpected)
+	}
+	p("  wall clock\t%10.2f\ts", r.WallSeconds)
+	p("  throughput\t%10s\torders/s", num(r.OrdersPerSec))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintln(w, "Latency (ms)")
+	p("\t%8s\t%8s\t%8s\t%8s\t%7s", "p50", "p90", "p99", "max", "n")
+	row := func(name string, d Dist) {
+		p("  %s\t%8.2f\t%8.2f\t%8.2f\t%8.2f\t%7d", name, d.P50, d.P90, d.P99, d.Max, d.N)
+	}
+	l := r.Latency
+	row("e2e: started → done (stream times)", l.StartToDone)
+	for _, st := range sortedStatuses(l.StartToDoneByStatus) {
+		row("  of which "+string(st), l.StartToDoneByStatus[st])
+	}
+	row("e2e: publish → done seen (client)", l.PublishToDone)
+	row("intake: publish → started", l.PublishToStart)
+	row("orchestration: result → next decision", l.StepOverhead)
+	row("orchestration: started → first command", l.FirstDecision)
+	row("participant: command → result", l.ParticipantStep)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+
+	wr := r.Writes
+	fmt.Fprintln(w, "JetStream writes per order")
+	p("\t%8s\t%8s", "writes", "bytes")
+	names := make([]string, 0, len(wr.ByStream))
+	for n := range wr.ByStream {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(a, b int) bool {
+		if names[a] == streams.HistoryStream || names[b] == streams.HistoryStream {
+			return names[a] == streams.HistoryStream
+		}
+		return names[a] < names[b]
+	})
+	for _, n := range names {
+		s := wr.ByStream[n]
+		p("  %s\t%8.2f\t%8.0f", n, s.WritesPerOrder, s.BytesPerOrder)
+	}
+	p("  total\t%8.2f\t%8.0f", wr.PerOrder, wr.BytesPerOrder)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+
+	res := r.Resources
+	who := "benchmark process"
+	if res.IncludesServer {
+		who += " incl. embedded server"
+	}
+	fmt.Fprintf(w, "Resources (%s)\n", who)
+	p("  peak RSS\t%10.1f\tMB", res.PeakRSSMB)
+	p("  CPU during the run\t%10.2f\ts", res.CPUSeconds)
+	p("  CPU per order\t%10.3f\tms", res.CPUMsPerOrder)
+	return tw.Flush()
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown CPU"
+	}
+	return s
+}
+
+// num formats a rate with thousands separators.
+func num(f float64) string {
+	s := fmt.Sprintf("%.0f", f)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func sortedStatuses[V any](m map[schema.Status]V) []schema.Status {
+	out := make([]schema.Status, 0, len(m))
+	for st := range m {
+		out = append(out, st)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
+	return out
+}
+
+func statuses(m map[schema.Status]int) string {
+	var parts []string
+	for _, st := range sortedStatuses(m) {
+		parts = append(parts, fmt.Sprintf("%s %d", st, m[st]))
+	}
+	return strings.Join(parts, ", ")
+}

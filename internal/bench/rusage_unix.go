@@ -1,0 +1,30 @@
+//go:build unix
+
+package bench
+
+import (
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// usage is the process's CPU time so far and its peak resident set size.
+type usage struct {
+	cpu    time.Duration
+	maxRSS int64 // bytes
+}
+
+func rusage() usage {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return usage{}
+	}
+	rss := int64(ru.Maxrss)
+	if runtime.GOOS != "darwin" {
+		rss *= 1024 // kilobytes everywhere but on macOS
+	}
+	return usage{
+		cpu:    time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		maxRSS: rss,
+	}
+}

@@ -1,0 +1,196 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// LateSignalRoute starts workflow Start when signal Signal arrives for a
+// finished workflow of type WorkflowType. A payment settlement that arrives
+// after the order was compensated, for example, must still be refunded.
+type LateSignalRoute struct {
+	WorkflowType string
+	Signal       string
+	Start        string
+}
+
+// LateSignal is the input of a workflow started by a LateSignalRoute.
+type LateSignal struct {
+	WorkflowID   string        `msgpack:"workflow_id" json:"workflow_id"`
+	WorkflowType string        `msgpack:"workflow_type" json:"workflow_type"`
+	Status       schema.Status `msgpack:"status" json:"status"`
+	Signal       string        `msgpack:"signal" json:"signal"`
+	Payload      schema.Raw    `msgpack:"payload,omitempty" json:"payload,omitempty"`
+}
+
+// Decode decodes the late signal's payload into v.
+func (l LateSignal) Decode(v any) error { return schema.DecodeRaw(l.Payload, v) }
+
+// consume runs fn for each message of a durable consumer, at most n at once,
+// until the returned stop is called.
+func (o *Orchestrator) consume(ctx context.Context, stream string, cfg jetstream.ConsumerConfig, n int, fn func(context.Context, jetstream.Msg)) (stop func(), err error) {
+	cons, err := o.cfg.JS.CreateOrUpdateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: consumer %s: %w", cfg.Durable, err)
+	}
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(ctx, m)
+		}()
+	}, jetstream.PullMaxMessages(n), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		o.log.Debug("consume", "consumer", cfg.Durable, "err", err)
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: consume %s: %w", cfg.Durable, err)
+	}
+	return func() { cc.Stop(); wg.Wait() }, nil
+}
+
+func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
+	return o.consume(ctx, streams.SignalsStream, streams.SignalsConsumerConfig(o.cfg.AckWait), 64, o.signal)
+}
+
+// settle acks m after a dead letter with reason is stored.
+func (o *Orchestrator) refuse(ctx context.Context, m jetstream.Msg, origin, reason string) {
+	o.log.Warn("dead letter", "subject", m.Subject(), "reason", reason)
+	if err := streams.DeadLetter(ctx, o.cfg.JS, origin, m, reason); err != nil {
+		o.log.Error("dead letter failed, will retry", "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	_ = m.Ack()
+}
+
+// signal records one signal.<name>.<id> message in the workflow's history.
+func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
+	name, id, ok := streams.ParseSignalSubject(m.Subject())
+	if !ok || streams.ValidID(id) != nil {
+		o.refuse(ctx, m, "signal", "signal subject must be signal.<name>.<workflow id>")
+		return
+	}
+	payload, err := signalPayload(m)
+	if err != nil {
+		o.refuse(ctx, m, "signal", "signal "+name+": "+err.Error())
+		return
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	seq := strconv.FormatUint(md.Sequence.Stream, 10)
+	d, err := Describe(ctx, o.hist, id)
+	switch {
+	case err != nil && strings.Contains(err.Error(), streams.ErrNotFound.Error()):
+		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for unknown workflow %s", name, id))
+		return
+	case err != nil:
+		o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
+		_ = m.NakWithDelay(retryDelay(m))
+		return
+	case d.Status.Terminal():
+		if err := o.late(ctx, d, name, payload, seq); err != nil {
+			o.log.Warn("late signal: start, will retry", "workflow_id", id, "err", err)
+			_ = m.NakWithDelay(retryDelay(m))
+			return
+		}
+		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s)", name, id, d.Status))
+		return
+	}
+	ev, err := streams.NewMsg(streams.SignalEventSubject(id), &schema.Signal{Name: name, Payload: payload, Source: m.Subject() + "#" + seq})
+	if err != nil {
+		o.refuse(ctx, m, "signal", err.Error())
+		return
+	}
+	ev.Header.Set(jetstream.MsgIDHeader, "signal-"+seq)
+	ev.Header.Set(schema.HeaderWorkflowID, id)
+	if _, err := o.cfg.JS.PublishMsg(ctx, ev); err != nil {
+		o.log.Warn("signal: record, will retry", "workflow_id", id, "err", err)
+		_ = m.NakWithDelay(retryDelay(m))
+		return
+	}
+	_ = m.Ack()
+}
+
+// late starts the workflow routed for a signal to a finished workflow.
+func (o *Orchestrator) late(ctx context.Context, d *Description, name string, payload schema.Raw, seq string) error {
+	for _, r := range o.cfg.LateSignals {
+		if r.WorkflowType != d.Type || r.Signal != name {
+			continue
+		}
+		id := d.ID + "-late-" + seq
+		if streams.ValidID(id) != nil {
+			id = "late-signal-" + seq
+		}
+		in := LateSignal{WorkflowID: d.ID, WorkflowType: d.Type, Status: d.Status, Signal: name, Payload: payload}
+		if _, err := Start(ctx, o.cfg.JS, r.Start, id, in, "late "+name+" for "+d.ID); err != nil {
+			return err
+		}
+		o.log.Info("late signal starts a workflow", "workflow_id", d.ID, "signal", name, "started", id, "type", r.Start)
+	}
+	return nil
+}
+
+// signalPayload converts a signal body to msgpack: JSON (as `nats pub`
+// sends it) unless the Content-Type says msgpack; an empty body is none.
+func signalPayload(m jetstream.Msg) (schema.Raw, error) {
+	body := bytes.TrimSpace(m.Data())
+	if len(body) == 0 {
+		return nil, nil
+	}
+	if strings.HasPrefix(m.Headers().Get(schema.HeaderContentType), schema.ContentTypeMsgpack) {
+		if _, err := schema.ToJSON(body); err != nil {
+			return nil, fmt.Errorf("invalid msgpack payload: %w", err)
+		}
+		return schema.Raw(body), nil
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("invalid JSON payload: %w", err)
+	}
+	return schema.EncodeRaw(jsonNumbers(v))
+}
+
+// jsonNumbers turns json.Number into int64 or float64 so the msgpack
+// encoding has real numbers.
+func jsonNumbers(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = jsonNumbers(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = jsonNumbers(e)
+		}
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		f, _ := t.Float64()
+		return f
+	}
+	return v
+}

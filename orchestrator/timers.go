@@ -1,0 +1,308 @@
+package orchestrator
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// Clock tells the timer service what time it is. Tests inject a clock they
+// move forward to fire days-long timers at once.
+type Clock interface {
+	Now() time.Time
+}
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// TimerEntry is the value of a pending timer in the jetflow_timers bucket,
+// under the key <workflow id>.<timer id>. It is JSON so `nats kv get` reads.
+type TimerEntry struct {
+	WorkflowID string    `json:"workflow_id"`
+	TimerID    int       `json:"timer_id"`
+	Due        time.Time `json:"due"`
+}
+
+// TimerKey is the bucket key of a timer.
+func TimerKey(workflowID string, timerID int) string {
+	return workflowID + "." + strconv.Itoa(timerID)
+}
+
+// timers writes timer decisions into the bucket and, in Run, fires them.
+type timers struct {
+	kv    jetstream.KeyValue
+	js    jetstream.JetStream
+	clock Clock
+	log   *slog.Logger
+	sweep time.Duration
+
+	mu   sync.Mutex
+	live map[string]uint64 // key → revision of the entry we hold
+	due  timerHeap
+	// fired counts the timers this instance fired (for tests and progress).
+	fired int64
+}
+
+// apply mirrors timer decisions just stored in the history into the
+// bucket: a started timer is put, a cancelled one deleted. It runs before the
+// event that led to the decision is acked, so a crash in between leads to a
+// redelivery that re-ensures the timers (see ensure).
+func (t *timers) apply(ctx context.Context, id string, vals []schema.Kinded) error {
+	for _, v := range vals {
+		switch d := v.(type) {
+		case *schema.TimerStarted:
+			if err := t.put(ctx, id, d); err != nil {
+				return err
+			}
+		case *schema.TimerCancelled:
+			if err := t.kv.Delete(ctx, TimerKey(id, d.TimerID)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return fmt.Errorf("delete timer: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (t *timers) put(ctx context.Context, id string, d *schema.TimerStarted) error {
+	b, _ := json.Marshal(TimerEntry{WorkflowID: id, TimerID: d.ID, Due: d.Due})
+	if _, err := t.kv.Put(ctx, TimerKey(id, d.ID), b); err != nil {
+		return fmt.Errorf("put timer: %w", err)
+	}
+	return nil
+}
+
+// ensure makes sure every pending timer of a history is in the bucket. It
+// creates missing entries only: an entry that exists is left alone.
+func (t *timers) ensure(ctx context.Context, id string, pending map[int]*schema.TimerStarted) error {
+	for _, d := range pending {
+		b, _ := json.Marshal(TimerEntry{WorkflowID: id, TimerID: d.ID, Due: d.Due})
+		if _, err := t.kv.Create(ctx, TimerKey(id, d.ID), b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("ensure timer: %w", err)
+		}
+	}
+	return nil
+}
+
+type dueTimer struct {
+	key   string
+	rev   uint64
+	entry TimerEntry
+	at    time.Time // when to (re)try firing: Due, later after a failed fire
+}
+
+type timerHeap []*dueTimer
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(*dueTimer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return x
+}
+
+// hold records an entry seen in the bucket.
+func (t *timers) hold(e jetstream.KeyValueEntry) {
+	var te TimerEntry
+	if err := json.Unmarshal(e.Value(), &te); err != nil || te.WorkflowID == "" {
+		t.log.Warn("timer entry unreadable, ignored", "key", e.Key(), "err", err)
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if rev, ok := t.live[e.Key()]; ok && rev >= e.Revision() {
+		return
+	}
+	t.live[e.Key()] = e.Revision()
+	heap.Push(&t.due, &dueTimer{key: e.Key(), rev: e.Revision(), entry: te, at: te.Due})
+}
+
+func (t *timers) forget(key string) {
+	t.mu.Lock()
+	delete(t.live, key)
+	t.mu.Unlock()
+}
+
+// Pending returns the number of timers this instance holds.
+func (t *timers) pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.live)
+}
+
+// popDue removes and returns the timers due at now.
+func (t *timers) popDue(now time.Time, max int) []*dueTimer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*dueTimer
+	for len(t.due) > 0 && len(out) < max && !t.due[0].at.After(now) {
+		d := heap.Pop(&t.due).(*dueTimer)
+		if t.live[d.key] != d.rev {
+			continue // deleted or replaced since
+		}
+		delete(t.live, d.key)
+		out = append(out, d)
+	}
+	return out
+}
+
+// run watches the bucket, sweeps it periodically (a watch can miss entries
+// across reconnects), and fires due timers.
+func (t *timers) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	if err := t.load(ctx, true); err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(t.sweep)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if err := t.load(ctx, false); err != nil && ctx.Err() == nil {
+					t.log.Warn("timer sweep failed", "err", err)
+				}
+			}
+		}
+	}()
+
+	fire := make(chan *dueTimer, 1024)
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range fire {
+				t.fire(ctx, d)
+			}
+		}()
+	}
+	defer close(fire)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		for {
+			batch := t.popDue(t.clock.Now(), 4096)
+			if len(batch) == 0 {
+				break
+			}
+			for _, d := range batch {
+				select {
+				case fire <- d:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// load reads every entry of the bucket into the heap. With watch set, it
+// keeps the watcher running to follow puts and deletes.
+func (t *timers) load(ctx context.Context, watch bool) error {
+	var opts []jetstream.WatchOpt
+	if !watch {
+		opts = append(opts, jetstream.IgnoreDeletes())
+	}
+	w, err := t.kv.WatchAll(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("watch timers: %w", err)
+	}
+	initial := make(chan struct{})
+	go func() {
+		defer w.Stop()
+		done := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if !done {
+						done = true
+						close(initial)
+					}
+					if !watch {
+						return
+					}
+					continue
+				}
+				if e.Operation() == jetstream.KeyValuePut {
+					t.hold(e)
+				} else {
+					t.forget(e.Key())
+				}
+			}
+		}
+	}()
+	select {
+	case <-initial:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fire appends TimerFired to the workflow's history, then removes the entry
+// if it is still the one fired. The message ID makes a concurrent fire of
+// the same timer by another instance a duplicate the server drops; a later
+// duplicate is ignored on replay.
+func (t *timers) fire(ctx context.Context, d *dueTimer) {
+	m, err := streams.NewMsg(streams.FiredSubject(d.entry.WorkflowID), &schema.TimerFired{TimerID: d.entry.TimerID, Due: d.entry.Due})
+	if err != nil {
+		t.log.Error("encode timer fire", "err", err)
+		return
+	}
+	m.Header.Set(jetstream.MsgIDHeader, "fired-"+d.key+"-"+strconv.FormatInt(d.entry.Due.UnixNano(), 10))
+	m.Header.Set(schema.HeaderWorkflowID, d.entry.WorkflowID)
+	if _, err := t.js.PublishMsg(ctx, m); err != nil {
+		if ctx.Err() == nil {
+			t.log.Warn("timer fire failed, will retry", "key", d.key, "err", err)
+			d.at = t.clock.Now().Add(time.Second)
+			t.mu.Lock()
+			t.live[d.key] = d.rev
+			heap.Push(&t.due, d)
+			t.mu.Unlock()
+		}
+		return
+	}
+	t.mu.Lock()
+	t.fired++
+	t.mu.Unlock()
+	err = t.kv.Delete(ctx, d.key, jetstream.LastRevision(d.rev))
+	if err != nil && ctx.Err() == nil {
+		t.log.Debug("timer entry changed or gone after fire", "key", d.key, "err", err)
+	}
+}

@@ -1,0 +1,119 @@
+package workflow
+
+import (
+	"jetflow/schema"
+)
+
+// Payload is the body of a signal.
+type Payload struct{ raw schema.Raw }
+
+// Decode decodes the payload into v (fields match by their msgpack tags;
+// JSON signal bodies are converted with their keys kept).
+func (p Payload) Decode(v any) error { return schema.DecodeRaw(p.raw, v) }
+
+// Empty reports whether the signal had no body.
+func (p Payload) Empty() bool { return len(p.raw) == 0 }
+
+type pendingSignal struct {
+	payload schema.Raw
+	at      int64
+}
+
+// signalQueue holds the signals of one name in the order they were
+// recorded, received or not: a signal sent before the workflow waits for it
+// is kept.
+type signalQueue struct{ items []pendingSignal }
+
+func (r *replayer) queue(name string) *signalQueue {
+	q := r.signals[name]
+	if q == nil {
+		q = &signalQueue{}
+		r.signals[name] = q
+	}
+	return q
+}
+
+func (q *signalQueue) push(p schema.Raw, at int64) {
+	q.items = append(q.items, pendingSignal{payload: p, at: at})
+}
+
+func (q *signalQueue) pop() Payload {
+	p := q.items[0]
+	q.items = q.items[1:]
+	return Payload{raw: p.payload}
+}
+
+// ReceiveSignal waits for the next signal called name and returns its
+// payload. Signals are received in the order they were recorded.
+func ReceiveSignal(ctx Context, name string) Payload {
+	q := ctx.co().r.queue(name)
+	ctx.co().block(func() bool { return len(q.items) > 0 })
+	return q.pop()
+}
+
+// WaitSignal waits for the next signal called name and decodes its payload
+// into T.
+func WaitSignal[T any](ctx Context, name string) (T, error) {
+	var v T
+	err := ReceiveSignal(ctx, name).Decode(&v)
+	return v, err
+}
+
+// Selector waits for the first of several futures, timers and signals:
+// "the carrier picked it up, or 72 hours passed". Of the cases ready when
+// Select runs, the one that became ready first in the history wins, so a
+// replay takes the same branch.
+type Selector struct {
+	cases []selectCase
+}
+
+type selectCase struct {
+	ready func() (bool, int64)
+	fire  func()
+}
+
+// NewSelector returns an empty selector.
+func NewSelector(ctx Context) *Selector { return &Selector{} }
+
+// AddFuture adds a case for a Future or Timer; fn runs when it is chosen.
+func (s *Selector) AddFuture(a Awaitable, fn func()) *Selector {
+	f := a.awaitable()
+	s.cases = append(s.cases, selectCase{
+		ready: func() (bool, int64) { return f.ready, f.readyAt },
+		fire:  fn,
+	})
+	return s
+}
+
+// AddSignal adds a case for the next signal called name; when chosen, the
+// signal is received and passed to fn.
+func (s *Selector) AddSignal(ctx Context, name string, fn func(Payload)) *Selector {
+	q := ctx.co().r.queue(name)
+	s.cases = append(s.cases, selectCase{
+		ready: func() (bool, int64) {
+			if len(q.items) == 0 {
+				return false, 0
+			}
+			return true, q.items[0].at
+		},
+		fire: func() { fn(q.pop()) },
+	})
+	return s
+}
+
+// Select blocks until a case is ready and runs the one that became ready
+// first.
+func (s *Selector) Select(ctx Context) {
+	pick := -1
+	ctx.co().block(func() bool {
+		pick = -1
+		var best int64
+		for i, c := range s.cases {
+			if ok, at := c.ready(); ok && (pick < 0 || at < best) {
+				pick, best = i, at
+			}
+		}
+		return pick >= 0
+	})
+	s.cases[pick].fire()
+}
