@@ -24,6 +24,11 @@ run: build ## run jetflow: embedded NATS, orchestrator, participants and $(DEMO)
 test: ## run every test with the race detector (real embedded nats-server)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
+.PHONY: bench
+bench: ## measure: 5000 reference orders end to end (docs/BENCHMARKS.md), then the Go micro-benchmarks
+	$(GO) run ./cmd/jetflow bench --orders 5000
+	$(GO) test -run '^$$' -bench . -benchmem ./orchestrator/workflow/ ./streams/ ./internal/bench/
+
 .PHONY: lint
 lint: ## gofmt, go vet, and go mod tidy must change nothing
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -42,7 +42,9 @@ type Description struct {
 	StartedAt time.Time `json:"started_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 	// Waiting lists the steps sent and not yet answered.
-	Waiting []string       `json:"waiting,omitempty"`
+	Waiting []string `json:"waiting,omitempty"`
+	// Timers lists the timers started and neither fired nor cancelled.
+	Timers  []PendingTimer `json:"timers,omitempty"`
 	History []HistoryEntry `json:"history"`
 }
 
@@ -57,6 +59,7 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 	}
 	d := &Description{ID: id, Status: schema.StatusRunning, History: []HistoryEntry{}}
 	open := map[int]string{}
+	timers := map[int]*schema.TimerStarted{}
 	started := false
 	for _, ev := range evs {
 		e := HistoryEntry{Seq: ev.Seq, Type: string(ev.Kind), Time: ev.Time, Subject: ev.Subject}
@@ -78,6 +81,14 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 				e.Error = v.Error.Kind + ": " + v.Error.Message
 			}
 			delete(open, v.CommandID)
+		case *schema.TimerStarted:
+			timers[v.ID] = v
+		case *schema.TimerCancelled:
+			delete(timers, v.TimerID)
+		case *schema.TimerFired:
+			if t := timers[v.TimerID]; t != nil && t.Due.Equal(v.Due) {
+				delete(timers, v.TimerID)
+			}
 		case *schema.WorkflowFinished:
 			d.Status, d.Reason, d.Error = v.Status, v.Reason, v.Error
 		case *schema.WorkflowBlocked:
@@ -98,14 +109,29 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 		for _, id := range ids {
 			d.Waiting = append(d.Waiting, fmt.Sprintf("%s (command %d)", open[id], id))
 		}
+		for _, t := range timers {
+			d.Timers = append(d.Timers, PendingTimer{ID: t.ID, Due: t.Due, Duration: t.Duration, Key: TimerKey(id, t.ID)})
+		}
+		sort.Slice(d.Timers, func(i, j int) bool { return d.Timers[i].ID < d.Timers[j].ID })
 	}
 	return d, nil
+}
+
+// PendingTimer is a timer a workflow waits on.
+type PendingTimer struct {
+	ID       int           `json:"id"`
+	Due      time.Time     `json:"due"`
+	Duration time.Duration `json:"duration"`
+	// Key is its key in the jetflow_timers bucket.
+	Key string `json:"key"`
 }
 
 // Summary is one line of List.
 type Summary struct {
 	ID     string        `json:"id"`
 	Status schema.Status `json:"status"`
+	// Type is the workflow type, when known.
+	Type string `json:"type,omitempty"`
 }
 
 // List returns every workflow with its status, sorted by ID; status ""

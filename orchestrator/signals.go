@@ -99,22 +99,22 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	seq := strconv.FormatUint(md.Sequence.Stream, 10)
-	d, err := Describe(ctx, o.hist, id)
+	st, err := o.status(ctx, id)
 	switch {
-	case err != nil && strings.Contains(err.Error(), streams.ErrNotFound.Error()):
-		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for unknown workflow %s", name, id))
-		return
 	case err != nil:
 		o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
 		return
-	case d.Status.Terminal():
-		if err := o.late(ctx, d, name, payload, seq); err != nil {
+	case st == nil:
+		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for unknown workflow %s", name, id))
+		return
+	case st.Status.Terminal():
+		if err := o.late(ctx, st, name, payload, seq); err != nil {
 			o.log.Warn("late signal: start, will retry", "workflow_id", id, "err", err)
 			_ = m.NakWithDelay(retryDelay(m))
 			return
 		}
-		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s)", name, id, d.Status))
+		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s)", name, id, st.Status))
 		return
 	}
 	ev, err := streams.NewMsg(streams.SignalEventSubject(id), &schema.Signal{Name: name, Payload: payload, Source: m.Subject() + "#" + seq})
@@ -132,8 +132,31 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 	_ = m.Ack()
 }
 
+// status looks up a workflow's type and whether it finished, from the
+// stream's subject index (no history read); nil when it was never started.
+func (o *Orchestrator) status(ctx context.Context, id string) (*Summary, error) {
+	start, err := o.hist.Last(ctx, streams.StartSubject(id))
+	if err != nil || start == nil {
+		return nil, err
+	}
+	sum := &Summary{ID: id, Status: schema.StatusRunning}
+	if st, ok := start.Value.(*schema.WorkflowStarted); ok {
+		sum.Type = st.Type
+	}
+	done, err := o.hist.Last(ctx, streams.DoneFilterOf(id))
+	if err != nil {
+		return nil, err
+	}
+	if done != nil {
+		if f, ok := done.Value.(*schema.WorkflowFinished); ok {
+			sum.Status = f.Status
+		}
+	}
+	return sum, nil
+}
+
 // late starts the workflow routed for a signal to a finished workflow.
-func (o *Orchestrator) late(ctx context.Context, d *Description, name string, payload schema.Raw, seq string) error {
+func (o *Orchestrator) late(ctx context.Context, d *Summary, name string, payload schema.Raw, seq string) error {
 	for _, r := range o.cfg.LateSignals {
 		if r.WorkflowType != d.Type || r.Signal != name {
 			continue

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -131,7 +132,11 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
 		w.deadLetter(ctx, m, "undecodable history event: "+err.Error())
 		return
 	}
-	err := w.decide(ctx, id)
+	var hint uint64
+	if md, err := m.Metadata(); err == nil && strings.HasSuffix(m.Subject(), ".start") {
+		hint = md.Sequence.Stream
+	}
+	err := w.decide(ctx, id, hint)
 	switch {
 	case err == nil:
 		if err := m.Ack(); err != nil {
@@ -170,9 +175,26 @@ const maxFenceRetries = 8
 
 // decide brings workflow id up to date: read what is new in its history,
 // replay, and append the next decision fenced on the last sequence read.
-func (w *worker) decide(ctx context.Context, id string) error {
+// startSeq is the stream sequence of the workflow's start event when the
+// caller knows it (0 otherwise); a history not in the cache is read from
+// there, so the read does not walk the stream from its beginning.
+func (w *worker) decide(ctx context.Context, id string, startSeq uint64) error {
 	st := w.cache.get(id)
 	st.loaded = st.lastSeq == 0
+	if st.loaded {
+		if startSeq == 0 {
+			start, err := w.o.hist.Last(ctx, streams.StartSubject(id))
+			if err != nil {
+				return err
+			}
+			if start != nil {
+				startSeq = start.Seq
+			}
+		}
+		if startSeq > 0 {
+			st.lastSeq = startSeq - 1
+		}
+	}
 	for attempt := 0; attempt < maxFenceRetries; attempt++ {
 		evs, err := w.o.hist.Read(ctx, id, st.lastSeq)
 		if err != nil {

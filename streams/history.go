@@ -182,6 +182,33 @@ func (h *History) readBatch(ctx context.Context, id string, from uint64) ([]Even
 	}
 }
 
+// Last returns the last message on subject (wildcards allowed) in the
+// history stream, or nil when there is none. It uses the stream's subject
+// index, so it does not scan.
+func (h *History) Last(ctx context.Context, subject string) (*Event, error) {
+	req, _ := json.Marshal(map[string]any{"last_by_subj": subject})
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := h.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+HistoryStream, req)
+	if err != nil {
+		return nil, fmt.Errorf("last %s: %w", subject, err)
+	}
+	switch m.Header.Get("Status") {
+	case "":
+	case "404":
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("last %s: status %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("last %s: bad sequence header", subject)
+	}
+	ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+	ev := eventFromMsg(m.Header.Get(jetstream.SubjectHeader), seq, ts, m.Header, m.Data)
+	return &ev, nil
+}
+
 // Append writes msgs to the history of workflow id, fenced: the write is
 // accepted only if the last message on wf.<id>.> has sequence expectLast
 // (0: the workflow has no history yet). Several messages are written as one

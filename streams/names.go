@@ -125,6 +125,9 @@ func MarkerSubject(id string) string { return "wf." + id + "." + tokMarker }
 // manual-intervention queue.
 func DoneSubject(id, status string) string { return "wf." + id + "." + tokDone + "." + status }
 
+// DoneFilterOf matches the terminal event of workflow id.
+func DoneFilterOf(id string) string { return "wf." + id + "." + tokDone + ".*" }
+
 // BlockedSubject records that a workflow diverged from its history.
 func BlockedSubject(id string) string { return "wf." + id + "." + tokBlocked }
 

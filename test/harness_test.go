@@ -60,6 +60,7 @@ type stack struct {
 	workflows func(*workflow.Registry)
 	ackWait   time.Duration
 	faults    sim.Faults
+	clock     orchestrator.Clock
 }
 
 func newStack(t *testing.T) *stack {
@@ -109,8 +110,13 @@ func (s *stack) orchestrator() *part {
 	nc, js := natstest.Connect(s.t, s.env.Server)
 	reg := workflow.NewRegistry()
 	s.workflows(reg)
+	var late []orchestrator.LateSignalRoute
+	if _, ok := reg.Lookup(fulfillment.LateSettlementType); ok {
+		late = fulfillment.LateSignals()
+	}
 	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), Logger: testLogger(), AckWait: s.ackWait,
+		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: late,
+		Logger: testLogger(), AckWait: s.ackWait, Clock: s.clock, TimerSweep: time.Second,
 	})
 	if err != nil {
 		s.t.Fatal(err)

@@ -61,6 +61,9 @@ func runShow(ctx context.Context, args []string) error {
 	for _, w := range d.Waiting {
 		fmt.Printf("waiting   %s\n", w)
 	}
+	for _, t := range d.Timers {
+		fmt.Printf("timer     #%d %s, due %s (in %s), key %s.%s\n", t.ID, t.Duration, t.Due.Format(time.RFC3339), time.Until(t.Due).Round(time.Second), streams.TimersBucket, t.Key)
+	}
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tTIME\tEVENT\tSTEP\tDETAIL")

@@ -6,6 +6,7 @@
 //	jetflow show ORDER_ID             status and decoded history
 //	jetflow list [--status S]         workflows and their status
 //	jetflow ledger SYSTEM [--order ID] a simulated system's effects
+//	jetflow signal ID NAME [JSON]     send a signal to a workflow
 //	jetflow decode                    msgpack on stdin → JSON on stdout
 //
 // Client commands take --nats URL, else $NATS_URL, else nats://127.0.0.1:4222.
@@ -46,6 +47,7 @@ func init() {
 		{"show", "WORKFLOW_ID [--output json]", "show a workflow's status and decoded history", runShow},
 		{"list", "[--status S] [--output json]", "list workflows with their status", runList},
 		{"ledger", "SYSTEM [--order ID] [--output json]", "list the effects recorded by a simulated system", runLedger},
+		{"signal", "WORKFLOW_ID NAME [JSON]", "send a signal to a workflow (signal.<name>.<id>)", runSignal},
 		{"decode", "", "decode one msgpack message body from stdin and print JSON", runDecode},
 		{"bench", "[--orders N] [flags]", "measure orders/s, latency and JetStream writes per order, in process", runBench},
 	}

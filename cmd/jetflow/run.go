@@ -41,6 +41,7 @@ func (e *engineFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&e.faults.OutOfStockRate, "out-of-stock-rate", 0, "share of orders the simulated warehouse cannot serve (0..1)")
 	fs.Float64Var(&e.faults.ShippingFailRate, "shipping-fail-rate", 0, "share of orders the simulated carrier rejects (0..1)")
 	fs.DurationVar(&e.faults.Latency, "latency", 0, "latency of every simulated external call")
+	fs.DurationVar(&e.faults.PickupDelay, "pickup-delay", 2*time.Second, "how long after a shipment the simulated carrier signals carrier.picked_up")
 	fs.DurationVar(&e.ackWait, "ack-wait", 30*time.Second, "how long a command or event may stay unacknowledged before JetStream redelivers it")
 }
 
@@ -51,7 +52,7 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 	reg := workflow.NewRegistry()
 	fulfillment.Register(reg, fulfillment.Config{})
 	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(),
+		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(),
 		Logger: log.With("component", "orchestrator"), AckWait: ackWait,
 	})
 	if err != nil {

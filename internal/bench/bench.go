@@ -65,9 +65,17 @@ type Config struct {
 	Mix string
 	// Latency is the simulated latency of every participant call.
 	Latency time.Duration
+	// PickupDelay is how long after a shipment the simulated carrier
+	// signals the pickup the workflow waits for. Default 0: at once, so the
+	// latencies are the engine's (`jetflow dev` waits 2s).
+	PickupDelay time.Duration
 	// SyncAlways makes the embedded server fsync every write before it
 	// acknowledges it.
 	SyncAlways bool
+	// SplitConns gives the orchestrator and each participant a connection
+	// of its own. Default: one connection for the whole engine, as
+	// `jetflow dev` has it.
+	SplitConns bool
 	// NatsURL runs against that server instead of an embedded one.
 	NatsURL string
 	// StoreDir is the embedded server's data directory. Default: a
@@ -117,7 +125,7 @@ func (c *Config) defaults() error {
 		c.Progress = io.Discard
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = discardLogger()
 	}
 	return nil
 }
@@ -182,17 +190,35 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Ceiling = c
 	}
 
-	// The engine, on its own connection, wired as `jetflow dev` wires it.
-	enc, err := dial("jetflow bench engine")
-	if err != nil {
-		return nil, err
+	// The engine, on connections of its own, wired as `jetflow dev` wires
+	// it: one connection for every part unless SplitConns.
+	var conns []*nats.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var shared *nats.Conn
+	connect := func(part string) (*nats.Conn, jetstream.JetStream, error) {
+		c := shared
+		if c == nil {
+			name := "jetflow bench engine"
+			if cfg.SplitConns {
+				name += " " + part
+			}
+			var err error
+			if c, err = dial(name); err != nil {
+				return nil, nil, err
+			}
+			conns = append(conns, c)
+			if !cfg.SplitConns {
+				shared = c
+			}
+		}
+		js, err := jetstream.New(c)
+		return c, js, err
 	}
-	defer enc.Close()
-	ejs, err := jetstream.New(enc)
-	if err != nil {
-		return nil, err
-	}
-	stopEngine, err := startEngine(ctx, enc, ejs, cfg)
+	stopEngine, err := startEngine(ctx, connect, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +271,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // startEngine runs the orchestrator with the reference workflow and the four
 // reference participants, and returns the function that stops them.
-func startEngine(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config) (func() error, error) {
+func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jetstream.JetStream, error), cfg Config) (func() error, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1+len(reference.Names))
@@ -259,10 +285,15 @@ func startEngine(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg
 		}
 		return errors.Join(all...)
 	}
+	nc, js, err := connect("orchestrator")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	reg := workflow.NewRegistry()
 	fulfillment.Register(reg, fulfillment.Config{})
 	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(),
+		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(),
 		Logger: cfg.Logger.With("component", "orchestrator"),
 	})
 	if err != nil {
@@ -277,7 +308,12 @@ func startEngine(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg
 		}
 	}()
 	for _, name := range reference.Names {
-		svc, err := reference.Service(ctx, js, streams.Topology{}, name, sim.Faults{Latency: cfg.Latency})
+		nc, js, err := connect(name)
+		if err != nil {
+			_ = stop()
+			return nil, err
+		}
+		svc, err := reference.Service(ctx, js, streams.Topology{}, name, sim.Faults{Latency: cfg.Latency, PickupDelay: cfg.PickupDelay})
 		if err != nil {
 			_ = stop()
 			return nil, err
@@ -523,3 +559,5 @@ func machine() Machine {
 	}
 	return m
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -37,9 +37,10 @@ type Result struct {
 	WallSeconds  float64 `json:"wall_seconds"`
 	OrdersPerSec float64 `json:"orders_per_sec"`
 
-	Latency   Latencies `json:"latency_ms"`
-	Writes    Writes    `json:"writes"`
-	Resources Resources `json:"resources"`
+	Latency   Latencies    `json:"latency_ms"`
+	History   HistoryShape `json:"history"`
+	Writes    Writes       `json:"writes"`
+	Resources Resources    `json:"resources"`
 }
 
 // RunConfig is the configuration of a run as reported.
@@ -49,14 +50,16 @@ type RunConfig struct {
 	Rate        float64 `json:"rate,omitempty"`
 	Mix         string  `json:"mix"`
 	LatencyMs   float64 `json:"participant_latency_ms"`
+	PickupMs    float64 `json:"pickup_delay_ms"`
 	Sync        string  `json:"sync"`
 	Server      string  `json:"server"`
+	SplitConns  bool    `json:"split_conns,omitempty"`
 }
 
 func (c Config) describe() RunConfig {
 	r := RunConfig{
 		Orders: c.Orders, Concurrency: c.Concurrency, Rate: c.Rate, Mix: c.Mix,
-		LatencyMs: ms(c.Latency), Sync: "default", Server: "embedded",
+		LatencyMs: ms(c.Latency), PickupMs: ms(c.PickupDelay), Sync: "default", Server: "embedded", SplitConns: c.SplitConns,
 	}
 	if c.SyncAlways {
 		r.Sync = "always"
@@ -130,15 +133,29 @@ type Latencies struct {
 	// PublishToStart: order.created published → workflow.started stored:
 	// the intake.
 	PublishToStart Dist `json:"publish_to_start"`
-	// StepOverhead: a result stored → the orchestrator's next decision
-	// (command, marker or end) of the same workflow stored. This is the
-	// orchestration overhead per step.
+	// StepOverhead: an event that calls for a decision (a result, a
+	// signal, a fired timer) stored → the orchestrator's next decision
+	// (command, marker, timer, end) of the same workflow stored. This is
+	// the orchestration overhead per step.
 	StepOverhead Dist `json:"step_overhead"`
+	// StepOverheadByWake splits StepOverhead by the kind of event that
+	// woke the decision: "res", "signal", "fired".
+	StepOverheadByWake map[string]Dist `json:"step_overhead_by_wake,omitempty"`
 	// FirstDecision: workflow.started stored → first command stored.
 	FirstDecision Dist `json:"first_decision"`
 	// ParticipantStep: a command stored → its result stored: delivery,
 	// claim, handler, record and publish in the participant.
 	ParticipantStep Dist `json:"participant_step"`
+}
+
+// HistoryShape says how the histories were written.
+type HistoryShape struct {
+	// EventsPerOrder: messages in an order's history.
+	EventsPerOrder float64 `json:"events_per_order"`
+	// AppendsPerOrder: fenced appends of decisions, and BatchesPerOrder
+	// those of several messages (JetStream atomic batches).
+	AppendsPerOrder float64 `json:"appends_per_order"`
+	BatchesPerOrder float64 `json:"batches_per_order"`
 }
 
 // StreamWrites is what one stream gained during the run.
@@ -155,7 +172,10 @@ type StreamWrites struct {
 // Writes are the JetStream writes of the run, over every stream of the
 // server (KV buckets are streams named KV_<bucket>).
 type Writes struct {
-	PerOrder        float64                 `json:"per_order"`
+	PerOrder float64 `json:"per_order"`
+	// EnginePerOrder leaves out the simulated external systems' ledgers
+	// (KV_jetflow_ledger_*): the writes jetflow itself makes.
+	EnginePerOrder  float64                 `json:"engine_per_order"`
 	HistoryPerOrder float64                 `json:"history_per_order"`
 	BytesPerOrder   float64                 `json:"bytes_per_order"`
 	ByStream        map[string]StreamWrites `json:"by_stream"`
@@ -181,7 +201,7 @@ func snapshot(ctx context.Context, js jetstream.JetStream) (map[string]streamSta
 
 func writesOf(before, after map[string]streamState, orders int) Writes {
 	w := Writes{ByStream: map[string]StreamWrites{}}
-	var total uint64
+	var total, engine uint64
 	var bytes int64
 	for name, a := range after {
 		if name == scratchStream {
@@ -199,9 +219,13 @@ func writesOf(before, after map[string]streamState, orders int) Writes {
 		sw.BytesPerOrder = float64(sw.Bytes) / float64(orders)
 		w.ByStream[name] = sw
 		total += sw.Writes
+		if !strings.HasPrefix(name, "KV_"+streams.LedgerBucketPrefix) {
+			engine += sw.Writes
+		}
 		bytes += sw.Bytes
 	}
 	w.PerOrder = float64(total) / float64(orders)
+	w.EnginePerOrder = float64(engine) / float64(orders)
 	w.BytesPerOrder = float64(bytes) / float64(orders)
 	w.HistoryPerOrder = w.ByStream[streams.HistoryStream].WritesPerOrder
 	return w
@@ -229,16 +253,102 @@ func resourcesOf(a, b usage, orders int, embedded bool) Resources {
 	}
 }
 
+// Event classes by the first subject token after wf.<id>: wakes call for a
+// decision, decisions are what the orchestrator appends.
+var (
+	wakeTokens     = map[string]bool{"start": true, "res": true, "signal": true, "fired": true}
+	decisionTokens = map[string]bool{"cmd": true, "marker": true, "timer": true, "done": true, "blocked": true}
+)
+
+// orderStats is what one order's history says.
+type orderStats struct {
+	status                  schema.Status
+	startToDone, pubToStart time.Duration
+	hasDone, hasStart       bool
+	// overhead by wake token (res, signal, fired); first: start → first
+	// decision.
+	overhead           map[string][]time.Duration
+	first, participant []time.Duration
+	events             int
+	appends, batches   int
+	err                error
+}
+
+// historyStats reads one order's history and derives its timings.
+func historyStats(ctx context.Context, h *streams.History, o *order) orderStats {
+	p := orderStats{status: schema.StatusRunning, overhead: map[string][]time.Duration{}}
+	evs, err := h.Read(ctx, o.id, 0)
+	if err != nil {
+		p.err = err
+		return p
+	}
+	p.events = len(evs)
+	var start time.Time
+	cmdAt := map[int]time.Time{}
+	var wake *streams.Event
+	appendSize := map[string]int{}
+	var appendOrder []string
+	for i := range evs {
+		ev := &evs[i]
+		_, rest, _ := streams.ParseSubject(ev.Subject)
+		tok, _, _ := strings.Cut(rest, ".")
+		switch v := ev.Value.(type) {
+		case *schema.WorkflowStarted:
+			if !p.hasStart {
+				start, p.hasStart = ev.Time, true
+				p.pubToStart = ev.Time.Sub(o.published)
+			}
+		case *schema.Command:
+			cmdAt[v.ID] = ev.Time
+		case *schema.Result:
+			if t, ok := cmdAt[v.CommandID]; ok {
+				p.participant = append(p.participant, ev.Time.Sub(t))
+				delete(cmdAt, v.CommandID)
+			}
+		case *schema.WorkflowFinished:
+			p.status, p.hasDone = v.Status, true
+			p.startToDone = ev.Time.Sub(start)
+		case *schema.WorkflowBlocked:
+			p.status = schema.StatusBlocked
+		}
+		switch {
+		case wakeTokens[tok]:
+			// The decision after several wakes is the last one's doing.
+			wake = ev
+		case decisionTokens[tok]:
+			if wake != nil {
+				_, wrest, _ := streams.ParseSubject(wake.Subject)
+				wtok, _, _ := strings.Cut(wrest, ".")
+				d := ev.Time.Sub(wake.Time)
+				if wtok == "start" {
+					p.first = append(p.first, d)
+				} else {
+					p.overhead[wtok] = append(p.overhead[wtok], d)
+				}
+				wake = nil
+			}
+			// Decision IDs are <id>:<seq decided on>:<index in the append>.
+			if k := strings.LastIndexByte(ev.MsgID, ':'); k > 0 {
+				key := ev.MsgID[:k]
+				if appendSize[key] == 0 {
+					appendOrder = append(appendOrder, key)
+				}
+				appendSize[key]++
+			}
+		}
+	}
+	p.appends = len(appendOrder)
+	for _, k := range appendOrder {
+		if appendSize[k] > 1 {
+			p.batches++
+		}
+	}
+	return p
+}
+
 // analyse reads every order's history and fills in statuses and latencies.
 func analyse(ctx context.Context, h *streams.History, orders []*order, res *Result) error {
-	type perOrder struct {
-		status                       schema.Status
-		startToDone, pubToStart      time.Duration
-		hasDone, hasStart            bool
-		overhead, participant, first []time.Duration
-		err                          error
-	}
-	out := make([]perOrder, len(orders))
+	out := make([]orderStats, len(orders))
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for w := 0; w < 8; w++ {
@@ -246,53 +356,11 @@ func analyse(ctx context.Context, h *streams.History, orders []*order, res *Resu
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				o := orders[i]
-				p := &out[i]
-				p.status = schema.StatusRunning
-				if o.published.IsZero() {
+				if orders[i].published.IsZero() {
+					out[i] = orderStats{status: schema.StatusRunning}
 					continue
 				}
-				evs, err := h.Read(ctx, o.id, 0)
-				if err != nil {
-					p.err = err
-					continue
-				}
-				var start time.Time
-				cmdAt := map[int]time.Time{}
-				lastResult := -1
-				for j, ev := range evs {
-					switch v := ev.Value.(type) {
-					case *schema.WorkflowStarted:
-						start, p.hasStart = ev.Time, true
-						p.pubToStart = ev.Time.Sub(o.published)
-					case *schema.Result:
-						lastResult = j
-						if t, ok := cmdAt[v.CommandID]; ok {
-							p.participant = append(p.participant, ev.Time.Sub(t))
-							delete(cmdAt, v.CommandID)
-						}
-					case *schema.Command, *schema.Marker, *schema.WorkflowFinished, *schema.WorkflowBlocked:
-						if c, ok := v.(*schema.Command); ok {
-							cmdAt[c.ID] = ev.Time
-							if len(p.first) == 0 && lastResult < 0 && p.hasStart {
-								p.first = append(p.first, ev.Time.Sub(start))
-							}
-						}
-						// The first decision after a result is the one that
-						// result woke.
-						if lastResult >= 0 {
-							p.overhead = append(p.overhead, ev.Time.Sub(evs[lastResult].Time))
-							lastResult = -1
-						}
-						switch v := v.(type) {
-						case *schema.WorkflowFinished:
-							p.status, p.hasDone = v.Status, true
-							p.startToDone = ev.Time.Sub(start)
-						case *schema.WorkflowBlocked:
-							p.status = schema.StatusBlocked
-						}
-					}
-				}
+				out[i] = historyStats(ctx, h, orders[i])
 			}
 		}()
 	}
@@ -304,7 +372,9 @@ func analyse(ctx context.Context, h *streams.History, orders []*order, res *Resu
 
 	var (
 		s2d, p2d, p2s, over, part, first []time.Duration
+		overBy                           = map[string][]time.Duration{}
 		byStatus                         = map[schema.Status][]time.Duration{}
+		events, appends, batches         int
 		errs                             []error
 	)
 	res.Statuses = map[schema.Status]int{}
@@ -329,9 +399,15 @@ func analyse(ctx context.Context, h *streams.History, orders []*order, res *Resu
 		if !o.done.IsZero() {
 			p2d = append(p2d, o.done.Sub(o.published))
 		}
-		over = append(over, p.overhead...)
+		for tok, ds := range p.overhead {
+			over = append(over, ds...)
+			overBy[tok] = append(overBy[tok], ds...)
+		}
 		part = append(part, p.participant...)
 		first = append(first, p.first...)
+		events += p.events
+		appends += p.appends
+		batches += p.batches
 	}
 	res.Latency = Latencies{
 		StartToDone:     distOf(s2d),
@@ -341,10 +417,23 @@ func analyse(ctx context.Context, h *streams.History, orders []*order, res *Resu
 		FirstDecision:   distOf(first),
 		ParticipantStep: distOf(part),
 	}
+	if len(overBy) > 1 {
+		res.Latency.StepOverheadByWake = map[string]Dist{}
+		for tok, ds := range overBy {
+			res.Latency.StepOverheadByWake[tok] = distOf(ds)
+		}
+	}
 	if len(byStatus) > 1 {
 		res.Latency.StartToDoneByStatus = map[schema.Status]Dist{}
 		for st, ds := range byStatus {
 			res.Latency.StartToDoneByStatus[st] = distOf(ds)
+		}
+	}
+	if n := float64(len(orders)); n > 0 {
+		res.History = HistoryShape{
+			EventsPerOrder:  float64(events) / n,
+			AppendsPerOrder: float64(appends) / n,
+			BatchesPerOrder: float64(batches) / n,
 		}
 	}
 	if len(errs) > 5 {

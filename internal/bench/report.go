@@ -30,7 +30,11 @@ func (r *Result) WriteText(w io.Writer) error {
 	if c.Rate > 0 {
 		fmt.Fprintf(w, ", rate %.0f/s", c.Rate)
 	}
-	fmt.Fprintf(w, ", mix %s, participant latency %gms, sync %s, server %s\n", c.Mix, c.LatencyMs, c.Sync, c.Server)
+	fmt.Fprintf(w, ", mix %s, participant latency %gms, pickup delay %gms, sync %s, server %s", c.Mix, c.LatencyMs, c.PickupMs, c.Sync, c.Server)
+	if c.SplitConns {
+		fmt.Fprint(w, ", a connection per engine part")
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s, %s %s/%s\n\n", m.CPUs, m.GOMAXPROCS, orUnknown(m.CPUModel), m.Go, m.OS, m.Arch)
 
 	if cl := r.Ceiling; cl != nil {
@@ -67,8 +71,11 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	row("e2e: publish → done seen (client)", l.PublishToDone)
 	row("intake: publish → started", l.PublishToStart)
-	row("orchestration: result → next decision", l.StepOverhead)
-	row("orchestration: started → first command", l.FirstDecision)
+	row("orchestration: wake → next decision", l.StepOverhead)
+	for _, tok := range sortedKeys(l.StepOverheadByWake) {
+		row("  after a "+wakeNames[tok], l.StepOverheadByWake[tok])
+	}
+	row("orchestration: started → first decision", l.FirstDecision)
 	row("participant: command → result", l.ParticipantStep)
 	if err := tw.Flush(); err != nil {
 		return err
@@ -93,10 +100,15 @@ func (r *Result) WriteText(w io.Writer) error {
 		p("  %s\t%8.2f\t%8.0f", n, s.WritesPerOrder, s.BytesPerOrder)
 	}
 	p("  total\t%8.2f\t%8.0f", wr.PerOrder, wr.BytesPerOrder)
+	p("  jetflow's own (total without the simulated ledgers)\t%8.2f\t", wr.EnginePerOrder)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
+
+	hs := r.History
+	fmt.Fprintf(w, "History: %.2f events per order; the orchestrator appended %.2f decisions per order, %.2f of them as atomic batches\n\n",
+		hs.EventsPerOrder, hs.AppendsPerOrder, hs.BatchesPerOrder)
 
 	res := r.Resources
 	who := "benchmark process"
@@ -108,6 +120,17 @@ func (r *Result) WriteText(w io.Writer) error {
 	p("  CPU during the run\t%10.2f\ts", res.CPUSeconds)
 	p("  CPU per order\t%10.3f\tms", res.CPUMsPerOrder)
 	return tw.Flush()
+}
+
+var wakeNames = map[string]string{"res": "result", "signal": "signal", "fired": "fired timer"}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func orUnknown(s string) string {

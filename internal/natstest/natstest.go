@@ -56,16 +56,19 @@ func Connect(t testing.TB, srv *streams.Server) (*nats.Conn, jetstream.JetStream
 	return nc, js
 }
 
-// Eventually polls cond every 10ms until it returns true or the deadline
-// passes, then fails the test with msg.
+// Eventually polls cond until it returns true or the deadline passes, then
+// fails the test with msg. It polls every 5ms at first, backing off to
+// every 200ms, so a slow condition does not load the server it waits on.
 func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string, args ...any) {
 	t.Helper()
 	deadline := time.Now().Add(within)
+	pause := 5 * time.Millisecond
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("not within %v: "+msg, append([]any{within}, args...)...)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(pause)
+		pause = min(pause*2, 200*time.Millisecond)
 	}
 }
 

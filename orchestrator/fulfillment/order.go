@@ -34,7 +34,7 @@ type Order struct {
 }
 
 // SimulateKeys are the systems an order's "simulate" may name.
-var SimulateKeys = []string{"payment", "refund", "inventory", "release", "shipping", "cancel", "notification"}
+var SimulateKeys = []string{"payment", "refund", "inventory", "release", "shipping", "cancel", "notification", "pickup"}
 
 var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 

@@ -1,6 +1,7 @@
 package fulfillment
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,6 +12,7 @@ import (
 	"jetflow/participants/notification"
 	"jetflow/participants/payment"
 	"jetflow/participants/shipping"
+	"jetflow/schema"
 )
 
 // WorkflowType is the registered name of the fulfillment workflow; it is
@@ -26,7 +28,17 @@ type Config struct {
 	// Compensation are the options of compensating steps. Default:
 	// DefaultCompensation.
 	Compensation workflow.StepOptions
+	// PickupTimeout is how long to wait for carrier.picked_up after the
+	// shipment is created before cancelling the order. Default 72h.
+	PickupTimeout time.Duration
+	// PaymentTimeout is how long to wait for payment.settled after a charge
+	// answered "pending" before voiding it and cancelling. Default 48h.
+	PaymentTimeout time.Duration
 }
+
+// LateSettlementType is the workflow that refunds a payment settled after
+// its order was cancelled.
+const LateSettlementType = "payment.late_settlement"
 
 // DefaultSteps are the forward step options when Config.Steps is zero.
 var DefaultSteps = workflow.StepOptions{
@@ -65,7 +77,20 @@ type Receipt struct {
 func Register(reg *workflow.Registry, cfg Config) {
 	cfg.Steps = DefaultSteps.Merge(cfg.Steps)
 	cfg.Compensation = DefaultCompensation.Merge(cfg.Compensation)
+	if cfg.PickupTimeout <= 0 {
+		cfg.PickupTimeout = 72 * time.Hour
+	}
+	if cfg.PaymentTimeout <= 0 {
+		cfg.PaymentTimeout = 48 * time.Hour
+	}
 	workflow.Register(reg, WorkflowType, cfg.Fulfill)
+	workflow.Register(reg, LateSettlementType, cfg.RefundLateSettlement)
+}
+
+// LateSignals routes a payment.settled that arrives after an order finished
+// to LateSettlementType.
+func LateSignals() []orchestrator.LateSignalRoute {
+	return []orchestrator.LateSignalRoute{{WorkflowType: WorkflowType, Signal: payment.SettledSignal, Start: LateSettlementType}}
 }
 
 // Intake returns the orchestrator intake that starts this workflow for every
@@ -92,9 +117,14 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 		Simulate: o.Simulate["payment"],
 	})
 	if err != nil {
-		return r, c.fail(ctx, o, saga, err)
+		return r, c.fail(ctx, o, saga, err, false)
 	}
 	r.ChargeID = charge.ChargeID
+	if charge.Status == payment.StatusPending {
+		if err := c.awaitSettlement(ctx, o, charge); err != nil {
+			return r, c.fail(ctx, o, saga, err, true)
+		}
+	}
 	saga.AddCompensation(payment.Refund, payment.RefundRequest{
 		OrderID: o.OrderID, ChargeID: charge.ChargeID, AmountCents: charge.AmountCents, Currency: charge.Currency,
 		Simulate: o.Simulate["refund"],
@@ -104,7 +134,7 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 		OrderID: o.OrderID, Items: o.Items, Simulate: o.Simulate["inventory"],
 	})
 	if err != nil {
-		return r, c.fail(ctx, o, saga, err)
+		return r, c.fail(ctx, o, saga, err, false)
 	}
 	r.ReservationID = res.ReservationID
 	saga.AddCompensation(inventory.Release, inventory.ReleaseRequest{
@@ -113,26 +143,100 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 
 	ship, err := workflow.Execute[shipping.Shipment](ctx, step(shipping.CreateShipment), shipping.ShipmentRequest{
 		OrderID: o.OrderID, CustomerID: o.CustomerID, Items: o.Items, Simulate: o.Simulate["shipping"],
+		Pickup: o.Simulate["pickup"],
 	})
 	if err != nil {
-		return r, c.fail(ctx, o, saga, err)
+		return r, c.fail(ctx, o, saga, err, false)
 	}
 	r.ShipmentID, r.Carrier = ship.ShipmentID, ship.Carrier
 	saga.AddCompensation(shipping.CancelShipment, shipping.CancelRequest{
 		OrderID: o.OrderID, ShipmentID: ship.ShipmentID, Simulate: o.Simulate["cancel"],
 	})
 
+	// The carrier picks the parcel up, or the deadline passes.
+	deadline := workflow.NewTimer(ctx, c.PickupTimeout)
+	pickedUp := false
+	workflow.NewSelector(ctx).
+		AddSignal(ctx, shipping.PickedUpSignal, func(workflow.Payload) {
+			pickedUp = true
+			deadline.Cancel(ctx)
+		}).
+		AddFuture(deadline, func() {}).
+		Select(ctx)
+	if !pickedUp {
+		return r, c.fail(ctx, o, saga, fmt.Errorf("carrier did not pick up within %s", c.PickupTimeout), false)
+	}
+
 	c.notify(ctx, o, "order_shipped")
 	return r, nil
 }
 
+// awaitSettlement waits for the gateway's payment.settled callback. At the
+// deadline it voids the authorization and returns an error.
+func (c Config) awaitSettlement(ctx workflow.Context, o Order, charge payment.ChargeResult) error {
+	deadline := workflow.NewTimer(ctx, c.PaymentTimeout)
+	settled := false
+	workflow.NewSelector(ctx).
+		AddSignal(ctx, payment.SettledSignal, func(workflow.Payload) {
+			settled = true
+			deadline.Cancel(ctx)
+		}).
+		AddFuture(deadline, func() {}).
+		Select(ctx)
+	if settled {
+		return nil
+	}
+	if _, err := workflow.Execute[payment.VoidResult](ctx, payment.Void.WithOptions(c.Compensation), payment.VoidRequest{
+		OrderID: o.OrderID, ChargeID: charge.ChargeID,
+	}); err != nil {
+		return &workflow.ManualError{Reason: "voiding an unsettled payment failed", Cause: err}
+	}
+	return fmt.Errorf("payment not settled within %s", c.PaymentTimeout)
+}
+
+// RefundLateSettlement refunds a payment the gateway settled after its order
+// had finished without completing: money is never kept for an order that
+// was not fulfilled.
+func (c Config) RefundLateSettlement(ctx workflow.Context, late orchestrator.LateSignal) (string, error) {
+	if late.Status == schema.StatusCompleted {
+		return "order completed: settlement kept", nil
+	}
+	if err := c.refundSettlement(ctx, workflow.NewPayload(late.Payload)); err != nil {
+		return "", err
+	}
+	return "late settlement refunded", nil
+}
+
 // fail compensates, tells the customer, and returns the final error: the
 // cause when every compensation succeeded, a ManualError otherwise.
-func (c Config) fail(ctx workflow.Context, o Order, saga *workflow.Saga, cause error) error {
+func (c Config) fail(ctx workflow.Context, o Order, saga *workflow.Saga, cause error, unsettled bool) error {
 	workflow.GetLogger(ctx).Info("order failed, compensating", "order_id", o.OrderID, "cause", cause)
 	err := saga.Compensate(cause)
+	if unsettled {
+		// A settlement the gateway sent after the void is refunded here;
+		// one that arrives after the end goes to RefundLateSettlement.
+		if p, ok := workflow.TryReceiveSignal(ctx, payment.SettledSignal); ok {
+			if rerr := c.refundSettlement(ctx, p); rerr != nil {
+				err = rerr
+			}
+		}
+	}
 	c.notify(ctx, o, "order_cancelled")
 	return err
+}
+
+// refundSettlement refunds the settlement in p.
+func (c Config) refundSettlement(ctx workflow.Context, p workflow.Payload) error {
+	var s payment.Settlement
+	if err := p.Decode(&s); err != nil {
+		return &workflow.ManualError{Reason: "unreadable settlement", Cause: err}
+	}
+	if _, err := workflow.Execute[payment.RefundResult](ctx, payment.Refund.WithOptions(c.Compensation), payment.RefundRequest{
+		OrderID: s.OrderID, ChargeID: s.ChargeID, AmountCents: s.AmountCents, Currency: s.Currency,
+	}); err != nil {
+		return &workflow.ManualError{Reason: "refunding a settlement failed", Cause: err}
+	}
+	return nil
 }
 
 // notify is best effort: a lost e-mail does not undo a shipped order.

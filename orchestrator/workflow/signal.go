@@ -7,6 +7,10 @@ import (
 // Payload is the body of a signal.
 type Payload struct{ raw schema.Raw }
 
+// NewPayload wraps an encoded body, e.g. the payload of an
+// orchestrator.LateSignal.
+func NewPayload(raw schema.Raw) Payload { return Payload{raw: raw} }
+
 // Decode decodes the payload into v (fields match by their msgpack tags;
 // JSON signal bodies are converted with their keys kept).
 func (p Payload) Decode(v any) error { return schema.DecodeRaw(p.raw, v) }
@@ -49,6 +53,18 @@ func ReceiveSignal(ctx Context, name string) Payload {
 	q := ctx.co().r.queue(name)
 	ctx.co().block(func() bool { return len(q.items) > 0 })
 	return q.pop()
+}
+
+// TryReceiveSignal receives the next signal called name if one is recorded,
+// without waiting. Before a workflow ends, draining a signal this way is
+// airtight: the end is appended fenced, so a signal recorded after the
+// replay makes the end fail and the workflow decides again with it.
+func TryReceiveSignal(ctx Context, name string) (Payload, bool) {
+	q := ctx.co().r.queue(name)
+	if len(q.items) == 0 {
+		return Payload{}, false
+	}
+	return q.pop(), true
 }
 
 // WaitSignal waits for the next signal called name and decodes its payload

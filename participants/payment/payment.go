@@ -14,11 +14,20 @@
 //     charge.
 //   - "fail_n:N": retryable "gateway_error" on attempts 1 to N, then success.
 //   - "fail_always": retryable "gateway_error" on every attempt.
+//   - charge "pending_then_settle:<duration>": the charge is only authorized
+//     (ledger "authorize", no money moves) and answered with status
+//     "pending"; the gateway settles it after the duration (ledger "settle")
+//     and calls the workflow back with the signal payment.settled. The
+//     settlement happens even if the authorization was voided meanwhile, as
+//     a gateway racing its own callback does: the workflow must refund it.
 package payment
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"time"
 
 	"jetflow/orchestrator/workflow"
 	"jetflow/participants"
@@ -34,7 +43,37 @@ var (
 	Charge = workflow.Activity{Service: Name, Action: "charge"}
 	// Refund refunds a charge: RefundRequest in, RefundResult out.
 	Refund = workflow.Activity{Service: Name, Action: "refund"}
+	// Void cancels a pending authorization: VoidRequest in, VoidResult out.
+	Void = workflow.Activity{Service: Name, Action: "void"}
 )
+
+// SettledSignal is the name of the gateway's settlement callback.
+const SettledSignal = "payment.settled"
+
+// Charge statuses.
+const (
+	StatusSettled = "settled"
+	StatusPending = "pending"
+)
+
+// Settlement is the payload of the payment.settled signal.
+type Settlement struct {
+	OrderID     string `msgpack:"order_id" json:"order_id"`
+	ChargeID    string `msgpack:"charge_id" json:"charge_id"`
+	AmountCents int64  `msgpack:"amount_cents" json:"amount_cents"`
+	Currency    string `msgpack:"currency" json:"currency"`
+}
+
+// VoidRequest is the input of Void.
+type VoidRequest struct {
+	OrderID  string `msgpack:"order_id" json:"order_id"`
+	ChargeID string `msgpack:"charge_id" json:"charge_id"`
+}
+
+// VoidResult is the output of Void.
+type VoidResult struct {
+	VoidID string `msgpack:"void_id" json:"void_id"`
+}
 
 // ChargeRequest is the input of Charge.
 type ChargeRequest struct {
@@ -51,6 +90,8 @@ type ChargeResult struct {
 	ChargeID    string `msgpack:"charge_id" json:"charge_id"`
 	AmountCents int64  `msgpack:"amount_cents" json:"amount_cents"`
 	Currency    string `msgpack:"currency" json:"currency"`
+	// Status is "settled", or "pending" until the payment.settled signal.
+	Status string `msgpack:"status" json:"status"`
 }
 
 // RefundRequest is the input of Refund.
@@ -77,6 +118,7 @@ func Service(sys *sim.System, f sim.Faults) participants.Service {
 		Handlers: map[string]participants.Handler{
 			Charge.Action: participants.HandlerFunc(p.charge),
 			Refund.Action: participants.HandlerFunc(p.refund),
+			Void.Action:   participants.HandlerFunc(p.void),
 		},
 	}
 }
@@ -105,6 +147,9 @@ func (p *payment) charge(ctx context.Context, cmd *participants.Command) (any, e
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
+	if d, ok := strings.CutPrefix(req.Simulate, "pending_then_settle:"); ok {
+		return p.authorize(ctx, cmd, req, d)
+	}
 	e, _, err := p.sys.Apply(ctx, sim.Effect{
 		IdempotencyKey: cmd.IdempotencyKey,
 		OrderID:        req.OrderID,
@@ -119,7 +164,62 @@ func (p *payment) charge(ctx context.Context, cmd *participants.Command) (any, e
 	if req.Simulate == "crash_after_effect" && cmd.Attempt == 1 {
 		return nil, participants.ErrCrash
 	}
-	return ChargeResult{ChargeID: e.Ref, AmountCents: e.AmountCents, Currency: e.Currency}, nil
+	return ChargeResult{ChargeID: e.Ref, AmountCents: e.AmountCents, Currency: e.Currency, Status: StatusSettled}, nil
+}
+
+// authorize answers "pending" and settles later: the settlement is recorded
+// and its callback scheduled now, for the time it happens.
+func (p *payment) authorize(ctx context.Context, cmd *participants.Command, req ChargeRequest, after string) (any, error) {
+	delay, err := time.ParseDuration(after)
+	if err != nil {
+		return nil, participants.NonRetryable("bad_request", fmt.Errorf("pending_then_settle: %w", err))
+	}
+	e, _, err := p.sys.Apply(ctx, sim.Effect{
+		IdempotencyKey: cmd.IdempotencyKey,
+		OrderID:        req.OrderID,
+		Kind:           "authorize",
+		AmountCents:    req.AmountCents,
+		Currency:       req.Currency,
+		Ref:            sim.Ref("ch", cmd.IdempotencyKey),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := p.sys.Apply(ctx, sim.Effect{
+		IdempotencyKey: cmd.IdempotencyKey + ".settle",
+		OrderID:        req.OrderID,
+		Kind:           "settle",
+		AmountCents:    req.AmountCents,
+		Currency:       req.Currency,
+		Ref:            e.Ref,
+	}); err != nil {
+		return nil, err
+	}
+	settlement := Settlement{OrderID: req.OrderID, ChargeID: e.Ref, AmountCents: e.AmountCents, Currency: e.Currency}
+	if err := p.sys.Callback(ctx, SettledSignal, cmd.WorkflowID, delay, settlement); err != nil {
+		return nil, err
+	}
+	return ChargeResult{ChargeID: e.Ref, AmountCents: e.AmountCents, Currency: e.Currency, Status: StatusPending}, nil
+}
+
+func (p *payment) void(ctx context.Context, cmd *participants.Command) (any, error) {
+	var req VoidRequest
+	if err := cmd.Decode(&req); err != nil {
+		return nil, participants.NonRetryable("bad_request", err)
+	}
+	if err := p.faults.Wait(ctx); err != nil {
+		return nil, err
+	}
+	e, _, err := p.sys.Apply(ctx, sim.Effect{
+		IdempotencyKey: cmd.IdempotencyKey,
+		OrderID:        req.OrderID,
+		Kind:           "void",
+		Ref:            sim.Ref("vo", cmd.IdempotencyKey),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return VoidResult{VoidID: e.Ref}, nil
 }
 
 func (p *payment) refund(ctx context.Context, cmd *participants.Command) (any, error) {

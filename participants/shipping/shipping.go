@@ -7,12 +7,17 @@
 //     "rejected"), nothing shipped.
 //   - "fail_n:N": retryable "gateway_error" on attempts 1 to N, then success.
 //   - "fail_always": retryable "gateway_error" on every attempt.
+//
+// After a shipment is created the simulated carrier signals
+// carrier.picked_up to the workflow after Faults.PickupDelay, unless the
+// request's Pickup says "never" or gives its own delay ("5s").
 package shipping
 
 import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"time"
 
 	"jetflow/orchestrator/workflow"
 	"jetflow/participants"
@@ -40,7 +45,18 @@ type ShipmentRequest struct {
 	Items      []Item `msgpack:"items" json:"items"`
 	// Simulate selects a simulated fault; see the package documentation.
 	Simulate string `msgpack:"simulate,omitempty" json:"simulate,omitempty"`
+	// Pickup is "never", a delay such as "5s", or "" for the default.
+	Pickup string `msgpack:"pickup,omitempty" json:"pickup,omitempty"`
 }
+
+// PickedUp is the payload of the carrier.picked_up signal.
+type PickedUp struct {
+	ShipmentID string `msgpack:"shipment_id" json:"shipment_id"`
+	Carrier    string `msgpack:"carrier" json:"carrier"`
+}
+
+// PickedUpSignal is the name of the carrier's pickup signal.
+const PickedUpSignal = "carrier.picked_up"
 
 // Shipment is the output of CreateShipment.
 type Shipment struct {
@@ -114,7 +130,17 @@ func (p *shipping) create(ctx context.Context, cmd *participants.Command) (any, 
 	if err != nil {
 		return nil, err
 	}
-	return Shipment{ShipmentID: e.Ref, Carrier: carrier(req.OrderID)}, nil
+	ship := Shipment{ShipmentID: e.Ref, Carrier: carrier(req.OrderID)}
+	if req.Pickup != "never" {
+		delay := p.faults.PickupDelay
+		if d, err := time.ParseDuration(req.Pickup); err == nil {
+			delay = d
+		}
+		if err := p.sys.Callback(ctx, PickedUpSignal, cmd.WorkflowID, delay, PickedUp{ShipmentID: ship.ShipmentID, Carrier: ship.Carrier}); err != nil {
+			return nil, err
+		}
+	}
+	return ship, nil
 }
 
 func (p *shipping) cancel(ctx context.Context, cmd *participants.Command) (any, error) {

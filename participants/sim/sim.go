@@ -12,6 +12,7 @@ package sim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"jetflow/schema"
@@ -56,6 +58,7 @@ type Effect struct {
 type System struct {
 	name string
 	kv   jetstream.KeyValue
+	js   jetstream.JetStream
 }
 
 // Open creates or updates the ledger bucket of system name and returns the
@@ -68,7 +71,7 @@ func Open(ctx context.Context, js jetstream.JetStream, name string, topo streams
 	if err != nil {
 		return nil, fmt.Errorf("sim: open ledger %s: %w", name, err)
 	}
-	return &System{name: name, kv: kv}, nil
+	return &System{name: name, kv: kv, js: js}, nil
 }
 
 // Name returns the system's name.
@@ -199,6 +202,9 @@ type Faults struct {
 	ShippingFailRate float64
 	// Latency is how long every handler waits before it acts.
 	Latency time.Duration
+	// PickupDelay is how long after a shipment is created the simulated
+	// carrier signals carrier.picked_up (0: at once).
+	PickupDelay time.Duration
 }
 
 // Wait waits f.Latency, or until ctx is done (then it returns ctx.Err()).
@@ -244,4 +250,31 @@ func Failing(simulate string, attempt int) bool {
 		return err == nil && attempt <= limit
 	}
 	return false
+}
+
+// Callback makes the system call back a workflow later, as a real gateway or
+// carrier does: it sends signal name to workflowID after delay, with payload
+// as JSON. The callback is a server-side scheduled message in the signals
+// stream, so it survives restarts of every process; sending it again for the
+// same workflow and name replaces the earlier one.
+func (s *System) Callback(ctx context.Context, name, workflowID string, delay time.Duration, payload any) error {
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return err
+	}
+	target := streams.SignalSubject(name, workflowID)
+	var m *nats.Msg
+	if delay <= 0 {
+		m = nats.NewMsg(target)
+	} else {
+		m = nats.NewMsg(streams.ScheduleSubject(workflowID + "." + name))
+		m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(delay).UTC().Format(time.RFC3339Nano))
+		m.Header.Set("Nats-Schedule-Target", target)
+	}
+	m.Data = body
+	m.Header.Set(jetstream.MsgIDHeader, "callback-"+workflowID+"-"+name)
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("sim: schedule %s for %s: %w", name, workflowID, err)
+	}
+	return nil
 }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestBenchSmoke runs `jetflow bench --orders 200 --output json` in process
+// and checks that the numbers are sane. It asserts nothing about speed.
+func TestBenchSmoke(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := benchMain(context.Background(), []string{"--orders", "200", "--output", "json", "--ceiling", "2000"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	type dist struct{ N, P50, P90, P99, Max float64 }
+	var r struct {
+		Finished     int            `json:"finished"`
+		Statuses     map[string]int `json:"statuses"`
+		Unexpected   int            `json:"unexpected"`
+		OrdersPerSec float64        `json:"orders_per_sec"`
+		Ceiling      struct {
+			AsyncMsgsPerSec float64 `json:"async_msgs_per_sec"`
+			SyncMsgsPerSec  float64 `json:"sync_msgs_per_sec"`
+		} `json:"ceiling"`
+		Latency map[string]json.RawMessage `json:"latency_ms"`
+		Writes  struct {
+			PerOrder        float64 `json:"per_order"`
+			HistoryPerOrder float64 `json:"history_per_order"`
+			BytesPerOrder   float64 `json:"bytes_per_order"`
+		} `json:"writes"`
+		Resources struct {
+			PeakRSSMB     float64 `json:"peak_rss_mb"`
+			CPUMsPerOrder float64 `json:"cpu_ms_per_order"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, stdout.String())
+	}
+	if r.Finished != 200 || r.Statuses["completed"] != 200 || r.Unexpected != 0 {
+		t.Fatalf("finished %d, statuses %v, unexpected %d", r.Finished, r.Statuses, r.Unexpected)
+	}
+	if r.OrdersPerSec <= 0 || r.Ceiling.AsyncMsgsPerSec <= 0 || r.Ceiling.SyncMsgsPerSec <= 0 {
+		t.Fatalf("orders/s %v, ceiling %+v", r.OrdersPerSec, r.Ceiling)
+	}
+	if r.Writes.PerOrder <= 0 || r.Writes.HistoryPerOrder <= 0 || r.Writes.BytesPerOrder <= 0 {
+		t.Fatalf("writes %+v", r.Writes)
+	}
+	if r.Resources.PeakRSSMB <= 0 || r.Resources.CPUMsPerOrder <= 0 {
+		t.Fatalf("resources %+v", r.Resources)
+	}
+	for _, name := range []string{"start_to_done", "publish_to_done", "step_overhead", "participant_step"} {
+		var d dist
+		if err := json.Unmarshal(r.Latency[name], &d); err != nil {
+			t.Fatalf("latency %s: %v", name, err)
+		}
+		if d.N == 0 || d.P50 > d.P90 || d.P90 > d.P99 || d.P99 > d.Max {
+			t.Errorf("latency %s: %+v", name, d)
+		}
+	}
+	if !strings.Contains(stderr.String(), "bench:") {
+		t.Errorf("no progress on stderr:\n%s", stderr.String())
+	}
+}
+
+func TestBenchRefusesBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--sync", "sometimes"},
+		{"--output", "yaml"},
+		{"--mix", "chaos"},
+		{"--nats", "nats://127.0.0.1:1", "--sync", "always"},
+		{"extra"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := benchMain(context.Background(), append(args, "--orders", "1"), &stdout, &stderr); err == nil {
+			t.Errorf("jetflow bench %v: no error", args)
+		}
+	}
+}
