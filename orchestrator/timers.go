@@ -29,6 +29,27 @@ type SystemClock struct{}
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
 
+// ManualClock is a Clock a test moves by hand: it reads the wall clock plus
+// the total of every Advance, so days-long timers fire at once.
+type ManualClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// Now returns the wall clock plus the offset.
+func (c *ManualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+// Advance moves the clock forward by d.
+func (c *ManualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
 // TimerEntry is the value of a pending timer in the jetflow_timers bucket,
 // under the key <workflow id>.<timer id>. It is JSON so `nats kv get` reads.
 type TimerEntry struct {

@@ -61,6 +61,7 @@ type stack struct {
 	ackWait   time.Duration
 	faults    sim.Faults
 	clock     orchestrator.Clock
+	parts     []*part
 }
 
 func newStack(t *testing.T) *stack {
@@ -76,8 +77,9 @@ func newStack(t *testing.T) *stack {
 // part is a running component; stop cancels it and waits until it returned.
 type part struct {
 	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
+	done     chan struct{}
+	err      error
+	reported bool
 }
 
 func (p *part) stop(t *testing.T) {
@@ -85,7 +87,8 @@ func (p *part) stop(t *testing.T) {
 	p.cancel()
 	select {
 	case <-p.done:
-		if p.err != nil {
+		if p.err != nil && !p.reported {
+			p.reported = true
 			t.Errorf("component returned: %v", p.err)
 		}
 	case <-time.After(30 * time.Second):
@@ -96,12 +99,26 @@ func (p *part) stop(t *testing.T) {
 func (s *stack) run(fn func(ctx context.Context) error) *part {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &part{cancel: cancel, done: make(chan struct{})}
+	s.parts = append(s.parts, p)
 	go func() { p.err = fn(ctx); close(p.done) }()
 	s.t.Cleanup(func() {
 		cancel()
 		<-p.done
 	})
 	return p
+}
+
+// restart stops every component and the nats-server, then starts the
+// server again on the same data directory: a full outage and recovery.
+func (s *stack) restart() {
+	s.t.Helper()
+	for _, p := range s.parts {
+		p.stop(s.t)
+	}
+	s.parts = nil
+	dir := s.env.Dir
+	s.env.Stop()
+	s.env = natstest.RunJetStreamIn(s.t, dir)
 }
 
 // orchestrator starts an orchestrator on its own connection: a fresh

@@ -25,7 +25,13 @@ type Env struct {
 // loopback port, connects to it and ensures the jetflow streams.
 func RunJetStream(t testing.TB) *Env {
 	t.Helper()
-	dir := t.TempDir()
+	return RunJetStreamIn(t, t.TempDir())
+}
+
+// RunJetStreamIn is RunJetStream on an existing data directory: after
+// Env.Stop, it starts the server again on the same data, as a restart does.
+func RunJetStreamIn(t testing.TB, dir string) *Env {
+	t.Helper()
 	srv, err := streams.StartServer(streams.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: dir})
 	if err != nil {
 		t.Fatalf("start nats-server: %v", err)
@@ -39,6 +45,12 @@ func RunJetStream(t testing.TB) *Env {
 		t.Fatalf("ensure topology: %v", err)
 	}
 	return env
+}
+
+// Stop closes the connection and stops the server, keeping its data.
+func (e *Env) Stop() {
+	e.NC.Close()
+	e.Server.Stop()
 }
 
 // Connect opens another connection to srv, closed at the end of the test.
