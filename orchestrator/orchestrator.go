@@ -120,7 +120,7 @@ func New(cfg Config) (*Orchestrator, error) {
 	}
 	return &Orchestrator{
 		cfg: cfg, log: cfg.Logger, hist: streams.NewHistory(cfg.NC, cfg.JS),
-		timers: &timers{kv: kv, js: cfg.JS, clock: cfg.Clock, log: cfg.Logger, sweep: cfg.TimerSweep, live: map[string]uint64{}},
+		timers: &timers{kv: kv, js: cfg.JS, clock: cfg.Clock, log: cfg.Logger, sweep: cfg.TimerSweep, live: map[string]uint64{}, tombs: map[string]tomb{}},
 	}, nil
 }
 

@@ -73,7 +73,10 @@ type timers struct {
 
 	mu   sync.Mutex
 	live map[string]uint64 // key → revision of the entry we hold
-	due  timerHeap
+	// tombs remembers deletes seen by the watch, so a sweep that read an
+	// entry just before it was deleted cannot bring it back.
+	tombs map[string]tomb
+	due   timerHeap
 	// fired counts the timers this instance fired (for tests and progress).
 	fired int64
 }
@@ -118,6 +121,11 @@ func (t *timers) ensure(ctx context.Context, id string, pending map[int]*schema.
 	return nil
 }
 
+type tomb struct {
+	rev uint64
+	at  time.Time
+}
+
 type dueTimer struct {
 	key   string
 	rev   uint64
@@ -151,13 +159,29 @@ func (t *timers) hold(e jetstream.KeyValueEntry) {
 	if rev, ok := t.live[e.Key()]; ok && rev >= e.Revision() {
 		return
 	}
+	if tb, ok := t.tombs[e.Key()]; ok && tb.rev > e.Revision() {
+		return
+	}
 	t.live[e.Key()] = e.Revision()
 	heap.Push(&t.due, &dueTimer{key: e.Key(), rev: e.Revision(), entry: te, at: te.Due})
 }
 
-func (t *timers) forget(key string) {
+func (t *timers) forget(key string, rev uint64) {
 	t.mu.Lock()
 	delete(t.live, key)
+	t.tombs[key] = tomb{rev: rev, at: time.Now()}
+	t.mu.Unlock()
+}
+
+// buryBefore drops the tombstones older than a completed sweep that started
+// at start: that sweep could not have seen the entries they cover.
+func (t *timers) buryBefore(start time.Time) {
+	t.mu.Lock()
+	for k, tb := range t.tombs {
+		if tb.at.Before(start) {
+			delete(t.tombs, k)
+		}
+	}
 	t.mu.Unlock()
 }
 
@@ -205,9 +229,14 @@ func (t *timers) run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				if err := t.load(ctx, false); err != nil && ctx.Err() == nil {
-					t.log.Warn("timer sweep failed", "err", err)
+				start := time.Now()
+				if err := t.load(ctx, false); err != nil {
+					if ctx.Err() == nil {
+						t.log.Warn("timer sweep failed", "err", err)
+					}
+					continue
 				}
+				t.buryBefore(start)
 			}
 		}
 	}()
@@ -283,7 +312,7 @@ func (t *timers) load(ctx context.Context, watch bool) error {
 				if e.Operation() == jetstream.KeyValuePut {
 					t.hold(e)
 				} else {
-					t.forget(e.Key())
+					t.forget(e.Key(), e.Revision())
 				}
 			}
 		}

@@ -74,6 +74,8 @@ func TestPickupDeadlinesSurviveAFullRestart(t *testing.T) {
 		s.publishOrder(o)
 		ids = append(ids, o.OrderID)
 	}
+	began := time.Now()
+	defer func() { t.Logf("total %s", time.Since(began)) }()
 	// Every order waits for its pickup; the bucket holds every timer.
 	kv, err := s.env.JS.KeyValue(context.Background(), streams.TimersBucket)
 	if err != nil {
@@ -98,6 +100,7 @@ func TestPickupDeadlinesSurviveAFullRestart(t *testing.T) {
 		t.Fatalf("timer %s not in the bucket: %v", d.Timers[0].Key, err)
 	}
 
+	t.Logf("%d orders waiting for pickup after %s", n, time.Since(began))
 	// The carrier picks up 300 parcels while no orchestrator runs.
 	orch.stop(t)
 	for _, id := range ids[:picked] {
@@ -113,8 +116,10 @@ func TestPickupDeadlinesSurviveAFullRestart(t *testing.T) {
 		}
 	}
 
+	t.Logf("restarted, %d pickups honoured after %s", picked, time.Since(began))
 	clock.Advance(72*time.Hour + time.Minute)
 	st = s.waitSettled(ids, 4*time.Minute)
+	t.Logf("deadlines fired and compensated after %s", time.Since(began))
 	for i, id := range ids {
 		want := schema.StatusCompensated
 		if i < picked {
@@ -141,8 +146,15 @@ func TestPickupDeadlinesSurviveAFullRestart(t *testing.T) {
 		orders[id] = order("pk-", i, nil)
 	}
 	s.checkInvariants(orders, st)
+	kv, err = s.env.JS.KeyValue(context.Background(), streams.TimersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
 	natstest.Eventually(t, time.Minute, func() bool {
-		keys, _ := kv.ListKeys(context.Background())
+		keys, err := kv.ListKeys(context.Background())
+		if err != nil {
+			return false
+		}
 		for range keys.Keys() {
 			return false
 		}
