@@ -117,14 +117,15 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s)", name, id, st.Status))
 		return
 	}
-	ev, err := streams.NewMsg(streams.SignalEventSubject(id), &schema.Signal{Name: name, Payload: payload, Source: m.Subject() + "#" + seq})
+	ev, err := streams.NewMsg(streams.SignalEventSubject(id, md.Sequence.Stream), &schema.Signal{Name: name, Payload: payload, Source: m.Subject() + "#" + seq})
 	if err != nil {
 		o.refuse(ctx, m, "signal", err.Error())
 		return
 	}
 	ev.Header.Set(jetstream.MsgIDHeader, "signal-"+seq)
 	ev.Header.Set(schema.HeaderWorkflowID, id)
-	if _, err := o.cfg.JS.PublishMsg(ctx, ev); err != nil {
+	// Recorded once, however often the signal is redelivered.
+	if _, err := streams.PublishFirst(ctx, o.cfg.JS, ev); err != nil {
 		o.log.Warn("signal: record, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
 		return

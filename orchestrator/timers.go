@@ -326,18 +326,18 @@ func (t *timers) load(ctx context.Context, watch bool) error {
 }
 
 // fire appends TimerFired to the workflow's history, then removes the entry
-// if it is still the one fired. The message ID makes a concurrent fire of
-// the same timer by another instance a duplicate the server drops; a later
-// duplicate is ignored on replay.
+// if it is still the one fired.
 func (t *timers) fire(ctx context.Context, d *dueTimer) {
-	m, err := streams.NewMsg(streams.FiredSubject(d.entry.WorkflowID), &schema.TimerFired{TimerID: d.entry.TimerID, Due: d.entry.Due})
+	m, err := streams.NewMsg(streams.FiredSubject(d.entry.WorkflowID, d.entry.TimerID), &schema.TimerFired{TimerID: d.entry.TimerID, Due: d.entry.Due})
 	if err != nil {
 		t.log.Error("encode timer fire", "err", err)
 		return
 	}
 	m.Header.Set(jetstream.MsgIDHeader, "fired-"+d.key+"-"+strconv.FormatInt(d.entry.Due.UnixNano(), 10))
 	m.Header.Set(schema.HeaderWorkflowID, d.entry.WorkflowID)
-	if _, err := t.js.PublishMsg(ctx, m); err != nil {
+	// A timer fires once: a second fire (another instance, a crash between
+	// fire and delete) is refused by the server.
+	if _, err := streams.PublishFirst(ctx, t.js, m); err != nil {
 		if ctx.Err() == nil {
 			t.log.Warn("timer fire failed, will retry", "key", d.key, "err", err)
 			d.at = t.clock.Now().Add(time.Second)

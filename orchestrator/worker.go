@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -132,11 +131,7 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
 		w.deadLetter(ctx, m, "undecodable history event: "+err.Error())
 		return
 	}
-	var hint uint64
-	if md, err := m.Metadata(); err == nil && strings.HasSuffix(m.Subject(), ".start") {
-		hint = md.Sequence.Stream
-	}
-	err := w.decide(ctx, id, hint)
+	err := w.decide(ctx, id)
 	switch {
 	case err == nil:
 		if err := m.Ack(); err != nil {
@@ -175,26 +170,9 @@ const maxFenceRetries = 8
 
 // decide brings workflow id up to date: read what is new in its history,
 // replay, and append the next decision fenced on the last sequence read.
-// startSeq is the stream sequence of the workflow's start event when the
-// caller knows it (0 otherwise); a history not in the cache is read from
-// there, so the read does not walk the stream from its beginning.
-func (w *worker) decide(ctx context.Context, id string, startSeq uint64) error {
+func (w *worker) decide(ctx context.Context, id string) error {
 	st := w.cache.get(id)
 	st.loaded = st.lastSeq == 0
-	if st.loaded {
-		if startSeq == 0 {
-			start, err := w.o.hist.Last(ctx, streams.StartSubject(id))
-			if err != nil {
-				return err
-			}
-			if start != nil {
-				startSeq = start.Seq
-			}
-		}
-		if startSeq > 0 {
-			st.lastSeq = startSeq - 1
-		}
-	}
 	for attempt := 0; attempt < maxFenceRetries; attempt++ {
 		evs, err := w.o.hist.Read(ctx, id, st.lastSeq)
 		if err != nil {
@@ -292,7 +270,7 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 		if st.status == schema.StatusBlocked && st.blocked == out.Blocked.Reason {
 			return nil, nil, nil // already parked for this reason
 		}
-		return msgs, vals, add(streams.BlockedSubject(id), out.Blocked)
+		return msgs, vals, add(streams.BlockedSubject(id, st.lastSeq), out.Blocked)
 	}
 	for _, d := range out.Decisions {
 		var err error
@@ -303,12 +281,14 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 					Reason: fmt.Sprintf("decision %d: %v", v.ID, bad), Issued: v.Service + "." + v.Action}})
 			}
 			v.IdempotencyKey = id + "." + strconv.Itoa(v.ID)
-			v.ReplyTo = streams.ResultSubject(id, v.Service, v.Action)
-			err = add(streams.CommandSubject(id, v.Service, v.Action), v)
+			v.ReplyTo = streams.ResultSubject(id, v.ID, v.Service, v.Action)
+			err = add(streams.CommandSubject(id, v.ID, v.Service, v.Action), v)
 		case *schema.Marker:
-			err = add(streams.MarkerSubject(id), v)
-		case *schema.TimerStarted, *schema.TimerCancelled:
-			err = add(streams.TimerSubject(id), v)
+			err = add(streams.MarkerSubject(id, v.ID), v)
+		case *schema.TimerStarted:
+			err = add(streams.TimerSubject(id, v.ID), v)
+		case *schema.TimerCancelled:
+			err = add(streams.TimerSubject(id, v.ID), v)
 		}
 		if err != nil {
 			return nil, nil, err

@@ -91,7 +91,7 @@ func command(t *testing.T, id, service, action string, in any) schema.Command {
 		Action:         action,
 		Input:          raw,
 		IdempotencyKey: id + ".1",
-		ReplyTo:        streams.ResultSubject(id, service, action),
+		ReplyTo:        streams.ResultSubject(id, 1, service, action),
 		StartToClose:   5 * time.Second,
 		Retry: schema.RetryPolicy{
 			InitialInterval:    10 * time.Millisecond,
@@ -105,7 +105,7 @@ func command(t *testing.T, id, service, action string, in any) schema.Command {
 // stream sequence.
 func (h *harness) send(c schema.Command, msgID string) uint64 {
 	h.t.Helper()
-	m, err := streams.NewMsg(streams.CommandSubject(c.WorkflowID, c.Service, c.Action), &c)
+	m, err := streams.NewMsg(streams.CommandSubject(c.WorkflowID, c.ID, c.Service, c.Action), &c)
 	if err != nil {
 		h.t.Fatal(err)
 	}

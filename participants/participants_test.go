@@ -269,7 +269,7 @@ func TestDeadLetters(t *testing.T) {
 	}
 	var poisons []*poison
 	add := func(id, action string, body []byte, hdr map[string]string, reason string) {
-		m := nats.NewMsg(streams.CommandSubject(id, payment.Name, action))
+		m := nats.NewMsg(streams.CommandSubject(id, 1, payment.Name, action))
 		m.Data = body
 		for k, v := range hdr {
 			m.Header.Set(k, v)

@@ -146,7 +146,7 @@ func checkReplyTo(sc *schema.Command) string {
 
 // checkCommand returns why a decoded command cannot be processed, or "".
 func (j *job) checkCommand(sc *schema.Command) string {
-	if want := streams.CommandSubject(sc.WorkflowID, sc.Service, sc.Action); j.msg.Subject() != want || sc.Service != j.svc.Name {
+	if want := streams.CommandSubject(sc.WorkflowID, sc.ID, sc.Service, sc.Action); j.msg.Subject() != want || sc.Service != j.svc.Name {
 		return fmt.Sprintf("command for %s.%s of workflow %q does not belong on subject %s", sc.Service, sc.Action, sc.WorkflowID, j.msg.Subject())
 	}
 	if !idemKeyPattern.MatchString(sc.IdempotencyKey) {
@@ -257,14 +257,17 @@ func (j *job) deadLetter(reason, replyTo string, res *schema.Result) {
 	j.ack()
 }
 
-// publishResult publishes res to replyTo and waits for the stream's ack.
+// publishResult publishes res to replyTo and waits for the stream's ack. A
+// command is answered once: the publish expects no message on replyTo yet,
+// so a second answer (a redelivered command republishing its recorded
+// result) is refused by the server and counts as done.
 func (j *job) publishResult(ctx context.Context, replyTo, msgID string, res *schema.Result) error {
 	m, err := streams.NewMsg(replyTo, res)
 	if err != nil {
 		return err
 	}
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
-	_, err = j.js.PublishMsg(ctx, m)
+	_, err = streams.PublishFirst(ctx, j.js, m)
 	return err
 }
 

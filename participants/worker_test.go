@@ -85,7 +85,7 @@ func newFixture(t *testing.T, ackWait time.Duration, h HandlerFunc) *fixture {
 func (f *fixture) command(id int) schema.Command {
 	return schema.Command{
 		WorkflowID: "wf-unit", ID: id, Service: "unit", Action: "do",
-		IdempotencyKey: "wf-unit." + strconv.Itoa(id), ReplyTo: streams.ResultSubject("wf-unit", "unit", "do"),
+		IdempotencyKey: "wf-unit." + strconv.Itoa(id), ReplyTo: streams.ResultSubject("wf-unit", id, "unit", "do"),
 		StartToClose: 5 * time.Second,
 		Retry:        schema.RetryPolicy{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaxAttempts: 5},
 	}
@@ -97,7 +97,7 @@ func key(c schema.Command) string { return "unit." + c.IdempotencyKey }
 // commandMsg is c as a message on its command subject.
 func (f *fixture) commandMsg(c schema.Command) *nats.Msg {
 	f.t.Helper()
-	m, err := streams.NewMsg(streams.CommandSubject(c.WorkflowID, c.Service, c.Action), &c)
+	m, err := streams.NewMsg(streams.CommandSubject(c.WorkflowID, c.ID, c.Service, c.Action), &c)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -522,7 +522,7 @@ func TestDeadLetterFailureNaks(t *testing.T) {
 	// dead letter is deduplicated.
 	u := f.command(2)
 	u.Action = "teleport"
-	u.ReplyTo = streams.ResultSubject(u.WorkflowID, u.Service, u.Action)
+	u.ReplyTo = streams.ResultSubject(u.WorkflowID, u.ID, u.Service, u.Action)
 	seq = f.send(u)
 	m = f.next(seq, 1)
 	restore = f.refuseWrites(streams.HistoryStream)

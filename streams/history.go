@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -117,17 +118,38 @@ func (h *History) mux() error {
 	return h.subErr
 }
 
-const readBatch = 256
+const (
+	readBatch = 256
+	// multiLastMax is the server's cap on subjects per multi_last request.
+	multiLastMax = 1024
+)
+
+// errTooMany is the server's 413 answer to a multi_last over more subjects
+// than it serves at once.
+var errTooMany = errors.New("too many subjects")
 
 // Read returns the events of workflow id with a stream sequence above after,
 // in order. It returns no events and no error when there are none.
+//
+// Every message of a history has its own subject, so the history is the
+// last message of every subject of wf.<id>.>: one "multi_last" direct get
+// answers it from the stream's subject index, without walking the stream.
+// Trees of more than 1024 subjects are read in batches with next_by_subj.
 func (h *History) Read(ctx context.Context, id string, after uint64) ([]Event, error) {
 	if err := h.mux(); err != nil {
 		return nil, err
 	}
+	evs, _, err := h.get(ctx, id, map[string]any{"multi_last": []string{Tree(id)}, "seq": after + 1}, multiLastMax)
+	if err == nil {
+		sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
+		return evs, nil
+	}
+	if !errors.Is(err, errTooMany) {
+		return nil, err
+	}
 	var out []Event
 	for {
-		evs, pending, err := h.readBatch(ctx, id, after+1)
+		evs, pending, err := h.get(ctx, id, map[string]any{"seq": after + 1, "next_by_subj": Tree(id), "batch": readBatch}, readBatch)
 		if err != nil {
 			return nil, err
 		}
@@ -139,9 +161,11 @@ func (h *History) Read(ctx context.Context, id string, after uint64) ([]Event, e
 	}
 }
 
-func (h *History) readBatch(ctx context.Context, id string, from uint64) ([]Event, uint64, error) {
+// get sends one direct-get request and collects its answers until the end
+// of batch, returning the events and the server's count of pending ones.
+func (h *History) get(ctx context.Context, id string, request map[string]any, max int) ([]Event, uint64, error) {
 	token := strconv.FormatUint(h.next.Add(1), 36)
-	ch := make(chan *nats.Msg, readBatch+1)
+	ch := make(chan *nats.Msg, max+1)
 	h.mu.Lock()
 	h.calls[token] = ch
 	h.mu.Unlock()
@@ -150,7 +174,7 @@ func (h *History) readBatch(ctx context.Context, id string, from uint64) ([]Even
 		delete(h.calls, token)
 		h.mu.Unlock()
 	}()
-	req, _ := json.Marshal(map[string]any{"seq": from, "next_by_subj": Tree(id), "batch": readBatch})
+	req, _ := json.Marshal(request)
 	if err := h.nc.PublishRequest("$JS.API.DIRECT.GET."+HistoryStream, h.prefix+token, req); err != nil {
 		return nil, 0, err
 	}
@@ -168,6 +192,8 @@ func (h *History) readBatch(ctx context.Context, id string, from uint64) ([]Even
 			case "204":
 				pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
 				return evs, pending, nil
+			case "413":
+				return nil, 0, errTooMany
 			case "":
 			default:
 				return nil, 0, fmt.Errorf("read history of %s: status %s %s", id, m.Header.Get("Status"), m.Header.Get("Description"))

@@ -47,9 +47,9 @@ func benchEvent(b *testing.B, id string, n int) *nats.Msg {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := streams.NewMsg(streams.CommandSubject(id, "payment", "charge"), &schema.Command{
+	m, err := streams.NewMsg(streams.CommandSubject(id, n, "payment", "charge"), &schema.Command{
 		WorkflowID: id, ID: n, Service: "payment", Action: "charge", Input: in,
-		IdempotencyKey: id + "." + strconv.Itoa(n), ReplyTo: streams.ResultSubject(id, "payment", "charge"),
+		IdempotencyKey: id + "." + strconv.Itoa(n), ReplyTo: streams.ResultSubject(id, n, "payment", "charge"),
 		StartToClose: 10 * time.Second, Retry: schema.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaxAttempts: 5},
 	})
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 
 func marker(t *testing.T, id string, n int) *nats.Msg {
 	t.Helper()
-	m, err := streams.NewMsg(streams.MarkerSubject(id), &schema.Marker{ID: n, Name: "n"})
+	m, err := streams.NewMsg(streams.MarkerSubject(id, n), &schema.Marker{ID: n, Name: "n"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestReadPagesLongHistories(t *testing.T) {
 	ctx := context.Background()
 	h := streams.NewHistory(env.NC, env.JS)
 	var last uint64
-	for i := 1; i <= 600; i++ {
+	for i := 1; i <= 1100; i++ { // past the 1024 subjects one multi_last serves
 		var err error
 		if last, err = h.Append(ctx, "long", last, []*nats.Msg{marker(t, "long", i)}); err != nil {
 			t.Fatal(err)
@@ -131,7 +131,7 @@ func TestReadPagesLongHistories(t *testing.T) {
 		}
 	}
 	evs, err := h.Read(ctx, "long", 0)
-	if err != nil || len(evs) != 600 {
+	if err != nil || len(evs) != 1100 {
 		t.Fatalf("read %d events: %v", len(evs), err)
 	}
 	for i, ev := range evs {
@@ -139,7 +139,7 @@ func TestReadPagesLongHistories(t *testing.T) {
 			t.Fatalf("event %d is %+v", i, ev.Value)
 		}
 	}
-	tail, err := h.Read(ctx, "long", evs[589].Seq)
+	tail, err := h.Read(ctx, "long", evs[1089].Seq)
 	if err != nil || len(tail) != 10 {
 		t.Fatalf("tail read %d: %v", len(tail), err)
 	}

@@ -10,6 +10,7 @@ package streams
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -102,23 +103,31 @@ func Tree(id string) string { return "wf." + id + ".>" }
 // StartSubject is where the first event of a history is written.
 func StartSubject(id string) string { return "wf." + id + "." + tokStart }
 
-// CommandSubject is where a command for service/action is recorded and sent.
-func CommandSubject(id, service, action string) string {
-	return "wf." + id + "." + tokCmd + "." + service + "." + action
+// Every message of a history has a subject of its own: the decision number
+// (or the timer, or the signal's sequence) is part of it. Reads can then ask
+// the stream's subject index for the last message of every subject of a tree
+// (direct get "multi_last"), which returns the whole history without
+// scanning the stream, and a duplicate (a second result for a command, a
+// second fire of a timer) is refused by the server with an expected last
+// subject sequence of 0.
+
+// CommandSubject is where command n for service/action is recorded and sent.
+func CommandSubject(id string, n int, service, action string) string {
+	return "wf." + id + "." + tokCmd + "." + strconv.Itoa(n) + "." + service + "." + action
 }
 
 // CommandFilter is a participant's consumer filter: every command for service.
-func CommandFilter(service string) string { return "wf.*." + tokCmd + "." + service + ".*" }
+func CommandFilter(service string) string { return "wf.*." + tokCmd + ".*." + service + ".*" }
 
-// ResultSubject is where a participant publishes the result of a command.
-// Results are domain events: subscribe to wf.*.res.payment.charge to see
+// ResultSubject is where a participant publishes the result of command n.
+// Results are domain events: subscribe to wf.*.res.*.payment.charge to see
 // every charge.
-func ResultSubject(id, service, action string) string {
-	return "wf." + id + "." + tokRes + "." + service + "." + action
+func ResultSubject(id string, n int, service, action string) string {
+	return "wf." + id + "." + tokRes + "." + strconv.Itoa(n) + "." + service + "." + action
 }
 
-// MarkerSubject records a side-effect or version marker.
-func MarkerSubject(id string) string { return "wf." + id + "." + tokMarker }
+// MarkerSubject records side-effect or version marker n.
+func MarkerSubject(id string, n int) string { return "wf." + id + "." + tokMarker + "." + strconv.Itoa(n) }
 
 // DoneSubject is the terminal event, with the status as last token, so
 // `nats stream subjects JETFLOW_HISTORY 'wf.*.done.manual'` lists the
@@ -128,17 +137,23 @@ func DoneSubject(id, status string) string { return "wf." + id + "." + tokDone +
 // DoneFilterOf matches the terminal event of workflow id.
 func DoneFilterOf(id string) string { return "wf." + id + "." + tokDone + ".*" }
 
-// BlockedSubject records that a workflow diverged from its history.
-func BlockedSubject(id string) string { return "wf." + id + "." + tokBlocked }
+// BlockedSubject records that a workflow diverged from its history when
+// deciding on the history up to sequence at.
+func BlockedSubject(id string, at uint64) string {
+	return "wf." + id + "." + tokBlocked + "." + strconv.FormatUint(at, 10)
+}
 
-// TimerSubject records timer decisions (started, cancelled).
-func TimerSubject(id string) string { return "wf." + id + "." + tokTimer }
+// TimerSubject records timer decision n (a start or a cancel).
+func TimerSubject(id string, n int) string { return "wf." + id + "." + tokTimer + "." + strconv.Itoa(n) }
 
-// FiredSubject is where the timer service fires a due timer.
-func FiredSubject(id string) string { return "wf." + id + "." + tokFired }
+// FiredSubject is where the timer service fires timer n, once.
+func FiredSubject(id string, n int) string { return "wf." + id + "." + tokFired + "." + strconv.Itoa(n) }
 
-// SignalEventSubject is where a signal is recorded in the history.
-func SignalEventSubject(id string) string { return "wf." + id + "." + tokSignal }
+// SignalEventSubject is where the signal with sequence seq in SignalsStream
+// is recorded in the history, once.
+func SignalEventSubject(id string, seq uint64) string {
+	return "wf." + id + "." + tokSignal + "." + strconv.FormatUint(seq, 10)
+}
 
 // SignalPrefix starts the subjects signals are sent on:
 // signal.<name>.<workflow id>. The name may contain dots
@@ -169,10 +184,10 @@ func ScheduleSubject(key string) string { return "schedule." + key }
 const (
 	StartFilter   = "wf.*." + tokStart
 	DoneFilter    = "wf.*." + tokDone + ".*"
-	BlockedFilter = "wf.*." + tokBlocked
+	BlockedFilter = "wf.*." + tokBlocked + ".*"
 	ResultFilter  = "wf.*." + tokRes + ".>"
-	FiredFilter   = "wf.*." + tokFired
-	SignalFilter  = "wf.*." + tokSignal
+	FiredFilter   = "wf.*." + tokFired + ".*"
+	SignalFilter  = "wf.*." + tokSignal + ".*"
 )
 
 // DeadLetterSubject is where refused messages of an origin go, e.g.

@@ -13,6 +13,7 @@ import (
 	"jetflow/orchestrator/fulfillment"
 	"jetflow/orchestrator/workflow"
 	"jetflow/participants/inventory"
+	"jetflow/participants/reference"
 	"jetflow/schema"
 	"jetflow/streams"
 )
@@ -79,54 +80,63 @@ func TestOrderMix(t *testing.T) {
 }
 
 // TestDuplicatesCauseNoSecondEffect duplicates every kind of message: the
-// order, a command delivery and a result.
+// order, every command delivery (the participants' consumers lose their
+// state and redeliver everything) and a result.
 func TestDuplicatesCauseNoSecondEffect(t *testing.T) {
 	s := newStack(t)
 	s.orchestrator()
-	s.participants()
-	o, _ := fulfillment.MixedOrder("dup-", 50) // a completing order
-	s.publishOrder(o)
-	s.publishOrder(o) // duplicate order.created
-	s.waitSettled([]string{o.OrderID}, time.Minute)
+	parts := s.participants()
+	var ids []string
+	for i := 0; i < 10; i++ {
+		o := order("dup-", i, nil)
+		s.publishOrder(o)
+		s.publishOrder(o) // duplicate order.created
+		ids = append(ids, o.OrderID)
+	}
+	s.waitSettled(ids, time.Minute)
+	before := map[string]int{}
+	for _, id := range ids {
+		before[id] = len(s.describe(id).History)
+	}
+	ledgerBefore := s.ledgers()
 
-	// Re-publish the charge command and its result into the history, as a
-	// redelivery or a confused peer would.
-	d := s.describe(o.OrderID)
-	hist, err := streams.NewHistory(s.env.NC, s.env.JS).Read(context.Background(), o.OrderID, 0)
-	if err != nil {
-		t.Fatal(err)
+	// Every command is delivered again: the participants restart on
+	// consumers recreated from the start of the stream.
+	for _, p := range parts {
+		p.stop(t)
 	}
-	var cmdMsg, resMsg *streams.Event
-	for i := range hist {
-		switch hist[i].Value.(type) {
-		case *schema.Command:
-			if cmdMsg == nil {
-				cmdMsg = &hist[i]
-			}
-		case *schema.Result:
-			if resMsg == nil {
-				resMsg = &hist[i]
-			}
-		}
-	}
-	for _, ev := range []*streams.Event{cmdMsg, resMsg} {
-		m, err := streams.NewMsg(ev.Subject, ev.Value)
-		if err != nil {
+	for _, name := range reference.Names {
+		if err := s.env.JS.DeleteConsumer(context.Background(), streams.HistoryStream, streams.ParticipantConsumerPrefix+name); err != nil {
 			t.Fatal(err)
 		}
-		s.publish(m.Subject, m.Data, m.Header)
 	}
-	// The payment participant takes the duplicate command, answers it from
-	// its idempotency record (the answer is deduplicated by JetStream), and
-	// acks it.
-	natstest.Eventually(t, 30*time.Second, func() bool {
-		c, err := s.env.JS.Consumer(context.Background(), streams.HistoryStream, streams.ParticipantConsumerPrefix+"payment")
-		if err != nil {
-			return false
+	s.participants()
+	natstest.Eventually(t, time.Minute, func() bool {
+		for _, name := range reference.Names {
+			c, err := s.env.JS.Consumer(context.Background(), streams.HistoryStream, streams.ParticipantConsumerPrefix+name)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(context.Background())
+			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 || info.Delivered.Consumer == 0 {
+				return false
+			}
 		}
-		info, err := c.Info(context.Background())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream > d.History[len(d.History)-1].Seq
-	}, "duplicate command was not processed")
+		return true
+	}, "redelivered commands were not all processed")
+
+	// A duplicate result event for the first charge.
+	hist := s.history(ids[0])
+	for _, ev := range hist {
+		if r, ok := ev.Value.(*schema.Result); ok && r.CommandID == 1 {
+			m, err := streams.NewMsg(ev.Subject+".again", r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.publish(m.Subject, m.Data, m.Header)
+			break
+		}
+	}
 	natstest.Eventually(t, 30*time.Second, func() bool {
 		c, err := s.env.JS.Consumer(context.Background(), streams.HistoryStream, streams.OrchestratorConsumer)
 		if err != nil {
@@ -135,22 +145,28 @@ func TestDuplicatesCauseNoSecondEffect(t *testing.T) {
 		info, err := c.Info(context.Background())
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 	}, "duplicate result was not processed")
-	after := s.describe(o.OrderID)
-	if after.Status != schema.StatusCompleted || d.Status != schema.StatusCompleted {
-		t.Fatalf("status %s then %s", d.Status, after.Status)
-	}
-	for _, e := range after.History {
-		// The only command after the end is the copy this test injected.
-		if e.Type == string(schema.KindCommand) && e.Seq > d.History[len(d.History)-1].Seq && e.CommandID != 1 {
-			t.Errorf("a duplicate led to a new command: %s #%d", e.Step, e.CommandID)
+
+	// Nothing happened twice: no new command, no second answer to any
+	// command, no new effect.
+	for _, id := range ids {
+		d := s.describe(id)
+		extra := len(d.History) - before[id]
+		if id == ids[0] {
+			extra-- // the duplicate result itself
+		}
+		if d.Status != schema.StatusCompleted || extra != 0 {
+			t.Errorf("%s: %s with %d new events after the duplicates", id, d.Status, extra)
 		}
 	}
-	k := kinds(s.ledgers()[o.OrderID])
-	if k["charge"] != 1 || k["reserve"] != 1 || k["shipment"] != 1 || k["notify"] != 1 {
-		t.Fatalf("ledger effects %v, want one of each", k)
+	ledgerAfter := s.ledgers()
+	for _, id := range ids {
+		k := kinds(ledgerAfter[id])
+		if len(ledgerAfter[id]) != len(ledgerBefore[id]) || k["charge"] != 1 || k["reserve"] != 1 || k["shipment"] != 1 {
+			t.Errorf("%s: ledger effects %v after duplicates (before: %d effects)", id, k, len(ledgerBefore[id]))
+		}
 	}
-	if n := len(s.statuses()); n != 1 {
-		t.Fatalf("%d workflows for one order", n)
+	if n := len(s.statuses()); n != len(ids) {
+		t.Fatalf("%d workflows for %d orders", n, len(ids))
 	}
 }
 
@@ -160,7 +176,7 @@ func TestDuplicatesCauseNoSecondEffect(t *testing.T) {
 func TestChangedCodeBlocksOnlyThatWorkflow(t *testing.T) {
 	s := newStack(t)
 	orch := s.orchestrator()
-	old, _ := fulfillment.MixedOrder("old-", 50)
+	old := order("old-", 0, nil)
 	s.publishOrder(old)
 	// No payment participant yet: the workflow waits with its charge sent.
 	natstest.Eventually(t, 30*time.Second, func() bool {
@@ -180,7 +196,7 @@ func TestChangedCodeBlocksOnlyThatWorkflow(t *testing.T) {
 	}
 	s.orchestrator()
 	s.participants()
-	fresh, _ := fulfillment.MixedOrder("new-", 51)
+	fresh := order("new-", 1, nil)
 	s.publishOrder(fresh)
 	st := s.waitSettled([]string{old.OrderID, fresh.OrderID}, time.Minute)
 	if st[old.OrderID] != schema.StatusBlocked {
@@ -236,7 +252,7 @@ func TestBadInputGoesToDeadLetter(t *testing.T) {
 		s.publish(streams.OrderCreated, []byte(b.body), b.header)
 	}
 	// A good order in msgpack, behind the bad ones.
-	good, _ := fulfillment.MixedOrder("good-", 50)
+	good := order("good-", 0, nil)
 	body, err := msgpack.Marshal(good)
 	if err != nil {
 		t.Fatal(err)
@@ -277,9 +293,9 @@ func TestUnknownCommandAndStrayResult(t *testing.T) {
 	ctx := context.Background()
 	raw, _ := schema.EncodeRaw(map[string]string{"x": "y"})
 	cmd := &schema.Command{WorkflowID: id, ID: 1, Service: "payment", Action: "teleport", Input: raw,
-		IdempotencyKey: id + ".1", ReplyTo: streams.ResultSubject(id, "payment", "teleport"),
+		IdempotencyKey: id + ".1", ReplyTo: streams.ResultSubject(id, 1, "payment", "teleport"),
 		StartToClose: time.Second, Retry: fastSteps.Retry}
-	m, err := streams.NewMsg(streams.CommandSubject(id, "payment", "teleport"), cmd)
+	m, err := streams.NewMsg(streams.CommandSubject(id, 1, "payment", "teleport"), cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,13 +303,13 @@ func TestUnknownCommandAndStrayResult(t *testing.T) {
 
 	// A result for a workflow nobody started.
 	res := &schema.Result{WorkflowID: "ghost", CommandID: 1, Service: "payment", Action: "charge", Attempts: 1}
-	m, err = streams.NewMsg(streams.ResultSubject("ghost", "payment", "charge"), res)
+	m, err = streams.NewMsg(streams.ResultSubject("ghost", 1, "payment", "charge"), res)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.publish(m.Subject, m.Data, m.Header)
 	// Garbage on a result subject of a workflow.
-	s.publish(streams.ResultSubject("ghost2", "payment", "charge"), []byte("not msgpack"), nil)
+	s.publish(streams.ResultSubject("ghost2", 1, "payment", "charge"), []byte("not msgpack"), nil)
 
 	natstest.Eventually(t, 30*time.Second, func() bool {
 		return len(s.deadLetters(streams.DeadLetterSubject("cmd.payment"))) == 1 &&
@@ -318,7 +334,7 @@ func TestUnknownCommandAndStrayResult(t *testing.T) {
 	}
 
 	// The engine still works.
-	good, _ := fulfillment.MixedOrder("after-", 50)
+	good := order("after-", 0, nil)
 	s.publishOrder(good)
 	if st := s.waitSettled([]string{good.OrderID}, time.Minute); st[good.OrderID] != schema.StatusCompleted {
 		t.Fatalf("order after poison: %s", st[good.OrderID])

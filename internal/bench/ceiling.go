@@ -43,11 +43,11 @@ func sampleEvent(id string) (*nats.Msg, error) {
 	}
 	cmd := &schema.Command{
 		WorkflowID: id, ID: 1, Service: payment.Name, Action: payment.Charge.Action, Input: in,
-		IdempotencyKey: id + ".1", ReplyTo: streams.ResultSubject(id, payment.Name, payment.Charge.Action),
+		IdempotencyKey: id + ".1", ReplyTo: streams.ResultSubject(id, 1, payment.Name, payment.Charge.Action),
 		StartToClose: 10 * time.Second,
 		Retry:        schema.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaxInterval: 5 * time.Second, MaxAttempts: 5},
 	}
-	m, err := streams.NewMsg(streams.CommandSubject(id, payment.Name, payment.Charge.Action), cmd)
+	m, err := streams.NewMsg(streams.CommandSubject(id, 1, payment.Name, payment.Charge.Action), cmd)
 	if err != nil {
 		return nil, err
 	}

@@ -109,11 +109,11 @@ func writeNineSteps(b *testing.B, h *streams.History, id string) {
 	put(streams.StartSubject(id), &schema.WorkflowStarted{WorkflowID: id, Type: "nine", Input: raw(stepIn{OrderID: "o-1", Amount: 12999})})
 	for i := 0; i < steps; i++ {
 		a, cid := stepActivity(i), i+1
-		put(streams.CommandSubject(id, a.Service, a.Action), &schema.Command{
+		put(streams.CommandSubject(id, cid, a.Service, a.Action), &schema.Command{
 			WorkflowID: id, ID: cid, Service: a.Service, Action: a.Action, Input: raw(stepIn{OrderID: "o-1", Amount: 12999}),
-			IdempotencyKey: id + "." + strconv.Itoa(cid), ReplyTo: streams.ResultSubject(id, a.Service, a.Action),
+			IdempotencyKey: id + "." + strconv.Itoa(cid), ReplyTo: streams.ResultSubject(id, cid, a.Service, a.Action),
 		})
-		put(streams.ResultSubject(id, a.Service, a.Action), &schema.Result{
+		put(streams.ResultSubject(id, cid, a.Service, a.Action), &schema.Result{
 			WorkflowID: id, CommandID: cid, Service: a.Service, Action: a.Action, Output: raw(stepOut{Ref: "r-" + strconv.Itoa(cid)}), Attempts: 1,
 		})
 	}
