@@ -127,7 +127,9 @@ func ResultSubject(id string, n int, service, action string) string {
 }
 
 // MarkerSubject records side-effect or version marker n.
-func MarkerSubject(id string, n int) string { return "wf." + id + "." + tokMarker + "." + strconv.Itoa(n) }
+func MarkerSubject(id string, n int) string {
+	return "wf." + id + "." + tokMarker + "." + strconv.Itoa(n)
+}
 
 // DoneSubject is the terminal event, with the status as last token, so
 // `nats stream subjects JETFLOW_HISTORY 'wf.*.done.manual'` lists the
@@ -144,10 +146,14 @@ func BlockedSubject(id string, at uint64) string {
 }
 
 // TimerSubject records timer decision n (a start or a cancel).
-func TimerSubject(id string, n int) string { return "wf." + id + "." + tokTimer + "." + strconv.Itoa(n) }
+func TimerSubject(id string, n int) string {
+	return "wf." + id + "." + tokTimer + "." + strconv.Itoa(n)
+}
 
 // FiredSubject is where the timer service fires timer n, once.
-func FiredSubject(id string, n int) string { return "wf." + id + "." + tokFired + "." + strconv.Itoa(n) }
+func FiredSubject(id string, n int) string {
+	return "wf." + id + "." + tokFired + "." + strconv.Itoa(n)
+}
 
 // SignalEventSubject is where the signal with sequence seq in SignalsStream
 // is recorded in the history, once.

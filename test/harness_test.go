@@ -76,7 +76,7 @@ func newStack(t *testing.T) *stack {
 
 // part is a running component; stop cancels it and waits until it returned.
 type part struct {
-	cancel context.CancelFunc
+	cancel   context.CancelFunc
 	done     chan struct{}
 	err      error
 	reported bool
