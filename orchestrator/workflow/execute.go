@@ -204,8 +204,9 @@ func (r *replayer) peek() schema.Kinded {
 	return nil
 }
 
-// Now returns the workflow's time: the time of the history event being
-// replayed, the same on every replay. Use it instead of time.Now.
+// Now returns the workflow's time: the time of the latest history event
+// delivered to the code (at least the due time of the latest fired timer),
+// the same on every replay. Use it instead of time.Now.
 func Now(ctx Context) time.Time { return ctx.co().r.now }
 
 // WorkflowID returns the ID of the running workflow.

@@ -132,12 +132,20 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 			break
 		}
 		r.fedAll = i == len(feed)-1
-		r.now = ev.Time
+		// Workflow time never goes back, and a fired timer means at least
+		// its due time has passed (which matters when the timer service
+		// runs on a clock of its own, as in tests).
+		if ev.Time.After(r.now) {
+			r.now = ev.Time
+		}
 		r.tick++
 		switch v := ev.Value.(type) {
 		case *schema.Result:
 			r.deliver(v)
 		case *schema.TimerFired:
+			if v.Due.After(r.now) {
+				r.now = v.Due
+			}
 			r.fire(v)
 		case *schema.Signal:
 			r.queue(v.Name).push(v.Payload, r.tick)
