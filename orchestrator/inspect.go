@@ -82,13 +82,20 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 			}
 			delete(open, v.CommandID)
 		case *schema.TimerStarted:
+			e.Step, e.CommandID = "timer "+v.Duration.String(), v.ID
 			timers[v.ID] = v
 		case *schema.TimerCancelled:
+			e.Step, e.CommandID = fmt.Sprintf("cancel timer #%d", v.TimerID), v.ID
 			delete(timers, v.TimerID)
 		case *schema.TimerFired:
+			e.Step, e.CommandID = "timer", v.TimerID
 			if t := timers[v.TimerID]; t != nil && t.Due.Equal(v.Due) {
 				delete(timers, v.TimerID)
 			}
+		case *schema.Signal:
+			e.Step = v.Name
+		case *schema.Marker:
+			e.Step, e.CommandID = v.Name, v.ID
 		case *schema.WorkflowFinished:
 			d.Status, d.Reason, d.Error = v.Status, v.Reason, v.Error
 		case *schema.WorkflowBlocked:
