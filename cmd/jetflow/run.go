@@ -32,6 +32,7 @@ type engineFlags struct {
 	replicas int
 	faults   sim.Faults
 	ackWait  time.Duration
+	workflow fulfillment.Config
 }
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
@@ -43,17 +44,19 @@ func (e *engineFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&e.faults.Latency, "latency", 0, "latency of every simulated external call")
 	fs.DurationVar(&e.faults.PickupDelay, "pickup-delay", 2*time.Second, "how long after a shipment the simulated carrier signals carrier.picked_up")
 	fs.DurationVar(&e.ackWait, "ack-wait", 30*time.Second, "how long a command or event may stay unacknowledged before JetStream redelivers it")
+	fs.DurationVar(&e.workflow.PickupTimeout, "pickup-timeout", 72*time.Hour, "how long an order waits for carrier.picked_up before it is cancelled")
+	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
 }
 
 func (e *engineFlags) topology() streams.Topology { return streams.Topology{Replicas: e.replicas} }
 
 // startOrchestrator runs the orchestrator with the reference workflow.
-func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, ackWait time.Duration, errs chan<- error) error {
+func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, e *engineFlags, errs chan<- error) error {
 	reg := workflow.NewRegistry()
-	fulfillment.Register(reg, fulfillment.Config{})
+	fulfillment.Register(reg, e.workflow)
 	o, err := orchestrator.New(orchestrator.Config{
 		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(),
-		Logger: log.With("component", "orchestrator"), AckWait: ackWait,
+		Logger: log.With("component", "orchestrator"), AckWait: e.ackWait,
 	})
 	if err != nil {
 		return err
@@ -108,7 +111,7 @@ func runOrchestrator(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
-	if err := startOrchestrator(ctx, &wg, nc, js, log, e.ackWait, errs); err != nil {
+	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		cancel()
 		return err
 	}
@@ -215,7 +218,7 @@ func runDev(ctx context.Context, args []string) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 1+len(reference.Names))
-	if err := startOrchestrator(ctx, &wg, nc, js, log, e.ackWait, errs); err != nil {
+	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		return err
 	}
 	for _, name := range reference.Names {
