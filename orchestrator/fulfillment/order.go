@@ -36,14 +36,17 @@ type Order struct {
 // SimulateKeys are the systems an order's "simulate" may name.
 var SimulateKeys = []string{"payment", "refund", "inventory", "release", "shipping", "cancel", "notification", "pickup"}
 
-var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
+var (
+	currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
+	orderIDPattern  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+)
 
 // Validate reports the first problem with o.
 func (o Order) Validate() error {
 	var errs []string
 	if o.OrderID == "" {
 		errs = append(errs, "order_id is missing")
-	} else if !regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`).MatchString(o.OrderID) {
+	} else if !orderIDPattern.MatchString(o.OrderID) {
 		errs = append(errs, fmt.Sprintf("order_id %q: want 1-128 characters of [A-Za-z0-9_-]", o.OrderID))
 	}
 	if o.CustomerID == "" {
