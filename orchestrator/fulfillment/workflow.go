@@ -154,16 +154,7 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 	})
 
 	// The carrier picks the parcel up, or the deadline passes.
-	deadline := workflow.NewTimer(ctx, c.PickupTimeout)
-	pickedUp := false
-	workflow.NewSelector(ctx).
-		AddSignal(ctx, shipping.PickedUpSignal, func(workflow.Payload) {
-			pickedUp = true
-			deadline.Cancel(ctx)
-		}).
-		AddFuture(deadline, func() {}).
-		Select(ctx)
-	if !pickedUp {
+	if !signalBefore(ctx, shipping.PickedUpSignal, c.PickupTimeout) {
 		return r, c.fail(ctx, o, saga, fmt.Errorf("carrier did not pick up within %s", c.PickupTimeout), false)
 	}
 
@@ -171,19 +162,26 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 	return r, nil
 }
 
-// awaitSettlement waits for the gateway's payment.settled callback. At the
-// deadline it voids the authorization and returns an error.
-func (c Config) awaitSettlement(ctx workflow.Context, o Order, charge payment.ChargeResult) error {
-	deadline := workflow.NewTimer(ctx, c.PaymentTimeout)
-	settled := false
+// signalBefore waits for signal name or for d to pass, whichever comes first
+// in the history, and reports whether the signal did. The deadline timer is
+// cancelled when the signal wins.
+func signalBefore(ctx workflow.Context, name string, d time.Duration) bool {
+	deadline := workflow.NewTimer(ctx, d)
+	received := false
 	workflow.NewSelector(ctx).
-		AddSignal(ctx, payment.SettledSignal, func(workflow.Payload) {
-			settled = true
+		AddSignal(ctx, name, func(workflow.Payload) {
+			received = true
 			deadline.Cancel(ctx)
 		}).
 		AddFuture(deadline, func() {}).
 		Select(ctx)
-	if settled {
+	return received
+}
+
+// awaitSettlement waits for the gateway's payment.settled callback. At the
+// deadline it voids the authorization and returns an error.
+func (c Config) awaitSettlement(ctx workflow.Context, o Order, charge payment.ChargeResult) error {
+	if signalBefore(ctx, payment.SettledSignal, c.PaymentTimeout) {
 		return nil
 	}
 	if _, err := workflow.Execute[payment.VoidResult](ctx, payment.Void.WithOptions(c.Compensation), payment.VoidRequest{
