@@ -38,3 +38,9 @@ lint: ## gofmt, go vet, and go mod tidy must change nothing
 .PHONY: clean
 clean: ## remove the binary and the data of `make run`
 	rm -rf bin .jetflow
+
+.PHONY: chaos
+chaos: ## fault-injection soak, prints a table: make chaos DURATION=30m [SEED=n] [CLUSTER=1] [FAULTS=a,b] [RATE=20]
+	JETFLOW_SOAK_DURATION=$(or $(DURATION),30m) JETFLOW_SOAK_SEED=$(SEED) JETFLOW_SOAK_CLUSTER=$(CLUSTER) \
+	JETFLOW_SOAK_FAULTS=$(FAULTS) JETFLOW_SOAK_RATE=$(RATE) \
+		$(GO) test -count=1 -v -timeout 0 -run '^TestSoak$$' ./test/chaos/

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"jetflow/internal/failpoint"
 	"jetflow/schema"
 	"jetflow/streams"
 )
@@ -351,6 +352,7 @@ func (t *timers) fire(ctx context.Context, d *dueTimer) {
 	t.mu.Lock()
 	t.fired++
 	t.mu.Unlock()
+	failpoint.Hit("timers.after-fire")
 	err = t.kv.Delete(ctx, d.key, jetstream.LastRevision(d.rev))
 	if err != nil && ctx.Err() == nil {
 		t.log.Debug("timer entry changed or gone after fire", "key", d.key, "err", err)

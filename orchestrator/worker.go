@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"jetflow/internal/failpoint"
 	"jetflow/orchestrator/workflow"
 	"jetflow/schema"
 	"jetflow/streams"
@@ -202,8 +203,10 @@ func (w *worker) decide(ctx context.Context, id string) error {
 			return err
 		}
 		firstID := msgs[0].Header.Get(jetstream.MsgIDHeader)
+		failpoint.Hit("orchestrator.before-append")
 		last, err := w.o.hist.Append(ctx, id, st.lastSeq, msgs)
 		if err == nil {
+			failpoint.Hit("orchestrator.after-append")
 			w.logOutcome(id, out)
 			// An atomic batch is stored contiguously, so the sequences of our
 			// messages are known. Their times are not used by replay.

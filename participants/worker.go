@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"jetflow/internal/failpoint"
 	"jetflow/schema"
 	"jetflow/streams"
 )
@@ -391,6 +392,7 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		Attempts:   j.attempt,
 	}
 	if herr == nil {
+		failpoint.Hit("participant.after-effect")
 		output, err := schema.EncodeRaw(out)
 		if err != nil {
 			res.Error = &schema.Error{Kind: KindInvalidOutput, Message: fmt.Sprintf("encode output %T: %v", out, err)}

@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"jetflow/internal/failpoint"
 	"jetflow/streams"
 )
 
@@ -70,6 +71,10 @@ func main() {
 			os.Exit(2)
 		}
 		return
+	}
+	if err := failpoint.Enable(os.Getenv("JETFLOW_FAILPOINTS")); err != nil {
+		fmt.Fprintln(os.Stderr, "jetflow: JETFLOW_FAILPOINTS: "+err.Error())
+		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

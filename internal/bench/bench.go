@@ -497,7 +497,7 @@ func drive(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 			if i == 0 {
 				first = o.published
 			}
-			if _, err := js.PublishAsync(streams.OrderCreated, o.body); err != nil {
+			if _, err := js.PublishAsync(streams.OrderCreated, o.body, jetstream.WithStallWait(time.Minute)); err != nil {
 				return fmt.Errorf("publish order %s: %w", o.id, err)
 			}
 			published.Add(1)

@@ -152,8 +152,10 @@ type Latencies struct {
 type HistoryShape struct {
 	// EventsPerOrder: messages in an order's history.
 	EventsPerOrder float64 `json:"events_per_order"`
-	// AppendsPerOrder: fenced appends of decisions, and BatchesPerOrder
-	// those of several messages (JetStream atomic batches).
+	// AppendsPerOrder: decisions the orchestrator appended, counted by
+	// their message IDs (<id>:<seq>:<index>), and BatchesPerOrder those of
+	// several messages, which History.Append writes as one JetStream atomic
+	// batch.
 	AppendsPerOrder float64 `json:"appends_per_order"`
 	BatchesPerOrder float64 `json:"batches_per_order"`
 }

@@ -107,7 +107,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintln(w)
 
 	hs := r.History
-	fmt.Fprintf(w, "History: %.2f events per order; the orchestrator appended %.2f decisions per order, %.2f of them as atomic batches\n\n",
+	fmt.Fprintf(w, "History: %.2f events per order; the orchestrator appended %.2f decisions per order, %.2f of them of several messages (atomic batches)\n\n",
 		hs.EventsPerOrder, hs.AppendsPerOrder, hs.BatchesPerOrder)
 
 	res := r.Resources
