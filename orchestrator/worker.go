@@ -23,6 +23,8 @@ var (
 	errUnknownWorkflow = errors.New("no workflow.started event in this workflow's history")
 	// errUnknownType: no workflow function of that type is registered here.
 	errUnknownType = errors.New("workflow type not registered in this orchestrator")
+	// errStaleRead: the history read did not reach the waking event.
+	errStaleRead = errors.New("history read behind the event that woke it")
 )
 
 // state is what an orchestrator knows of one workflow: its history from the
@@ -132,7 +134,11 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
 		w.deadLetter(ctx, m, "undecodable history event: "+err.Error())
 		return
 	}
-	err := w.decide(ctx, id)
+	var seq uint64
+	if md, err := m.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	err := w.decide(ctx, id, seq)
 	switch {
 	case err == nil:
 		if err := m.Ack(); err != nil {
@@ -171,7 +177,10 @@ const maxFenceRetries = 8
 
 // decide brings workflow id up to date: read what is new in its history,
 // replay, and append the next decision fenced on the last sequence read.
-func (w *worker) decide(ctx context.Context, id string) error {
+// wakeSeq is the stream sequence of the event that woke the decision: a
+// read that does not reach it (a stale replica answering a direct get on a
+// clustered stream) is retried rather than taken for "nothing to do".
+func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 	st := w.cache.get(id)
 	st.loaded = st.lastSeq == 0
 	for attempt := 0; attempt < maxFenceRetries; attempt++ {
@@ -180,6 +189,13 @@ func (w *worker) decide(ctx context.Context, id string) error {
 			return err
 		}
 		st.add(evs)
+		if st.lastSeq < wakeSeq {
+			if attempt == maxFenceRetries-1 {
+				return fmt.Errorf("%w: read up to %d, woken by %d", errStaleRead, st.lastSeq, wakeSeq)
+			}
+			time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+			continue
+		}
 		if st.loaded && len(st.timers) > 0 {
 			if err := w.o.timers.ensure(ctx, id, st.timers); err != nil {
 				return err
@@ -204,22 +220,18 @@ func (w *worker) decide(ctx context.Context, id string) error {
 		}
 		firstID := msgs[0].Header.Get(jetstream.MsgIDHeader)
 		failpoint.Hit("orchestrator.before-append")
-		last, err := w.o.hist.Append(ctx, id, st.lastSeq, msgs)
+		_, err = w.o.hist.Append(ctx, id, st.lastSeq, msgs)
 		if err == nil {
 			failpoint.Hit("orchestrator.after-append")
 			w.logOutcome(id, out)
-			// An atomic batch is stored contiguously, so the sequences of our
-			// messages are known. Their times are not used by replay.
-			now := time.Now()
-			written := make([]streams.Event, len(vals))
-			for i, v := range vals {
-				written[i] = streams.Event{Seq: last - uint64(len(vals)-1-i), Subject: msgs[i].Subject, Time: now, Value: v}
-			}
-			st.add(written)
 			if err := w.o.timers.apply(ctx, id, vals); err != nil {
 				return err
 			}
-			if st.status.Terminal() {
+			// The cache is not advanced past what was read: on a clustered
+			// stream an event proposed before our write may be stored before
+			// it without the fence seeing it, so the next wake reads our own
+			// messages back with anything that landed among them.
+			if out.Finished != nil {
 				w.cache.drop(id)
 			}
 			return nil

@@ -118,6 +118,9 @@ func (h *History) mux() error {
 	return h.subErr
 }
 
+// appendTimeout bounds one append, batch commit included.
+const appendTimeout = 10 * time.Second
+
 const (
 	readBatch = 256
 	// multiLastMax is the server's cap on subjects per multi_last request.
@@ -247,6 +250,10 @@ func (h *History) Append(ctx context.Context, id string, expectLast uint64, msgs
 	if len(msgs) == 0 {
 		return expectLast, nil
 	}
+	// Bounded: a server that dies with the commit in flight must not hang
+	// the caller.
+	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	defer cancel()
 	first := msgs[0]
 	first.Header.Set(hdrExpectedLastSubjSeq, strconv.FormatUint(expectLast, 10))
 	first.Header.Set(hdrExpectedLastSubjSeqSubject, Tree(id))
