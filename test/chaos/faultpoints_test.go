@@ -1,0 +1,117 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"jetflow/schema"
+)
+
+// TestKillAtFaultPoints kills an orchestrator with exit 137 (as kill -9
+// would: nothing flushed, nothing deferred) exactly at each of its fault
+// points, under load, restarts it, and checks every invariant.
+func TestKillAtFaultPoints(t *testing.T) {
+	seed := seedFor(t, 4)
+	for i, point := range []string{"orchestrator.before-append", "orchestrator.after-append"} {
+		t.Run(point, func(t *testing.T) {
+			h := newHarness(t, seed+int64(i), serverOptions{})
+			orders := mix(fmt.Sprintf("fp%d-", i), 60, false)
+			// Killed twice at the point: the n-th hit of the first start, then
+			// of the second; the third start runs clean.
+			k1, k2 := 10+h.rng.Intn(100), 5+h.rng.Intn(60)
+			h.logf("%s: exit at hit %d, then at hit %d of the restarted process", point, k1, k2)
+			o := h.orchestrator("o1", firstStarts(fmt.Sprintf("%s=exit@%d", point, k1), fmt.Sprintf("%s=exit@%d", point, k2)))
+			h.participants()
+			orders = h.publishAll(orders)
+			h.eventually(60*time.Second, "the orchestrator did not die twice at "+point, func() bool { return failpointExits(o) >= 2 })
+			h.fault("orchestrator exit at "+point, "o1")
+			h.fault("orchestrator exit at "+point, "o1")
+			h.settleAndCheck(orders, settleBound)
+			if c := h.crashes(); len(c) > 0 {
+				t.Errorf("processes crashed: %v", c)
+			}
+		})
+	}
+
+	// Between two compensations: a rejected shipment is undone by a
+	// release, then a refund. The orchestrator dies right after appending
+	// the release (its 4th decision: charge, reserve, ship, release) and
+	// before acking the event that led to it.
+	t.Run("between-compensations", func(t *testing.T) {
+		h := newHarness(t, seed+10, serverOptions{})
+		orders := mix("comp-", 1, false)
+		orders[0].Order.Simulate = map[string]string{"shipping": "fail"}
+		orders[0].Want = schema.StatusCompensated
+		o := h.orchestrator("o1", firstStarts("orchestrator.after-append=exit@4"))
+		h.participants()
+		orders = h.publishAll(orders)
+		h.eventually(30*time.Second, "the orchestrator did not die at its 4th append", func() bool { return failpointExits(o) >= 1 })
+		h.fault("orchestrator exit between compensations", "o1")
+		h.settleAndCheck(orders, settleBound)
+		var steps []string
+		for _, ev := range h.history(orders[0].Order.OrderID) {
+			if c, ok := ev.Value.(*schema.Command); ok {
+				steps = append(steps, c.Service+"."+c.Action)
+			}
+		}
+		if got, want := strings.Join(steps, ","), "payment.charge,inventory.reserve,shipping.create,inventory.release,payment.refund,notification.notify"; got != want {
+			t.Errorf("commands %s, want %s", got, want)
+		}
+	})
+
+	// While a timer fires: orders wait for a carrier that never comes; an
+	// orchestrator whose clock runs 73 h ahead fires their 72 h pickup
+	// deadlines at once and dies after a fire is appended and before the
+	// timer's bucket entry is deleted. The restarted one fires the leftover
+	// entries again: the server refuses the second fire, and each deadline
+	// counts once.
+	t.Run("timers.after-fire", func(t *testing.T) {
+		h := newHarness(t, seed+20, serverOptions{})
+		var orders []Expected
+		for _, e := range mix("tmr-", 60, false) {
+			if e.Want == schema.StatusCompleted && len(orders) < 20 {
+				e.Order.Simulate = map[string]string{"pickup": "never"}
+				e.Want = schema.StatusCompensated
+				orders = append(orders, e)
+			}
+		}
+		k1, k2 := 1+h.rng.Intn(8), 1+h.rng.Intn(5)
+		h.logf("timers.after-fire: exit at fire %d, then at fire %d of the restarted process", k1, k2)
+		o := h.clockOrchestrator("o1-clock", 73*time.Hour, firstStarts(fmt.Sprintf("timers.after-fire=exit@%d", k1), fmt.Sprintf("timers.after-fire=exit@%d", k2)))
+		h.participants()
+		orders = h.publishAll(orders)
+		h.eventually(90*time.Second, "the orchestrator did not die twice while firing timers", func() bool { return failpointExits(o) >= 2 })
+		h.fault("orchestrator exit while a timer fires", "o1-clock")
+		h.fault("orchestrator exit while a timer fires", "o1-clock")
+		h.settleAndCheck(orders, settleBound)
+		for _, e := range orders {
+			fired := 0
+			for _, ev := range h.history(e.Order.OrderID) {
+				if _, ok := ev.Value.(*schema.TimerFired); ok {
+					fired++
+				}
+			}
+			if fired != 1 {
+				t.Errorf("%s: deadline fired %d times in the history", e.Order.OrderID, fired)
+			}
+		}
+		// Every fired timer's entry is gone from the bucket in the end.
+		kv, err := h.js.KeyValue(context.Background(), "jetflow_timers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.eventually(30*time.Second, "timer entries left in the bucket", func() bool {
+			keys, err := kv.ListKeys(context.Background())
+			if err != nil {
+				return false
+			}
+			for range keys.Keys() {
+				return false
+			}
+			return true
+		})
+	})
+}

@@ -1,0 +1,162 @@
+package chaos
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/participants/reference"
+	"jetflow/participants/sim"
+	"jetflow/schema"
+	"jetflow/streams"
+)
+
+// TestLateAndDuplicateResults sends every result again after its workflow
+// completed or was compensated: republished the way the engine publishes
+// (refused by the server), produced again by redelivering every command
+// to freshly restarted participants (answered from the idempotency
+// records, no effect), and as identical copies published without any
+// fence, which land after the end of their histories. Nothing happens:
+// no new decision, no new effect, and every history still replays to the
+// same end.
+func TestLateAndDuplicateResults(t *testing.T) {
+	h := newHarness(t, seedFor(t, 41), serverOptions{})
+	h.orchestrator("o1", nil)
+	parts := h.participants()
+	orders := h.publishAll(mix("late-", 50, false))
+	if _, ok := h.waitSettled(ids(orders), settleBound); !ok {
+		t.FailNow()
+	}
+	ctx := context.Background()
+	effects := func() int {
+		n := 0
+		for _, sys := range reference.Names {
+			list, err := sim.List(ctx, h.js, sys, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(list)
+		}
+		return n
+	}
+	type result struct {
+		subject string
+		value   *schema.Result
+	}
+	var results []result
+	events := map[string]int{}
+	for _, e := range orders {
+		evs := h.history(e.Order.OrderID)
+		events[e.Order.OrderID] = len(evs)
+		for _, ev := range evs {
+			if r, ok := ev.Value.(*schema.Result); ok {
+				results = append(results, result{ev.Subject, r})
+			}
+		}
+	}
+	before := effects()
+
+	// 1. Republished as the engine publishes a result: the server refuses.
+	for _, r := range results {
+		m, err := streams.NewMsg(r.subject, r.value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		written, err := streams.PublishFirst(ctx, h.js, m)
+		if err != nil || written {
+			t.Errorf("%s: a second answer was written (%v, %v)", r.subject, written, err)
+		}
+	}
+	h.fault("late duplicate results (engine publish)", "every result")
+
+	// 2. Every command delivered again to restarted participants.
+	for _, p := range parts {
+		p.kill()
+	}
+	for _, svc := range reference.Names {
+		if err := h.js.DeleteConsumer(ctx, streams.HistoryStream, streams.ParticipantConsumerPrefix+svc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range parts {
+		p.start()
+	}
+	h.fault("every command redelivered after the end", "all participants")
+	h.eventually(60*time.Second, "the redelivered commands were not all answered", func() bool {
+		for _, svc := range reference.Names {
+			c, err := h.js.Consumer(ctx, streams.HistoryStream, streams.ParticipantConsumerPrefix+svc)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(ctx)
+			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 || info.Delivered.Consumer == 0 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// 3. Identical copies published with no fence at all.
+	for _, r := range results {
+		m, err := streams.NewMsg(r.subject, r.value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.js.PublishMsg(ctx, m, jetstream.WithMsgID("raw-copy-"+r.subject)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.fault("late identical copies of every result (unfenced)", "every result")
+	h.eventually(30*time.Second, "the orchestrator did not take the copies", func() bool {
+		c, err := h.js.Consumer(ctx, streams.HistoryStream, streams.OrchestratorConsumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
+
+	h.settleAndCheck(orders, settleBound)
+	if after := effects(); after != before {
+		t.Errorf("%d ledger effects after the duplicates, %d before", after, before)
+	}
+	for _, e := range orders {
+		if evs := h.history(e.Order.OrderID); len(evs) != events[e.Order.OrderID] {
+			t.Errorf("%s: %d history events after the duplicates, %d before", e.Order.OrderID, len(evs), events[e.Order.OrderID])
+		}
+	}
+}
+
+// TestConflictingLateResult publishes, without a fence, a result that
+// contradicts the recorded one on the same subject. Histories are read as
+// the last message of each subject, so the contradiction replaces the
+// recorded fact in every later read and the history no longer replays to
+// its end.
+func TestConflictingLateResult(t *testing.T) {
+	knownIssue(t, "a second message on a result subject, published without the engine's fence (a plain "+
+		"`nats pub`, another team's participant), replaces the first one in every history read (multi_last "+
+		"returns the last message per subject), so 'the first result is the fact' does not hold; "+
+		"the stream could refuse it with MaxMsgsPerSubject 1 and DiscardNewPerSubject")
+	h := newHarness(t, seedFor(t, 43), serverOptions{})
+	h.orchestrator("o1", nil)
+	h.participants()
+	orders := h.publishAll(mix("conflict-", 2, false)[1:]) // a completing order
+	h.waitSettled(ids(orders), settleBound)
+	for _, ev := range h.history(orders[0].Order.OrderID) {
+		if r, ok := ev.Value.(*schema.Result); ok && r.Action == "charge" {
+			forged := *r
+			forged.Output, forged.Error = nil, &schema.Error{Kind: "declined", Message: "a late contradiction"}
+			m, err := streams.NewMsg(ev.Subject, &forged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.js.PublishMsg(context.Background(), m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	h.fault("late conflicting result (unfenced)", orders[0].Order.OrderID)
+	h.settleAndCheck(orders, settleBound)
+}

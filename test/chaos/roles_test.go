@@ -1,0 +1,111 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jetflow/internal/failpoint"
+	"jetflow/orchestrator"
+	"jetflow/orchestrator/fulfillment"
+	"jetflow/orchestrator/workflow"
+	"jetflow/streams"
+)
+
+// Helper roles: the test binary re-executed as a process of its own, for
+// what the jetflow binary cannot do.
+const (
+	// roleClockOrchestrator is an orchestrator whose clock runs
+	// $JETFLOW_CHAOS_CLOCK_SHIFT ahead, so the reference workflow's 72 h
+	// pickup deadlines fire as soon as they are set. The jetflow binary has
+	// no clock to move; this is the same orchestrator package with the
+	// ManualClock the in-process tests use.
+	roleClockOrchestrator = "clock-orchestrator"
+)
+
+// runRole runs the helper role and returns the process's exit status.
+func runRole(role string) int {
+	switch role {
+	case roleClockOrchestrator:
+		if err := runClockOrchestrator(); err != nil {
+			fmt.Fprintln(os.Stderr, role+": "+err.Error())
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "unknown %s %q\n", roleEnv, role)
+	return 2
+}
+
+func runClockOrchestrator() error {
+	if err := failpoint.Enable(os.Getenv("JETFLOW_FAILPOINTS")); err != nil {
+		return err
+	}
+	shift, err := time.ParseDuration(os.Getenv("JETFLOW_CHAOS_CLOCK_SHIFT"))
+	if err != nil {
+		return fmt.Errorf("JETFLOW_CHAOS_CLOCK_SHIFT: %w", err)
+	}
+	replicas, _ := strconv.Atoi(os.Getenv("JETFLOW_CHAOS_REPLICAS"))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	nc, err := streams.Connect(os.Getenv("JETFLOW_CHAOS_NATS"), "chaos clock orchestrator")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = streams.Ensure(ectx, js, streams.Topology{Replicas: replicas})
+	cancel()
+	if err != nil {
+		return err
+	}
+	clock := &orchestrator.ManualClock{}
+	clock.Advance(shift)
+	reg := workflow.NewRegistry()
+	fulfillment.Register(reg, fulfillment.Config{})
+	o, err := orchestrator.New(orchestrator.Config{
+		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(),
+		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		AckWait: ackWait, Clock: clock, TimerSweep: time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	return o.Run(ctx)
+}
+
+// clockOrchestrator starts the clock-shifted orchestrator helper.
+func (h *harness) clockOrchestrator(name string, shift time.Duration, fp func(n int) string) *role {
+	exe, err := os.Executable()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	r := h.newRole("orchestrator", name, exe, nil, true)
+	base := []string{
+		roleEnv + "=" + roleClockOrchestrator,
+		"JETFLOW_CHAOS_CLOCK_SHIFT=" + shift.String(),
+		"JETFLOW_CHAOS_NATS=" + h.url(),
+		"JETFLOW_CHAOS_REPLICAS=" + strconv.Itoa(h.replicas),
+	}
+	fpEnv := failpoints(fp)
+	r.env = func(n int) []string {
+		out := append([]string(nil), base...)
+		if fpEnv != nil {
+			out = append(out, fpEnv(n)...)
+		}
+		return out
+	}
+	r.start()
+	return r
+}
