@@ -152,8 +152,14 @@ func TestStoreFull(t *testing.T) {
 	h.logf("space returned")
 	orders = l.wait(orders)
 	h.settleAndCheck(orders, settleBound)
-	if !h.logContains("o1", "insufficient resources") {
-		t.Errorf("the orchestrator did not report its failed appends")
+	// Whichever engine process tried to write while the store was full says
+	// so (which one did depends on timing).
+	loud := false
+	for _, name := range []string{"o1", "payment", "inventory", "shipping", "notification"} {
+		loud = loud || h.logContains(name, "insufficient resources")
+	}
+	if !loud {
+		t.Errorf("no engine process reported its failed writes")
 	}
 	if c := h.crashes(); len(c) > 0 {
 		t.Errorf("processes crashed: %v", c)
