@@ -765,6 +765,9 @@ func (h *harness) settleAndCheck(orders []Expected, bound time.Duration) *Report
 	for _, p := range rep.Problems(30) {
 		h.t.Error(p)
 	}
+	for _, o := range rep.Outages {
+		h.logf("outcome changed by an outage (compensated correctly): %s", o)
+	}
 	for i, s := range rep.Stuck {
 		if i == 5 {
 			break
@@ -774,7 +777,21 @@ func (h *harness) settleAndCheck(orders []Expected, bound time.Duration) *Report
 	if len(rep.Stuck) > 0 {
 		h.explainConsumers()
 	}
+	h.explainViolations(rep)
 	return rep
+}
+
+// explainViolations logs the histories of the first orders with a broken
+// invariant other than being stuck.
+func (h *harness) explainViolations(rep *Report) {
+	seen := map[string]bool{}
+	for _, v := range append(append([]string(nil), rep.DoubleEffects...), rep.Violations...) {
+		id := strings.SplitN(v, ":", 2)[0]
+		if !seen[id] && len(seen) < 3 {
+			seen[id] = true
+			h.explain(id)
+		}
+	}
 }
 
 // explainConsumers logs the state of the engine's consumers and, with

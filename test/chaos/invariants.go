@@ -56,6 +56,13 @@ type Report struct {
 	Stuck []string
 	// Lost are acknowledged orders without a history.
 	Lost []string
+	// Outages are orders that ended other than their simulate settings say
+	// because a step's retries ran out on an infrastructure error (kind
+	// "error" or "timeout": the simulated system or JetStream unreachable
+	// for longer than the step's retry policy lasts) — and were then
+	// compensated correctly. That is the saga doing its job, not a broken
+	// promise, but a run should show how often it happens.
+	Outages []string
 	// Violations are every other broken promise: money kept or missing,
 	// something left reserved or shipped, a gap or a repeat in a history's
 	// decision numbering, a replay that decides differently, an outcome the
@@ -89,8 +96,8 @@ func (r *Report) Problems(max int) []string {
 
 // String is a one-line summary.
 func (r *Report) String() string {
-	return fmt.Sprintf("orders %d, outcomes %v, double effects %d, stuck %d, lost %d, other violations %d",
-		r.Orders, r.Outcomes, len(r.DoubleEffects), len(r.Stuck), len(r.Lost), len(r.Violations))
+	return fmt.Sprintf("orders %d, outcomes %v, double effects %d, stuck %d, lost %d, other violations %d, outcomes changed by an outage %d",
+		r.Orders, r.Outcomes, len(r.DoubleEffects), len(r.Stuck), len(r.Lost), len(r.Violations), len(r.Outages))
 }
 
 // effectKinds are the ledger kinds the reference participants write; each
@@ -135,6 +142,7 @@ func Check(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, orders []
 	type result struct {
 		status     schema.Status
 		reason     string
+		failure    *schema.Result // the first forward step that failed for good
 		lost       bool
 		violations []string
 		err        error
@@ -153,7 +161,7 @@ func Check(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, orders []
 				return
 			}
 			st, reason, lost, v := checkHistory(reg, orders[i].Order.OrderID, evs)
-			results[i] = result{status: st, reason: reason, lost: lost, violations: v}
+			results[i] = result{status: st, reason: reason, failure: firstFailure(evs), lost: lost, violations: v}
 		}(i)
 	}
 	wg.Wait()
@@ -177,7 +185,12 @@ func Check(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, orders []
 			continue
 		}
 		if exp.Want != "" && res.status != exp.Want {
-			rep.Violations = append(rep.Violations, fmt.Sprintf("%s: ended %s, its simulate settings %v lead to %s", id, res.status, exp.Order.Simulate, exp.Want))
+			msg := fmt.Sprintf("%s: ended %s, its simulate settings %v lead to %s", id, res.status, exp.Order.Simulate, exp.Want)
+			if f := res.failure; f != nil && f.Error != nil && (f.Error.Kind == "error" || f.Error.Kind == "timeout") {
+				rep.Outages = append(rep.Outages, fmt.Sprintf("%s: %s.%s failed for good: %s: %s", msg, f.Service, f.Action, f.Error.Kind, f.Error.Message))
+			} else {
+				rep.Violations = append(rep.Violations, msg)
+			}
 		}
 		if res.status == schema.StatusManual && exp.Order.Simulate["refund"] == "fail_always" && !strings.Contains(res.reason, "payment.refund") {
 			rep.Violations = append(rep.Violations, fmt.Sprintf("%s: manual, but the reason %q does not name the refund that failed", id, res.reason))
@@ -190,7 +203,25 @@ func Check(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, orders []
 	sort.Strings(rep.Stuck)
 	sort.Strings(rep.Lost)
 	sort.Strings(rep.Violations)
+	sort.Strings(rep.Outages)
 	return rep, nil
+}
+
+// firstFailure returns the first failed result of a forward step (not a
+// compensation) in a history, or nil.
+func firstFailure(evs []streams.Event) *schema.Result {
+	comp := map[int]bool{}
+	for _, ev := range evs {
+		switch v := ev.Value.(type) {
+		case *schema.Command:
+			comp[v.ID] = v.Compensation
+		case *schema.Result:
+			if v.Error != nil && !comp[v.CommandID] {
+				return v
+			}
+		}
+	}
+	return nil
 }
 
 // checkLedger checks one finished order's effects.
@@ -224,8 +255,10 @@ func checkLedger(o fulfillment.Order, status schema.Status, effects []sim.Effect
 			bad("ledgers %v, want one reservation and one shipment, nothing undone", k)
 		}
 	case schema.StatusCompensated:
-		if balance != 0 {
+		if balance > 0 {
 			bad("money kept: charged minus refunded is %d", balance)
+		} else if balance < 0 {
+			bad("refunded more than charged: charged minus refunded is %d", balance)
 		}
 		if k["reserve"] != k["release"] || k["shipment"] != k["cancel"] {
 			bad("something left reserved or shipped: %v", k)

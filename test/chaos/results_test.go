@@ -160,3 +160,69 @@ func TestConflictingLateResult(t *testing.T) {
 	h.fault("late conflicting result (unfenced)", orders[0].Order.OrderID)
 	h.settleAndCheck(orders, settleBound)
 }
+
+// TestRedeliveredSignalsAfterTheEnd delivers every signal again after its
+// workflow finished, as JetStream does when an orchestrator dies between
+// recording a signal in the history and acking it (here: for all signals
+// at once, by recreating the signals consumer). A signal already recorded
+// must change nothing: no second refund of a settlement the workflow
+// already refunded, no second effect of any kind.
+func TestRedeliveredSignalsAfterTheEnd(t *testing.T) {
+	knownIssue(t, "orchestrator/signals.go treats a redelivered signal for a finished workflow as a late one "+
+		"without checking whether this very signal (wf.<id>.signal.<seq>) is already in the history: a "+
+		"payment.settled that the workflow recorded and refunded is routed to payment.late_settlement and "+
+		"refunded a second time under a new idempotency key")
+	h := newHarness(t, seedFor(t, 47), serverOptions{})
+	o := h.orchestrator("o1", nil)
+	h.participants()
+	var orders []Expected
+	for _, e := range mix("resig-", 30, false) {
+		if e.Want != schema.StatusCompleted {
+			continue
+		}
+		if len(orders)%2 == 0 {
+			// Settled in time, then out of stock: the settlement is refunded
+			// by the saga.
+			e.Order.Simulate = map[string]string{"payment": "pending_then_settle:50ms", "inventory": "out_of_stock"}
+			e.Want = schema.StatusCompensated
+		}
+		orders = append(orders, e)
+		if len(orders) == 10 {
+			break
+		}
+	}
+	orders = h.publishAll(orders)
+	if _, ok := h.waitSettled(ids(orders), settleBound); !ok {
+		t.FailNow()
+	}
+	ctx := context.Background()
+	o.kill()
+	if err := h.js.DeleteConsumer(ctx, streams.SignalsStream, streams.SignalsConsumer); err != nil {
+		t.Fatal(err)
+	}
+	o.start()
+	h.fault("every signal redelivered after the end", "jetflow-signals")
+	h.eventually(60*time.Second, "the redelivered signals were not all handled", func() bool {
+		c, err := h.js.Consumer(ctx, streams.SignalsStream, streams.SignalsConsumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.Delivered.Consumer > 0 && info.NumPending == 0 && info.NumAckPending == 0
+	})
+	// Whatever the redeliveries started must finish before the ledgers
+	// are read.
+	h.eventually(60*time.Second, "workflows started by the redeliveries did not finish", func() bool {
+		st, err := h.statuses(ctx)
+		if err != nil {
+			return false
+		}
+		for _, s := range st {
+			if !s.Terminal() {
+				return false
+			}
+		}
+		return true
+	})
+	h.settleAndCheck(orders, settleBound)
+}

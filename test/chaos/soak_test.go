@@ -297,10 +297,18 @@ func TestSoak(t *testing.T) {
 	fmt.Fprintf(tw, "stuck (not ended within %s)\t%d\n", bound, len(rep.Stuck))
 	fmt.Fprintf(tw, "lost (acknowledged, never started)\t%d\n", len(rep.Lost))
 	fmt.Fprintf(tw, "other invariant violations\t%d\n", len(rep.Violations))
+	fmt.Fprintf(tw, "compensated because an outage outlasted a step's retries\t%d\n", len(rep.Outages))
 	fmt.Fprintf(tw, "all ended after the faults stopped in\t%s\n", took.Round(100*time.Millisecond))
 	tw.Flush()
 	for _, p := range rep.Problems(20) {
 		fmt.Fprintf(&b, "  %s\n", p)
+	}
+	for i, o := range rep.Outages {
+		if i == 5 {
+			fmt.Fprintf(&b, "  ... and %d more outages\n", len(rep.Outages)-5)
+			break
+		}
+		fmt.Fprintf(&b, "  outage: %s\n", o)
 	}
 	fmt.Fprint(os.Stdout, "\n"+b.String())
 	if path := os.Getenv("JETFLOW_SOAK_REPORT"); path != "" {
@@ -310,6 +318,7 @@ func TestSoak(t *testing.T) {
 	}
 	if !rep.OK() {
 		t.Errorf("invariants broken: %s", rep)
+		h.explainViolations(rep)
 		for i, s := range rep.Stuck {
 			if i == 5 {
 				break
