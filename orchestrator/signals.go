@@ -109,6 +109,15 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for unknown workflow %s", name, id))
 		return
 	case st.Status.Terminal():
+		// A redelivery of a signal recorded before the workflow ended is
+		// not a late one: it was already handled.
+		if prev, err := o.hist.Last(ctx, streams.SignalEventSubject(id, md.Sequence.Stream)); err != nil {
+			_ = m.NakWithDelay(retryDelay(m))
+			return
+		} else if prev != nil {
+			_ = m.Ack()
+			return
+		}
 		if err := o.late(ctx, st, name, payload, seq); err != nil {
 			o.log.Warn("late signal: start, will retry", "workflow_id", id, "err", err)
 			_ = m.NakWithDelay(retryDelay(m))

@@ -183,9 +183,17 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 		return fmt.Errorf("participants: %s: consumer: %w", svc.Name, err)
 	}
 
-	w := &worker{js: js, kv: kv, svc: svc, log: log, ackWait: ackWait, runCtx: ctx}
+	// Handlers are cancelled only once the pull subscription is gone: a
+	// command they hand back (Nak) on the way out is then redelivered to the
+	// next instance at once, not into this one's stopped iterator where it
+	// would wait out AckWait.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	w := &worker{js: js, kv: kv, svc: svc, log: log, ackWait: ackWait, runCtx: hctx}
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		hcancel()
+		wg.Wait()
+	}()
 	sem := make(chan struct{}, conc)
 	log.Info("participant started", "consumer", consCfg.Durable, "ack_wait", ackWait, "concurrency", conc)
 	for {
@@ -215,7 +223,7 @@ func (w *worker) consume(ctx context.Context, cons jetstream.Consumer, conc int,
 	if err != nil {
 		return err
 	}
-	defer iter.Stop()
+	defer stopIterator(iter)
 	for {
 		select {
 		case sem <- struct{}{}:
@@ -233,5 +241,22 @@ func (w *worker) consume(ctx context.Context, cons jetstream.Consumer, conc int,
 			defer func() { <-sem }()
 			w.handle(msg)
 		}()
+	}
+}
+
+// stopIterator stops a pull iterator and waits, briefly, until its
+// subscription is gone from the connection, so that anything published on
+// the connection afterwards reaches the server after the unsubscribe.
+func stopIterator(iter jetstream.MessagesContext) {
+	iter.Stop()
+	c, ok := iter.(interface{ Closed() <-chan struct{} })
+	if !ok {
+		return
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-c.Closed():
+	case <-t.C:
 	}
 }

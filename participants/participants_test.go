@@ -84,13 +84,23 @@ func TestSuccessPublishesOneResultAndOneEffect(t *testing.T) {
 func TestDuplicateCommandIsNotRerun(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	charges, _ := h.paymentService(participants.Config{})
+	charges := new(atomic.Int32)
+	svc := payment.Service(h.system(payment.Name), sim.Faults{})
+	svc.Handlers[payment.Charge.Action] = counted(svc.Handlers[payment.Charge.Action], charges)
+	stop := h.run(participants.Config{}, svc)
 
 	c := chargeCmd(t, "wf-dup", "")
 	seq := h.send(c, "cmd-wf-dup-1")
 	first := h.result("wf-dup")
 	h.waitAcked(payment.Name, seq)
 
+	// A second delivery of the same command: the service's consumer is
+	// recreated from the start of the stream, as after an operator deleted
+	// it. (The history stream refuses a second message on the subject.)
+	stop()
+	if err := h.env.JS.DeleteConsumer(h.ctx, streams.HistoryStream, streams.ParticipantConsumerPrefix+payment.Name); err != nil {
+		t.Fatal(err)
+	}
 	// Watch the result subject: the republished result is deduplicated by
 	// the stream (same Nats-Msg-Id) but still published.
 	sub, err := h.env.NC.SubscribeSync(c.ReplyTo)
@@ -101,16 +111,12 @@ func TestDuplicateCommandIsNotRerun(t *testing.T) {
 	if err := h.env.NC.Flush(); err != nil {
 		t.Fatal(err)
 	}
-
-	seq2 := h.send(c, "cmd-wf-dup-1-again")
-	if seq2 == seq {
-		t.Fatal("duplicate was deduplicated by the stream; the test needs two deliveries")
-	}
+	h.run(participants.Config{}, svc)
 	m, err := sub.NextMsg(within)
 	if err != nil {
 		t.Fatalf("no republished result: %v", err)
 	}
-	h.waitAcked(payment.Name, seq2)
+	h.waitAcked(payment.Name, seq)
 
 	if got := m.Header.Get(jetstream.MsgIDHeader); got != "res-payment-"+c.IdempotencyKey {
 		t.Fatalf("republished Nats-Msg-Id %q", got)
@@ -301,6 +307,12 @@ func TestDeadLetters(t *testing.T) {
 	body, _, _ = schema.Encode(&badKey)
 	add("wf-badkey", "charge", body, cmdHdr, "idempotency key")
 
+	// Published under one workflow, naming another: answering it would
+	// forge a failure into the workflow the body names.
+	victim := chargeCmd(t, "wf-victim", "")
+	body, _, _ = schema.Encode(&victim)
+	add("wf-misrouted", "charge", body, cmdHdr, "does not belong on subject")
+
 	for i, p := range poisons {
 		p.msg.Header.Set(jetstream.MsgIDHeader, "poison-"+strconv.Itoa(i))
 		p.seq = h.publish(p.msg)
@@ -347,7 +359,7 @@ func TestDeadLetters(t *testing.T) {
 			t.Errorf("%s: result %+v error %+v, want %s", id, res, res.Error, kind)
 		}
 	}
-	for _, id := range []string{"wf-garbage", "wf-kind", "wf-future", "wf-noreply"} {
+	for _, id := range []string{"wf-garbage", "wf-kind", "wf-future", "wf-noreply", "wf-misrouted", "wf-victim"} {
 		if got := h.results(id); len(got) != 0 {
 			t.Errorf("%s: unexpected results %+v", id, got)
 		}

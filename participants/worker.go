@@ -123,7 +123,14 @@ func (w *worker) handle(msg jetstream.Msg) {
 		j.deadLetter(reason, "", nil)
 		return
 	}
-	if reason := j.checkCommand(sc); reason != "" {
+	if reason := j.checkRoute(sc); reason != "" {
+		// The body does not belong where it was published: answering it
+		// would write a failure into whichever workflow the body names.
+		j.deadLetter(reason, "", nil)
+		return
+	}
+	if !idemKeyPattern.MatchString(sc.IdempotencyKey) {
+		reason := fmt.Sprintf("invalid idempotency key %q", sc.IdempotencyKey)
 		j.deadLetter(reason, sc.ReplyTo, j.failureResult(sc, KindInvalidCommand, reason))
 		return
 	}
@@ -145,13 +152,11 @@ func checkReplyTo(sc *schema.Command) string {
 	return ""
 }
 
-// checkCommand returns why a decoded command cannot be processed, or "".
-func (j *job) checkCommand(sc *schema.Command) string {
+// checkRoute returns why a decoded command does not belong on the subject
+// it was delivered on, or "".
+func (j *job) checkRoute(sc *schema.Command) string {
 	if want := streams.CommandSubject(sc.WorkflowID, sc.ID, sc.Service, sc.Action); j.msg.Subject() != want || sc.Service != j.svc.Name {
 		return fmt.Sprintf("command for %s.%s of workflow %q does not belong on subject %s", sc.Service, sc.Action, sc.WorkflowID, j.msg.Subject())
-	}
-	if !idemKeyPattern.MatchString(sc.IdempotencyKey) {
-		return fmt.Sprintf("invalid idempotency key %q", sc.IdempotencyKey)
 	}
 	return ""
 }

@@ -48,12 +48,20 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			// A purge or a TTL would make an expected-last-subject-sequence of 0
 			// valid again and let a finished workflow restart: histories are
 			// never purged, deleted or aged out by the server.
-			DenyPurge:          true,
-			DenyDelete:         true,
-			AllowDirect:        true,
-			AllowAtomicPublish: true,
-			Duplicates:         t.DuplicateWindow,
-			MaxMsgSize:         t.MaxMsgSize,
+			DenyPurge:  true,
+			DenyDelete: true,
+			// Every event has a subject of its own and is written once: the
+			// server refuses a second message on a subject, whoever sends it
+			// (a plain publish bypasses the engine's expected-sequence
+			// fence), so the first event on a subject stays the fact that
+			// every read returns.
+			MaxMsgsPerSubject:    1,
+			Discard:              jetstream.DiscardNew,
+			DiscardNewPerSubject: true,
+			AllowDirect:          true,
+			AllowAtomicPublish:   true,
+			Duplicates:           t.DuplicateWindow,
+			MaxMsgSize:           t.MaxMsgSize,
 		},
 		{
 			Name:        OrdersStream,

@@ -103,16 +103,6 @@ func seedFor(t testing.TB, def int64) int64 {
 	return seed
 }
 
-// knownIssue skips t while the engine defect it names is open: the test
-// fails today because of that defect, not because of the harness. Set
-// JETFLOW_CHAOS_KNOWN_ISSUES=1 to run it anyway and watch it fail.
-func knownIssue(t *testing.T, issue string) {
-	t.Helper()
-	if os.Getenv("JETFLOW_CHAOS_KNOWN_ISSUES") == "" {
-		t.Skip("known engine defect (run with JETFLOW_CHAOS_KNOWN_ISSUES=1 to see it fail): " + issue)
-	}
-}
-
 // serverOptions configure the nats-server processes of a harness.
 type serverOptions struct {
 	// nodes is 1 for a single server, 3 for a cluster (R3 streams).
