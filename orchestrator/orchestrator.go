@@ -1,7 +1,7 @@
 // Package orchestrator is the stateless runtime that drives workflows. It
 // consumes the history events that call for a decision (a start, a result),
 // replays the workflow's history through its code, and appends the next
-// decision, fenced on the workflow's subject tree, as one atomic write.
+// decision, each message fenced on the workflow's subject tree.
 //
 // Everything it needs is in JetStream; any number of orchestrators may run
 // against the same streams. It keeps a bounded cache of histories and reads

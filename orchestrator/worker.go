@@ -218,7 +218,6 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		if err != nil || len(msgs) == 0 {
 			return err
 		}
-		firstID := msgs[0].Header.Get(jetstream.MsgIDHeader)
 		failpoint.Hit("orchestrator.before-append")
 		_, err = w.o.hist.Append(ctx, id, st.lastSeq, msgs)
 		if err == nil {
@@ -236,13 +235,20 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			}
 			return nil
 		}
-		landed, tail, rerr := w.o.hist.Landed(ctx, id, st.lastSeq, firstID)
+		ids := make([]string, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.Header.Get(jetstream.MsgIDHeader)
+		}
+		n, tail, rerr := w.o.hist.Landed(ctx, id, st.lastSeq, ids)
 		if rerr != nil {
 			return fmt.Errorf("append: %w; and re-reading the tail: %v", err, rerr)
 		}
 		st.add(tail)
-		if landed {
-			if err := w.o.timers.apply(ctx, id, vals); err != nil {
+		if n > 0 {
+			// A prefix of the decision is recorded (all of it after a lost
+			// ack): its timers are kept, and the next replay finds those
+			// messages recorded and issues the rest.
+			if err := w.o.timers.apply(ctx, id, vals[:n]); err != nil {
 				return err
 			}
 			continue
@@ -314,9 +320,6 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 			return nil, nil, err
 		}
 		msgs[len(msgs)-1].Header.Set(schema.HeaderStatus, string(out.Finished.Status))
-	}
-	if len(msgs) > 1000 {
-		return nil, nil, fmt.Errorf("decision of %d messages exceeds the atomic batch limit of 1000", len(msgs))
 	}
 	return msgs, vals, nil
 }

@@ -7,13 +7,14 @@
 // at-least-once delivery, as far as the handler's own effects are idempotent
 // by Command.IdempotencyKey:
 //
-//   - Every command is claimed in the idempotency bucket under
+//   - Every command is looked up in the idempotency bucket under
 //     <service>.<idempotency key> before its handler runs. A command whose
 //     result is already recorded there is answered from the record; its
 //     handler does not run again.
-//   - A result is recorded in the bucket before it is published, and the
-//     command is acknowledged only after the publish is acknowledged, so a
-//     crash anywhere leads to a redelivery that either reruns the handler
+//   - A final result is recorded in the bucket (KV Create: the first one
+//     recorded wins) before it is published, and the command is
+//     acknowledged only after the publish is acknowledged, so a crash
+//     anywhere leads to a redelivery that either reruns the handler
 //     (nothing was recorded) or republishes the recorded result.
 //   - Retries follow the command's retry policy: a retryable failure is
 //     negatively acknowledged with the policy's backoff and counts an

@@ -400,7 +400,8 @@ func TestIdempotencyRecordStates(t *testing.T) {
 		t.Fatalf("result %+v, want the recorded one", res)
 	}
 
-	// A claim left by an attempt that died is taken over.
+	// A record without a result (a "started" claim written by an earlier
+	// version of the library) does not stop the handler, and is replaced.
 	started := command(t, "wf-started", "rec", "do", nil)
 	val, _ = schema.Msgpack.Marshal(map[string]any{"state": "started", "attempt": 1, "updated": time.Now()})
 	if _, err := kv.Create(h.ctx, "rec."+started.IdempotencyKey, val); err != nil {

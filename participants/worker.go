@@ -31,14 +31,12 @@ type worker struct {
 	runCtx context.Context
 }
 
-// States of an idempotency record.
-const (
-	stateStarted = "started"
-	stateDone    = "done"
-)
+// stateDone is the state of an idempotency record that holds a result.
+// (Earlier versions also wrote "started" claims before running a handler.)
+const stateDone = "done"
 
-// record is the value of an idempotency key: the claim of a command and,
-// once it has one, its result.
+// record is the value of an idempotency key: the final result of a command,
+// written once.
 type record struct {
 	State string `msgpack:"state"`
 	// Result is the encoded schema.Result, when State is done.
@@ -277,49 +275,17 @@ func (j *job) publishResult(ctx context.Context, replyTo, msgID string, res *sch
 	return err
 }
 
-// claimOutcome is what the claim of an idempotency key decided.
-type claimOutcome int
-
-const (
-	claimed     claimOutcome = iota // this delivery runs the handler
-	claimDone                       // the result is recorded: republish it
-	claimBusy                       // another worker holds the key
-	claimFailed                     // the bucket could not be read or written
-)
-
-// claim takes the idempotency key for this attempt. It returns the revision
-// to update the record at (claimed) or the recorded result (claimDone).
-func (j *job) claim(ctx context.Context, key string) (claimOutcome, uint64, *schema.Result) {
-	val := encodeRecord(record{State: stateStarted, Attempt: j.attempt, Updated: time.Now().UTC()})
-	rev, err := j.kv.Create(ctx, key, val)
-	if err == nil {
-		return claimed, rev, nil
-	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		j.log.Error("claim idempotency key", "key", key, "err", err)
-		return claimFailed, 0, nil
-	}
+// lookup reads the record of an idempotency key: the recorded result, or
+// nil when there is none yet.
+func (j *job) lookup(ctx context.Context, key string) (*schema.Result, error) {
 	entry, err := j.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
 	if err != nil {
-		j.log.Error("read idempotency key", "key", key, "err", err)
-		return claimFailed, 0, nil
+		return nil, err
 	}
-	if res := recordedResult(entry.Value()); res != nil {
-		return claimDone, 0, res
-	}
-	// Started by an attempt that died or failed retryably (or an unreadable
-	// record): take it over, unless someone else just did.
-	rev, err = j.kv.Update(ctx, key, val, entry.Revision())
-	switch {
-	case err == nil:
-		return claimed, rev, nil
-	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-		j.log.Info("idempotency key taken by another worker", "key", key)
-		return claimBusy, 0, nil
-	default:
-		j.log.Error("take over idempotency key", "key", key, "err", err)
-		return claimFailed, 0, nil
-	}
+	return recordedResult(entry.Value()), nil
 }
 
 // recordedResult returns the result in a record value, or nil when the
@@ -342,15 +308,16 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 	msgID := "res-" + j.svc.Name + "-" + sc.IdempotencyKey
 
 	ctx, cancel := j.finishCtx()
-	outcome, rev, recorded := j.claim(ctx, key)
+	recorded, err := j.lookup(ctx, key)
 	cancel()
-	switch outcome {
-	case claimDone:
+	switch {
+	case err != nil:
+		j.log.Error("read idempotency key", "key", key, "err", err)
+		j.nak(busyDelay)
+		return
+	case recorded != nil:
 		j.log.Info("duplicate command: republishing the recorded result")
 		j.republish(sc.ReplyTo, msgID, recorded)
-		return
-	case claimBusy, claimFailed:
-		j.nak(busyDelay)
 		return
 	}
 
@@ -427,7 +394,7 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		j.log.Info("command failed", "kind", c.kind, "err", herr)
 		res.Error = &schema.Error{Kind: c.kind, Message: msg}
 	}
-	j.finish(sc, key, msgID, rev, res)
+	j.finish(sc, key, msgID, res)
 }
 
 // call runs the handler, turning a panic into a retryable error.
@@ -441,9 +408,10 @@ func (j *job) call(ctx context.Context, h Handler, cmd *Command) (out any, err e
 	return h.Handle(ctx, cmd)
 }
 
-// finish records the result under the claim's revision, publishes it and
-// acks the command.
-func (j *job) finish(sc *schema.Command, key, msgID string, rev uint64, res *schema.Result) {
+// finish records the result under the idempotency key, unless another
+// attempt recorded one first, publishes the recorded result and acks the
+// command.
+func (j *job) finish(sc *schema.Command, key, msgID string, res *schema.Result) {
 	ctx, cancel := j.finishCtx()
 	defer cancel()
 	raw, err := schema.EncodeRaw(res)
@@ -453,25 +421,31 @@ func (j *job) finish(sc *schema.Command, key, msgID string, rev uint64, res *sch
 		return
 	}
 	val := encodeRecord(record{State: stateDone, Result: raw, Attempt: j.attempt, Updated: time.Now().UTC()})
-	if _, err := j.kv.Update(ctx, key, val, rev); err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			// Another delivery took the claim over. If it has finished,
-			// its result stands; if not, it will.
-			if entry, gerr := j.kv.Get(ctx, key); gerr == nil {
-				if recorded := recordedResult(entry.Value()); recorded != nil {
-					j.republish(sc.ReplyTo, msgID, recorded)
-					return
-				}
-			}
-			j.log.Info("claim taken over while the handler ran", "key", key)
-		} else {
-			j.log.Error("record result", "key", key, "err", err)
+	_, err = j.kv.Create(ctx, key, val)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		// Another attempt of the same command (a delivery taken over from a
+		// frozen worker) got there first: its result is the command's.
+		entry, gerr := j.kv.Get(ctx, key)
+		switch {
+		case gerr != nil:
+			err = gerr
+		case recordedResult(entry.Value()) != nil:
+			j.log.Info("another attempt recorded its result first", "key", key)
+			j.republish(sc.ReplyTo, msgID, recordedResult(entry.Value()))
+			return
+		default:
+			// A record without a result (a claim written by an earlier
+			// version of this library): replace it, unless it changes.
+			_, err = j.kv.Update(ctx, key, val, entry.Revision())
 		}
+	}
+	if err != nil {
+		j.log.Error("record result", "key", key, "err", err)
 		j.nak(busyDelay)
 		return
 	}
 	if err := j.publishResult(ctx, sc.ReplyTo, msgID, res); err != nil {
-		// The record says done: the redelivery republishes it.
+		// The record holds the result: the redelivery republishes it.
 		j.log.Error("publish result", "err", err)
 		j.nak(busyDelay)
 		return

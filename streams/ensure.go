@@ -59,7 +59,6 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Discard:              jetstream.DiscardNew,
 			DiscardNewPerSubject: true,
 			AllowDirect:          true,
-			AllowAtomicPublish:   true,
 			Duplicates:           t.DuplicateWindow,
 			MaxMsgSize:           t.MaxMsgSize,
 		},

@@ -7,14 +7,15 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
+	"jetflow/internal/failpoint"
 	"jetflow/schema"
 )
 
@@ -33,9 +34,6 @@ var (
 const (
 	hdrExpectedLastSubjSeq        = "Nats-Expected-Last-Subject-Sequence"
 	hdrExpectedLastSubjSeqSubject = "Nats-Expected-Last-Subject-Sequence-Subject"
-	hdrBatchID                    = "Nats-Batch-Id"
-	hdrBatchSeq                   = "Nats-Batch-Sequence"
-	hdrBatchCommit                = "Nats-Batch-Commit"
 )
 
 // Event is one message of a workflow history as read from the stream.
@@ -118,7 +116,7 @@ func (h *History) mux() error {
 	return h.subErr
 }
 
-// appendTimeout bounds one append, batch commit included.
+// appendTimeout bounds one append, all its messages included.
 const appendTimeout = 10 * time.Second
 
 const (
@@ -238,72 +236,61 @@ func (h *History) Last(ctx context.Context, subject string) (*Event, error) {
 	return &ev, nil
 }
 
-// Append writes msgs to the history of workflow id, fenced: the write is
-// accepted only if the last message on wf.<id>.> has sequence expectLast
-// (0: the workflow has no history yet). Several messages are written as one
-// JetStream atomic batch: all or none. Each message must carry a
+// Append writes msgs to the history of workflow id, fenced: the first
+// message is accepted only if the last message on wf.<id>.> has sequence
+// expectLast (0: the workflow has no history yet), and each following one
+// only if the message before it is still the last. The messages are written
+// one after the other, each once the previous one is acknowledged, so what
+// lands is always a prefix of msgs in their order. Each message must carry a
 // Nats-Msg-Id. It returns the sequence of the last message written.
 //
-// On ErrFenced or any other error the write may still have landed (a lost
-// ack): use Landed to find out before deciding anything else.
+// On ErrFenced or any other error some of the messages may have landed (a
+// refusal part way, or a lost ack): use Landed to find out which before
+// deciding anything else.
 func (h *History) Append(ctx context.Context, id string, expectLast uint64, msgs []*nats.Msg) (uint64, error) {
-	if len(msgs) == 0 {
-		return expectLast, nil
-	}
-	// Bounded: a server that dies with the commit in flight must not hang
-	// the caller.
+	// Bounded: a server that dies with a write in flight must not hang the
+	// caller.
 	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
 	defer cancel()
-	first := msgs[0]
-	first.Header.Set(hdrExpectedLastSubjSeq, strconv.FormatUint(expectLast, 10))
-	first.Header.Set(hdrExpectedLastSubjSeqSubject, Tree(id))
-	if len(msgs) == 1 {
-		ack, err := h.js.PublishMsg(ctx, first)
-		if err != nil {
-			return 0, translate(err)
-		}
-		return ack.Sequence, nil
-	}
-	batch := nuid.Next()
+	tree := Tree(id)
+	last := expectLast
 	for i, m := range msgs {
-		m.Header.Set(hdrBatchID, batch)
-		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
-		if i < len(msgs)-1 {
-			if err := h.nc.PublishMsg(m); err != nil {
-				return 0, err
-			}
+		if i > 0 {
+			failpoint.Hit("history.mid-append")
 		}
+		m.Header.Set(hdrExpectedLastSubjSeq, strconv.FormatUint(last, 10))
+		m.Header.Set(hdrExpectedLastSubjSeqSubject, tree)
+		ack, err := h.js.PublishMsg(ctx, m)
+		if err != nil {
+			return last, translate(err)
+		}
+		last = ack.Sequence
 	}
-	last := msgs[len(msgs)-1]
-	last.Header.Set(hdrBatchCommit, "1")
-	resp, err := h.nc.RequestMsgWithContext(ctx, last)
-	if err != nil {
-		return 0, err
-	}
-	var ack struct {
-		Seq   uint64              `json:"seq"`
-		Count int                 `json:"count"`
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return 0, fmt.Errorf("batch ack: %w", err)
-	}
-	if ack.Error != nil {
-		return 0, translate(ack.Error)
-	}
-	return ack.Seq, nil
+	return last, nil
 }
 
-// Landed reports whether a write whose first message carried msgID is the
-// first message after expectLast in the history of id, and returns the
-// events after expectLast either way.
-func (h *History) Landed(ctx context.Context, id string, expectLast uint64, msgID string) (bool, []Event, error) {
+// Landed reads the history of id after expectLast and reports how many of
+// an append's messages, identified by their Nats-Msg-Ids in order, are in
+// it. Append writes in order, so they are always the first n.
+func (h *History) Landed(ctx context.Context, id string, expectLast uint64, msgIDs []string) (int, []Event, error) {
 	evs, err := h.Read(ctx, id, expectLast)
 	if err != nil {
-		return false, nil, err
+		return 0, nil, err
 	}
-	return len(evs) > 0 && evs[0].MsgID == msgID, evs, nil
+	stored := make(map[string]bool, len(evs))
+	for _, ev := range evs {
+		stored[ev.MsgID] = true
+	}
+	n := 0
+	for n < len(msgIDs) && stored[msgIDs[n]] {
+		n++
+	}
+	return n, evs, nil
 }
+
+// errCodeStoreFailed is the JetStream error code of a write the store
+// refused (JSStreamStoreFailedF), among others for a per-subject limit.
+const errCodeStoreFailed jetstream.ErrorCode = 10077
 
 // translate maps JetStream errors to this package's sentinels.
 func translate(err error) error {
@@ -312,6 +299,13 @@ func translate(err error) error {
 		switch apiErr.ErrorCode {
 		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
 			return fmt.Errorf("%w: %s", ErrFenced, apiErr.Description)
+		case errCodeStoreFailed:
+			// The history stream keeps one message per subject: a second one
+			// is refused like a fenced write (when the server checks the
+			// per-subject limit before the expected sequence).
+			if strings.Contains(apiErr.Description, "maximum messages per subject") {
+				return fmt.Errorf("%w: %s", ErrFenced, apiErr.Description)
+			}
 		}
 	}
 	return err

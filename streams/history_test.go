@@ -35,7 +35,8 @@ func TestEnsureIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
-	if !cfg.AllowAtomicPublish || !cfg.AllowDirect || !cfg.DenyPurge || !cfg.DenyDelete || cfg.MaxAge != 0 {
+	if !cfg.AllowDirect || !cfg.DenyPurge || !cfg.DenyDelete || cfg.MaxAge != 0 ||
+		cfg.MaxMsgsPerSubject != 1 || cfg.Discard != jetstream.DiscardNew || !cfg.DiscardNewPerSubject {
 		t.Fatalf("history stream config lost a guarantee: %+v", cfg)
 	}
 }
@@ -78,12 +79,11 @@ func TestAppendFenceOneWriterWins(t *testing.T) {
 	}
 	// The losers can tell they lost; the winner that lost its ack can tell it won.
 	winner := evs[1].MsgID
-	landed, _, err := h.Landed(ctx, "w1", first, winner)
-	if err != nil || !landed {
-		t.Fatalf("winner not recognised: %v %v", landed, err)
+	n, _, err := h.Landed(ctx, "w1", first, []string{winner})
+	if err != nil || n != 1 {
+		t.Fatalf("winner not recognised: %d %v", n, err)
 	}
-	landed, _, _ = h.Landed(ctx, "w1", first, "w1:999")
-	if landed {
+	if n, _, _ = h.Landed(ctx, "w1", first, []string{"w1:999"}); n != 0 {
 		t.Fatal("a loser was told it landed")
 	}
 	// Another workflow is not fenced by w1's tree.
@@ -92,8 +92,10 @@ func TestAppendFenceOneWriterWins(t *testing.T) {
 	}
 }
 
-// A batch is all or nothing: a fenced batch writes none of its messages.
-func TestAppendBatchIsAtomic(t *testing.T) {
+// The messages of an append land in order, each fenced on the one before:
+// a stale append writes nothing, and one refused part way leaves exactly
+// the prefix before the refusal, which Landed counts.
+func TestAppendWritesAPrefixInOrder(t *testing.T) {
 	env := natstest.RunJetStream(t)
 	ctx := context.Background()
 	h := streams.NewHistory(env.NC, env.JS)
@@ -103,14 +105,30 @@ func TestAppendBatchIsAtomic(t *testing.T) {
 	}
 	evs, _ := h.Read(ctx, "b1", 0)
 	if len(evs) != 3 || evs[2].Seq != last || evs[0].Seq != last-2 {
-		t.Fatalf("batch stored as %d events ending %d (last %d)", len(evs), evs[len(evs)-1].Seq, last)
+		t.Fatalf("append stored as %d events ending %d (last %d)", len(evs), evs[len(evs)-1].Seq, last)
 	}
-	_, err = h.Append(ctx, "b1", 1, []*nats.Msg{marker(t, "b1", 4), marker(t, "b1", 5)})
-	if !errors.Is(err, streams.ErrFenced) {
-		t.Fatalf("stale batch: %v, want ErrFenced", err)
+	for i, ev := range evs {
+		if want := fmt.Sprintf("b1:%d", i+1); ev.MsgID != want {
+			t.Fatalf("event %d is %s, want %s", i, ev.MsgID, want)
+		}
+	}
+	if _, err = h.Append(ctx, "b1", 1, []*nats.Msg{marker(t, "b1", 4), marker(t, "b1", 5)}); !errors.Is(err, streams.ErrFenced) {
+		t.Fatalf("stale append: %v, want ErrFenced", err)
 	}
 	if evs, _ := h.Read(ctx, "b1", 0); len(evs) != 3 {
-		t.Fatalf("a refused batch left %d events", len(evs)-3)
+		t.Fatalf("a stale append left %d events", len(evs)-3)
+	}
+
+	// The second message is refused (its subject is taken): the first stays.
+	dup := marker(t, "b1", 2)
+	dup.Header.Set(jetstream.MsgIDHeader, "b1:2-again")
+	msgs := []*nats.Msg{marker(t, "b1", 4), dup, marker(t, "b1", 5)}
+	if _, err = h.Append(ctx, "b1", last, msgs); !errors.Is(err, streams.ErrFenced) {
+		t.Fatalf("append onto a taken subject: %v, want ErrFenced", err)
+	}
+	n, tail, err := h.Landed(ctx, "b1", last, []string{"b1:4", "b1:2-again", "b1:5"})
+	if err != nil || n != 1 || len(tail) != 1 || tail[0].MsgID != "b1:4" {
+		t.Fatalf("landed %d of the append, tail %d events (%v); want the first alone", n, len(tail), err)
 	}
 }
 

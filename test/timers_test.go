@@ -331,3 +331,26 @@ func TestSignalsForUnknownAndFinishedWorkflows(t *testing.T) {
 		t.Errorf("signal payload not in the history")
 	}
 }
+
+// TestPickupAtCreationNeedsNoWait: a carrier that takes the parcel as the
+// shipment is created sends no signal, and the order completes without a
+// pickup timer: four commands, their results, nothing else.
+func TestPickupAtCreationNeedsNoWait(t *testing.T) {
+	s := newStack(t)
+	s.faults = sim.Faults{}
+	s.orchestrator()
+	s.participants()
+	o := order("atc-", 1, map[string]string{"pickup": "at_creation"})
+	s.publishOrder(o)
+	if st := s.waitSettled([]string{o.OrderID}, time.Minute); st[o.OrderID] != schema.StatusCompleted {
+		t.Fatalf("order is %s, want completed", st[o.OrderID])
+	}
+	var kinds []string
+	for _, e := range s.describe(o.OrderID).History {
+		kinds = append(kinds, e.Type)
+	}
+	want := "workflow.started" + strings.Repeat(",command,result", 4) + ",workflow.finished"
+	if got := strings.Join(kinds, ","); got != want {
+		t.Fatalf("history %s, want %s", got, want)
+	}
+}

@@ -51,6 +51,17 @@ const (
 	MixDefault = "default"
 )
 
+// Pickup cases.
+const (
+	// PickupAtCreation: the simulated carrier takes the parcel as the
+	// shipment is created ("pickup":"at_creation"), so an order is the four
+	// steps alone: no pickup timer, no signal.
+	PickupAtCreation = "at_creation"
+	// PickupSignal: the carrier signals carrier.picked_up PickupDelay after
+	// the shipment; the workflow waits for it under its 72 h pickup timer.
+	PickupSignal = "signal"
+)
+
 // Config says what to run.
 type Config struct {
 	// Orders is the number of orders to push through. Default 2000.
@@ -65,6 +76,8 @@ type Config struct {
 	Mix string
 	// Latency is the simulated latency of every participant call.
 	Latency time.Duration
+	// Pickup is PickupAtCreation (default) or PickupSignal.
+	Pickup string
 	// PickupDelay is how long after a shipment the simulated carrier
 	// signals the pickup the workflow waits for. Default 0: at once, so the
 	// latencies are the engine's (`jetflow dev` waits 2s).
@@ -108,6 +121,13 @@ func (c *Config) defaults() error {
 	case MixNone, MixDefault:
 	default:
 		return fmt.Errorf("mix %q: want %s or %s", c.Mix, MixNone, MixDefault)
+	}
+	switch c.Pickup {
+	case "":
+		c.Pickup = PickupAtCreation
+	case PickupAtCreation, PickupSignal:
+	default:
+		return fmt.Errorf("pickup %q: want %s or %s", c.Pickup, PickupAtCreation, PickupSignal)
 	}
 	if c.Rate < 0 {
 		return fmt.Errorf("rate %v: want 0 (unlimited) or more", c.Rate)
@@ -375,6 +395,12 @@ func buildOrders(cfg Config) []*order {
 		o, want := fulfillment.MixedOrder(prefix, i)
 		if cfg.Mix == MixNone {
 			o.Simulate, want = nil, schema.StatusCompleted
+		}
+		if cfg.Pickup == PickupAtCreation {
+			if o.Simulate == nil {
+				o.Simulate = map[string]string{}
+			}
+			o.Simulate["pickup"] = PickupAtCreation
 		}
 		body, _ := json.Marshal(o) // an Order of strings and numbers always encodes
 		out[i] = &order{id: o.OrderID, body: body, want: want}

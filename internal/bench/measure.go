@@ -50,6 +50,7 @@ type RunConfig struct {
 	Rate        float64 `json:"rate,omitempty"`
 	Mix         string  `json:"mix"`
 	LatencyMs   float64 `json:"participant_latency_ms"`
+	Pickup      string  `json:"pickup"`
 	PickupMs    float64 `json:"pickup_delay_ms"`
 	Sync        string  `json:"sync"`
 	Server      string  `json:"server"`
@@ -59,7 +60,7 @@ type RunConfig struct {
 func (c Config) describe() RunConfig {
 	r := RunConfig{
 		Orders: c.Orders, Concurrency: c.Concurrency, Rate: c.Rate, Mix: c.Mix,
-		LatencyMs: ms(c.Latency), PickupMs: ms(c.PickupDelay), Sync: "default", Server: "embedded", SplitConns: c.SplitConns,
+		LatencyMs: ms(c.Latency), Pickup: c.Pickup, PickupMs: ms(c.PickupDelay), Sync: "default", Server: "embedded", SplitConns: c.SplitConns,
 	}
 	if c.SyncAlways {
 		r.Sync = "always"
@@ -154,8 +155,8 @@ type HistoryShape struct {
 	EventsPerOrder float64 `json:"events_per_order"`
 	// AppendsPerOrder: decisions the orchestrator appended, counted by
 	// their message IDs (<id>:<seq>:<index>), and BatchesPerOrder those of
-	// several messages, which History.Append writes as one JetStream atomic
-	// batch.
+	// several messages, which History.Append writes one after the other,
+	// each fenced on the one before.
 	AppendsPerOrder float64 `json:"appends_per_order"`
 	BatchesPerOrder float64 `json:"batches_per_order"`
 }

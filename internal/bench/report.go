@@ -30,7 +30,11 @@ func (r *Result) WriteText(w io.Writer) error {
 	if c.Rate > 0 {
 		fmt.Fprintf(w, ", rate %.0f/s", c.Rate)
 	}
-	fmt.Fprintf(w, ", mix %s, participant latency %gms, pickup delay %gms, sync %s, server %s", c.Mix, c.LatencyMs, c.PickupMs, c.Sync, c.Server)
+	pickup := "pickup at creation (no timer)"
+	if c.Pickup == PickupSignal {
+		pickup = fmt.Sprintf("pickup signal after %gms (72h timer)", c.PickupMs)
+	}
+	fmt.Fprintf(w, ", mix %s, participant latency %gms, %s, sync %s, server %s", c.Mix, c.LatencyMs, pickup, c.Sync, c.Server)
 	if c.SplitConns {
 		fmt.Fprint(w, ", a connection per engine part")
 	}
@@ -107,7 +111,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintln(w)
 
 	hs := r.History
-	fmt.Fprintf(w, "History: %.2f events per order; the orchestrator appended %.2f decisions per order, %.2f of them of several messages (atomic batches)\n\n",
+	fmt.Fprintf(w, "History: %.2f events per order; the orchestrator appended %.2f decisions per order, %.2f of them of several messages\n\n",
 		hs.EventsPerOrder, hs.AppendsPerOrder, hs.BatchesPerOrder)
 
 	res := r.Resources

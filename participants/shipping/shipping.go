@@ -10,7 +10,9 @@
 //
 // After a shipment is created the simulated carrier signals
 // carrier.picked_up to the workflow after Faults.PickupDelay, unless the
-// request's Pickup says "never" or gives its own delay ("5s").
+// request's Pickup says "never", gives its own delay ("5s"), or says
+// "at_creation": the carrier takes the parcel as the shipment is created,
+// which the Shipment reports (PickedUp) and no signal follows.
 package shipping
 
 import (
@@ -45,7 +47,8 @@ type ShipmentRequest struct {
 	Items      []Item `msgpack:"items" json:"items"`
 	// Simulate selects a simulated fault; see the package documentation.
 	Simulate string `msgpack:"simulate,omitempty" json:"simulate,omitempty"`
-	// Pickup is "never", a delay such as "5s", or "" for the default.
+	// Pickup is "never", "at_creation", a delay such as "5s", or "" for the
+	// default.
 	Pickup string `msgpack:"pickup,omitempty" json:"pickup,omitempty"`
 }
 
@@ -62,6 +65,9 @@ const PickedUpSignal = "carrier.picked_up"
 type Shipment struct {
 	ShipmentID string `msgpack:"shipment_id" json:"shipment_id"`
 	Carrier    string `msgpack:"carrier" json:"carrier"`
+	// PickedUp says the carrier took the parcel when the shipment was
+	// created: no carrier.picked_up signal will come.
+	PickedUp bool `msgpack:"picked_up,omitempty" json:"picked_up,omitempty"`
 }
 
 // CancelRequest is the input of CancelShipment.
@@ -131,7 +137,11 @@ func (p *shipping) create(ctx context.Context, cmd *participants.Command) (any, 
 		return nil, err
 	}
 	ship := Shipment{ShipmentID: e.Ref, Carrier: carrier(req.OrderID)}
-	if req.Pickup != "never" {
+	switch req.Pickup {
+	case "never":
+	case "at_creation":
+		ship.PickedUp = true
+	default:
 		delay := p.faults.PickupDelay
 		if d, err := time.ParseDuration(req.Pickup); err == nil {
 			delay = d

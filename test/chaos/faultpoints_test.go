@@ -36,6 +36,37 @@ func TestKillAtFaultPoints(t *testing.T) {
 		})
 	}
 
+	// Part way through a decision of several messages: the reference
+	// order's decision after the carrier's signal is the timer's
+	// cancellation and the notify command. The orchestrator dies after the
+	// first is stored; the next replay finds it recorded and issues the
+	// notification alone.
+	t.Run("history.mid-append", func(t *testing.T) {
+		h := newHarness(t, seed+5, serverOptions{})
+		orders := mix("mid-", 40, false)
+		k1, k2 := 1+h.rng.Intn(10), 1+h.rng.Intn(5)
+		h.logf("exit at hit %d, then at hit %d of the restarted process", k1, k2)
+		o := h.orchestrator("o1", firstStarts(fmt.Sprintf("history.mid-append=exit@%d", k1), fmt.Sprintf("history.mid-append=exit@%d", k2)))
+		h.participants()
+		orders = h.publishAll(orders)
+		h.eventually(60*time.Second, "the orchestrator did not die twice mid-append", func() bool { return failpointExits(o) >= 2 })
+		h.fault("orchestrator exit part way through a decision", "o1")
+		h.fault("orchestrator exit part way through a decision", "o1")
+		h.settleAndCheck(orders, settleBound)
+		for _, e := range orders {
+			if e.Want != schema.StatusCompleted {
+				continue
+			}
+			var tail []string
+			for _, ev := range h.history(e.Order.OrderID) {
+				tail = append(tail, string(ev.Kind))
+			}
+			if n := len(tail); n < 4 || strings.Join(tail[n-4:], ",") != "timer.cancelled,command,result,workflow.finished" {
+				t.Errorf("%s: history ends %v, want the cancellation, the notification and its result, the end", e.Order.OrderID, tail)
+			}
+		}
+	})
+
 	// Between two compensations: a rejected shipment is undone by a
 	// release, then a refund. The orchestrator dies right after appending
 	// the release (its 4th decision: charge, reserve, ship, release) and

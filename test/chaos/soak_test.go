@@ -21,7 +21,7 @@ import (
 var soakFaults = []struct{ key, help string }{
 	{"orch-kill", "kill -9 an orchestrator at a random moment, restart it"},
 	{"part-kill", "kill -9 a participant at a random moment, restart it"},
-	{"orch-point", "restart an orchestrator armed to exit at its n-th before-append or after-append"},
+	{"orch-point", "restart an orchestrator armed to exit at its n-th before-append, after-append or mid-append"},
 	{"part-point", "restart a participant armed to exit at its n-th after-effect"},
 	{"orch-stop", "SIGSTOP an orchestrator past the ack wait, then SIGCONT (zombie)"},
 	{"part-stop", "SIGSTOP a participant past the ack wait, then SIGCONT (zombie)"},
@@ -132,7 +132,7 @@ func TestSoak(t *testing.T) {
 	if enabled["orch-point"] {
 		actions = append(actions, func() {
 			o := pick(orchs)
-			point := []string{"orchestrator.before-append", "orchestrator.after-append"}[h.rng.Intn(2)]
+			point := []string{"orchestrator.before-append", "orchestrator.after-append", "history.mid-append"}[h.rng.Intn(3)]
 			o.kill()
 			o.arm(fmt.Sprintf("%s=exit@%d", point, 1+h.rng.Intn(60)))
 			o.ensure()
