@@ -49,6 +49,11 @@ func TestBenchSmoke(t *testing.T) {
 	if r.Writes.PerOrder <= 0 || r.Writes.HistoryPerOrder <= 0 || r.Writes.BytesPerOrder <= 0 {
 		t.Fatalf("writes %+v", r.Writes)
 	}
+	// The default case is the four steps with the pickup at creation: a
+	// start, four commands, four results and the end.
+	if r.Writes.HistoryPerOrder != 10 {
+		t.Fatalf("%v history writes per order, want 10", r.Writes.HistoryPerOrder)
+	}
 	if r.Resources.PeakRSSMB <= 0 || r.Resources.CPUMsPerOrder <= 0 {
 		t.Fatalf("resources %+v", r.Resources)
 	}
