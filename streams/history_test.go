@@ -41,6 +41,45 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	}
 }
 
+// A history stream created by an earlier version (atomic batches allowed,
+// no per-subject limit) is brought to the current configuration by Ensure,
+// its histories intact.
+func TestEnsureUpgradesTheHistoryStream(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	if err := env.JS.DeleteStream(ctx, streams.HistoryStream); err != nil {
+		t.Fatal(err)
+	}
+	old := streams.Topology{}.StreamConfigs()[0]
+	old.MaxMsgsPerSubject, old.Discard, old.DiscardNewPerSubject, old.AllowAtomicPublish = 0, jetstream.DiscardOld, false, true
+	if _, err := env.JS.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	h := streams.NewHistory(env.NC, env.JS)
+	last, err := h.Append(ctx, "up", 0, []*nats.Msg{marker(t, "up", 1), marker(t, "up", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+		t.Fatalf("Ensure over the earlier configuration: %v", err)
+	}
+	s, err := env.JS.Stream(ctx, streams.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := s.CachedInfo().Config; cfg.MaxMsgsPerSubject != 1 || !cfg.DiscardNewPerSubject || cfg.AllowAtomicPublish {
+		t.Fatalf("configuration not upgraded: %+v", cfg)
+	}
+	if evs, err := h.Read(ctx, "up", 0); err != nil || len(evs) != 2 || evs[1].Seq != last {
+		t.Fatalf("history after the upgrade: %d events (%v)", len(evs), err)
+	}
+	dup := marker(t, "up", 2)
+	dup.Header.Set(jetstream.MsgIDHeader, "up:2-again")
+	if _, err := env.JS.PublishMsg(ctx, dup); err == nil {
+		t.Fatal("a second message on a history subject was stored after the upgrade")
+	}
+}
+
 // Two deciders append on the same last sequence: exactly one wins, the
 // other is fenced and can tell it lost.
 func TestAppendFenceOneWriterWins(t *testing.T) {
