@@ -91,25 +91,38 @@ type History struct {
 	prefix string
 	next   atomic.Uint64
 	mu     sync.Mutex
-	calls  map[string]chan *nats.Msg
+	calls  map[string]*call
 }
 
 // NewHistory returns a History on an open connection.
 func NewHistory(nc *nats.Conn, js jetstream.JetStream) *History {
-	return &History{nc: nc, js: js, calls: map[string]chan *nats.Msg{}}
+	return &History{nc: nc, js: js, calls: map[string]*call{}}
 }
 
 // mux starts the single reply subscription all reads share.
+// call is one direct-get request waiting for its replies.
+type call struct {
+	replies chan *nats.Msg
+	// done is closed when the reader stops reading replies.
+	done chan struct{}
+}
+
+// replyBuffer is how many replies of one request may wait for its reader.
+const replyBuffer = 32
+
 func (h *History) mux() error {
 	h.once.Do(func() {
 		h.prefix = nats.NewInbox() + "."
 		_, h.subErr = h.nc.Subscribe(h.prefix+"*", func(m *nats.Msg) {
 			token := m.Subject[len(h.prefix):]
 			h.mu.Lock()
-			ch := h.calls[token]
+			c := h.calls[token]
 			h.mu.Unlock()
-			if ch != nil {
-				ch <- m
+			if c != nil {
+				select {
+				case c.replies <- m:
+				case <-c.done: // the reader gave up
+				}
 			}
 		})
 	})
@@ -166,11 +179,12 @@ func (h *History) Read(ctx context.Context, id string, after uint64) ([]Event, e
 // of batch, returning the events and the server's count of pending ones.
 func (h *History) get(ctx context.Context, id string, request map[string]any, max int) ([]Event, uint64, error) {
 	token := strconv.FormatUint(h.next.Add(1), 36)
-	ch := make(chan *nats.Msg, max+1)
+	c := &call{replies: make(chan *nats.Msg, min(max+1, replyBuffer)), done: make(chan struct{})}
 	h.mu.Lock()
-	h.calls[token] = ch
+	h.calls[token] = c
 	h.mu.Unlock()
 	defer func() {
+		close(c.done)
 		h.mu.Lock()
 		delete(h.calls, token)
 		h.mu.Unlock()
@@ -186,7 +200,7 @@ func (h *History) get(ctx context.Context, id string, request map[string]any, ma
 		select {
 		case <-ctx.Done():
 			return nil, 0, fmt.Errorf("read history of %s: %w", id, ctx.Err())
-		case m := <-ch:
+		case m := <-c.replies:
 			switch m.Header.Get("Status") {
 			case "404":
 				return evs, 0, nil

@@ -102,6 +102,9 @@ type Config struct {
 	// CPUProfile, if set, receives a CPU profile of the order run (not of
 	// the ceiling measurement).
 	CPUProfile string
+	// MemProfile, if set, receives the allocation profile of the whole
+	// process, written right after the order run.
+	MemProfile string
 	// Progress receives one line per second while orders run. Default: none.
 	Progress io.Writer
 	// Logger is the engine's log. Default: discarded.
@@ -268,6 +271,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	runErr := drive(ctx, nc, js, cfg, orders, res)
 	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()
+	}
+	if cfg.MemProfile != "" {
+		if err := writeHeapProfile(cfg.MemProfile); err != nil {
+			return nil, err
+		}
 	}
 	ru1 := rusage()
 	after, err := snapshot(ctx, js)
@@ -587,3 +595,16 @@ func machine() Machine {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// writeHeapProfile writes the process's allocation profile to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
