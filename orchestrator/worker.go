@@ -38,10 +38,38 @@ type state struct {
 	blocked string // reason of the last blocked event, if it is the last decision
 	// timers are the started timers that have not fired or been cancelled.
 	timers map[int]*schema.TimerStarted
-	// loaded is set when the state was read from the stream from scratch in
-	// this wake: pending timers are then re-ensured in the timers bucket, in
-	// case the process that started them died before writing them there.
-	loaded bool
+	// ensured are the pending timers this process knows to be in the
+	// timers bucket: it put them there after its own append, or made sure
+	// of them. A pending timer read from the history that is not among them
+	// (a cold load, or a timer another orchestrator appended and may have
+	// died before putting in the bucket) is ensured before deciding.
+	ensured map[int]bool
+}
+
+// unensured returns the pending timers not yet known to be in the bucket.
+func (s *state) unensured() map[int]*schema.TimerStarted {
+	var out map[int]*schema.TimerStarted
+	for id, t := range s.timers {
+		if !s.ensured[id] {
+			if out == nil {
+				out = map[int]*schema.TimerStarted{}
+			}
+			out[id] = t
+		}
+	}
+	return out
+}
+
+// markEnsured records that the timers started by vals are in the bucket.
+func (s *state) markEnsured(vals []schema.Kinded) {
+	for _, v := range vals {
+		if t, ok := v.(*schema.TimerStarted); ok {
+			if s.ensured == nil {
+				s.ensured = map[int]bool{}
+			}
+			s.ensured[t.ID] = true
+		}
+	}
 }
 
 func (s *state) add(evs []streams.Event) {
@@ -182,7 +210,6 @@ const maxFenceRetries = 8
 // clustered stream) is retried rather than taken for "nothing to do".
 func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 	st := w.cache.get(id)
-	st.loaded = st.lastSeq == 0
 	for attempt := 0; attempt < maxFenceRetries; attempt++ {
 		evs, err := w.o.hist.Read(ctx, id, st.lastSeq)
 		if err != nil {
@@ -196,11 +223,16 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
 			continue
 		}
-		if st.loaded && len(st.timers) > 0 {
-			if err := w.o.timers.ensure(ctx, id, st.timers); err != nil {
+		if missing := st.unensured(); len(missing) > 0 {
+			if err := w.o.timers.ensure(ctx, id, missing); err != nil {
 				return err
 			}
-			st.loaded = false
+			if st.ensured == nil {
+				st.ensured = map[int]bool{}
+			}
+			for tid := range missing {
+				st.ensured[tid] = true
+			}
 		}
 		if st.start == nil {
 			return errUnknownWorkflow
@@ -226,6 +258,7 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			if err := w.o.timers.apply(ctx, id, vals); err != nil {
 				return err
 			}
+			st.markEnsured(vals)
 			// The cache is not advanced past what was read: on a clustered
 			// stream an event proposed before our write may be stored before
 			// it without the fence seeing it, so the next wake reads our own
@@ -251,6 +284,7 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			if err := w.o.timers.apply(ctx, id, vals[:n]); err != nil {
 				return err
 			}
+			st.markEnsured(vals[:n])
 			continue
 		}
 		if !errors.Is(err, streams.ErrFenced) {

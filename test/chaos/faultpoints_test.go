@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"jetflow/schema"
+	"jetflow/streams"
 )
 
 // TestKillAtFaultPoints kills an orchestrator with exit 137 (as kill -9
@@ -65,6 +66,62 @@ func TestKillAtFaultPoints(t *testing.T) {
 				t.Errorf("%s: history ends %v, want the cancellation, the notification and its result, the end", e.Order.OrderID, tail)
 			}
 		}
+	})
+
+	// After a timer's start is appended and before it is put in the timers
+	// bucket, the orchestrator dies; the event that led to it is
+	// redelivered to another orchestrator that has the workflow cached and
+	// reads the timer from the history. It must put the timer in the bucket
+	// itself, or the deadline never fires and the order waits forever.
+	t.Run("after-append-timer-to-a-warm-peer", func(t *testing.T) {
+		h := newHarness(t, seed+30, serverOptions{})
+		var orders []Expected
+		for _, e := range mix("warm-", 60, false) {
+			if e.Want == schema.StatusCompleted && len(orders) < 20 {
+				e.Order.Simulate = map[string]string{"pickup": "never"}
+				e.Want = schema.StatusCompensated
+				orders = append(orders, e)
+			}
+		}
+		// o2 alone takes every order to its shipment, so it has them all
+		// cached; its clock runs 73 h ahead, so it fires 72 h deadlines at
+		// once.
+		h.clockOrchestrator("o2-clock", 73*time.Hour, nil)
+		for _, svc := range []string{"payment", "inventory", "notification"} {
+			h.participant(svc, svc, nil)
+		}
+		orders = h.publishAll(orders)
+		h.eventually(60*time.Second, "orders did not all reach their shipment", func() bool {
+			for _, e := range orders {
+				cmds := 0
+				for _, ev := range h.history(e.Order.OrderID) {
+					if c, ok := ev.Value.(*schema.Command); ok && c.Service == "shipping" {
+						cmds++
+					}
+				}
+				if cmds == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		// o1 (not restarted) dies after its first append: the pickup timer's
+		// start of whichever order's shipment result it takes first.
+		o1 := h.newRole("orchestrator", "o1", bin.jetflow, h.engineArgs("orchestrator"), false)
+		o1.env = failpoints(firstStarts("orchestrator.after-append=exit@1"))
+		o1.start()
+		h.eventually(30*time.Second, "o1 is not pulling", func() bool {
+			c, err := h.js.Consumer(context.Background(), streams.HistoryStream, streams.OrchestratorConsumer)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(context.Background())
+			return err == nil && info.NumWaiting >= 2
+		})
+		h.participant("shipping", "shipping", nil)
+		h.eventually(60*time.Second, "o1 did not die after its first append", func() bool { return failpointExits(o1) >= 1 })
+		h.fault("orchestrator exit after appending a timer, before putting it in the bucket", "o1")
+		h.settleAndCheck(orders, settleBound)
 	})
 
 	// Between two compensations: a rejected shipment is undone by a
