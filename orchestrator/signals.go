@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"jetflow/orchestrator/workflow"
 	"jetflow/schema"
 	"jetflow/streams"
 )
@@ -110,11 +111,15 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		return
 	case st.Status.Terminal():
 		// A redelivery of a signal recorded before the workflow ended is
-		// not a late one: it was already handled.
-		if prev, err := o.hist.Last(ctx, streams.SignalEventSubject(id, md.Sequence.Stream)); err != nil {
+		// not a late one: the end took it (received it, or routed it as
+		// never received). One recorded after the end is.
+		handled, err := o.recordedBeforeEnd(ctx, id, md.Sequence.Stream)
+		if err != nil {
+			o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
 			_ = m.NakWithDelay(retryDelay(m))
 			return
-		} else if prev != nil {
+		}
+		if handled {
 			_ = m.Ack()
 			return
 		}
@@ -139,7 +144,67 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		_ = m.NakWithDelay(retryDelay(m))
 		return
 	}
+	// The workflow may have ended between the status read and the record:
+	// then no replay will ever see the signal, and it is a late one.
+	done, err := o.hist.LastFromLeader(ctx, streams.DoneFilterOf(id))
+	if err != nil {
+		o.log.Warn("signal: read the end, will retry", "workflow_id", id, "err", err)
+		_ = m.NakWithDelay(retryDelay(m))
+		return
+	}
+	if done != nil {
+		handled, err := o.recordedBeforeEnd(ctx, id, md.Sequence.Stream)
+		if err != nil {
+			o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
+			_ = m.NakWithDelay(retryDelay(m))
+			return
+		}
+		if !handled {
+			if f, ok := done.Value.(*schema.WorkflowFinished); ok {
+				st.Status = f.Status
+			}
+			if err := o.late(ctx, st, name, payload, seq); err != nil {
+				o.log.Warn("late signal: start, will retry", "workflow_id", id, "err", err)
+				_ = m.NakWithDelay(retryDelay(m))
+				return
+			}
+			o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s), recorded after its end", name, id, st.Status))
+			return
+		}
+	}
 	_ = m.Ack()
+}
+
+// recordedBeforeEnd reports whether the signal with sequence seq in the
+// signals stream is in the history of id before its end event. Both are
+// read from the stream's leader: a stale replica must not turn a handled
+// signal into a late one, or a late one into a handled one.
+func (o *Orchestrator) recordedBeforeEnd(ctx context.Context, id string, seq uint64) (bool, error) {
+	ev, err := o.hist.LastFromLeader(ctx, streams.SignalEventSubject(id, seq))
+	if err != nil || ev == nil {
+		return false, err
+	}
+	done, err := o.hist.LastFromLeader(ctx, streams.DoneFilterOf(id))
+	if err != nil || done == nil {
+		return false, err
+	}
+	return ev.Seq < done.Seq, nil
+}
+
+// routeUnreceived starts the late-signal routes of the signals a finishing
+// workflow never received.
+func (o *Orchestrator) routeUnreceived(ctx context.Context, id, wfType string, status schema.Status, sigs []workflow.UnreceivedSignal) error {
+	sum := &Summary{ID: id, Type: wfType, Status: status}
+	for _, u := range sigs {
+		seq := strconv.FormatUint(u.Seq, 10)
+		if i := strings.LastIndexByte(u.Signal.Source, '#'); i >= 0 {
+			seq = u.Signal.Source[i+1:] // the signal's sequence, as the router names it
+		}
+		if err := o.late(ctx, sum, u.Signal.Name, u.Signal.Payload, seq); err != nil {
+			return fmt.Errorf("route signal never received: %w", err)
+		}
+	}
+	return nil
 }
 
 // status looks up a workflow's type and whether it finished, from the

@@ -250,8 +250,16 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		if err != nil || len(msgs) == 0 {
 			return err
 		}
+		if out.Finished != nil && len(out.Unreceived) > 0 {
+			// Signals the workflow will never receive are late ones: their
+			// routes start before the end is appended, so a crash in between
+			// only starts them again (idempotently) on the next wake.
+			if err := w.o.routeUnreceived(ctx, id, st.start.Type, out.Finished.Status, out.Unreceived); err != nil {
+				return err
+			}
+		}
 		failpoint.Hit("orchestrator.before-append")
-		_, err = w.o.hist.Append(ctx, id, st.lastSeq, msgs)
+		_, acked, err := w.o.hist.Append(ctx, id, st.lastSeq, msgs)
 		if err == nil {
 			failpoint.Hit("orchestrator.after-append")
 			w.logOutcome(id, out)
@@ -276,7 +284,19 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		if rerr != nil {
 			return fmt.Errorf("append: %w; and re-reading the tail: %v", err, rerr)
 		}
+		// A stale replica may not show what the server acknowledged.
+		n = max(n, acked)
 		st.add(tail)
+		if errors.Is(err, streams.ErrSubjectTaken) {
+			// Something other than this decision sits on the subject of
+			// message n: no re-read can make room for it.
+			if err := w.o.timers.apply(ctx, id, vals[:n]); err != nil {
+				return err
+			}
+			st.markEnsured(vals[:n])
+			taken := msgs[min(n, len(msgs)-1)].Subject
+			return w.park(ctx, id, st, fmt.Sprintf("decision cannot be recorded: %s already holds a message that is not this decision (%v)", taken, err))
+		}
 		if n > 0 {
 			// A prefix of the decision is recorded (all of it after a lost
 			// ack): its timers are kept, and the next replay finds those
@@ -291,6 +311,21 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			return err
 		}
 		// Another decision got in first: decide again on the new tail.
+	}
+	return fmt.Errorf("%w %d times in a row", streams.ErrFenced, maxFenceRetries)
+}
+
+// park appends a blocked event with reason, fenced on what was read, so an
+// operator sees why the workflow cannot go on.
+func (w *worker) park(ctx context.Context, id string, st *state, reason string) error {
+	out := workflow.Outcome{Blocked: &schema.WorkflowBlocked{Reason: reason}}
+	msgs, _, err := w.messages(id, st, out)
+	if err != nil || len(msgs) == 0 {
+		return err
+	}
+	w.logOutcome(id, out)
+	if _, _, err := w.o.hist.Append(ctx, id, st.lastSeq, msgs); err != nil {
+		return fmt.Errorf("park: %w", err)
 	}
 	return nil
 }

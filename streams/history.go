@@ -26,6 +26,11 @@ var (
 	// It covers JetStream codes 10071 (wrong last sequence) and 10164
 	// (another write to the subject in flight, clustered streams).
 	ErrFenced = errors.New("jetflow: history moved on (fenced)")
+	// ErrSubjectTaken means the fence held but the subject of a message
+	// already holds one (the history stream keeps one message per
+	// subject): something other than this decision was published there.
+	// Re-reading does not help.
+	ErrSubjectTaken = errors.New("jetflow: history subject already taken")
 	// ErrNotFound means the workflow has no history.
 	ErrNotFound = errors.New("jetflow: workflow not found")
 )
@@ -33,6 +38,7 @@ var (
 // Header names of the JetStream protocol used here.
 const (
 	hdrExpectedLastSubjSeq        = "Nats-Expected-Last-Subject-Sequence"
+	hdrLastSequence               = "Nats-Last-Sequence"
 	hdrExpectedLastSubjSeqSubject = "Nats-Expected-Last-Subject-Sequence-Subject"
 )
 
@@ -100,15 +106,32 @@ func NewHistory(nc *nats.Conn, js jetstream.JetStream) *History {
 }
 
 // mux starts the single reply subscription all reads share.
-// call is one direct-get request waiting for its replies.
+// call is one direct-get request waiting for its replies. Replies queue
+// without bound, so the connection's one dispatcher never waits for a slow
+// reader.
 type call struct {
-	replies chan *nats.Msg
-	// done is closed when the reader stops reading replies.
-	done chan struct{}
+	mu      sync.Mutex
+	replies []*nats.Msg
+	ready   chan struct{} // signalled when replies were added
 }
 
-// replyBuffer is how many replies of one request may wait for its reader.
-const replyBuffer = 32
+func (c *call) put(m *nats.Msg) {
+	c.mu.Lock()
+	c.replies = append(c.replies, m)
+	c.mu.Unlock()
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (c *call) take() []*nats.Msg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.replies
+	c.replies = nil
+	return out
+}
 
 func (h *History) mux() error {
 	h.once.Do(func() {
@@ -119,10 +142,7 @@ func (h *History) mux() error {
 			c := h.calls[token]
 			h.mu.Unlock()
 			if c != nil {
-				select {
-				case c.replies <- m:
-				case <-c.done: // the reader gave up
-				}
+				c.put(m)
 			}
 		})
 	})
@@ -153,7 +173,7 @@ func (h *History) Read(ctx context.Context, id string, after uint64) ([]Event, e
 	if err := h.mux(); err != nil {
 		return nil, err
 	}
-	evs, _, err := h.get(ctx, id, map[string]any{"multi_last": []string{Tree(id)}, "seq": after + 1}, multiLastMax)
+	evs, _, err := h.get(ctx, id, map[string]any{"multi_last": []string{Tree(id)}, "seq": after + 1})
 	if err == nil {
 		sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
 		return evs, nil
@@ -163,7 +183,7 @@ func (h *History) Read(ctx context.Context, id string, after uint64) ([]Event, e
 	}
 	var out []Event
 	for {
-		evs, pending, err := h.get(ctx, id, map[string]any{"seq": after + 1, "next_by_subj": Tree(id), "batch": readBatch}, readBatch)
+		evs, pending, err := h.get(ctx, id, map[string]any{"seq": after + 1, "next_by_subj": Tree(id), "batch": readBatch})
 		if err != nil {
 			return nil, err
 		}
@@ -177,14 +197,15 @@ func (h *History) Read(ctx context.Context, id string, after uint64) ([]Event, e
 
 // get sends one direct-get request and collects its answers until the end
 // of batch, returning the events and the server's count of pending ones.
-func (h *History) get(ctx context.Context, id string, request map[string]any, max int) ([]Event, uint64, error) {
+// Every reply names the sequence of the one before it (Nats-Last-Sequence),
+// so a lost reply is an error, never a history with a hole.
+func (h *History) get(ctx context.Context, id string, request map[string]any) ([]Event, uint64, error) {
 	token := strconv.FormatUint(h.next.Add(1), 36)
-	c := &call{replies: make(chan *nats.Msg, min(max+1, replyBuffer)), done: make(chan struct{})}
+	c := &call{ready: make(chan struct{}, 1)}
 	h.mu.Lock()
 	h.calls[token] = c
 	h.mu.Unlock()
 	defer func() {
-		close(c.done)
 		h.mu.Lock()
 		delete(h.calls, token)
 		h.mu.Unlock()
@@ -196,15 +217,31 @@ func (h *History) get(ctx context.Context, id string, request map[string]any, ma
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var evs []Event
+	var prev uint64
+	chained := func(m *nats.Msg) error {
+		if v := m.Header.Get(hdrLastSequence); v != "" && v != strconv.FormatUint(prev, 10) {
+			return fmt.Errorf("read history of %s: a reply was lost (after #%d the server sent one following #%s)", id, prev, v)
+		}
+		return nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, 0, fmt.Errorf("read history of %s: %w", id, ctx.Err())
-		case m := <-c.replies:
+		case <-c.ready:
+		}
+		for _, m := range c.take() {
 			switch m.Header.Get("Status") {
 			case "404":
-				return evs, 0, nil
+				if len(evs) > 0 {
+					// "Message Not Found" after some replies: one failed to load.
+					return nil, 0, fmt.Errorf("read history of %s: status 404 %s after %d events", id, m.Header.Get("Description"), len(evs))
+				}
+				return nil, 0, nil
 			case "204":
+				if err := chained(m); err != nil {
+					return nil, 0, err
+				}
 				pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
 				return evs, pending, nil
 			case "413":
@@ -213,14 +250,64 @@ func (h *History) get(ctx context.Context, id string, request map[string]any, ma
 			default:
 				return nil, 0, fmt.Errorf("read history of %s: status %s %s", id, m.Header.Get("Status"), m.Header.Get("Description"))
 			}
+			if err := chained(m); err != nil {
+				return nil, 0, err
+			}
 			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 			if err != nil {
 				return nil, 0, fmt.Errorf("read history of %s: bad sequence header", id)
 			}
+			prev = seq
 			ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
 			evs = append(evs, eventFromMsg(m.Header.Get(jetstream.SubjectHeader), seq, ts, m.Header, m.Data))
 		}
 	}
+}
+
+// LastFromLeader is Last answered by the stream's leader rather than by any
+// replica: on a clustered stream a direct get may come from a follower that
+// has not applied the latest writes. Use it where a stale "none" would be
+// taken for a fact.
+func (h *History) LastFromLeader(ctx context.Context, subject string) (*Event, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := h.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+HistoryStream, req)
+	if err != nil {
+		return nil, fmt.Errorf("last %s: %w", subject, err)
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, fmt.Errorf("last %s: %w", subject, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("last %s: %w", subject, resp.Error)
+	}
+	if resp.Message == nil {
+		return nil, fmt.Errorf("last %s: empty answer", subject)
+	}
+	hdr := nats.Header{}
+	if len(resp.Message.Header) > 0 {
+		parsed, err := nats.DecodeHeadersMsg(resp.Message.Header)
+		if err != nil {
+			return nil, fmt.Errorf("last %s: headers: %w", subject, err)
+		}
+		hdr = parsed
+	}
+	ev := eventFromMsg(resp.Message.Subject, resp.Message.Seq, resp.Message.Time, hdr, resp.Message.Data)
+	return &ev, nil
 }
 
 // Last returns the last message on subject (wildcards allowed) in the
@@ -256,12 +343,13 @@ func (h *History) Last(ctx context.Context, subject string) (*Event, error) {
 // only if the message before it is still the last. The messages are written
 // one after the other, each once the previous one is acknowledged, so what
 // lands is always a prefix of msgs in their order. Each message must carry a
-// Nats-Msg-Id. It returns the sequence of the last message written.
+// Nats-Msg-Id. It returns the sequence of the last message written and how
+// many were acknowledged.
 //
-// On ErrFenced or any other error some of the messages may have landed (a
-// refusal part way, or a lost ack): use Landed to find out which before
-// deciding anything else.
-func (h *History) Append(ctx context.Context, id string, expectLast uint64, msgs []*nats.Msg) (uint64, error) {
+// On ErrFenced, ErrSubjectTaken or any other error more of the messages
+// than acknowledged may have landed (a lost ack): use Landed to find out
+// before deciding anything else.
+func (h *History) Append(ctx context.Context, id string, expectLast uint64, msgs []*nats.Msg) (uint64, int, error) {
 	// Bounded: a server that dies with a write in flight must not hang the
 	// caller.
 	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
@@ -276,11 +364,11 @@ func (h *History) Append(ctx context.Context, id string, expectLast uint64, msgs
 		m.Header.Set(hdrExpectedLastSubjSeqSubject, tree)
 		ack, err := h.js.PublishMsg(ctx, m)
 		if err != nil {
-			return last, translate(err)
+			return last, i, translate(err)
 		}
 		last = ack.Sequence
 	}
-	return last, nil
+	return last, len(msgs), nil
 }
 
 // Landed reads the history of id after expectLast and reports how many of
@@ -314,11 +402,11 @@ func translate(err error) error {
 		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
 			return fmt.Errorf("%w: %s", ErrFenced, apiErr.Description)
 		case errCodeStoreFailed:
-			// The history stream keeps one message per subject: a second one
-			// is refused like a fenced write (when the server checks the
-			// per-subject limit before the expected sequence).
+			// The history stream keeps one message per subject. The server
+			// checks the expected sequences first, so this refusal means the
+			// fence held and the subject was taken by someone else.
 			if strings.Contains(apiErr.Description, "maximum messages per subject") {
-				return fmt.Errorf("%w: %s", ErrFenced, apiErr.Description)
+				return fmt.Errorf("%w: %s", ErrSubjectTaken, apiErr.Description)
 			}
 		}
 	}
@@ -334,7 +422,7 @@ func PublishFirst(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (boo
 	m.Header.Set(hdrExpectedLastSubjSeqSubject, m.Subject)
 	ack, err := js.PublishMsg(ctx, m)
 	if err != nil {
-		if err = translate(err); errors.Is(err, ErrFenced) {
+		if err = translate(err); errors.Is(err, ErrFenced) || errors.Is(err, ErrSubjectTaken) {
 			return false, nil
 		}
 		return false, err

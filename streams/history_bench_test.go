@@ -64,7 +64,7 @@ func benchEvent(b *testing.B, id string, n int) *nats.Msg {
 func appendEvents(b *testing.B, h *streams.History, id string, last uint64, from, n int) uint64 {
 	b.Helper()
 	for i := from; i < from+n; i++ {
-		seq, err := h.Append(context.Background(), id, last, []*nats.Msg{benchEvent(b, id, i)})
+		seq, _, err := h.Append(context.Background(), id, last, []*nats.Msg{benchEvent(b, id, i)})
 		if err != nil {
 			b.Fatalf("append %s #%d: %v", id, i, err)
 		}
@@ -152,7 +152,7 @@ func BenchmarkHistoryAppend(b *testing.B) {
 						msgs[i] = benchEvent(b, id, n%20)
 						n++
 					}
-					seq, err := h.Append(ctx, id, last, msgs)
+					seq, _, err := h.Append(ctx, id, last, msgs)
 					if err != nil {
 						b.Fatalf("append: %v", err)
 					}

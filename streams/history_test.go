@@ -56,7 +56,7 @@ func TestEnsureUpgradesTheHistoryStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := streams.NewHistory(env.NC, env.JS)
-	last, err := h.Append(ctx, "up", 0, []*nats.Msg{marker(t, "up", 1), marker(t, "up", 2)})
+	last, _, err := h.Append(ctx, "up", 0, []*nats.Msg{marker(t, "up", 1), marker(t, "up", 2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestAppendFenceOneWriterWins(t *testing.T) {
 	env := natstest.RunJetStream(t)
 	ctx := context.Background()
 	h := streams.NewHistory(env.NC, env.JS)
-	first, err := h.Append(ctx, "w1", 0, []*nats.Msg{marker(t, "w1", 1)})
+	first, _, err := h.Append(ctx, "w1", 0, []*nats.Msg{marker(t, "w1", 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestAppendFenceOneWriterWins(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			_, errs[i] = h.Append(ctx, "w1", first, []*nats.Msg{marker(t, "w1", 100+i)})
+			_, _, errs[i] = h.Append(ctx, "w1", first, []*nats.Msg{marker(t, "w1", 100+i)})
 		}(i)
 	}
 	wg.Wait()
@@ -126,7 +126,7 @@ func TestAppendFenceOneWriterWins(t *testing.T) {
 		t.Fatal("a loser was told it landed")
 	}
 	// Another workflow is not fenced by w1's tree.
-	if _, err := h.Append(ctx, "w2", 0, []*nats.Msg{marker(t, "w2", 1)}); err != nil {
+	if _, _, err := h.Append(ctx, "w2", 0, []*nats.Msg{marker(t, "w2", 1)}); err != nil {
 		t.Fatalf("independent workflow fenced: %v", err)
 	}
 }
@@ -138,7 +138,7 @@ func TestAppendWritesAPrefixInOrder(t *testing.T) {
 	env := natstest.RunJetStream(t)
 	ctx := context.Background()
 	h := streams.NewHistory(env.NC, env.JS)
-	last, err := h.Append(ctx, "b1", 0, []*nats.Msg{marker(t, "b1", 1), marker(t, "b1", 2), marker(t, "b1", 3)})
+	last, _, err := h.Append(ctx, "b1", 0, []*nats.Msg{marker(t, "b1", 1), marker(t, "b1", 2), marker(t, "b1", 3)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestAppendWritesAPrefixInOrder(t *testing.T) {
 			t.Fatalf("event %d is %s, want %s", i, ev.MsgID, want)
 		}
 	}
-	if _, err = h.Append(ctx, "b1", 1, []*nats.Msg{marker(t, "b1", 4), marker(t, "b1", 5)}); !errors.Is(err, streams.ErrFenced) {
+	if _, _, err = h.Append(ctx, "b1", 1, []*nats.Msg{marker(t, "b1", 4), marker(t, "b1", 5)}); !errors.Is(err, streams.ErrFenced) {
 		t.Fatalf("stale append: %v, want ErrFenced", err)
 	}
 	if evs, _ := h.Read(ctx, "b1", 0); len(evs) != 3 {
@@ -162,8 +162,9 @@ func TestAppendWritesAPrefixInOrder(t *testing.T) {
 	dup := marker(t, "b1", 2)
 	dup.Header.Set(jetstream.MsgIDHeader, "b1:2-again")
 	msgs := []*nats.Msg{marker(t, "b1", 4), dup, marker(t, "b1", 5)}
-	if _, err = h.Append(ctx, "b1", last, msgs); !errors.Is(err, streams.ErrFenced) {
-		t.Fatalf("append onto a taken subject: %v, want ErrFenced", err)
+	_, acked, err := h.Append(ctx, "b1", last, msgs)
+	if !errors.Is(err, streams.ErrSubjectTaken) || acked != 1 {
+		t.Fatalf("append onto a taken subject: %d acknowledged, %v; want 1 and ErrSubjectTaken", acked, err)
 	}
 	n, tail, err := h.Landed(ctx, "b1", last, []string{"b1:4", "b1:2-again", "b1:5"})
 	if err != nil || n != 1 || len(tail) != 1 || tail[0].MsgID != "b1:4" {
@@ -178,11 +179,11 @@ func TestReadPagesLongHistories(t *testing.T) {
 	var last uint64
 	for i := 1; i <= 1100; i++ { // past the 1024 subjects one multi_last serves
 		var err error
-		if last, err = h.Append(ctx, "long", last, []*nats.Msg{marker(t, "long", i)}); err != nil {
+		if last, _, err = h.Append(ctx, "long", last, []*nats.Msg{marker(t, "long", i)}); err != nil {
 			t.Fatal(err)
 		}
 		if i%50 == 0 { // interleave another workflow
-			if _, err := h.Append(ctx, fmt.Sprintf("other%d", i), 0, []*nats.Msg{marker(t, "x", i)}); err != nil {
+			if _, _, err := h.Append(ctx, fmt.Sprintf("other%d", i), 0, []*nats.Msg{marker(t, "x", i)}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -102,7 +102,7 @@ func writeNineSteps(b *testing.B, h *streams.History, id string) {
 		}
 		m.Header.Set(jetstream.MsgIDHeader, id+":"+strconv.Itoa(n))
 		n++
-		if last, err = h.Append(ctx, id, last, []*nats.Msg{m}); err != nil {
+		if last, _, err = h.Append(ctx, id, last, []*nats.Msg{m}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sort"
 	"time"
 
 	"jetflow/schema"
@@ -29,6 +30,18 @@ type Outcome struct {
 	Finished *schema.WorkflowFinished
 	// Blocked is set when the code diverged from the history or panicked.
 	Blocked *schema.WorkflowBlocked
+	// Unreceived are, when Finished is set, the signals recorded in the
+	// history that the function never received, in history order: it
+	// returned before it took them, or before they were recorded. For the
+	// workflow they came too late.
+	Unreceived []UnreceivedSignal
+}
+
+// UnreceivedSignal is a recorded signal a finished workflow never received.
+type UnreceivedSignal struct {
+	// Seq is the stream sequence of its history event.
+	Seq    uint64
+	Signal *schema.Signal
 }
 
 // NondeterminismError describes where replay diverged from the history.
@@ -112,6 +125,7 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 	r.logger = slog.New(&replayAware{inner: logger.Handler(), r: r})
 	r.sched = &scheduler{r: r, yield: make(chan struct{})}
 	var feed []Event
+	fed := 0
 	for _, ev := range history[1:] {
 		switch v := ev.Value.(type) {
 		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled:
@@ -132,6 +146,7 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 			break
 		}
 		r.fedAll = i == len(feed)-1
+		fed = i + 1
 		// Workflow time never goes back, and a fired timer means at least
 		// its due time has passed (which matters when the timer service
 		// runs on a clock of its own, as in tests).
@@ -148,7 +163,7 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 			}
 			r.fire(v)
 		case *schema.Signal:
-			r.queue(v.Name).push(v.Payload, r.tick)
+			r.queue(v.Name).push(v.Payload, r.tick, ev.Seq, v)
 		}
 		r.sched.run()
 	}
@@ -170,7 +185,29 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 		}
 		return blockedOutcome(r.failure, seq)
 	}
-	return Outcome{Decisions: r.fresh, Finished: r.finished}
+	out := Outcome{Decisions: r.fresh, Finished: r.finished}
+	if r.finished != nil {
+		out.Unreceived = r.unreceived(feed[fed:])
+	}
+	return out
+}
+
+// unreceived lists the signals left in the queues and those among the
+// events never fed, in history order.
+func (r *replayer) unreceived(unfed []Event) []UnreceivedSignal {
+	var out []UnreceivedSignal
+	for _, q := range r.signals {
+		for _, it := range q.items {
+			out = append(out, UnreceivedSignal{Seq: it.seq, Signal: it.signal})
+		}
+	}
+	for _, ev := range unfed {
+		if s, ok := ev.Value.(*schema.Signal); ok {
+			out = append(out, UnreceivedSignal{Seq: ev.Seq, Signal: s})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out
 }
 
 func blockedOutcome(err error, seq uint64) Outcome {

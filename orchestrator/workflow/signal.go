@@ -21,6 +21,8 @@ func (p Payload) Empty() bool { return len(p.raw) == 0 }
 type pendingSignal struct {
 	payload schema.Raw
 	at      int64
+	seq     uint64
+	signal  *schema.Signal
 }
 
 // signalQueue holds the signals of one name in the order they were
@@ -37,8 +39,8 @@ func (r *replayer) queue(name string) *signalQueue {
 	return q
 }
 
-func (q *signalQueue) push(p schema.Raw, at int64) {
-	q.items = append(q.items, pendingSignal{payload: p, at: at})
+func (q *signalQueue) push(p schema.Raw, at int64, seq uint64, s *schema.Signal) {
+	q.items = append(q.items, pendingSignal{payload: p, at: at, seq: seq, signal: s})
 }
 
 func (q *signalQueue) pop() Payload {
@@ -56,9 +58,9 @@ func ReceiveSignal(ctx Context, name string) Payload {
 }
 
 // TryReceiveSignal receives the next signal called name if one is recorded,
-// without waiting. Before a workflow ends, draining a signal this way is
-// airtight: the end is appended fenced, so a signal recorded after the
-// replay makes the end fail and the workflow decides again with it.
+// without waiting. A signal the workflow never receives before it returns
+// is a late one: the orchestrator hands it to the workflow's late-signal
+// route, if it has one (see Outcome.Unreceived).
 func TryReceiveSignal(ctx Context, name string) (Payload, bool) {
 	q := ctx.co().r.queue(name)
 	if len(q.items) == 0 {

@@ -135,3 +135,35 @@ func TestSleep(t *testing.T) {
 		t.Fatalf("Now after sleep = %v (%v), want the fire's time %v", now, err, h[2].Time)
 	}
 }
+
+// A finished workflow reports the signals it never received: the second of
+// two carrier signals (left in the queue), and one recorded after the
+// deadline it had already taken (never fed).
+func TestFinishedReportsUnreceivedSignals(t *testing.T) {
+	fn := pickupFn(t)
+	ts := Replay(fn, "w1", hist(t, 0), nil).Decisions[0].(*schema.TimerStarted)
+	first, second := sig("carrier.picked_up", map[string]string{"carrier": "DHL"}), sig("carrier.picked_up", map[string]string{"carrier": "UPS"})
+	h := hist(t, 0, ts, first, second, &schema.TimerCancelled{ID: 2, TimerID: 1})
+	o := Replay(fn, "w1", h, nil)
+	if output(t, o) != "picked up by DHL" {
+		t.Fatalf("output %q", output(t, o))
+	}
+	if len(o.Unreceived) != 1 || o.Unreceived[0].Signal != second || o.Unreceived[0].Seq != h[3].Seq {
+		t.Fatalf("unreceived %+v, want the second signal at #%d", o.Unreceived, h[3].Seq)
+	}
+
+	late := sig("carrier.picked_up", map[string]string{"carrier": "FedEx"})
+	h = hist(t, 0, ts, &schema.TimerFired{TimerID: 1, Due: ts.Due}, late)
+	o = Replay(fn, "w1", h, nil)
+	if output(t, o) != "deadline" {
+		t.Fatalf("output %q", output(t, o))
+	}
+	if len(o.Unreceived) != 1 || o.Unreceived[0].Signal != late {
+		t.Fatalf("unreceived %+v, want the signal after the deadline", o.Unreceived)
+	}
+
+	// Not finished: nothing is reported.
+	if o := Replay(fn, "w1", hist(t, 0, ts), nil); o.Finished != nil || o.Unreceived != nil {
+		t.Fatalf("outcome %+v", o)
+	}
+}

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"jetflow/internal/natstest"
 	"jetflow/orchestrator"
 	"jetflow/orchestrator/workflow"
@@ -35,6 +37,7 @@ type Env struct {
 	clock *orchestrator.ManualClock
 	reg   *workflow.Registry
 	stubs map[string]map[string]participants.Handler
+	late  []orchestrator.LateSignalRoute
 	ran   bool
 }
 
@@ -60,6 +63,16 @@ func (e *Env) Stub(act workflow.Activity, fn participants.HandlerFunc) {
 	e.stubs[act.Service][act.Action] = fn
 }
 
+// RouteLateSignals gives the orchestrator late-signal routes (see
+// orchestrator.Config.LateSignals). Call it before Run.
+func (e *Env) RouteLateSignals(routes ...orchestrator.LateSignalRoute) {
+	e.late = append(e.late, routes...)
+}
+
+// JS is the environment's JetStream context, for what the Env does not
+// wrap.
+func (e *Env) JS() jetstream.JetStream { return e.env.JS }
+
 // Run starts the orchestrator and the stub participants; they stop when the
 // test ends.
 func (e *Env) Run() {
@@ -76,7 +89,7 @@ func (e *Env) Run() {
 			<-done
 		}
 	})
-	o, err := orchestrator.New(orchestrator.Config{NC: e.env.NC, JS: e.env.JS, Registry: e.reg, Clock: e.clock, AckWait: 5 * time.Second})
+	o, err := orchestrator.New(orchestrator.Config{NC: e.env.NC, JS: e.env.JS, Registry: e.reg, Clock: e.clock, AckWait: 5 * time.Second, LateSignals: e.late})
 	if err != nil {
 		e.t.Fatalf("workflowtest: %v", err)
 	}
