@@ -75,14 +75,7 @@ func TestKillAtFaultPoints(t *testing.T) {
 	// itself, or the deadline never fires and the order waits forever.
 	t.Run("after-append-timer-to-a-warm-peer", func(t *testing.T) {
 		h := newHarness(t, seed+30, serverOptions{})
-		var orders []Expected
-		for _, e := range mix("warm-", 60, false) {
-			if e.Want == schema.StatusCompleted && len(orders) < 20 {
-				e.Order.Simulate = map[string]string{"pickup": "never"}
-				e.Want = schema.StatusCompensated
-				orders = append(orders, e)
-			}
-		}
+		orders := neverPickedUp("warm-", 20)
 		// o2 alone takes every order to its shipment, so it has them all
 		// cached; its clock runs 73 h ahead, so it fires 72 h deadlines at
 		// once.
@@ -158,14 +151,7 @@ func TestKillAtFaultPoints(t *testing.T) {
 	// counts once.
 	t.Run("timers.after-fire", func(t *testing.T) {
 		h := newHarness(t, seed+20, serverOptions{})
-		var orders []Expected
-		for _, e := range mix("tmr-", 60, false) {
-			if e.Want == schema.StatusCompleted && len(orders) < 20 {
-				e.Order.Simulate = map[string]string{"pickup": "never"}
-				e.Want = schema.StatusCompensated
-				orders = append(orders, e)
-			}
-		}
+		orders := neverPickedUp("tmr-", 20)
 		k1, k2 := 1+h.rng.Intn(8), 1+h.rng.Intn(5)
 		h.logf("timers.after-fire: exit at fire %d, then at fire %d of the restarted process", k1, k2)
 		o := h.clockOrchestrator("o1-clock", 73*time.Hour, firstStarts(fmt.Sprintf("timers.after-fire=exit@%d", k1), fmt.Sprintf("timers.after-fire=exit@%d", k2)))
@@ -202,4 +188,18 @@ func TestKillAtFaultPoints(t *testing.T) {
 			return true
 		})
 	})
+}
+
+// neverPickedUp returns n completing orders of the mix whose carrier never
+// comes: each ends compensated when its 72 h pickup deadline fires.
+func neverPickedUp(prefix string, n int) []Expected {
+	var orders []Expected
+	for _, e := range mix(prefix, 3*n, false) {
+		if e.Want == schema.StatusCompleted && len(orders) < n {
+			e.Order.Simulate = map[string]string{"pickup": "never"}
+			e.Want = schema.StatusCompensated
+			orders = append(orders, e)
+		}
+	}
+	return orders
 }
