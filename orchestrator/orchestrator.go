@@ -127,11 +127,20 @@ func New(cfg Config) (*Orchestrator, error) {
 // PendingTimers is the number of timers this orchestrator holds, waiting.
 func (o *Orchestrator) PendingTimers() int { return o.timers.pending() }
 
+// startErr is what Run returns when starting failed with err: nothing when
+// ctx was cancelled meanwhile (a stop during start-up is a stop).
+func startErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
 // Run consumes until ctx is done. It returns nil on cancellation.
 func (o *Orchestrator) Run(ctx context.Context) error {
 	cons, err := o.cfg.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, streams.OrchestratorConsumerConfig(o.cfg.AckWait))
 	if err != nil {
-		return fmt.Errorf("orchestrator: consumer: %w", err)
+		return startErr(ctx, fmt.Errorf("orchestrator: consumer: %w", err))
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -166,20 +175,20 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		o.log.Debug("orchestrator consume", "err", err)
 	}))
 	if err != nil {
-		return fmt.Errorf("orchestrator: consume: %w", err)
+		return startErr(ctx, fmt.Errorf("orchestrator: consume: %w", err))
 	}
 	defer cc.Stop()
 
 	if o.cfg.Intake != nil {
 		stop, err := o.runIntake(ctx)
 		if err != nil {
-			return err
+			return startErr(ctx, err)
 		}
 		defer stop()
 	}
 	stopSignals, err := o.runSignals(ctx)
 	if err != nil {
-		return err
+		return startErr(ctx, err)
 	}
 	defer stopSignals()
 	timersDone := make(chan error, 1)

@@ -186,7 +186,9 @@ func TestChangedCodeBlocksOnlyThatWorkflow(t *testing.T) {
 
 	// The new code reserves stock before charging.
 	s.workflows = func(r *workflow.Registry) {
-		cfg := fulfillment.Config{Steps: fastSteps, Compensation: fastCompensation}
+		// Called directly, Fulfill gets no defaults from Register: the
+		// deadlines must be set, or a 0 s pickup deadline races the carrier.
+		cfg := fulfillment.Config{Steps: fastSteps, Compensation: fastCompensation, PickupTimeout: time.Hour, PaymentTimeout: time.Hour}
 		workflow.Register(r, fulfillment.WorkflowType, func(ctx workflow.Context, o fulfillment.Order) (fulfillment.Receipt, error) {
 			if _, err := workflow.Execute[inventory.Reservation](ctx, inventory.Reserve.WithOptions(fastSteps), inventory.ReserveRequest{OrderID: o.OrderID, Items: o.Items}); err != nil {
 				return fulfillment.Receipt{}, err
@@ -203,7 +205,8 @@ func TestChangedCodeBlocksOnlyThatWorkflow(t *testing.T) {
 		t.Fatalf("old workflow is %s, want blocked", st[old.OrderID])
 	}
 	if st[fresh.OrderID] != schema.StatusCompleted {
-		t.Fatalf("new workflow is %s, want completed", st[fresh.OrderID])
+		d := s.describe(fresh.OrderID)
+		t.Fatalf("new workflow is %s, want completed: %s %s", st[fresh.OrderID], d.Error, d.Reason)
 	}
 	d := s.describe(old.OrderID)
 	for _, want := range []string{"nondeterminism", "decision 1", "payment.charge", "inventory.reserve", "#"} {

@@ -73,16 +73,22 @@ type Receipt struct {
 	Carrier       string `json:"carrier" msgpack:"carrier"`
 }
 
+// withDefaults fills what cfg leaves zero.
+func (c Config) withDefaults() Config {
+	c.Steps = DefaultSteps.Merge(c.Steps)
+	c.Compensation = DefaultCompensation.Merge(c.Compensation)
+	if c.PickupTimeout <= 0 {
+		c.PickupTimeout = 72 * time.Hour
+	}
+	if c.PaymentTimeout <= 0 {
+		c.PaymentTimeout = 48 * time.Hour
+	}
+	return c
+}
+
 // Register adds the workflow to reg under WorkflowType.
 func Register(reg *workflow.Registry, cfg Config) {
-	cfg.Steps = DefaultSteps.Merge(cfg.Steps)
-	cfg.Compensation = DefaultCompensation.Merge(cfg.Compensation)
-	if cfg.PickupTimeout <= 0 {
-		cfg.PickupTimeout = 72 * time.Hour
-	}
-	if cfg.PaymentTimeout <= 0 {
-		cfg.PaymentTimeout = 48 * time.Hour
-	}
+	cfg = cfg.withDefaults()
 	workflow.Register(reg, WorkflowType, cfg.Fulfill)
 	workflow.Register(reg, LateSettlementType, cfg.RefundLateSettlement)
 }
@@ -108,6 +114,7 @@ func Intake() *orchestrator.Intake {
 // Fulfill is the workflow: charge → reserve → ship → notify, with the
 // completed steps compensated in reverse when one fails.
 func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
+	c = c.withDefaults() // also when called from another workflow
 	step := func(a workflow.Activity) workflow.Activity { return a.WithOptions(c.Steps) }
 	saga := workflow.NewSaga(ctx, c.Compensation)
 	r := Receipt{OrderID: o.OrderID}
