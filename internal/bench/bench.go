@@ -278,6 +278,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	ru1 := rusage()
+	if runErr == nil {
+		// A subscriber can see a done event before the stream has stored
+		// it: count the writes once every end is in the stream.
+		runErr = waitStored(ctx, js, res.Finished)
+	}
 	after, err := snapshot(ctx, js)
 	if err != nil {
 		return nil, err
@@ -607,4 +612,27 @@ func writeHeapProfile(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// waitStored waits until the history stream holds n end events.
+func waitStored(ctx context.Context, js jetstream.JetStream, n int) error {
+	stream, err := js.Stream(ctx, streams.HistoryStream)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(streams.DoneFilter))
+		if err == nil && len(info.State.Subjects) >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the history stream does not hold the %d end events seen (%v)", n, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
