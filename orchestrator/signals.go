@@ -113,13 +113,13 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		// A redelivery of a signal recorded before the workflow ended is
 		// not a late one: the end took it (received it, or routed it as
 		// never received). One recorded after the end is.
-		handled, err := o.recordedBeforeEnd(ctx, id, md.Sequence.Stream)
+		_, before, err := o.signalVsEnd(ctx, id, md.Sequence.Stream)
 		if err != nil {
 			o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
 			_ = m.NakWithDelay(retryDelay(m))
 			return
 		}
-		if handled {
+		if before {
 			_ = m.Ack()
 			return
 		}
@@ -146,49 +146,43 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 	}
 	// The workflow may have ended between the status read and the record:
 	// then no replay will ever see the signal, and it is a late one.
-	done, err := o.hist.LastFromLeader(ctx, streams.DoneFilterOf(id))
+	done, before, err := o.signalVsEnd(ctx, id, md.Sequence.Stream)
 	if err != nil {
 		o.log.Warn("signal: read the end, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
 		return
 	}
-	if done != nil {
-		handled, err := o.recordedBeforeEnd(ctx, id, md.Sequence.Stream)
-		if err != nil {
-			o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
+	if done != nil && !before {
+		if f, ok := done.Value.(*schema.WorkflowFinished); ok {
+			st.Status = f.Status
+		}
+		if err := o.late(ctx, st, name, payload, seq); err != nil {
+			o.log.Warn("late signal: start, will retry", "workflow_id", id, "err", err)
 			_ = m.NakWithDelay(retryDelay(m))
 			return
 		}
-		if !handled {
-			if f, ok := done.Value.(*schema.WorkflowFinished); ok {
-				st.Status = f.Status
-			}
-			if err := o.late(ctx, st, name, payload, seq); err != nil {
-				o.log.Warn("late signal: start, will retry", "workflow_id", id, "err", err)
-				_ = m.NakWithDelay(retryDelay(m))
-				return
-			}
-			o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s), recorded after its end", name, id, st.Status))
-			return
-		}
+		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s), recorded after its end", name, id, st.Status))
+		return
 	}
 	_ = m.Ack()
 }
 
-// recordedBeforeEnd reports whether the signal with sequence seq in the
-// signals stream is in the history of id before its end event. Both are
-// read from the stream's leader: a stale replica must not turn a handled
-// signal into a late one, or a late one into a handled one.
-func (o *Orchestrator) recordedBeforeEnd(ctx context.Context, id string, seq uint64) (bool, error) {
-	ev, err := o.hist.LastFromLeader(ctx, streams.SignalEventSubject(id, seq))
-	if err != nil || ev == nil {
-		return false, err
-	}
-	done, err := o.hist.LastFromLeader(ctx, streams.DoneFilterOf(id))
+// signalVsEnd returns the end event of id (nil while it runs) and whether
+// the signal with sequence seq in the signals stream is in the history
+// before it: then the end took the signal (received it, or routed it as
+// never received). Both are read from the stream's leader: a stale replica
+// must not turn a handled signal into a late one, or a late one into a
+// handled one.
+func (o *Orchestrator) signalVsEnd(ctx context.Context, id string, seq uint64) (done *streams.Event, before bool, err error) {
+	done, err = o.hist.LastFromLeader(ctx, streams.DoneFilterOf(id))
 	if err != nil || done == nil {
-		return false, err
+		return nil, false, err
 	}
-	return ev.Seq < done.Seq, nil
+	ev, err := o.hist.LastFromLeader(ctx, streams.SignalEventSubject(id, seq))
+	if err != nil {
+		return nil, false, err
+	}
+	return done, ev != nil && ev.Seq < done.Seq, nil
 }
 
 // routeUnreceived starts the late-signal routes of the signals a finishing

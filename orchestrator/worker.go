@@ -60,16 +60,12 @@ func (s *state) unensured() map[int]*schema.TimerStarted {
 	return out
 }
 
-// markEnsured records that the timers started by vals are in the bucket.
-func (s *state) markEnsured(vals []schema.Kinded) {
-	for _, v := range vals {
-		if t, ok := v.(*schema.TimerStarted); ok {
-			if s.ensured == nil {
-				s.ensured = map[int]bool{}
-			}
-			s.ensured[t.ID] = true
-		}
+// markEnsured records that timer id is in the bucket.
+func (s *state) markEnsured(id int) {
+	if s.ensured == nil {
+		s.ensured = map[int]bool{}
 	}
+	s.ensured[id] = true
 }
 
 func (s *state) add(evs []streams.Event) {
@@ -227,11 +223,8 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			if err := w.o.timers.ensure(ctx, id, missing); err != nil {
 				return err
 			}
-			if st.ensured == nil {
-				st.ensured = map[int]bool{}
-			}
 			for tid := range missing {
-				st.ensured[tid] = true
+				st.markEnsured(tid)
 			}
 		}
 		if st.start == nil {
@@ -263,10 +256,9 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		if err == nil {
 			failpoint.Hit("orchestrator.after-append")
 			w.logOutcome(id, out)
-			if err := w.o.timers.apply(ctx, id, vals); err != nil {
+			if err := w.applyTimers(ctx, id, st, vals); err != nil {
 				return err
 			}
-			st.markEnsured(vals)
 			// The cache is not advanced past what was read: on a clustered
 			// stream an event proposed before our write may be stored before
 			// it without the fence seeing it, so the next wake reads our own
@@ -290,10 +282,9 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		if errors.Is(err, streams.ErrSubjectTaken) {
 			// Something other than this decision sits on the subject of
 			// message n: no re-read can make room for it.
-			if err := w.o.timers.apply(ctx, id, vals[:n]); err != nil {
+			if err := w.applyTimers(ctx, id, st, vals[:n]); err != nil {
 				return err
 			}
-			st.markEnsured(vals[:n])
 			taken := msgs[min(n, len(msgs)-1)].Subject
 			return w.park(ctx, id, st, fmt.Sprintf("decision cannot be recorded: %s already holds a message that is not this decision (%v)", taken, err))
 		}
@@ -301,10 +292,9 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			// A prefix of the decision is recorded (all of it after a lost
 			// ack): its timers are kept, and the next replay finds those
 			// messages recorded and issues the rest.
-			if err := w.o.timers.apply(ctx, id, vals[:n]); err != nil {
+			if err := w.applyTimers(ctx, id, st, vals[:n]); err != nil {
 				return err
 			}
-			st.markEnsured(vals[:n])
 			continue
 		}
 		if !errors.Is(err, streams.ErrFenced) {
@@ -313,6 +303,20 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		// Another decision got in first: decide again on the new tail.
 	}
 	return fmt.Errorf("%w %d times in a row", streams.ErrFenced, maxFenceRetries)
+}
+
+// applyTimers mirrors the timer decisions among vals, which are in the
+// history, into the timers bucket.
+func (w *worker) applyTimers(ctx context.Context, id string, st *state, vals []schema.Kinded) error {
+	if err := w.o.timers.apply(ctx, id, vals); err != nil {
+		return err
+	}
+	for _, v := range vals {
+		if t, ok := v.(*schema.TimerStarted); ok {
+			st.markEnsured(t.ID)
+		}
+	}
+	return nil
 }
 
 // park appends a blocked event with reason, fenced on what was read, so an

@@ -426,12 +426,16 @@ func (j *job) finish(sc *schema.Command, key, msgID string, res *schema.Result) 
 		// Another attempt of the same command (a delivery taken over from a
 		// frozen worker) got there first: its result is the command's.
 		entry, gerr := j.kv.Get(ctx, key)
+		var theirs *schema.Result
+		if gerr == nil {
+			theirs = recordedResult(entry.Value())
+		}
 		switch {
 		case gerr != nil:
 			err = gerr
-		case recordedResult(entry.Value()) != nil:
+		case theirs != nil:
 			j.log.Info("another attempt recorded its result first", "key", key)
-			j.republish(sc.ReplyTo, msgID, recordedResult(entry.Value()))
+			j.republish(sc.ReplyTo, msgID, theirs)
 			return
 		default:
 			// A record without a result (a claim written by an earlier

@@ -152,11 +152,9 @@ func (h *History) mux() error {
 // appendTimeout bounds one append, all its messages included.
 const appendTimeout = 10 * time.Second
 
-const (
-	readBatch = 256
-	// multiLastMax is the server's cap on subjects per multi_last request.
-	multiLastMax = 1024
-)
+// readBatch is the page of a next_by_subj read of a history of more than
+// the 1,024 subjects one multi_last serves.
+const readBatch = 256
 
 // errTooMany is the server's 413 answer to a multi_last over more subjects
 // than it serves at once.
