@@ -1,4 +1,4 @@
-module jetflow
+module github.com/jetflow-io/jetflow
 
 go 1.26.8
 

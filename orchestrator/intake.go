@@ -7,7 +7,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // Intake starts a workflow for each message published on order.created. It

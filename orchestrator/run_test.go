@@ -7,8 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"jetflow/internal/natstest"
-	"jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 )
 
 // A stop is a stop whenever it comes: Run returns nil when its context is

@@ -12,9 +12,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/orchestrator/workflow"
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // LateSignalRoute starts workflow Start when signal Signal arrives for a

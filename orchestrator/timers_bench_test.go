@@ -15,8 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"jetflow/internal/natstest"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // BenchmarkTimerService loads N pending timers into the timers bucket, lets

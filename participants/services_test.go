@@ -5,14 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/orchestrator/workflow"
-	"jetflow/participants"
-	"jetflow/participants/inventory"
-	"jetflow/participants/notification"
-	"jetflow/participants/payment"
-	"jetflow/participants/shipping"
-	"jetflow/participants/sim"
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/participants"
+	"github.com/jetflow-io/jetflow/participants/inventory"
+	"github.com/jetflow-io/jetflow/participants/notification"
+	"github.com/jetflow-io/jetflow/participants/payment"
+	"github.com/jetflow-io/jetflow/participants/shipping"
+	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // runReference runs the four reference participants with faults f.

@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/internal/failpoint"
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/internal/failpoint"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // worker holds what every message handler of one Run shares.

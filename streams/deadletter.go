@@ -7,7 +7,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // DeadLetter copies a refused message to dlq.<origin> with the reason and

@@ -9,13 +9,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"jetflow/internal/natstest"
-	"jetflow/orchestrator/fulfillment"
-	"jetflow/orchestrator/workflow"
-	"jetflow/participants/inventory"
-	"jetflow/participants/reference"
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/participants/inventory"
+	"github.com/jetflow-io/jetflow/participants/reference"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 const mixSize = 500

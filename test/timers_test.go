@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/internal/natstest"
-	"jetflow/orchestrator"
-	"jetflow/orchestrator/fulfillment"
-	"jetflow/orchestrator/workflow"
-	"jetflow/participants/sim"
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // timerStack is a stack whose orchestrators run on a clock the test moves.

@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"jetflow/internal/bench"
+	"github.com/jetflow-io/jetflow/internal/bench"
 )
 
 func runBench(ctx context.Context, args []string) error {

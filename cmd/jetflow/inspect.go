@@ -12,10 +12,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"jetflow/orchestrator"
-	"jetflow/participants/sim"
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 func printJSON(v any) error {

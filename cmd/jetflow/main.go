@@ -29,8 +29,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"jetflow/internal/failpoint"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/internal/failpoint"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 type command struct {

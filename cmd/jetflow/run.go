@@ -16,14 +16,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/orchestrator"
-	"jetflow/orchestrator/fulfillment"
-	"jetflow/orchestrator/workflow"
-	"jetflow/participants"
-	"jetflow/participants/reference"
-	"jetflow/participants/sim"
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/participants"
+	"github.com/jetflow-io/jetflow/participants/reference"
+	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // engineFlags are the flags of the commands that run parts of the engine.

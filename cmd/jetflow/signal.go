@@ -7,7 +7,7 @@ import (
 	"flag"
 	"fmt"
 
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // runSignal publishes signal NAME to a workflow, as

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/internal/natstest"
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 func TestDistOf(t *testing.T) {

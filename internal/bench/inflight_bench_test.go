@@ -14,14 +14,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/internal/natstest"
-	"jetflow/orchestrator"
-	"jetflow/orchestrator/fulfillment"
-	"jetflow/orchestrator/workflow"
-	"jetflow/participants"
-	"jetflow/participants/reference"
-	"jetflow/participants/sim"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/participants"
+	"github.com/jetflow-io/jetflow/participants/reference"
+	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // BenchmarkInFlight measures the heap an orchestrator holds with many

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // WriteJSON writes r as indented JSON.

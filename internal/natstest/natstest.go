@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // Env is a running server with a connection and the jetflow topology.

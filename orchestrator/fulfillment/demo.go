@@ -3,8 +3,8 @@ package fulfillment
 import (
 	"fmt"
 
-	"jetflow/participants/inventory"
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/participants/inventory"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // MixedOrder returns the i-th order of a deterministic mix of outcomes, and

@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"jetflow/participants/inventory"
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/participants/inventory"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // Order is the body of an order.created message.

@@ -7,7 +7,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 func TestParseOrder(t *testing.T) {

@@ -6,13 +6,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"jetflow/orchestrator"
-	"jetflow/orchestrator/workflow"
-	"jetflow/participants/inventory"
-	"jetflow/participants/notification"
-	"jetflow/participants/payment"
-	"jetflow/participants/shipping"
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/participants/inventory"
+	"github.com/jetflow-io/jetflow/participants/notification"
+	"github.com/jetflow-io/jetflow/participants/payment"
+	"github.com/jetflow-io/jetflow/participants/shipping"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // WorkflowType is the registered name of the fulfillment workflow; it is

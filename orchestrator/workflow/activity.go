@@ -3,7 +3,7 @@ package workflow
 import (
 	"time"
 
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // Activity names a step a participant performs: the service that owns it

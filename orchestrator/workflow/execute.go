@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"time"
 
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // StepError is the error Execute returns when a step failed for good: the

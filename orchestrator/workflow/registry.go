@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"sort"
 
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // Func is a workflow function with its input and output erased to msgpack.

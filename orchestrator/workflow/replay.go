@@ -8,7 +8,7 @@ import (
 	"sort"
 	"time"
 
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // Event is one history event as the replayer needs it.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // benchSteps is the number of sequential steps of the benchmark workflow:

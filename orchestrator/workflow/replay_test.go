@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 var (

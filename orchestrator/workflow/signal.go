@@ -1,7 +1,7 @@
 package workflow
 
 import (
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // Payload is the body of a signal.

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // ErrCanceled is returned by Timer.Get for a cancelled timer.

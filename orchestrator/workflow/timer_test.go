@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // pickupFlow waits for a signal or a 72h deadline, whichever comes first.

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/orchestrator"
-	"jetflow/orchestrator/workflow"
-	"jetflow/orchestrator/workflowtest"
-	"jetflow/participants"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/orchestrator/workflowtest"
+	"github.com/jetflow-io/jetflow/participants"
 )
 
 var sendReminder = workflow.Activity{Service: "email", Action: "remind"}

@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/internal/natstest"
-	"jetflow/orchestrator"
-	"jetflow/orchestrator/workflow"
-	"jetflow/orchestrator/workflowtest"
-	"jetflow/participants"
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/orchestrator/workflowtest"
+	"github.com/jetflow-io/jetflow/participants"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 var capture = workflow.Activity{Service: "gateway", Action: "capture"}

@@ -16,9 +16,9 @@ import (
 	"context"
 	"errors"
 
-	"jetflow/orchestrator/workflow"
-	"jetflow/participants"
-	"jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/participants"
+	"github.com/jetflow-io/jetflow/participants/sim"
 )
 
 // Name is the service name of the inventory participant.

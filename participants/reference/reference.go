@@ -9,13 +9,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/participants"
-	"jetflow/participants/inventory"
-	"jetflow/participants/notification"
-	"jetflow/participants/payment"
-	"jetflow/participants/shipping"
-	"jetflow/participants/sim"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/participants"
+	"github.com/jetflow-io/jetflow/participants/inventory"
+	"github.com/jetflow-io/jetflow/participants/notification"
+	"github.com/jetflow-io/jetflow/participants/payment"
+	"github.com/jetflow-io/jetflow/participants/shipping"
+	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // Names lists the reference participants.

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/internal/natstest"
-	"jetflow/participants/sim"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 func TestApplyReturnsFirstEffect(t *testing.T) {

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // TestKillAtFaultPoints kills an orchestrator with exit 137 (as kill -9

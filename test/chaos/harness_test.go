@@ -22,11 +22,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/orchestrator"
-	"jetflow/orchestrator/fulfillment"
-	"jetflow/participants/reference"
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/participants/reference"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // The binaries under test, built once per package run by TestMain without
@@ -68,7 +68,7 @@ func TestMain(m *testing.M) {
 	bin.server = filepath.Join(dir, "nats-server-test")
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	for i, b := range []struct{ out, pkg string }{{bin.jetflow, "jetflow/cmd/jetflow"}, {bin.server, "jetflow/cmd/nats-server-test"}} {
+	for i, b := range []struct{ out, pkg string }{{bin.jetflow, "github.com/jetflow-io/jetflow/cmd/jetflow"}, {bin.server, "github.com/jetflow-io/jetflow/cmd/nats-server-test"}} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

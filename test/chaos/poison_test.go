@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"jetflow/schema"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // TestPoisonMessages publishes every kind of poison between good orders:

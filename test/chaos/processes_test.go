@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"jetflow/participants/sim"
-	"jetflow/schema"
+	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/schema"
 )
 
 // TestParticipantKilledAfterEffect kills participants right after their

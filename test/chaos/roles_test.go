@@ -12,11 +12,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/internal/failpoint"
-	"jetflow/orchestrator"
-	"jetflow/orchestrator/fulfillment"
-	"jetflow/orchestrator/workflow"
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/internal/failpoint"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // Helper roles: the test binary re-executed as a process of its own, for

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // TestNATSServerKilled kills the nats-server with SIGKILL three times under

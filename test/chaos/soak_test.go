@@ -14,7 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"jetflow/streams"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // Soak faults, by the key JETFLOW_SOAK_FAULTS selects them with.
