@@ -55,6 +55,14 @@ type Config struct {
 	// LateSignals start a workflow when a signal arrives for a workflow
 	// that has already finished (the signal also goes to dead-letter).
 	LateSignals []LateSignalRoute
+	// MaxInputSize bounds a workflow's encoded input: a workflow whose
+	// input is larger is parked (blocked, with the reason) at its first
+	// decision, before it issues any command, so it never charges a
+	// customer and then sticks on a command too large to send. Any one
+	// decision message larger than the server's max payload parks the
+	// workflow too. Default: the connection's max payload / 4 (256 KiB on
+	// a default server).
+	MaxInputSize int
 }
 
 func (c *Config) validate() error {
@@ -89,6 +97,9 @@ func (c *Config) validate() error {
 	}
 	if c.TimerSweep <= 0 {
 		c.TimerSweep = 30 * time.Second
+	}
+	if c.MaxInputSize <= 0 {
+		c.MaxInputSize = streams.MaxPayload(c.NC) / 4
 	}
 	for _, r := range c.LateSignals {
 		if _, ok := c.Registry.Lookup(r.Start); !ok {
@@ -216,7 +227,8 @@ func shard(id string, n int) int {
 // Start begins workflow id of type wfType with input, unless a workflow with
 // that ID was started before: starting is idempotent and the second start
 // reports started=false. The start is acknowledged by JetStream when Start
-// returns nil.
+// returns nil. An input whose start event is larger than the server's max
+// payload is refused with ErrTooLarge, before anything is written.
 func Start(ctx context.Context, js jetstream.JetStream, wfType, id string, input any, source string) (started bool, err error) {
 	if err := streams.ValidID(id); err != nil {
 		return false, err
@@ -231,6 +243,9 @@ func Start(ctx context.Context, js jetstream.JetStream, wfType, id string, input
 	}
 	m.Header.Set(jetstream.MsgIDHeader, "start-"+id)
 	m.Header.Set(schema.HeaderWorkflowID, id)
+	if err := checkStartSize(m, streams.MaxPayload(js.Conn())); err != nil {
+		return false, err
+	}
 	// The fence is on the start subject alone: a workflow starts once, and a
 	// stray message elsewhere in its tree cannot stop it from starting.
 	return streams.PublishFirst(ctx, js, m)

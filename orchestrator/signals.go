@@ -73,7 +73,7 @@ func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
 
 // settle acks m after a dead letter with reason is stored.
 func (o *Orchestrator) refuse(ctx context.Context, m jetstream.Msg, origin, reason string) {
-	o.log.Warn("dead letter", "subject", m.Subject(), "reason", reason)
+	o.log.Warn("dead letter", "subject", m.Subject(), "reason", streams.Clip(reason, 1024))
 	if err := streams.DeadLetter(ctx, o.cfg.JS, origin, m, reason); err != nil {
 		o.log.Error("dead letter failed, will retry", "err", err)
 		_ = m.NakWithDelay(time.Second)

@@ -394,5 +394,8 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 		}
 		msgs[len(msgs)-1].Header.Set(schema.HeaderStatus, string(out.Finished.Status))
 	}
+	if reason := w.tooLarge(st, msgs); reason != "" {
+		return w.messages(id, st, workflow.Outcome{Blocked: &schema.WorkflowBlocked{Reason: reason}})
+	}
 	return msgs, vals, nil
 }

@@ -37,6 +37,13 @@ const (
 	// where the refused message came from.
 	HeaderSourceSubject = "Jetflow-Source-Subject"
 	HeaderSourceSeq     = "Jetflow-Source-Seq"
+	// HeaderSourceStream is set on dead-letter messages: the stream that
+	// holds the refused message, at HeaderSourceSeq.
+	HeaderSourceStream = "Jetflow-Source-Stream"
+	// HeaderTruncated is set on a dead-letter message that had to be cut to
+	// fit the server's max payload: what was cut, from what size to what
+	// size. The original stays whole in its source stream.
+	HeaderTruncated = "Jetflow-Truncated"
 	// HeaderWorkflowID names the workflow a message belongs to, when known.
 	HeaderWorkflowID = "Jetflow-Workflow-Id"
 	// HeaderStatus is set on terminal events: the final workflow status.

@@ -2,7 +2,10 @@ package streams
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -10,25 +13,98 @@ import (
 	"github.com/jetflow-io/jetflow/schema"
 )
 
+// Bounds of a dead letter's parts. The body gets what is left of the max
+// payload after the headers.
+const (
+	// maxReason bounds the reason header.
+	maxReason = 2048
+	// maxOrigValue bounds each copied Orig-* header value.
+	maxOrigValue = 1024
+	// maxOrigName bounds the name of a copied header; a longer one is
+	// dropped (a cut name would no longer name anything).
+	maxOrigName = 256
+	// maxOrigTotal bounds all copied Orig-* headers together; the values
+	// beyond it are dropped.
+	maxOrigTotal = 32 << 10
+	// maxTruncated bounds the Jetflow-Truncated header itself.
+	maxTruncated = 1024
+	// dlqReserve is kept free of body for the Jetflow-Truncated header and
+	// the publish's own overhead.
+	dlqReserve = maxTruncated + 256
+)
+
 // DeadLetter copies a refused message to dlq.<origin> with the reason and
 // where it came from, and returns once JetStream has stored it. The caller
 // acks the original only after this returns nil, so a refused message is
 // never lost and never blocks the messages behind it.
+//
+// The copy always fits the connection's max payload, whatever the refused
+// message holds: the reason is cut to 2 KiB, each copied Orig-* header
+// value to 1 KiB (32 KiB for all of them), and the body to what is left.
+// What was cut is listed in Jetflow-Truncated ("body 1048000 bytes, kept
+// 1012345; header Orig-X 66560 bytes, kept 1024"). Nothing is lost: the
+// original stays whole in its stream, named by Jetflow-Source-Stream and
+// Jetflow-Source-Seq.
 func DeadLetter(ctx context.Context, js jetstream.JetStream, origin string, src jetstream.Msg, reason string) error {
-	m := nats.NewMsg(DeadLetterSubject(origin))
-	m.Data = src.Data()
-	for k, vs := range src.Headers() {
-		for _, v := range vs {
-			m.Header.Add("Orig-"+k, v)
-		}
+	m := deadLetterMsg(DeadLetterSubject(origin), src, reason, MaxPayload(js.Conn()))
+	_, err := js.PublishMsg(ctx, m)
+	return err
+}
+
+// deadLetterMsg builds the dead-letter copy of src, at most limit bytes.
+func deadLetterMsg(subject string, src jetstream.Msg, reason string, limit int) *nats.Msg {
+	m := nats.NewMsg(subject)
+	var cut []string
+	if len(reason) > maxReason {
+		cut = append(cut, fmt.Sprintf("reason %d bytes, kept %d", len(reason), maxReason))
+		reason = Clip(reason, maxReason)
 	}
 	m.Header.Set(schema.HeaderReason, reason)
 	m.Header.Set(schema.HeaderSourceSubject, src.Subject())
 	if md, err := src.Metadata(); err == nil {
+		m.Header.Set(schema.HeaderSourceStream, md.Stream)
 		m.Header.Set(schema.HeaderSourceSeq, strconv.FormatUint(md.Sequence.Stream, 10))
 		// One dead letter per source message, however often it is redelivered.
 		m.Header.Set(jetstream.MsgIDHeader, "dlq-"+md.Stream+"-"+strconv.FormatUint(md.Sequence.Stream, 10))
 	}
-	_, err := js.PublishMsg(ctx, m)
-	return err
+
+	h := src.Headers()
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	copied, dropped := 0, 0
+	for _, k := range keys {
+		if len(k) > maxOrigName {
+			cut = append(cut, fmt.Sprintf("header name of %d bytes dropped", len(k)))
+			continue
+		}
+		for _, v := range h[k] {
+			if copied >= maxOrigTotal {
+				dropped++
+				continue
+			}
+			if len(v) > maxOrigValue {
+				cut = append(cut, fmt.Sprintf("header Orig-%s %d bytes, kept %d", k, len(v), maxOrigValue))
+				v = Clip(v, maxOrigValue)
+			}
+			m.Header.Add("Orig-"+k, v)
+			copied += len("Orig-") + len(k) + len(v) + 4
+		}
+	}
+	if dropped > 0 {
+		cut = append(cut, fmt.Sprintf("%d header values dropped", dropped))
+	}
+
+	body := src.Data()
+	if room := max(limit-MsgSize(m)-dlqReserve, 0); len(body) > room {
+		cut = append(cut, fmt.Sprintf("body %d bytes, kept %d", len(body), room))
+		body = body[:room]
+	}
+	m.Data = body
+	if len(cut) > 0 {
+		m.Header.Set(schema.HeaderTruncated, Clip(strings.Join(cut, "; "), maxTruncated-32))
+	}
+	return m
 }

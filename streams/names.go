@@ -84,7 +84,7 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 // digits, '-' or '_', so it is one subject token and part of a KV key.
 func ValidID(id string) error {
 	if !idPattern.MatchString(id) {
-		return fmt.Errorf("invalid workflow id %q: want 1-128 characters of [A-Za-z0-9_-]", id)
+		return fmt.Errorf("invalid workflow id %q: want 1-128 characters of [A-Za-z0-9_-]", Clip(id, 200))
 	}
 	return nil
 }
@@ -92,7 +92,7 @@ func ValidID(id string) error {
 // ValidToken reports an error unless s can be a service or action name.
 func ValidToken(s string) error {
 	if !idPattern.MatchString(s) {
-		return fmt.Errorf("invalid name %q: want 1-128 characters of [A-Za-z0-9_-]", s)
+		return fmt.Errorf("invalid name %q: want 1-128 characters of [A-Za-z0-9_-]", Clip(s, 200))
 	}
 	return nil
 }
