@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -52,6 +54,9 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(pos) > 0 {
 		return fmt.Errorf("unexpected arguments %q", pos)
 	}
+	if err := validateBench(cfg); err != nil {
+		return err
+	}
 	switch syncMode {
 	case "default":
 	case "always":
@@ -83,4 +88,28 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return runErr
 	}
 	return err
+}
+
+// validateBench refuses the numeric flags of bench that make no sense,
+// naming flag and value.
+func validateBench(cfg bench.Config) error {
+	var errs []error
+	if cfg.Orders < 1 {
+		errs = append(errs, fmt.Errorf("--orders %d: must be at least 1", cfg.Orders))
+	}
+	if cfg.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("--concurrency %d: must be at least 1", cfg.Concurrency))
+	}
+	if !(cfg.Rate >= 0) || math.IsInf(cfg.Rate, 0) {
+		errs = append(errs, fmt.Errorf("--rate %v: must be a finite number, not negative", cfg.Rate))
+	}
+	if cfg.CeilingMsgs < -1 {
+		errs = append(errs, fmt.Errorf("--ceiling %d: want -1 (skip) or a count", cfg.CeilingMsgs))
+	}
+	errs = append(errs,
+		notNegative("latency", cfg.Latency),
+		notNegative("pickup-delay", cfg.PickupDelay),
+		positive("timeout", cfg.Timeout),
+	)
+	return errors.Join(errs...)
 }

@@ -84,4 +84,22 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 			t.Errorf("jetflow bench %v: no error", args)
 		}
 	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--orders", "0"}, "--orders 0: must be at least 1"},
+		{[]string{"--concurrency", "-4"}, "--concurrency -4: must be at least 1"},
+		{[]string{"--rate", "-10"}, "--rate -10: must be a finite number"},
+		{[]string{"--latency", "-1ms"}, "--latency -1ms: must not be negative"},
+		{[]string{"--pickup-delay", "-1s"}, "--pickup-delay -1s: must not be negative"},
+		{[]string{"--timeout", "-1m"}, "--timeout -1m0s: must be positive"},
+		{[]string{"--ceiling", "-2"}, "--ceiling -2: want -1"},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := benchMain(context.Background(), append(tc.args, "--nats", "nats://127.0.0.1:1"), &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("jetflow bench %v: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
 }

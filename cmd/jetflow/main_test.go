@@ -235,3 +235,36 @@ func TestUsageAndBadFlags(t *testing.T) {
 		t.Fatalf("bad --output accepted: %s", out)
 	}
 }
+
+// TestBadFlagValuesRefused: a flag value that makes no sense is refused
+// with the flag and the value in the error, before any connection is made,
+// instead of being replaced by a default.
+func TestBadFlagValuesRefused(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"orchestrator", "--pickup-timeout", "-1h"}, "--pickup-timeout -1h0m0s: must be positive"},
+		{[]string{"orchestrator", "--ack-wait", "-1s"}, "--ack-wait -1s: must be positive"},
+		{[]string{"orchestrator", "--ack-wait", "0s"}, "--ack-wait 0s: must be positive"},
+		{[]string{"orchestrator", "--payment-timeout", "-5m"}, "--payment-timeout -5m0s: must be positive"},
+		{[]string{"orchestrator", "--max-order-size", "-1"}, "--max-order-size -1: must be positive"},
+		{[]string{"participant", "payment", "--latency", "-1ms"}, "--latency -1ms: must not be negative"},
+		{[]string{"participant", "shipping", "--pickup-delay", "-2s"}, "--pickup-delay -2s: must not be negative"},
+		{[]string{"participant", "payment", "--payment-decline-rate", "1.5"}, "--payment-decline-rate 1.5: want a share from 0 to 1"},
+		{[]string{"participant", "inventory", "--out-of-stock-rate", "-0.1"}, "--out-of-stock-rate -0.1: want a share from 0 to 1"},
+		{[]string{"participant", "shipping", "--shipping-fail-rate", "NaN"}, "--shipping-fail-rate NaN: want a share from 0 to 1"},
+		{[]string{"orchestrator", "--replicas", "0"}, "--replicas 0: want 1 to 5"},
+		{[]string{"dev", "--demo", "-3"}, "--demo -3: must not be negative"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			// A server nobody listens on: a refused flag never gets as far
+			// as connecting.
+			args := append(tc.args, "--nats", "nats://127.0.0.1:1")
+			out, err := exec.Command(binary, args...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("jetflow %v: err %v, output %q; want %q", args, err, out, tc.want)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,8 @@ type engineFlags struct {
 	faults   sim.Faults
 	ackWait  time.Duration
 	workflow fulfillment.Config
+	// maxOrderSize is the orchestrator's intake limit (Intake.MaxSize).
+	maxOrderSize int
 }
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
@@ -46,16 +49,79 @@ func (e *engineFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&e.ackWait, "ack-wait", 30*time.Second, "how long a command or event may stay unacknowledged before JetStream redelivers it")
 	fs.DurationVar(&e.workflow.PickupTimeout, "pickup-timeout", 72*time.Hour, "how long an order waits for carrier.picked_up before it is cancelled")
 	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
+	fs.IntVar(&e.maxOrderSize, "max-order-size", orchestrator.DefaultMaxOrderSize, "largest order.created body in bytes; a larger order is dead-lettered (at most a quarter of the server's max payload)")
+}
+
+// validate refuses flag values that make no sense, naming flag and value,
+// rather than replacing them with defaults.
+func (e *engineFlags) validate() error {
+	var errs []error
+	if e.replicas < 1 || e.replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", e.replicas))
+	}
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{
+		{"payment-decline-rate", e.faults.PaymentDeclineRate},
+		{"out-of-stock-rate", e.faults.OutOfStockRate},
+		{"shipping-fail-rate", e.faults.ShippingFailRate},
+	} {
+		if !(r.v >= 0 && r.v <= 1) { // also NaN
+			errs = append(errs, fmt.Errorf("--%s %v: want a share from 0 to 1", r.name, r.v))
+		}
+	}
+	errs = append(errs,
+		notNegative("latency", e.faults.Latency),
+		notNegative("pickup-delay", e.faults.PickupDelay),
+		positive("ack-wait", e.ackWait),
+		positive("pickup-timeout", e.workflow.PickupTimeout),
+		positive("payment-timeout", e.workflow.PaymentTimeout),
+	)
+	if e.maxOrderSize <= 0 {
+		errs = append(errs, fmt.Errorf("--max-order-size %d: must be positive", e.maxOrderSize))
+	}
+	return errors.Join(errs...)
+}
+
+// positive refuses a duration flag that is zero or negative.
+func positive(name string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("--%s %s: must be positive", name, d)
+	}
+	return nil
+}
+
+// notNegative refuses a negative duration flag.
+func notNegative(name string, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("--%s %s: must not be negative", name, d)
+	}
+	return nil
+}
+
+// parseEngine parses the flags of an engine command and validates them.
+func parseEngine(fs *flag.FlagSet, e *engineFlags, args []string) ([]string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	return pos, e.validate()
 }
 
 func (e *engineFlags) topology() streams.Topology { return streams.Topology{Replicas: e.replicas} }
 
 // startOrchestrator runs the orchestrator with the reference workflow.
 func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, e *engineFlags, errs chan<- error) error {
+	if limit := streams.MaxPayload(nc) / 4; e.maxOrderSize > limit {
+		return fmt.Errorf("--max-order-size %d: more than a quarter of the server's max payload (%d), so the commands derived from an order may not fit", e.maxOrderSize, limit)
+	}
 	reg := workflow.NewRegistry()
 	fulfillment.Register(reg, e.workflow)
+	intake := fulfillment.Intake()
+	intake.MaxSize = e.maxOrderSize
 	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(),
+		NC: nc, JS: js, Registry: reg, Intake: intake, LateSignals: fulfillment.LateSignals(),
 		Logger: log.With("component", "orchestrator"), AckWait: e.ackWait,
 	})
 	if err != nil {
@@ -96,7 +162,7 @@ func runOrchestrator(ctx context.Context, args []string) error {
 	var e engineFlags
 	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
 	e.register(fs)
-	if _, err := parse(fs, args); err != nil {
+	if _, err := parseEngine(fs, &e, args); err != nil {
 		return err
 	}
 	log, _, err := logger(e.logLevel)
@@ -122,7 +188,7 @@ func runParticipant(ctx context.Context, args []string) error {
 	var e engineFlags
 	fs := flag.NewFlagSet("participant", flag.ContinueOnError)
 	e.register(fs)
-	pos, err := parse(fs, args)
+	pos, err := parseEngine(fs, &e, args)
 	if err != nil {
 		return err
 	}
@@ -175,8 +241,11 @@ func runDev(ctx context.Context, args []string) error {
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every write before acknowledging it")
 	fs.IntVar(&demo, "demo", 0, "publish N sample orders with a mix of outcomes")
 	fs.BoolVar(&demoExit, "demo-exit", false, "exit once every demo order has finished")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := parseEngine(fs, &e, args); err != nil {
 		return err
+	}
+	if demo < 0 {
+		return fmt.Errorf("--demo %d: must not be negative", demo)
 	}
 	// With --nats, use that server and start no embedded one.
 	external := false
