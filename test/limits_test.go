@@ -1,0 +1,228 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// publishSeq publishes on order.created and returns the stream sequence.
+func (s *stack) publishSeq(body []byte, h nats.Header) uint64 {
+	s.t.Helper()
+	ack, err := s.env.JS.PublishMsg(context.Background(), &nats.Msg{Subject: streams.OrderCreated, Data: body, Header: h})
+	if err != nil {
+		s.t.Fatalf("publish %d bytes: %v", len(body), err)
+	}
+	return ack.Sequence
+}
+
+// deadLetterMsgs returns the dead letters on subject, by source sequence.
+func (s *stack) deadLetterMsgs(subject string) map[uint64]jetstream.Msg {
+	s.t.Helper()
+	ctx := context.Background()
+	cons, err := s.env.JS.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	out := map[uint64]jetstream.Msg{}
+	for n := info.NumPending; n > 0; n-- {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		seq, _ := strconv.ParseUint(m.Headers().Get(schema.HeaderSourceSeq), 10, 64)
+		out[seq] = m
+	}
+	return out
+}
+
+// intakeIdle waits until the intake holds no order, neither waiting nor
+// unacknowledged: every order was started, acknowledged or dead-lettered.
+func (s *stack) intakeIdle() {
+	s.t.Helper()
+	var info *jetstream.ConsumerInfo
+	natstest.Eventually(s.t, 30*time.Second, func() bool {
+		c, err := s.env.JS.Consumer(context.Background(), streams.OrdersStream, streams.IntakeConsumer)
+		if err != nil {
+			return false
+		}
+		info, err = c.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	}, "intake still busy: %+v", info)
+}
+
+// TestHostileOrdersEndInDeadLetters: an order just under the server's max
+// payload, a 1 MB invalid body, a 64 KB header, a 100 KB order_id and
+// values the systems do not understand each end in dlq.order.created with
+// a copy that fits and names its source; nothing is charged for any of
+// them, and a normal order behind them completes.
+func TestHostileOrdersEndInDeadLetters(t *testing.T) {
+	s := newStack(t)
+	s.orchestrator()
+	s.participants()
+	const nearMax = 1_048_000 // just under the 1 MiB max payload
+	valid := order("big-", 0, nil)
+	valid.Items[0].SKU = ""
+	shell, _ := json.Marshal(valid)
+	valid.Items[0].SKU = strings.Repeat("s", nearMax-len(shell))
+	bigOrder, _ := json.Marshal(valid)
+	longID := order("x", 0, nil)
+	longID.OrderID = strings.Repeat("o", 100<<10)
+	longIDBody, _ := json.Marshal(longID)
+	msgpackHdr := nats.Header{schema.HeaderContentType: []string{schema.ContentTypeMsgpack}}
+	hugeAmount, _ := msgpack.Marshal(map[string]any{"order_id": "mp-1", "customer_id": "c", "amount_cents": uint64(1<<64 - 1),
+		"currency": "EUR", "items": []map[string]any{{"sku": "s", "qty": 1}}})
+	simulate := func(id, k, v string) []byte {
+		b, _ := json.Marshal(order(id, 0, map[string]string{k: v}))
+		return b
+	}
+
+	cases := []struct {
+		name   string
+		body   []byte
+		header nats.Header
+		reason []string // all in the reason
+		cut    string   // in Jetflow-Truncated
+	}{
+		{"valid order just under 1 MiB", bigOrder, nil, []string{"order is " + strconv.Itoa(len(bigOrder)) + " bytes, the limit is 262144 (--max-order-size)"}, "body " + strconv.Itoa(len(bigOrder)) + " bytes, kept "},
+		{"invalid 1 MB body", []byte(strings.Repeat("\xff", nearMax)), nil, []string{"order is 1048000 bytes"}, "body 1048000 bytes, kept "},
+		{"64 KB header", []byte(`{"order_id":`), nats.Header{"X-Big": []string{strings.Repeat("h", 64000)}}, []string{"invalid JSON"}, "header Orig-X-Big 64000 bytes, kept 1024"},
+		{"100 KB order_id", longIDBody, nil, []string{`order_id "ooooo`, strconv.Itoa(100<<10) + " bytes)"}, ""},
+		{"payment declined", simulate("sv-1-", "payment", "declined"), nil, []string{`simulate.payment "declined": want one of decline, fail`}, ""},
+		{"pickup soon-ish", simulate("sv-2-", "pickup", "soon-ish"), nil, []string{`simulate.pickup "soon-ish": want one of never, at_creation, <duration>`}, ""},
+		{"JSON amount 2^64-1", []byte(`{"order_id":"am-1","customer_id":"c","amount_cents":18446744073709551615,"currency":"EUR","items":[{"sku":"s","qty":1}]}`), nil, []string{"amount_cents 18446744073709551615"}, ""},
+		{"msgpack amount 2^64-1", hugeAmount, msgpackHdr, []string{"amount_cents 18446744073709551615: out of range"}, ""},
+	}
+	seqs := make([]uint64, len(cases))
+	for i, c := range cases {
+		seqs[i] = s.publishSeq(c.body, c.header)
+	}
+	good := order("good-", 0, nil)
+	s.publishOrder(good)
+	if st := s.waitSettled([]string{good.OrderID}, time.Minute); st[good.OrderID] != schema.StatusCompleted {
+		t.Fatalf("good order behind the hostile ones: %s", st[good.OrderID])
+	}
+
+	var dls map[uint64]jetstream.Msg
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		dls = s.deadLetterMsgs(streams.DeadLetterSubject(streams.OrderCreated))
+		return len(dls) == len(cases)
+	}, "%d dead letters, want %d", len(dls), len(cases))
+	limit := int(s.env.NC.MaxPayload())
+	for i, c := range cases {
+		d := dls[seqs[i]]
+		if d == nil {
+			t.Errorf("%s: no dead letter names source seq %d", c.name, seqs[i])
+			continue
+		}
+		h := d.Headers()
+		reason := h.Get(schema.HeaderReason)
+		for _, want := range c.reason {
+			if !strings.Contains(reason, want) {
+				t.Errorf("%s: reason %.300q lacks %q", c.name, reason, want)
+			}
+		}
+		if len(reason) > 2100 {
+			t.Errorf("%s: reason of %d bytes", c.name, len(reason))
+		}
+		if got := h.Get(schema.HeaderSourceStream); got != streams.OrdersStream {
+			t.Errorf("%s: source stream %q", c.name, got)
+		}
+		if cut := h.Get(schema.HeaderTruncated); c.cut != "" && !strings.Contains(cut, c.cut) {
+			t.Errorf("%s: %s %q lacks %q", c.name, schema.HeaderTruncated, cut, c.cut)
+		}
+		if n := streams.HeaderSize(h) + len(d.Data()); n > limit {
+			t.Errorf("%s: dead letter of %d bytes", c.name, n)
+		}
+	}
+	// Nothing was started or charged but the good order.
+	if st := s.statuses(); len(st) != 1 {
+		t.Errorf("hostile orders started workflows: %v", st)
+	}
+	charges, err := sim.List(context.Background(), s.env.JS, "payment", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(charges) != 1 || charges[0].OrderID != good.OrderID {
+		t.Errorf("payment ledger %+v, want the good order's charge only", charges)
+	}
+}
+
+// TestConflictingDuplicateOrder: the same order again (as JSON or msgpack)
+// is a duplicate and acknowledged; another body under a started order's ID
+// is dead-lettered as a conflicting duplicate, never silently dropped, and
+// charges nothing.
+func TestConflictingDuplicateOrder(t *testing.T) {
+	s := newStack(t)
+	s.orchestrator()
+	s.participants()
+	o := order("dup-", 0, nil)
+	first := s.publishSeq(mustJSON(t, o), nil)
+	if st := s.waitSettled([]string{o.OrderID}, time.Minute); st[o.OrderID] != schema.StatusCompleted {
+		t.Fatalf("order %s", st[o.OrderID])
+	}
+	s.publishSeq(mustJSON(t, o), nil)
+	mp, err := msgpack.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.publishSeq(mp, nats.Header{schema.HeaderContentType: []string{schema.ContentTypeMsgpack}})
+	changed := o
+	changed.AmountCents++
+	conflict := s.publishSeq(mustJSON(t, changed), nil)
+	s.intakeIdle()
+
+	dls := s.deadLetterMsgs(streams.DeadLetterSubject(streams.OrderCreated))
+	if len(dls) != 1 || dls[conflict] == nil {
+		t.Fatalf("dead letters at seqs %v, want only the conflicting order's (seq %d)", keys(dls), conflict)
+	}
+	want := "conflicting duplicate: workflow " + o.OrderID + " was started by order.created#" + strconv.FormatUint(first, 10) + " with a different body"
+	if r := dls[conflict].Headers().Get(schema.HeaderReason); r != want {
+		t.Errorf("reason %q, want %q", r, want)
+	}
+	charges, err := sim.List(context.Background(), s.env.JS, "payment", o.OrderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(charges) != 1 || charges[0].AmountCents != o.AmountCents {
+		t.Errorf("payment ledger %+v, want one charge of %d", charges, o.AmountCents)
+	}
+	d, err := orchestrator.Describe(context.Background(), streams.NewHistory(s.env.NC, s.env.JS), o.OrderID)
+	if err != nil || d.Status != schema.StatusCompleted {
+		t.Fatalf("describe: %v %v", d, err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func keys(m map[uint64]jetstream.Msg) []uint64 {
+	var out []uint64
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
