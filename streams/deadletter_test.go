@@ -34,7 +34,7 @@ func TestDeadLetterFitsMaxPayload(t *testing.T) {
 	}
 	// deadLetter publishes src, refuses it with reason and returns its
 	// dead letter, checked for what every dead letter must carry.
-	deadLetter := func(src *nats.Msg, reason string) jetstream.Msg {
+	deadLetter := func(t *testing.T, src *nats.Msg, reason string) jetstream.Msg {
 		t.Helper()
 		ack, err := env.JS.PublishMsg(ctx, src)
 		if err != nil {
@@ -69,7 +69,7 @@ func TestDeadLetterFitsMaxPayload(t *testing.T) {
 		}
 		return d
 	}
-	wantCut := func(d jetstream.Msg, wants ...string) {
+	wantCut := func(t *testing.T, d jetstream.Msg, wants ...string) {
 		t.Helper()
 		cut := d.Headers().Get(schema.HeaderTruncated)
 		for _, want := range wants {
@@ -82,8 +82,8 @@ func TestDeadLetterFitsMaxPayload(t *testing.T) {
 	t.Run("body at the limit", func(t *testing.T) {
 		src := &nats.Msg{Subject: streams.OrderCreated, Header: nats.Header{"X-Small": []string{"kept"}}}
 		src.Data = bytes.Repeat([]byte("b"), limit-streams.MsgSize(src)-64)
-		d := deadLetter(src, "invalid order.created: invalid JSON")
-		wantCut(d, "body "+strconv.Itoa(len(src.Data))+" bytes, kept ")
+		d := deadLetter(t, src, "invalid order.created: invalid JSON")
+		wantCut(t, d, "body "+strconv.Itoa(len(src.Data))+" bytes, kept ")
 		if got := d.Headers().Get("Orig-X-Small"); got != "kept" {
 			t.Errorf("small header %q, want kept", got)
 		}
@@ -96,8 +96,8 @@ func TestDeadLetterFitsMaxPayload(t *testing.T) {
 		src := &nats.Msg{Subject: streams.OrderCreated, Header: nats.Header{"X-Big": []string{big}}}
 		src.Data = bytes.Repeat([]byte("b"), limit-streams.MsgSize(src)-64)
 		reason := "invalid order.created: " + strings.Repeat("r", 10<<10)
-		d := deadLetter(src, reason)
-		wantCut(d, "header Orig-X-Big 64000 bytes, kept 1024", "reason "+strconv.Itoa(len(reason))+" bytes, kept 2048")
+		d := deadLetter(t, src, reason)
+		wantCut(t, d, "header Orig-X-Big 64000 bytes, kept 1024", "reason "+strconv.Itoa(len(reason))+" bytes, kept 2048")
 		if got := d.Headers().Get("Orig-X-Big"); len(got) > 2048 || !strings.HasPrefix(got, "hhhh") {
 			t.Errorf("big header kept %d bytes", len(got))
 		}
@@ -106,7 +106,7 @@ func TestDeadLetterFitsMaxPayload(t *testing.T) {
 		}
 	})
 	t.Run("a message that fits is copied whole", func(t *testing.T) {
-		d := deadLetter(&nats.Msg{Subject: streams.OrderCreated, Data: []byte("{}"), Header: nats.Header{"X-A": []string{"1"}}}, "short")
+		d := deadLetter(t, &nats.Msg{Subject: streams.OrderCreated, Data: []byte("{}"), Header: nats.Header{"X-A": []string{"1"}}}, "short")
 		if string(d.Data()) != "{}" || d.Headers().Get(schema.HeaderTruncated) != "" || d.Headers().Get("Orig-X-A") != "1" || d.Headers().Get(schema.HeaderReason) != "short" {
 			t.Errorf("small dead letter altered: %q %v", d.Data(), d.Headers())
 		}
