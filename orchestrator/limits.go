@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
@@ -70,4 +71,15 @@ func checkStartSize(m *nats.Msg, maxPayload int) error {
 		return fmt.Errorf("start %s: %w: the start event would be %d bytes, the server accepts %d", m.Subject, ErrTooLarge, n, limit)
 	}
 	return nil
+}
+
+// signalTooLarge returns why signal message m is refused for its size, or
+// "": a payload larger than MaxInputSize would make a history event (or the
+// input of a late-signal workflow) that may not fit the max payload, and a
+// write that cannot fit would be retried for ever.
+func (o *Orchestrator) signalTooLarge(m jetstream.Msg) string {
+	if n := len(m.Data()); n > o.cfg.MaxInputSize {
+		return fmt.Sprintf("signal is %d bytes, the limit is %d (MaxInputSize)", n, o.cfg.MaxInputSize)
+	}
+	return ""
 }

@@ -60,8 +60,9 @@ type Config struct {
 	// decision, before it issues any command, so it never charges a
 	// customer and then sticks on a command too large to send. Any one
 	// decision message larger than the server's max payload parks the
-	// workflow too. Default: the connection's max payload / 4 (256 KiB on
-	// a default server).
+	// workflow too. A signal whose body is larger is dead-lettered, so the
+	// history event that records it always fits. Default: the connection's
+	// max payload / 4 (256 KiB on a default server).
 	MaxInputSize int
 }
 

@@ -89,6 +89,10 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		o.refuse(ctx, m, "signal", "signal subject must be signal.<name>.<workflow id>")
 		return
 	}
+	if reason := o.signalTooLarge(m); reason != "" {
+		o.refuse(ctx, m, "signal", reason)
+		return
+	}
 	payload, err := signalPayload(m)
 	if err != nil {
 		o.refuse(ctx, m, "signal", "signal "+name+": "+err.Error())

@@ -146,3 +146,42 @@ func TestOversizedInputParksBeforeAnyCommand(t *testing.T) {
 		t.Fatalf("small workflow: %s %s", d.Status, d.Reason)
 	}
 }
+
+// waitGo waits for the signal "go" and returns its payload.
+func waitGo(ctx workflow.Context, _ string) (string, error) {
+	return workflow.WaitSignal[string](ctx, "go")
+}
+
+// TestOversizedSignalDeadLettered: a signal too large to be recorded in a
+// history is dead-lettered (cut to fit) instead of retried for ever, and
+// the workflow takes the next signal.
+func TestOversizedSignalDeadLettered(t *testing.T) {
+	env := workflowtest.New(t)
+	workflow.Register(env.Registry(), "wait-go", waitGo)
+	env.Run()
+	env.Start("wait-go", "sig-1", "")
+	ctx := context.Background()
+	body := []byte(`"` + strings.Repeat("x", 1_040_000) + `"`)
+	if _, err := env.JS().Publish(ctx, streams.SignalSubject("go", "sig-1"), body); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := env.JS().OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{streams.DeadLetterSubject("signal")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cons.Next(jetstream.FetchMaxWait(30 * time.Second))
+	if err != nil {
+		t.Fatalf("no dead letter for a 1 MB signal: %v", err)
+	}
+	if r := m.Headers().Get(schema.HeaderReason); !strings.Contains(r, "signal is 1040002 bytes, the limit is 262144") {
+		t.Errorf("reason %q", r)
+	}
+	env.Signal("sig-1", "go", "small")
+	if d := env.Wait("sig-1"); d.Status != schema.StatusCompleted {
+		t.Fatalf("workflow after the oversized signal: %s %s", d.Status, d.Reason)
+	}
+	var out string
+	if err := env.Output("sig-1", &out); err != nil || out != "small" {
+		t.Fatalf("output %q %v", out, err)
+	}
+}
