@@ -10,7 +10,7 @@ import (
 // FenceOverhead bounds the bytes the fence headers (Append, PublishFirst)
 // add to a message: a message of MsgSize up to the max payload minus this
 // is accepted once fenced.
-const FenceOverhead = 256
+const FenceOverhead = 512
 
 // DefaultMaxPayload is the server's default max payload (1 MiB), used when
 // a connection does not report one.
