@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/jetflow-io/jetflow/participants/inventory"
 	"github.com/jetflow-io/jetflow/schema"
@@ -100,14 +99,13 @@ func ParseOrder(data []byte, h nats.Header) (Order, error) {
 	}
 	switch {
 	case strings.HasPrefix(ct, schema.ContentTypeMsgpack):
-		r := bytes.NewReader(data)
-		dec := msgpack.NewDecoder(r)
-		dec.DisallowUnknownFields(true)
-		if err := dec.Decode(&o); err != nil {
+		// UnmarshalStrict checks the declared lengths against the body
+		// before the decoder allocates for them, and refuses unknown
+		// fields. (JSON needs no such check: encoding/json allocates in
+		// proportion to the body, which the stream's message size limit
+		// bounds.)
+		if err := schema.UnmarshalStrict(data, &o); err != nil {
 			return o, fmt.Errorf("invalid msgpack: %w", err)
-		}
-		if r.Len() > 0 {
-			return o, fmt.Errorf("invalid msgpack: %d trailing bytes", r.Len())
 		}
 	case ct == "" || strings.HasPrefix(ct, schema.ContentTypeJSON):
 		dec := json.NewDecoder(bytes.NewReader(data))
