@@ -130,17 +130,9 @@ func (w *worker) handle(msg jetstream.Msg) {
 // its subject: answering it would write into whichever workflow it names).
 func (j *job) command() (sc *schema.Command, reason string, answer bool) {
 	h := j.msg.Headers()
-	kind := h.Get(schema.HeaderKind)
-	if kind != string(schema.KindCommand) {
-		return nil, fmt.Sprintf("message kind %q, want %q", kind, schema.KindCommand), false
-	}
-	v, err := schema.Decode(kind, h.Get(schema.HeaderSchema), j.msg.Data())
-	if err != nil {
-		return nil, err.Error(), false
-	}
-	sc, ok := v.(*schema.Command)
-	if !ok {
-		return nil, fmt.Sprintf("decoded %T, want a command", v), false
+	sc, reason = decodeCommand(h.Get(schema.HeaderKind), h.Get(schema.HeaderSchema), j.msg.Data())
+	if sc == nil {
+		return nil, reason, false
 	}
 	j.log = j.log.With("workflow", sc.WorkflowID, "command", sc.ID, "action", sc.Action)
 	if reason := checkReplyTo(sc); reason != "" {
@@ -153,6 +145,23 @@ func (j *job) command() (sc *schema.Command, reason string, answer bool) {
 		return sc, fmt.Sprintf("invalid idempotency key %q", sc.IdempotencyKey), true
 	}
 	return sc, "", false
+}
+
+// decodeCommand decodes a command body whose kind and schema version
+// headers are kind and version, or says why it cannot.
+func decodeCommand(kind, version string, data []byte) (*schema.Command, string) {
+	if kind != string(schema.KindCommand) {
+		return nil, fmt.Sprintf("message kind %q, want %q", kind, schema.KindCommand)
+	}
+	v, err := schema.Decode(kind, version, data)
+	if err != nil {
+		return nil, err.Error()
+	}
+	sc, ok := v.(*schema.Command)
+	if !ok {
+		return nil, fmt.Sprintf("decoded %T, want a command", v)
+	}
+	return sc, ""
 }
 
 // checkReplyTo returns why a command's ReplyTo cannot take its result, or "".
