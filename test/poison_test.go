@@ -111,3 +111,59 @@ func TestPoisonDecisionIsDeadLetteredAndParks(t *testing.T) {
 		return err == nil && info.NumAckPending == 0 && info.NumRedelivered == 0
 	}, "orchestrator consumer still holds the poisoned event")
 }
+
+// TestPoisonStartAndSignalEndAtMaxDeliver: an order whose start and a
+// signal whose record fail on every delivery (here the history stream
+// refuses them as too large) are not retried forever: each one's last
+// delivery goes to its dead-letter subject with "crashed or timed out N
+// deliveries" and is acked.
+func TestPoisonStartAndSignalEndAtMaxDeliver(t *testing.T) {
+	s := newStack(t)
+	s.maxDeliver = orchestrator.MaxDeliver{Intake: 3, Signals: 3}
+	s.orchestrator()
+	ctx := context.Background()
+	id := "signalled-1"
+	if _, err := orchestrator.Start(ctx, s.env.JS, "teleport.order", id, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	// From now on the history stream takes no message above 256 bytes.
+	hist, err := s.env.JS.Stream(ctx, streams.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := hist.CachedInfo().Config
+	cfg.MaxMsgSize = 256
+	if _, err := s.env.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	big := order("too-big-", 0, nil)
+	big.CustomerID = strings.Repeat("c", 300)
+	s.publishOrder(big)
+	s.publish(streams.SignalSubject("carrier.picked_up", id), []byte(`{"note":"`+strings.Repeat("n", 300)+`"}`), nil)
+
+	const want = "crashed or timed out 2 deliveries"
+	for _, origin := range []string{streams.OrderCreated, "signal"} {
+		var reasons []string
+		natstest.Eventually(t, time.Minute, func() bool {
+			reasons = s.deadLetters(streams.DeadLetterSubject(origin))
+			return len(reasons) == 1
+		}, "dead letters on dlq.%s: %v", origin, reasons)
+		if reasons[0] != want {
+			t.Errorf("dlq.%s: reason %q, want %q", origin, reasons[0], want)
+		}
+	}
+	for _, durable := range []string{streams.IntakeConsumer, streams.SignalsConsumer} {
+		stream := streams.OrdersStream
+		if durable == streams.SignalsConsumer {
+			stream = streams.SignalsStream
+		}
+		natstest.Eventually(t, 30*time.Second, func() bool {
+			c, err := s.env.JS.Consumer(ctx, stream, durable)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(ctx)
+			return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+		}, "%s still holds its message", durable)
+	}
+}
