@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/participants"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
@@ -88,15 +89,16 @@ func TestMaxDeliverUpgradesTheConsumer(t *testing.T) {
 		"do": participants.HandlerFunc(func(context.Context, *participants.Command) (any, error) { return nil, nil }),
 	}}
 	h.run(participants.Config{AckWait: time.Second, Concurrency: 16}, svc)
-	cons, err := h.env.JS.Consumer(h.ctx, streams.HistoryStream, streams.ParticipantConsumerPrefix+"unit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := cons.Info(h.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Config.MaxDeliver != streams.DefaultParticipantMaxDeliver {
-		t.Fatalf("MaxDeliver %d after the upgrade, want %d", info.Config.MaxDeliver, streams.DefaultParticipantMaxDeliver)
-	}
+	// The consumer existed already: wait for Run to update it.
+	natstest.Eventually(t, within, func() bool {
+		cons, err := h.env.JS.Consumer(h.ctx, streams.HistoryStream, streams.ParticipantConsumerPrefix+"unit")
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(h.ctx)
+		if err != nil {
+			return false
+		}
+		return info.Config.MaxDeliver == streams.DefaultParticipantMaxDeliver
+	}, "consumer not upgraded to MaxDeliver %d", streams.DefaultParticipantMaxDeliver)
 }
