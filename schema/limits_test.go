@@ -256,3 +256,25 @@ func TestDecodePanicIsAnError(t *testing.T) {
 		t.Errorf("ToJSON of an honest array: %v", err)
 	}
 }
+
+// BenchmarkCheckMsgpack is what the bounds add to each decode of a command,
+// next to the decode itself.
+func BenchmarkCheckMsgpack(b *testing.B) {
+	body, _, _ := Encode(goldens[1].v)
+	b.Run("check", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := CheckMsgpack(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Decode(string(KindCommand), SchemaString, body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
