@@ -51,10 +51,13 @@ func (o *Orchestrator) runIntake(ctx context.Context) (stop func(), err error) {
 	if n <= 0 {
 		n = 64
 	}
-	return o.consume(ctx, streams.OrdersStream, streams.IntakeConsumerConfig(o.cfg.AckWait), n, o.intake)
+	return o.consume(ctx, streams.OrdersStream, streams.IntakeConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Intake), n, o.intake)
 }
 
 func (o *Orchestrator) intake(ctx context.Context, m jetstream.Msg) {
+	if o.lastDelivery(ctx, m, m.Subject(), o.cfg.MaxDeliver.Intake, nil) {
+		return
+	}
 	in := o.cfg.Intake
 	if n, limit := len(m.Data()), in.maxSize(); n > limit {
 		o.refuse(ctx, m, m.Subject(), fmt.Sprintf("order is %d bytes, the limit is %d (--max-order-size)", n, limit))

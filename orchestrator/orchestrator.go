@@ -47,6 +47,10 @@ type Config struct {
 	// AckWait of the shared consumers: how long a decision may take before
 	// JetStream gives its event to another orchestrator. Default 30s.
 	AckWait time.Duration
+	// MaxDeliver bounds the deliveries of one message on each consumer of
+	// this orchestrator; the last delivery is dead-lettered before it is
+	// handled. Zero fields take the streams defaults.
+	MaxDeliver MaxDeliver
 	// Clock drives the timer service. Default SystemClock.
 	Clock Clock
 	// TimerSweep is how often the timer service re-reads the whole timers
@@ -92,6 +96,9 @@ func (c *Config) validate() error {
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second
+	}
+	if err := c.MaxDeliver.validate(); err != nil {
+		return err
 	}
 	if c.Clock == nil {
 		c.Clock = SystemClock{}
@@ -150,7 +157,7 @@ func startErr(ctx context.Context, err error) error {
 
 // Run consumes until ctx is done. It returns nil on cancellation.
 func (o *Orchestrator) Run(ctx context.Context) error {
-	cons, err := o.cfg.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, streams.OrchestratorConsumerConfig(o.cfg.AckWait))
+	cons, err := o.cfg.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, streams.OrchestratorConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Decisions))
 	if err != nil {
 		return startErr(ctx, fmt.Errorf("orchestrator: consumer: %w", err))
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
@@ -68,7 +69,7 @@ func (o *Orchestrator) consume(ctx context.Context, stream string, cfg jetstream
 }
 
 func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
-	return o.consume(ctx, streams.SignalsStream, streams.SignalsConsumerConfig(o.cfg.AckWait), 64, o.signal)
+	return o.consume(ctx, streams.SignalsStream, streams.SignalsConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Signals), 64, o.signal)
 }
 
 // settle acks m after a dead letter with reason is stored.
@@ -84,6 +85,9 @@ func (o *Orchestrator) refuse(ctx context.Context, m jetstream.Msg, origin, reas
 
 // signal records one signal.<name>.<id> message in the workflow's history.
 func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
+	if o.lastDelivery(ctx, m, "signal", o.cfg.MaxDeliver.Signals, nil) {
+		return
+	}
 	name, id, ok := streams.ParseSignalSubject(m.Subject())
 	if !ok || streams.ValidID(id) != nil {
 		o.refuse(ctx, m, "signal", "signal subject must be signal.<name>.<workflow id>")
@@ -93,7 +97,7 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		o.refuse(ctx, m, "signal", reason)
 		return
 	}
-	payload, err := signalPayload(m)
+	payload, err := signalPayload(m.Data(), m.Headers())
 	if err != nil {
 		o.refuse(ctx, m, "signal", "signal "+name+": "+err.Error())
 		return
@@ -249,16 +253,25 @@ func (o *Orchestrator) late(ctx context.Context, d *Summary, name string, payloa
 
 // signalPayload converts a signal body to msgpack: JSON (as `nats pub`
 // sends it) unless the Content-Type says msgpack; an empty body is none.
-func signalPayload(m jetstream.Msg) (schema.Raw, error) {
-	body := bytes.TrimSpace(m.Data())
-	if len(body) == 0 {
-		return nil, nil
-	}
-	if strings.HasPrefix(m.Headers().Get(schema.HeaderContentType), schema.ContentTypeMsgpack) {
-		if _, err := schema.ToJSON(body); err != nil {
+//
+// A msgpack payload is checked by ToJSON, whose bounds (schema.CheckMsgpack)
+// refuse declared lengths the body cannot hold before anything is
+// allocated. A JSON payload needs no such check: encoding/json allocates in
+// proportion to the body, which the stream's message size limit bounds.
+func signalPayload(data []byte, h nats.Header) (schema.Raw, error) {
+	if strings.HasPrefix(h.Get(schema.HeaderContentType), schema.ContentTypeMsgpack) {
+		// Not trimmed: 0x20 and 0x09 are msgpack integers.
+		if len(data) == 0 {
+			return nil, nil
+		}
+		if _, err := schema.ToJSON(data); err != nil {
 			return nil, fmt.Errorf("invalid msgpack payload: %w", err)
 		}
-		return schema.Raw(body), nil
+		return schema.Raw(data), nil
+	}
+	body := bytes.TrimSpace(data)
+	if len(body) == 0 {
+		return nil, nil
 	}
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(body))

@@ -148,6 +148,9 @@ type worker struct {
 // handle processes one event that may call for a decision. It acks the event
 // only once the decision it led to is stored.
 func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
+	if w.o.lastDelivery(ctx, m, "wf", w.o.cfg.MaxDeliver.Decisions, w.parkUndeliverable) {
+		return
+	}
 	log := w.o.log
 	id, _, ok := streams.ParseSubject(m.Subject())
 	if !ok || streams.ValidID(id) != nil {

@@ -27,6 +27,11 @@ const (
 	// command that decodes but cannot be processed (bad idempotency key,
 	// body not matching its subject).
 	KindInvalidCommand = "invalid_command"
+	// KindUndeliverable is the kind of the failure result sent for a
+	// command taken on the last delivery its consumer makes (Config.MaxDeliver):
+	// every delivery before it crashed, timed out or was retried. It is
+	// final: the workflow goes on with its compensation.
+	KindUndeliverable = "undeliverable"
 	// KindInvalidOutput is the kind of the failure result sent when the
 	// handler's output cannot be encoded.
 	KindInvalidOutput = "invalid_output"

@@ -110,6 +110,15 @@ type Config struct {
 	// Concurrency is the number of commands handled at once; it is also the
 	// consumer's MaxAckPending. Default 256.
 	Concurrency int
+	// MaxDeliver bounds the deliveries of one command, and so its attempts:
+	// every retry, AckWait that ran out and crash counts one. The delivery
+	// that reaches it is not handled: the command is dead-lettered
+	// (dlq.cmd.<service>, reason "crashed or timed out N deliveries") and
+	// answered with a final KindUndeliverable failure, so a retry policy
+	// gets at most MaxDeliver-1 attempts, and one with MaxAttempts 0
+	// (unlimited) or more ends there. At least 2. Default
+	// streams.DefaultParticipantMaxDeliver (100).
+	MaxDeliver int
 }
 
 // Defaults of Config.
@@ -166,6 +175,13 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 	if conc <= 0 {
 		conc = DefaultConcurrency
 	}
+	maxDeliver := cfg.MaxDeliver
+	switch {
+	case maxDeliver == 0:
+		maxDeliver = streams.DefaultParticipantMaxDeliver
+	case maxDeliver < 2:
+		return fmt.Errorf("participants: %s: MaxDeliver %d: must be at least 2 (0 for the default, %d)", svc.Name, maxDeliver, streams.DefaultParticipantMaxDeliver)
+	}
 	log = log.With("service", svc.Name)
 
 	kv, err := js.KeyValue(ctx, streams.IdempotencyBucket)
@@ -175,7 +191,7 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 		}
 		return fmt.Errorf("participants: %s: idempotency bucket: %w", svc.Name, err)
 	}
-	consCfg := streams.ParticipantConsumerConfig(svc.Name, ackWait, conc)
+	consCfg := streams.ParticipantConsumerConfig(svc.Name, ackWait, conc, maxDeliver)
 	cons, err := js.CreateOrUpdateConsumer(ctx, streams.HistoryStream, consCfg)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -189,14 +205,14 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 	// next instance at once, not into this one's stopped iterator where it
 	// would wait out AckWait.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
-	w := &worker{js: js, kv: kv, svc: svc, log: log, ackWait: ackWait, runCtx: hctx}
+	w := &worker{js: js, kv: kv, svc: svc, log: log, ackWait: ackWait, maxDeliver: maxDeliver, runCtx: hctx}
 	var wg sync.WaitGroup
 	defer func() {
 		hcancel()
 		wg.Wait()
 	}()
 	sem := make(chan struct{}, conc)
-	log.Info("participant started", "consumer", consCfg.Durable, "ack_wait", ackWait, "concurrency", conc)
+	log.Info("participant started", "consumer", consCfg.Durable, "ack_wait", ackWait, "concurrency", conc, "max_deliver", maxDeliver)
 	for {
 		err := w.consume(ctx, cons, conc, sem, &wg)
 		if ctx.Err() != nil {

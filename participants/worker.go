@@ -27,6 +27,9 @@ type worker struct {
 	svc     Service
 	log     *slog.Logger
 	ackWait time.Duration
+	// maxDeliver is the consumer's MaxDeliver: the delivery that reaches
+	// it is dead-lettered unhandled (lastDelivery).
+	maxDeliver int
 	// runCtx is Run's context: handlers are cancelled with it.
 	runCtx context.Context
 }
@@ -98,38 +101,17 @@ func (w *worker) handle(msg jetstream.Msg) {
 
 	stop := j.heartbeat()
 	defer stop()
+	if j.lastDelivery() {
+		return
+	}
 
-	h := msg.Headers()
-	kind := h.Get(schema.HeaderKind)
-	if kind != string(schema.KindCommand) {
-		j.deadLetter(fmt.Sprintf("message kind %q, want %q", kind, schema.KindCommand), "", nil)
-		return
-	}
-	v, err := schema.Decode(kind, h.Get(schema.HeaderSchema), msg.Data())
-	if err != nil {
-		j.deadLetter(err.Error(), "", nil)
-		return
-	}
-	sc, ok := v.(*schema.Command)
-	if !ok {
-		j.deadLetter(fmt.Sprintf("decoded %T, want a command", v), "", nil)
-		return
-	}
-	j.log = j.log.With("workflow", sc.WorkflowID, "command", sc.ID, "action", sc.Action)
-	if reason := checkReplyTo(sc); reason != "" {
-		// Nowhere to answer: the dead letter is all that can be done.
-		j.deadLetter(reason, "", nil)
-		return
-	}
-	if reason := j.checkRoute(sc); reason != "" {
-		// The body does not belong where it was published: answering it
-		// would write a failure into whichever workflow the body names.
-		j.deadLetter(reason, "", nil)
-		return
-	}
-	if !idemKeyPattern.MatchString(sc.IdempotencyKey) {
-		reason := fmt.Sprintf("invalid idempotency key %q", sc.IdempotencyKey)
+	sc, reason, answer := j.command()
+	switch {
+	case reason != "" && answer:
 		j.deadLetter(reason, sc.ReplyTo, j.failureResult(sc, KindInvalidCommand, reason))
+		return
+	case reason != "":
+		j.deadLetter(reason, "", nil)
 		return
 	}
 	handler := w.svc.Handlers[sc.Action]
@@ -139,6 +121,47 @@ func (w *worker) handle(msg jetstream.Msg) {
 		return
 	}
 	j.process(sc, handler)
+}
+
+// command decodes the delivered command and checks that it belongs where it
+// was delivered. A reason says why it cannot be processed; answer says
+// whether a failure result may still be published to its ReplyTo (it may
+// not when the body has nowhere to answer, or names another workflow than
+// its subject: answering it would write into whichever workflow it names).
+func (j *job) command() (sc *schema.Command, reason string, answer bool) {
+	h := j.msg.Headers()
+	sc, reason = decodeCommand(h.Get(schema.HeaderKind), h.Get(schema.HeaderSchema), j.msg.Data())
+	if sc == nil {
+		return nil, reason, false
+	}
+	j.log = j.log.With("workflow", sc.WorkflowID, "command", sc.ID, "action", sc.Action)
+	if reason := checkReplyTo(sc); reason != "" {
+		return sc, reason, false
+	}
+	if reason := j.checkRoute(sc); reason != "" {
+		return sc, reason, false
+	}
+	if !idemKeyPattern.MatchString(sc.IdempotencyKey) {
+		return sc, fmt.Sprintf("invalid idempotency key %q", sc.IdempotencyKey), true
+	}
+	return sc, "", false
+}
+
+// decodeCommand decodes a command body whose kind and schema version
+// headers are kind and version, or says why it cannot.
+func decodeCommand(kind, version string, data []byte) (*schema.Command, string) {
+	if kind != string(schema.KindCommand) {
+		return nil, fmt.Sprintf("message kind %q, want %q", kind, schema.KindCommand)
+	}
+	v, err := schema.Decode(kind, version, data)
+	if err != nil {
+		return nil, err.Error()
+	}
+	sc, ok := v.(*schema.Command)
+	if !ok {
+		return nil, fmt.Sprintf("decoded %T, want a command", v)
+	}
+	return sc, ""
 }
 
 // checkReplyTo returns why a command's ReplyTo cannot take its result, or "".
@@ -230,6 +253,26 @@ func (j *job) deadLetter(reason, replyTo string, res *schema.Result) {
 	ctx, cancel := j.finishCtx()
 	defer cancel()
 	j.log.Warn("dead-lettering command", "reason", reason)
+	if err := j.storeDeadLetter(ctx, reason); err != nil {
+		j.log.Error("publish dead letter", "err", err)
+		j.nak(busyDelay)
+		return
+	}
+	if res != nil {
+		msgID := "res-" + j.svc.Name + "-dlq-" + strconv.FormatUint(j.seq, 10)
+		if err := j.publishResult(ctx, replyTo, msgID, res); err != nil {
+			j.log.Error("publish failure result", "err", err)
+			j.nak(busyDelay)
+			return
+		}
+	}
+	j.ack()
+}
+
+// storeDeadLetter copies the message to dlq.cmd.<service> with reason and
+// returns once JetStream has stored it; once per source message, however
+// often it is called.
+func (j *job) storeDeadLetter(ctx context.Context, reason string) error {
 	dl := nats.NewMsg(streams.DeadLetterSubject("cmd." + j.svc.Name))
 	dl.Data = j.msg.Data()
 	for k, vs := range j.msg.Headers() {
@@ -245,20 +288,8 @@ func (j *job) deadLetter(reason, replyTo string, res *schema.Result) {
 		dl.Header.Set(schema.HeaderWorkflowID, id)
 	}
 	dl.Header.Set(jetstream.MsgIDHeader, "dlq-cmd-"+j.svc.Name+"-"+strconv.FormatUint(j.seq, 10))
-	if _, err := j.js.PublishMsg(ctx, dl); err != nil {
-		j.log.Error("publish dead letter", "err", err)
-		j.nak(busyDelay)
-		return
-	}
-	if res != nil {
-		msgID := "res-" + j.svc.Name + "-dlq-" + strconv.FormatUint(j.seq, 10)
-		if err := j.publishResult(ctx, replyTo, msgID, res); err != nil {
-			j.log.Error("publish failure result", "err", err)
-			j.nak(busyDelay)
-			return
-		}
-	}
-	j.ack()
+	_, err := j.js.PublishMsg(ctx, dl)
+	return err
 }
 
 // publishResult publishes res to replyTo and waits for the stream's ack. A
@@ -414,11 +445,21 @@ func (j *job) call(ctx context.Context, h Handler, cmd *Command) (out any, err e
 func (j *job) finish(sc *schema.Command, key, msgID string, res *schema.Result) {
 	ctx, cancel := j.finishCtx()
 	defer cancel()
-	raw, err := schema.EncodeRaw(res)
-	if err != nil {
-		j.log.Error("encode result", "err", err)
+	if err := j.settle(ctx, sc, key, msgID, res); err != nil {
+		j.log.Error("settle", "err", err)
 		j.nak(busyDelay)
 		return
+	}
+	j.ack()
+}
+
+// settle records res under the idempotency key, unless another attempt
+// recorded a result first, and publishes the recorded result. When it
+// fails, what is recorded is published by the next attempt.
+func (j *job) settle(ctx context.Context, sc *schema.Command, key, msgID string, res *schema.Result) error {
+	raw, err := schema.EncodeRaw(res)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
 	}
 	val := encodeRecord(record{State: stateDone, Result: raw, Attempt: j.attempt, Updated: time.Now().UTC()})
 	_, err = j.kv.Create(ctx, key, val)
@@ -435,8 +476,10 @@ func (j *job) finish(sc *schema.Command, key, msgID string, res *schema.Result) 
 			err = gerr
 		case theirs != nil:
 			j.log.Info("another attempt recorded its result first", "key", key)
-			j.republish(sc.ReplyTo, msgID, theirs)
-			return
+			if err := j.publishResult(ctx, sc.ReplyTo, msgID, theirs); err != nil {
+				return fmt.Errorf("republish result: %w", err)
+			}
+			return nil
 		default:
 			// A record without a result (a claim written by an earlier
 			// version of this library): replace it, unless it changes.
@@ -444,17 +487,13 @@ func (j *job) finish(sc *schema.Command, key, msgID string, res *schema.Result) 
 		}
 	}
 	if err != nil {
-		j.log.Error("record result", "key", key, "err", err)
-		j.nak(busyDelay)
-		return
+		return fmt.Errorf("record result under %s: %w", key, err)
 	}
 	if err := j.publishResult(ctx, sc.ReplyTo, msgID, res); err != nil {
 		// The record holds the result: the redelivery republishes it.
-		j.log.Error("publish result", "err", err)
-		j.nak(busyDelay)
-		return
+		return fmt.Errorf("publish result: %w", err)
 	}
-	j.ack()
+	return nil
 }
 
 // republish publishes a recorded result again and acks the command.

@@ -52,6 +52,12 @@ type fixture struct {
 // "do" is h, with a durable consumer of the service's commands at ackWait.
 func newFixture(t *testing.T, ackWait time.Duration, h HandlerFunc) *fixture {
 	t.Helper()
+	return newFixtureMaxDeliver(t, ackWait, streams.DefaultParticipantMaxDeliver, h)
+}
+
+// newFixtureMaxDeliver is newFixture with a consumer of that MaxDeliver.
+func newFixtureMaxDeliver(t *testing.T, ackWait time.Duration, maxDeliver int, h HandlerFunc) *fixture {
+	t.Helper()
 	env := natstest.RunJetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fixture{t: t, env: env, ctx: ctx, hist: streams.NewHistory(env.NC, env.JS)}
@@ -65,18 +71,19 @@ func newFixture(t *testing.T, ackWait time.Duration, h HandlerFunc) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := env.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, streams.ParticipantConsumerConfig("unit", ackWait, 16))
+	cons, err := env.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, streams.ParticipantConsumerConfig("unit", ackWait, 16, maxDeliver))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.kv, f.cons = kv, cons
 	f.w = &worker{
-		js:      env.JS,
-		kv:      kv,
-		svc:     Service{Name: "unit", Handlers: map[string]Handler{"do": h}},
-		log:     slog.New(slog.DiscardHandler),
-		ackWait: ackWait,
-		runCtx:  ctx,
+		js:         env.JS,
+		kv:         kv,
+		svc:        Service{Name: "unit", Handlers: map[string]Handler{"do": h}},
+		log:        slog.New(slog.DiscardHandler),
+		ackWait:    ackWait,
+		maxDeliver: maxDeliver,
+		runCtx:     ctx,
 	}
 	return f
 }

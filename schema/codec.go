@@ -36,9 +36,33 @@ func (msgpackCodec) Marshal(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Unmarshal refuses what CheckMsgpack refuses before it decodes anything:
+// every caller of it (Decode, DecodeRaw, a participant's Command.Decode, the
+// idempotency records) reads bytes that came from outside the process.
 func (msgpackCodec) Unmarshal(data []byte, v any) error {
+	return unmarshal(data, v, false)
+}
+
+// UnmarshalStrict decodes data into v as Msgpack.Unmarshal does, and also
+// refuses fields v does not have, so a typo does not silently drop data.
+func UnmarshalStrict(data []byte, v any) error {
+	return unmarshal(data, v, true)
+}
+
+func unmarshal(data []byte, v any, strict bool) (err error) {
+	if err := CheckMsgpack(data); err != nil {
+		return err
+	}
+	// The decoder panics on some inputs (a nil where a struct is expected
+	// in an array-encoded struct): that is a bad message, not a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("msgpack: %v", r)
+		}
+	}()
 	r := bytes.NewReader(data)
 	dec := msgpack.NewDecoder(r)
+	dec.DisallowUnknownFields(strict)
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
@@ -107,7 +131,24 @@ func Decode(kind, version string, body []byte) (Kinded, error) {
 // `nats stream view --translate`. Binary strings that are not UTF-8 are
 // rendered as base64.
 func ToJSON(body []byte) ([]byte, error) {
-	var v any
+	v, err := decodeLoose(body)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(jsonable(v))
+}
+
+// decodeLoose decodes body into a generic tree, within the bounds of
+// CheckMsgpack.
+func decodeLoose(body []byte) (v any, err error) {
+	if err := CheckMsgpack(body); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("msgpack: %v", r)
+		}
+	}()
 	r := bytes.NewReader(body)
 	dec := msgpack.NewDecoder(r)
 	dec.UseLooseInterfaceDecoding(true)
@@ -117,7 +158,7 @@ func ToJSON(body []byte) ([]byte, error) {
 	if r.Len() > 0 {
 		return nil, fmt.Errorf("msgpack: %d trailing bytes", r.Len())
 	}
-	return json.Marshal(jsonable(v))
+	return v, nil
 }
 
 // jsonable converts the generic msgpack tree into values encoding/json

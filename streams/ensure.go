@@ -157,9 +157,55 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	return nil
 }
 
+// Default MaxDeliver of the consumers. JetStream counts every delivery of
+// a message: a nak, an AckWait that ran out, a process that crashed with
+// the message in hand. The delivery that reaches MaxDeliver is the last one
+// the server makes, so the engine dead-letters it before it handles it
+// (it may be the very message that crashes the process), with the reason
+// LastDeliveryReason; the n-1 deliveries before it had their chance.
+const (
+	// DefaultOrchestratorMaxDeliver bounds the deliveries of an event that
+	// calls for a decision. A failed decision is retried with NakWithDelay
+	// after 200 ms, doubling to 10 s from the 7th delivery on (retryDelay in
+	// orchestrator/worker.go), so 50 deliveries are about 7.5 minutes of
+	// failing decisions (or 49 crashes, each AckWait long) before the event
+	// is dead-lettered and its workflow parked blocked.
+	DefaultOrchestratorMaxDeliver = 50
+	// DefaultIntakeMaxDeliver bounds the deliveries of an order.created:
+	// on the same retry schedule, 20 deliveries are about 2.5 minutes of
+	// failing starts.
+	DefaultIntakeMaxDeliver = 20
+	// DefaultSignalsMaxDeliver bounds the deliveries of a signal: about 2.5
+	// minutes of failing records.
+	DefaultSignalsMaxDeliver = 20
+	// DefaultParticipantMaxDeliver bounds the deliveries of a command. A
+	// participant counts a command's attempts by its deliveries, so a
+	// retry policy gets at most DefaultParticipantMaxDeliver-1 attempts: a
+	// policy with MaxAttempts 0 (unlimited) or above that ends at the last
+	// delivery, which is dead-lettered and answered with a non-retryable
+	// "undeliverable" failure so the workflow goes on with its compensation.
+	DefaultParticipantMaxDeliver = 100
+)
+
+// LastDeliveryReason is the dead-letter reason of a message taken on its
+// last delivery, the numDelivered-th: the deliveries before it all ended
+// without an ack.
+func LastDeliveryReason(numDelivered uint64) string {
+	return fmt.Sprintf("crashed or timed out %d deliveries", numDelivered-1)
+}
+
+// orDefault returns n, or def when n is not positive.
+func orDefault(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
 // OrchestratorConsumerConfig is the durable consumer shared by every
-// orchestrator: the events that call for a decision.
-func OrchestratorConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
+// orchestrator: the events that call for a decision. maxDeliver <= 0 is
+// DefaultOrchestratorMaxDeliver.
+func OrchestratorConsumerConfig(ackWait time.Duration, maxDeliver int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        OrchestratorConsumer,
 		Description:    "jetflow orchestrators: history events that call for a decision",
@@ -167,25 +213,28 @@ func OrchestratorConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig 
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckWait:        ackWait,
+		MaxDeliver:     orDefault(maxDeliver, DefaultOrchestratorMaxDeliver),
 		MaxAckPending:  20000,
 	}
 }
 
-// IntakeConsumerConfig is the durable consumer on Orders.
-func IntakeConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
+// IntakeConsumerConfig is the durable consumer on Orders. maxDeliver <= 0
+// is DefaultIntakeMaxDeliver.
+func IntakeConsumerConfig(ackWait time.Duration, maxDeliver int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       IntakeConsumer,
 		Description:   "jetflow intake: start a workflow per order.created",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       ackWait,
+		MaxDeliver:    orDefault(maxDeliver, DefaultIntakeMaxDeliver),
 		MaxAckPending: 5000,
 	}
 }
 
 // SignalsConsumerConfig is the durable consumer that records signals into
-// histories.
-func SignalsConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
+// histories. maxDeliver <= 0 is DefaultSignalsMaxDeliver.
+func SignalsConsumerConfig(ackWait time.Duration, maxDeliver int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       SignalsConsumer,
 		Description:   "jetflow: record signal.<name>.<id> into the workflow's history",
@@ -193,13 +242,15 @@ func SignalsConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       ackWait,
+		MaxDeliver:    orDefault(maxDeliver, DefaultSignalsMaxDeliver),
 		MaxAckPending: 5000,
 	}
 }
 
 // ParticipantConsumerConfig is the durable consumer of a participant service.
 // Redelivery after ackWait is what resumes a command whose participant died.
-func ParticipantConsumerConfig(service string, ackWait time.Duration, maxAckPending int) jetstream.ConsumerConfig {
+// maxDeliver <= 0 is DefaultParticipantMaxDeliver.
+func ParticipantConsumerConfig(service string, ackWait time.Duration, maxAckPending, maxDeliver int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       ParticipantConsumerPrefix + service,
 		Description:   "jetflow participant " + service + ": its commands",
@@ -207,6 +258,7 @@ func ParticipantConsumerConfig(service string, ackWait time.Duration, maxAckPend
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       ackWait,
+		MaxDeliver:    orDefault(maxDeliver, DefaultParticipantMaxDeliver),
 		MaxAckPending: maxAckPending,
 	}
 }

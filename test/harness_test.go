@@ -61,7 +61,9 @@ type stack struct {
 	ackWait   time.Duration
 	faults    sim.Faults
 	clock     orchestrator.Clock
-	parts     []*part
+	// maxDeliver of the orchestrators' consumers; zero: the defaults.
+	maxDeliver orchestrator.MaxDeliver
+	parts      []*part
 }
 
 func newStack(t *testing.T) *stack {
@@ -134,6 +136,7 @@ func (s *stack) orchestrator() *part {
 	o, err := orchestrator.New(orchestrator.Config{
 		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: late,
 		Logger: testLogger(), AckWait: s.ackWait, Clock: s.clock, TimerSweep: time.Second,
+		MaxDeliver: s.maxDeliver,
 	})
 	if err != nil {
 		s.t.Fatal(err)

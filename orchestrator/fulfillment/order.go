@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/jetflow-io/jetflow/participants/inventory"
 	"github.com/jetflow-io/jetflow/schema"
@@ -178,7 +177,7 @@ func msgpackNumbers(data []byte) error {
 			Qty any `msgpack:"qty"`
 		} `msgpack:"items"`
 	}
-	if err := msgpack.Unmarshal(data, &raw); err != nil {
+	if err := schema.Msgpack.Unmarshal(data, &raw); err != nil {
 		return nil // the typed decode already said what is wrong
 	}
 	check := func(name string, v any, limit uint64) error {
@@ -216,14 +215,13 @@ func ParseOrder(data []byte, h nats.Header) (Order, error) {
 	}
 	switch {
 	case strings.HasPrefix(ct, schema.ContentTypeMsgpack):
-		r := bytes.NewReader(data)
-		dec := msgpack.NewDecoder(r)
-		dec.DisallowUnknownFields(true)
-		if err := dec.Decode(&o); err != nil {
+		// UnmarshalStrict checks the declared lengths against the body
+		// before the decoder allocates for them, and refuses unknown
+		// fields. (JSON needs no such check: encoding/json allocates in
+		// proportion to the body, which the stream's message size limit
+		// bounds.)
+		if err := schema.UnmarshalStrict(data, &o); err != nil {
 			return o, fmt.Errorf("invalid msgpack: %w", err)
-		}
-		if r.Len() > 0 {
-			return o, fmt.Errorf("invalid msgpack: %d trailing bytes", r.Len())
 		}
 	case ct == "" || strings.HasPrefix(ct, schema.ContentTypeJSON):
 		dec := json.NewDecoder(bytes.NewReader(data))
