@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
@@ -273,23 +272,9 @@ func (j *job) deadLetter(reason, replyTo string, res *schema.Result) {
 // returns once JetStream has stored it; once per source message, however
 // often it is called.
 func (j *job) storeDeadLetter(ctx context.Context, reason string) error {
-	dl := nats.NewMsg(streams.DeadLetterSubject("cmd." + j.svc.Name))
-	dl.Data = j.msg.Data()
-	for k, vs := range j.msg.Headers() {
-		if strings.HasPrefix(k, "Nats-") {
-			continue
-		}
-		dl.Header[k] = append([]string(nil), vs...)
-	}
-	dl.Header.Set(schema.HeaderReason, reason)
-	dl.Header.Set(schema.HeaderSourceSubject, j.msg.Subject())
-	dl.Header.Set(schema.HeaderSourceSeq, strconv.FormatUint(j.seq, 10))
-	if id, _, ok := streams.ParseSubject(j.msg.Subject()); ok {
-		dl.Header.Set(schema.HeaderWorkflowID, id)
-	}
-	dl.Header.Set(jetstream.MsgIDHeader, "dlq-cmd-"+j.svc.Name+"-"+strconv.FormatUint(j.seq, 10))
-	_, err := j.js.PublishMsg(ctx, dl)
-	return err
+	// streams.DeadLetter cuts the copy to fit the max payload and keeps the
+	// command's stream and sequence, so the whole original can be found.
+	return streams.DeadLetter(ctx, j.js, "cmd."+j.svc.Name, j.msg, reason)
 }
 
 // publishResult publishes res to replyTo and waits for the stream's ack. A
