@@ -169,7 +169,7 @@ func TestWaitingEventsOfOneWorkflowDecideInOneReplay(t *testing.T) {
 	natstest.Eventually(t, 30*time.Second, settled(0), "the start was not decided")
 
 	// The first signal's decision waits at the gate while the others come in.
-	const signals = 200
+	const signals = 100
 	g.shut.Store(true)
 	publish := func(name string) {
 		t.Helper()
@@ -183,7 +183,7 @@ func TestWaitingEventsOfOneWorkflowDecideInOneReplay(t *testing.T) {
 	for range signals - 1 {
 		publish("noise")
 	}
-	natstest.Eventually(t, 30*time.Second, settled(signals), "the signals were not all recorded and delivered")
+	natstest.Eventually(t, time.Minute, settled(signals), "the signals were not all recorded and delivered")
 	g.release()
 	natstest.Eventually(t, 30*time.Second, settled(0), "the signals were not all decided")
 	n := replays.Load() - before
