@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -38,8 +37,9 @@ type Config struct {
 	Intake *Intake
 	// Logger receives the runtime's log. Default: discarded.
 	Logger *slog.Logger
-	// Workers is the number of decision loops. Events of one workflow always
-	// go to the same loop. Default 8 x GOMAXPROCS.
+	// Workers is the number of decision loops. A loop takes one workflow
+	// with all of its waiting events at a time, and no other loop decides
+	// that workflow meanwhile. Default 8 x GOMAXPROCS.
 	Workers int
 	// CacheSize bounds the number of workflow histories kept in memory.
 	// Default 10,000.
@@ -166,30 +166,31 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	workers := make([]chan jetstream.Msg, o.cfg.Workers)
-	perWorker := max(o.cfg.CacheSize/o.cfg.Workers, 16)
-	for i := range workers {
-		workers[i] = make(chan jetstream.Msg, 64)
+	// The decision loops share one cache and take whole workflows from the
+	// scheduler: the consume callback below never waits for a decision.
+	sched := newScheduler()
+	defer sched.close() // runs before wg.Wait, deferred earlier
+	cache := newCache(o.cfg.CacheSize)
+	for range o.cfg.Workers {
 		wg.Add(1)
-		go func(in chan jetstream.Msg) {
+		go func() {
 			defer wg.Done()
-			w := &worker{o: o, cache: newCache(perWorker)}
+			w := &worker{o: o, cache: cache}
 			for {
-				select {
-				case <-ctx.Done():
+				id, msgs, ok := sched.take()
+				if !ok {
 					return
-				case m := <-in:
-					w.handle(ctx, m)
 				}
+				w.handleBatch(ctx, id, msgs)
+				sched.done(id)
 			}
-		}(workers[i])
+		}()
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		// A subject that names no workflow is keyed by what parsing gave
+		// (possibly ""), and dead-lettered by its loop.
 		id, _, _ := streams.ParseSubject(m.Subject())
-		select {
-		case workers[shard(id, len(workers))] <- m:
-		case <-ctx.Done():
-		}
+		sched.put(id, m)
 	}, jetstream.PullMaxMessages(512), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		o.log.Debug("orchestrator consume", "err", err)
 	}))
@@ -224,12 +225,6 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("orchestrator: timer service: %w", err)
 	}
-}
-
-func shard(id string, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return int(h.Sum32() % uint32(n))
 }
 
 // Start begins workflow id of type wfType with input, unless a workflow with

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,9 @@ type state struct {
 	start   *schema.WorkflowStarted
 	status  schema.Status
 	blocked string // reason of the last blocked event, if it is the last decision
+	// decidedSeq is the lastSeq of the last decision this process stored
+	// (or found empty) for the workflow; 0 before any.
+	decidedSeq uint64
 	// timers are the started timers that have not fired or been cancelled.
 	timers map[int]*schema.TimerStarted
 	// ensured are the pending timers this process knows to be in the
@@ -107,8 +111,13 @@ func (s *state) add(evs []streams.Event) {
 	}
 }
 
-// cache is a small LRU of workflow states, owned by one worker.
+// cache is an LRU of workflow states shared by the decision loops. The
+// lock guards the list and the map only: a state is read and written by the
+// loop that holds its workflow (scheduler.take), and by no other. A state
+// evicted while its loop uses it stays that loop's until the decision ends;
+// the next wake of that workflow loads it afresh.
 type cache struct {
+	mu    sync.Mutex
 	max   int
 	ll    *list.List
 	items map[string]*list.Element
@@ -119,6 +128,8 @@ func newCache(max int) *cache {
 }
 
 func (c *cache) get(id string) *state {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if e, ok := c.items[id]; ok {
 		c.ll.MoveToFront(e)
 		return e.Value.(*state)
@@ -133,56 +144,123 @@ func (c *cache) get(id string) *state {
 	return s
 }
 
+// peek returns the cached state of id, or nil, without creating one.
+func (c *cache) peek(id string) *state {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[id]; ok {
+		return e.Value.(*state)
+	}
+	return nil
+}
+
 func (c *cache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if e, ok := c.items[id]; ok {
 		c.ll.Remove(e)
 		delete(c.items, id)
 	}
 }
 
+// worker is one decision loop; the loops share the orchestrator's cache.
 type worker struct {
 	o     *Orchestrator
 	cache *cache
 }
 
-// handle processes one event that may call for a decision. It acks the event
-// only once the decision it led to is stored.
-func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
+// admit makes the checks that concern one message, before it joins its
+// workflow's batch: a subject that names no workflow or an event that does
+// not decode is dead-lettered here, on its own. It returns the message's
+// stream sequence, and ok=false when the message is settled.
+func (w *worker) admit(ctx context.Context, m jetstream.Msg) (seq uint64, ok bool) {
 	if w.o.lastDelivery(ctx, m, "wf", w.o.cfg.MaxDeliver.Decisions, w.parkUndeliverable) {
-		return
+		return 0, false
 	}
-	log := w.o.log
 	id, _, ok := streams.ParseSubject(m.Subject())
 	if !ok || streams.ValidID(id) != nil {
 		w.deadLetter(ctx, m, "subject is not a workflow history subject")
-		return
+		return 0, false
 	}
 	if _, err := schema.Decode(m.Headers().Get(schema.HeaderKind), m.Headers().Get(schema.HeaderSchema), m.Data()); err != nil {
 		w.deadLetter(ctx, m, "undecodable history event: "+err.Error())
-		return
+		return 0, false
 	}
-	var seq uint64
 	if md, err := m.Metadata(); err == nil {
 		seq = md.Sequence.Stream
 	}
-	err := w.decide(ctx, id, seq)
+	return seq, true
+}
+
+// handleBatch processes every message waiting for workflow id, which this
+// loop holds (scheduler.take). The messages that pass admit wake one
+// decision, woken by the highest of their sequences: this is where the
+// events that came in while the workflow waited or was decided — a flood of
+// signals, say — are taken in one replay instead of one replay each. Each
+// message is acked only once the decision it led to is stored.
+func (w *worker) handleBatch(ctx context.Context, id string, msgs []jetstream.Msg) {
+	batch := msgs[:0:0]
+	var wake uint64
+	for _, m := range msgs {
+		seq, ok := w.admit(ctx, m)
+		if !ok {
+			continue
+		}
+		batch = append(batch, m)
+		wake = max(wake, seq)
+	}
+	if len(batch) == 0 {
+		return
+	}
+	err := w.decideWake(ctx, id, wake)
+	log := w.o.log
 	switch {
 	case err == nil:
-		if err := m.Ack(); err != nil {
-			log.Debug("ack", "workflow_id", id, "err", err)
+		for _, m := range batch {
+			if err := m.Ack(); err != nil {
+				log.Debug("ack", "workflow_id", id, "err", err)
+			}
 		}
 	case errors.Is(err, errUnknownWorkflow):
 		w.cache.drop(id)
-		w.deadLetter(ctx, m, "result for an unknown workflow: "+err.Error())
+		for _, m := range batch {
+			w.deadLetter(ctx, m, "result for an unknown workflow: "+err.Error())
+		}
 	case errors.Is(err, errUnknownType):
 		log.Warn("cannot decide", "workflow_id", id, "err", err)
-		_ = m.NakWithDelay(5 * time.Second)
+		for _, m := range batch {
+			_ = m.NakWithDelay(5 * time.Second)
+		}
 	default:
 		w.cache.drop(id)
-		delay := retryDelay(m)
-		log.Warn("decision failed, will retry", "workflow_id", id, "err", err, "retry_in", delay)
-		_ = m.NakWithDelay(delay)
+		log.Warn("decision failed, will retry", "workflow_id", id, "err", err, "events", len(batch))
+		for _, m := range batch {
+			_ = m.NakWithDelay(retryDelay(m))
+		}
 	}
+}
+
+// decideWake decides for a wake at sequence wake, unless the last decision
+// of this process already covered it: when the wake's events were all in
+// the history that decision replayed (wake <= decidedSeq), that decision is
+// stored and a replay would find nothing new to do, so the wake is done
+// without reading or replaying. A flood whose events were read in one
+// batch's replay thus costs the following batches nothing but their acks.
+// Events that arrived since have sequences above decidedSeq and decide as
+// usual.
+func (w *worker) decideWake(ctx context.Context, id string, wake uint64) error {
+	if st := w.cache.peek(id); wake > 0 && st != nil && wake <= st.decidedSeq {
+		return nil
+	}
+	if err := w.decide(ctx, id, wake); err != nil {
+		return err
+	}
+	// decide leaves the state at the sequence its stored (or empty)
+	// decision was taken on; a finished workflow has left the cache.
+	if st := w.cache.peek(id); st != nil {
+		st.decidedSeq = st.lastSeq
+	}
+	return nil
 }
 
 func retryDelay(m jetstream.Msg) time.Duration {

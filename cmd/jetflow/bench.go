@@ -37,6 +37,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.DurationVar(&cfg.Latency, "latency", 0, "latency of every simulated external call")
 	fs.StringVar(&cfg.Pickup, "pickup", bench.PickupAtCreation, "at_creation: the carrier takes the parcel with the shipment, an order is its 4 steps; signal: the workflow waits for the carrier's signal under its 72h pickup timer")
 	fs.DurationVar(&cfg.PickupDelay, "pickup-delay", 0, "with --pickup signal: how long after a shipment the simulated carrier signals the pickup (jetflow dev: 2s)")
+	fs.IntVar(&cfg.Flood, "flood", 0, "send this many signals to one order waiting for its carrier while the measured orders run (0: none)")
 	fs.StringVar(&syncMode, "sync", "default", "embedded server fsync: default (every 2 minutes) or always (every write)")
 	fs.BoolVar(&cfg.SplitConns, "split-conns", false, "give the orchestrator and each participant a connection of its own (jetflow dev shares one)")
 	fs.StringVar(&cfg.NatsURL, "nats", "", "run against this NATS server instead of an embedded one")

@@ -97,6 +97,10 @@ type Config struct {
 	// CeilingMsgs is the number of async publishes of the raw JetStream
 	// ceiling (a tenth of it sync). Default 50,000; negative skips it.
 	CeilingMsgs int
+	// Flood, if positive, is the number of signals sent to one order that
+	// waits for a pickup that never comes, published as the measured orders
+	// start: what one busy workflow costs the others. Default 0.
+	Flood int
 	// Timeout bounds the wait for every order to finish. Default 10 min.
 	Timeout time.Duration
 	// CPUProfile, if set, receives a CPU profile of the order run (not of
@@ -131,6 +135,9 @@ func (c *Config) defaults() error {
 	case PickupAtCreation, PickupSignal:
 	default:
 		return fmt.Errorf("pickup %q: want %s or %s", c.Pickup, PickupAtCreation, PickupSignal)
+	}
+	if c.Flood < 0 {
+		return fmt.Errorf("flood %d: want 0 (none) or more signals", c.Flood)
 	}
 	if c.Rate < 0 {
 		return fmt.Errorf("rate %v: want 0 (unlimited) or more", c.Rate)
@@ -252,6 +259,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 
+	var target string
+	if cfg.Flood > 0 {
+		prefix := "bf-" + strconv.FormatInt(time.Now().UnixNano()/1e6%1e9, 36) + "-"
+		if target, err = floodTarget(ctx, js, streams.NewHistory(nc, js), prefix); err != nil {
+			return nil, err
+		}
+	}
+
 	before, err := snapshot(ctx, js)
 	if err != nil {
 		return nil, err
@@ -268,7 +283,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
+	var waitFlood func() (*FloodResult, error)
+	if cfg.Flood > 0 {
+		fctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+		fmt.Fprintf(cfg.Progress, "bench: flooding %s with %d %s signals\n", target, cfg.Flood, FloodSignal)
+		waitFlood = flood(fctx, js, target, cfg.Flood)
+	}
 	runErr := drive(ctx, nc, js, cfg, orders, res)
+	if waitFlood != nil {
+		f, err := waitFlood()
+		res.Flood = f
+		if err != nil && runErr == nil {
+			runErr = fmt.Errorf("flood: %w", err)
+		}
+	}
 	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}

@@ -71,6 +71,7 @@ func TestConfigRefusesNonsense(t *testing.T) {
 	for _, c := range []Config{
 		{Mix: "some"},
 		{Rate: -1},
+		{Flood: -1},
 		{SyncAlways: true, NatsURL: "nats://127.0.0.1:4222"},
 	} {
 		if err := c.defaults(); err == nil {
@@ -160,5 +161,31 @@ func TestRunExternal(t *testing.T) {
 	checkSane(t, r, 20)
 	if r.Ceiling != nil || r.Resources.IncludesServer {
 		t.Fatalf("ceiling %+v, resources %+v", r.Ceiling, r.Resources)
+	}
+}
+
+// TestRunFlood floods one waiting order while the measured orders run: the
+// report says when every signal was recorded and decided, and the measured
+// orders all finish.
+func TestRunFlood(t *testing.T) {
+	var progress bytes.Buffer
+	r, err := Run(context.Background(), Config{Orders: 20, Concurrency: 8, CeilingMsgs: -1, Flood: 300, Progress: &progress})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, progress.String())
+	}
+	// The writes count the flood's too; the orders must all complete.
+	if r.Finished != 20 || r.Statuses[schema.StatusCompleted] != 20 || r.Latency.StartToDone.N != 20 {
+		t.Fatalf("finished %d of 20, statuses %v, e2e over %d", r.Finished, r.Statuses, r.Latency.StartToDone.N)
+	}
+	f := r.Flood
+	if f == nil || f.Signals != 300 || f.Recorded != 300 || f.RecordedSeconds <= 0 || f.DecidedSeconds < f.RecordedSeconds {
+		t.Fatalf("flood %+v", f)
+	}
+	var text bytes.Buffer
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "decided by the orchestrator") {
+		t.Errorf("text report lacks the flood:\n%s", text.String())
 	}
 }

@@ -37,6 +37,9 @@ type Result struct {
 	WallSeconds  float64 `json:"wall_seconds"`
 	OrdersPerSec float64 `json:"orders_per_sec"`
 
+	// Flood is what became of the flood of signals; nil without one.
+	Flood *FloodResult `json:"flood,omitempty"`
+
 	Latency   Latencies    `json:"latency_ms"`
 	History   HistoryShape `json:"history"`
 	Writes    Writes       `json:"writes"`
@@ -55,12 +58,14 @@ type RunConfig struct {
 	Sync        string  `json:"sync"`
 	Server      string  `json:"server"`
 	SplitConns  bool    `json:"split_conns,omitempty"`
+	Flood       int     `json:"flood,omitempty"`
 }
 
 func (c Config) describe() RunConfig {
 	r := RunConfig{
 		Orders: c.Orders, Concurrency: c.Concurrency, Rate: c.Rate, Mix: c.Mix,
 		LatencyMs: ms(c.Latency), Pickup: c.Pickup, PickupMs: ms(c.PickupDelay), Sync: "default", Server: "embedded", SplitConns: c.SplitConns,
+		Flood: c.Flood,
 	}
 	if c.SyncAlways {
 		r.Sync = "always"

@@ -38,6 +38,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	if c.SplitConns {
 		fmt.Fprint(w, ", a connection per engine part")
 	}
+	if c.Flood > 0 {
+		fmt.Fprintf(w, ", flood of %d signals to one workflow", c.Flood)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s, %s %s/%s\n\n", m.CPUs, m.GOMAXPROCS, orUnknown(m.CPUModel), m.Go, m.OS, m.Arch)
 
@@ -62,6 +65,18 @@ func (r *Result) WriteText(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(w)
+
+	if f := r.Flood; f != nil {
+		fmt.Fprintf(w, "Flood: %d %s signals to %s, published as the orders started (times from the first publish)\n", f.Signals, FloodSignal, f.Workflow)
+		p("  published\t%10.2f\ts", f.PublishSeconds)
+		p("  recorded by the signal router\t%10.2f\ts", f.RecordedSeconds)
+		p("  decided by the orchestrator\t%10.2f\ts", f.DecidedSeconds)
+		p("  in the workflow's history\t%10d\tsignals", f.Recorded)
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
 
 	fmt.Fprintln(w, "Latency (ms)")
 	p("\t%8s\t%8s\t%8s\t%8s\t%7s", "p50", "p90", "p99", "max", "n")
