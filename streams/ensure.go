@@ -2,7 +2,9 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -153,6 +155,26 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", kv.Bucket, err)
 		}
+	}
+	return nil
+}
+
+// Check reports an error naming every one of the given streams that does
+// not exist. A process whose credentials may not create streams (a
+// participant) checks the topology instead of ensuring it.
+func Check(ctx context.Context, js jetstream.JetStream, names ...string) error {
+	var missing []string
+	for _, n := range names {
+		if _, err := js.Stream(ctx, n); err != nil {
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				missing = append(missing, n)
+				continue
+			}
+			return fmt.Errorf("check stream %s: %w", n, err)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing streams %s: an orchestrator (or jetflow dev) creates them; start one first", strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -9,7 +9,11 @@
 //	jetflow signal ID NAME [JSON]     send a signal to a workflow
 //	jetflow decode                    msgpack on stdin → JSON on stdout
 //
-// Client commands take --nats URL, else $NATS_URL, else nats://127.0.0.1:4222.
+// Client commands take --nats URL, else $NATS_URL, else nats://127.0.0.1:4222,
+// and the nats CLI's credentials flags: --creds, --nkey, --tls-ca,
+// --tls-cert, --tls-key, --context (defaults $NATS_CREDS, $NATS_NKEY,
+// $NATS_CA, $NATS_CERT, $NATS_KEY, $NATS_CONTEXT; $NATS_USER and
+// $NATS_PASSWORD).
 package main
 
 import (
@@ -30,6 +34,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
+	"github.com/jetflow-io/jetflow/internal/natsauth"
+	"github.com/jetflow-io/jetflow/internal/natsconn"
 	"github.com/jetflow-io/jetflow/streams"
 )
 
@@ -97,17 +103,13 @@ func main() {
 
 // common are the flags every client command shares.
 type common struct {
-	natsURL  string
+	conn     natsconn.Flags
 	output   string
 	logLevel string
 }
 
 func (c *common) register(fs *flag.FlagSet, output bool) {
-	def := os.Getenv("NATS_URL")
-	if def == "" {
-		def = nats.DefaultURL
-	}
-	fs.StringVar(&c.natsURL, "nats", def, "NATS server URL (default $NATS_URL, else nats://127.0.0.1:4222)")
+	c.conn.Register(fs, os.Getenv)
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if output {
 		fs.StringVar(&c.output, "output", "text", "output format: text or json")
@@ -160,9 +162,23 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// connect dials the server named by --nats and ensures the topology.
-func connect(ctx context.Context, c *common, name string, ensure bool) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := streams.Connect(c.natsURL, name)
+// connect dials the server named by the connection flags, as role (whose
+// inbox prefix the connection uses unless the flags name one), and ensures
+// the topology.
+func connect(ctx context.Context, c *common, name, role string, ensure bool) (*nats.Conn, jetstream.JetStream, error) {
+	flags, err := c.conn.Resolve(os.Getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	inbox := ""
+	if role != "" {
+		inbox = natsauth.InboxPrefix(role)
+	}
+	url, opts, err := flags.Options(inbox)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := streams.Connect(url, name, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
