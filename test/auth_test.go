@@ -23,7 +23,7 @@ import (
 // TestAuthPipeline runs the order mix with every part on its own role:
 // the orchestrator, each participant, the payment gateway, the carrier and
 // the order publisher connect with their own nkey to a server that enforces
-// deploy/jetflow-auth.conf, and every order ends as it should.
+// deploy/nats-server.conf, and every order ends as it should.
 func TestAuthPipeline(t *testing.T) {
 	s := newAuthStack(t)
 	s.participants()

@@ -71,7 +71,7 @@ type stack struct {
 func newStack(t *testing.T) *stack { return newStackOn(t, natstest.RunJetStream(t)) }
 
 // newAuthStack is newStack on a server that enforces the role permissions
-// of deploy/jetflow-auth.conf: the orchestrator, each participant, the
+// of deploy/nats-server.conf: the orchestrator, each participant, the
 // payment gateway, the carrier and the order publisher connect with their
 // own role's nkey; s.env.NC and s.env.JS are admin, for inspection.
 func newAuthStack(t *testing.T) *stack {

@@ -8,6 +8,7 @@
 //	jetflow ledger SYSTEM [--order ID] a simulated system's effects
 //	jetflow signal ID NAME [JSON]     send a signal to a workflow
 //	jetflow decode                    msgpack on stdin → JSON on stdout
+//	jetflow auth config|keys          role permissions for nats-server, nkeys
 //
 // Client commands take --nats URL, else $NATS_URL, else nats://127.0.0.1:4222,
 // and the nats CLI's credentials flags: --creds, --nkey, --tls-ca,
@@ -56,6 +57,7 @@ func init() {
 		{"ledger", "SYSTEM [--order ID] [--output json]", "list the effects recorded by a simulated system", runLedger},
 		{"signal", "WORKFLOW_ID NAME [JSON]", "send a signal to a workflow (signal.<name>.<id>)", runSignal},
 		{"decode", "", "decode one msgpack message body from stdin and print JSON", runDecode},
+		{"auth", "config|keys [--out DIR]", "write the nats-server permissions of the jetflow roles, or an nkey seed per role", runAuth},
 		{"bench", "[--orders N] [flags]", "measure orders/s, latency and JetStream writes per order, in process", runBench},
 	}
 }

@@ -189,7 +189,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.StringVar(&listen, "listen", "127.0.0.1:4222", "address the embedded nats-server listens on")
 	fs.StringVar(&data, "data", "./.jetflow", "directory of the embedded server's JetStream data")
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every write before acknowledging it")
-	fs.BoolVar(&auth, "auth", false, "enforce the role permissions (deploy/jetflow-auth.conf): every part connects with its own role's nkey, kept in <data>/auth")
+	fs.BoolVar(&auth, "auth", false, "enforce the role permissions (deploy/nats-server.conf): every part connects with its own role's nkey, kept in <data>/auth")
 	fs.IntVar(&demo, "demo", 0, "publish N sample orders with a mix of outcomes")
 	fs.BoolVar(&demoExit, "demo-exit", false, "exit once every demo order has finished")
 	if _, err := parse(fs, args); err != nil {

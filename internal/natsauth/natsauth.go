@@ -1,7 +1,7 @@
 // Package natsauth is the one source of truth for who may do what on a
 // jetflow NATS server: the roles, the subjects each may publish and
 // subscribe to, their inbox prefixes, and the nats-server configuration
-// generated from them (deploy/jetflow-auth.conf, `jetflow dev --auth`).
+// generated from them (deploy/nats-server.conf, `jetflow dev --auth`).
 //
 // The permissions are enforced by the server itself: a process that holds
 // the client credentials cannot write a history event, a command or a
