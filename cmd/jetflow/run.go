@@ -128,8 +128,10 @@ func runOrchestrator(ctx context.Context, args []string) error {
 
 func runParticipant(ctx context.Context, args []string) error {
 	var e engineFlags
+	var callbackNKey string
 	fs := flag.NewFlagSet("participant", flag.ContinueOnError)
 	e.register(fs)
+	fs.StringVar(&callbackNKey, "callback-nkey", "", "nkey seed of the party the simulated system calls back as (payment-gateway for payment, carrier for shipping); default: the participant's own connection")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -146,10 +148,29 @@ func runParticipant(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	var cb jetstream.JetStream
+	if callbackNKey != "" {
+		role := natsauth.CallbackRole(pos[0])
+		if role == "" {
+			return fmt.Errorf("--callback-nkey: participant %s makes no callbacks", pos[0])
+		}
+		cc := e.common
+		if cc.conn, err = e.conn.Resolve(os.Getenv); err != nil {
+			return err
+		}
+		// The same server and TLS, as the calling party.
+		cc.conn.Context, cc.conn.NKey, cc.conn.Creds, cc.conn.User, cc.conn.Token, cc.conn.InboxPrefix = "", callbackNKey, "", "", "", ""
+		cnc, cjs, err := connect(ctx, &cc, "jetflow "+role+" (simulated)", role, false)
+		if err != nil {
+			return err
+		}
+		defer cnc.Close()
+		cb = cjs
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
-	if err := startParticipant(ctx, &wg, nc, js, nil, log, &e, pos[0], errs); err != nil {
+	if err := startParticipant(ctx, &wg, nc, js, cb, log, &e, pos[0], errs); err != nil {
 		cancel()
 		return err
 	}
