@@ -14,6 +14,7 @@ import (
 
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
 	"github.com/jetflow-io/jetflow/participants/payment"
 	"github.com/jetflow-io/jetflow/schema"
@@ -340,4 +341,53 @@ func freeClosedPort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestAuthScheduledSignalFromTheWrongSchedule: nats-server v2.15.2 does
+// not check a scheduled message's target (Nats-Schedule-Target) against
+// the scheduler's permissions, so the carrier, allowed to schedule its own
+// pickups (schedule.<id>.carrier.>), can make the server publish a
+// payment.settled. The server sets Nats-Scheduler to the schedule's
+// subject; the engine refuses a signal whose schedule is not
+// schedule.<id>.<name>, so the forged settlement is dead-lettered and never
+// recorded, and the order keeps waiting for the gateway's.
+func TestAuthScheduledSignalFromTheWrongSchedule(t *testing.T) {
+	s := newAuthStack(t)
+	s.participants()
+	s.orchestrator()
+	o := order("o-sched-", 7, map[string]string{"payment": "pending_then_settle:1h"})
+	s.publishOrder(o)
+	h := streams.NewHistory(s.env.NC, s.env.JS)
+	natstest.Eventually(t, time.Minute, func() bool {
+		d, err := orchestrator.Describe(context.Background(), h, o.OrderID)
+		return err == nil && len(d.Timers) == 1
+	}, "%s does not wait for its settlement", o.OrderID)
+	c := s.chargeOf(o.OrderID)
+
+	_, carrier, _ := s.env.ConnectAs(t, natsauth.Carrier)
+	body := []byte(`{"order_id":"` + o.OrderID + `","charge_id":"` + c.ChargeID + `","amount_cents":` + strconv.FormatInt(c.AmountCents, 10) + `,"currency":"EUR"}`)
+	m := nats.NewMsg(streams.ScheduleSubject(o.OrderID + ".carrier.picked_up"))
+	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(500*time.Millisecond).UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule-Target", streams.SignalSubject(payment.SettledSignal, o.OrderID))
+	m.Data = body
+	// The limit: the server accepts it.
+	if _, err := carrier.PublishMsg(context.Background(), m); err != nil {
+		t.Fatalf("the server refused the carrier's schedule (the limit is gone: tighten the docs): %v", err)
+	}
+	var reasons []string
+	natstest.Eventually(t, time.Minute, func() bool {
+		reasons = s.deadLetters(streams.DeadLetterSubject("signal"))
+		return len(reasons) > 0
+	}, "the forged settlement was not dead-lettered")
+	if !strings.Contains(reasons[0], "schedule.") {
+		t.Errorf("reason %q does not name the schedule", reasons[0])
+	}
+	for _, ev := range s.history(o.OrderID) {
+		if sig, ok := ev.Value.(*schema.Signal); ok {
+			t.Errorf("%s: signal %s recorded from %s", o.OrderID, sig.Name, sig.Source)
+		}
+	}
+	if st := s.statuses()[o.OrderID]; st != schema.StatusRunning {
+		t.Errorf("%s: %s, want running (waiting for the gateway)", o.OrderID, st)
+	}
 }
