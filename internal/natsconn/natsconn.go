@@ -46,6 +46,12 @@ type Flags struct {
 // (os.Getenv in a command).
 func (f *Flags) Register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&f.URL, "nats", getenv("NATS_URL"), "NATS server URL (default $NATS_URL, else the context's, else "+nats.DefaultURL+")")
+	f.RegisterCredentials(fs, getenv)
+}
+
+// RegisterCredentials adds every connection flag but --nats, for a command
+// that has its own (jetflow bench: no --nats means an embedded server).
+func (f *Flags) RegisterCredentials(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&f.Context, "context", getenv("NATS_CONTEXT"), "nats CLI context: a name in ~/.config/nats/context, or a JSON file (default $NATS_CONTEXT)")
 	fs.StringVar(&f.Creds, "creds", getenv("NATS_CREDS"), "user credentials file (default $NATS_CREDS)")
 	fs.StringVar(&f.NKey, "nkey", getenv("NATS_NKEY"), "user nkey seed file (default $NATS_NKEY)")
