@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
@@ -174,5 +176,96 @@ func TestCredsFlag(t *testing.T) {
 	}
 	if out, stderr, ok := run(t, []string{"NATS_URL=" + url, "NATS_CREDS=" + credsFile}, "list"); !ok {
 		t.Fatalf("list with NATS_CREDS: %s %s", out, stderr)
+	}
+}
+
+// start runs the binary in the background until the end of the test.
+func start(t *testing.T, args ...string) *syncBuffer {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
+	out := &syncBuffer{}
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	return out
+}
+
+// status polls `jetflow show ID` as operator until the order has status.
+func waitStatus(t *testing.T, url, operator, id, status string) {
+	t.Helper()
+	var last string
+	natstest.Eventually(t, 90*time.Second, func() bool {
+		out, _, ok := run(t, nil, "show", id, "--nats", url, "--nkey", operator, "--output", "json")
+		var show struct{ Status string }
+		if ok && json.Unmarshal([]byte(out), &show) == nil {
+			last = show.Status
+		}
+		return last == status
+	}, "%s: status %q, want %s", id, last, status)
+}
+
+// TestSplitDeploymentUnderAuth runs deploy/README.md: each part a process
+// of its own with its own role's nkey against a server that enforces the
+// permissions; an order published by the client completes, and one whose
+// charge the gateway settles later (its callback scheduled with the
+// gateway's key) completes too.
+func TestSplitDeploymentUnderAuth(t *testing.T) {
+	env := natstest.RunAuth(t)
+	url := env.Server.ClientURL()
+	key := func(role string) string { return natsauth.SeedFile(env.KeyDir, role) }
+	start(t, "orchestrator", "--nats", url, "--nkey", key(natsauth.Orchestrator), "--log-level", "warn")
+	for _, svc := range natsauth.Services {
+		args := []string{"participant", svc, "--nats", url, "--nkey", key(natsauth.Participant(svc)), "--log-level", "warn", "--pickup-delay", "200ms"}
+		if cb := natsauth.CallbackRole(svc); cb != "" {
+			args = append(args, "--callback-nkey", key(cb))
+		}
+		start(t, args...)
+	}
+	_, client, _ := env.ConnectAs(t, natsauth.Client)
+	for _, o := range []string{
+		`{"order_id":"o-split-1","customer_id":"c-7","amount_cents":12999,"currency":"EUR","items":[{"sku":"sku-1","qty":2}]}`,
+		`{"order_id":"o-split-2","customer_id":"c-7","amount_cents":500,"currency":"EUR","items":[{"sku":"sku-2","qty":1}],"simulate":{"payment":"pending_then_settle:300ms"}}`,
+	} {
+		if _, err := client.Publish(natstest.Context(t), streams.OrderCreated, []byte(o)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStatus(t, url, key(natsauth.Operator), "o-split-1", "completed")
+	waitStatus(t, url, key(natsauth.Operator), "o-split-2", "completed")
+}
+
+// TestDevAuth: `jetflow dev --auth` creates a seed per role (0600) in the
+// data folder, runs the demo with every part on its own role, says where
+// the credentials are and never prints one.
+func TestDevAuth(t *testing.T) {
+	addr := freeAddr(t)
+	data := t.TempDir()
+	out, stderr, ok := run(t, nil, "dev", "--auth", "--listen", addr, "--data", data, "--demo", "12", "--demo-exit", "--pickup-delay", "200ms", "--log-level", "info")
+	if !ok || !strings.Contains(stderr, "all 12 demo orders finished") {
+		t.Fatalf("dev --auth: %s\n%s", out, stderr)
+	}
+	dir := filepath.Join(data, "auth")
+	if !strings.Contains(stderr, dir) {
+		t.Errorf("the output does not say where the credentials are (%s)", dir)
+	}
+	for _, role := range natsauth.Roles(nil) {
+		path := natsauth.SeedFile(dir, role.Name)
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", path, st.Mode().Perm())
+		}
+		seed, _ := os.ReadFile(path)
+		if strings.Contains(stderr+out, strings.TrimSpace(string(seed))) {
+			t.Errorf("the seed of %s is printed", role.Name)
+		}
+	}
+	if strings.Contains(stderr, "Violation") || strings.Contains(stderr, "violation") {
+		t.Errorf("permission violations while running the demo:\n%s", stderr)
 	}
 }
