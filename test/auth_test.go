@@ -391,3 +391,31 @@ func TestAuthScheduledSignalFromTheWrongSchedule(t *testing.T) {
 		t.Errorf("%s: %s, want running (waiting for the gateway)", o.OrderID, st)
 	}
 }
+
+// TestAuthPushConsumerCannotWriteHistory: consumer creation is the one
+// permitted request whose effect is a publish the server makes on the
+// creator's behalf (a push consumer's deliver subject is not checked
+// against the creator's permissions). The operator creates a push consumer
+// delivering orders onto a history subject: the delivery happens, and no
+// stream stores it, so consumer creation cannot forge a history event.
+func TestAuthPushConsumerCannotWriteHistory(t *testing.T) {
+	s := newAuthStack(t)
+	_, cjs, _ := s.env.ConnectAs(t, natsauth.Client)
+	if _, err := cjs.Publish(context.Background(), streams.OrderCreated, []byte(`{"order_id":"o-push"}`)); err != nil {
+		t.Fatal(err)
+	}
+	target := streams.DoneSubject("o-push", string(schema.StatusCompensated))
+	nc, _, v := s.env.ConnectAs(t, natsauth.Operator)
+	sub, err := nc.SubscribeSync(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := `{"stream_name":"` + streams.OrdersStream + `","config":{"name":"push","deliver_subject":"` + target + `","ack_policy":"none","deliver_policy":"all"}}`
+	if _, err := nc.Request("$JS.API.CONSUMER.CREATE."+streams.OrdersStream+".push", []byte(req), 5*time.Second); err != nil {
+		t.Fatalf("create push consumer: %v (%v)", err, v.All())
+	}
+	if _, err := sub.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("no delivery on %s: %v", target, err)
+	}
+	s.assertAbsent(target)
+}
