@@ -100,8 +100,12 @@ func TestConnectionFlags(t *testing.T) {
 		if out, stderr, ok := run(t, nil, "signal", "o-1", "carrier.picked_up", "{}", "--nats", url, "--nkey", carrier); !ok {
 			t.Fatalf("carrier signal: %s %s", out, stderr)
 		}
-		if _, _, ok := run(t, nil, "signal", "o-1", "payment.settled", "{}", "--nats", url, "--nkey", carrier); ok {
+		_, stderr, ok := run(t, nil, "signal", "o-1", "payment.settled", "{}", "--nats", url, "--nkey", carrier)
+		if ok {
 			t.Error("the carrier sent payment.settled")
+		}
+		if !strings.Contains(stderr, `the server refused it: Permissions Violation for Publish to "signal.payment.settled.o-1"`) {
+			t.Errorf("the error does not say what the server refused:\n%s", stderr)
 		}
 	})
 }

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -92,7 +93,13 @@ func main() {
 				if errors.Is(err, flag.ErrHelp) {
 					return
 				}
-				fmt.Fprintln(os.Stderr, "jetflow "+c.name+": "+err.Error())
+				msg := err.Error()
+				if denied := lastDenied.Load(); denied != nil {
+					// A refused publish or subscription surfaces as a timeout;
+					// say what the server refused.
+					msg += " (the server refused it: " + denied.(string) + "; check the credentials' role)"
+				}
+				fmt.Fprintln(os.Stderr, "jetflow "+c.name+": "+streams.RedactURL(msg))
 				os.Exit(1)
 			}
 			return
@@ -102,6 +109,10 @@ func main() {
 	usage(os.Stderr)
 	os.Exit(2)
 }
+
+// lastDenied holds the first permission violation the server reported to
+// this process's client connections.
+var lastDenied atomic.Value
 
 // common are the flags every client command shares.
 type common struct {
@@ -180,6 +191,19 @@ func connect(ctx context.Context, c *common, name, role string, ensure bool) (*n
 	if err != nil {
 		return nil, nil, err
 	}
+	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		fmt.Fprintln(os.Stderr, "jetflow: "+name+": "+err.Error())
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			v := strings.TrimPrefix(err.Error(), "nats: permissions violation: ")
+			// A refused publish says more than the refused reply inbox
+			// that comes with it.
+			if !lastDenied.CompareAndSwap(nil, v) && strings.Contains(v, "Publish") {
+				if old, _ := lastDenied.Load().(string); !strings.Contains(old, "Publish") {
+					lastDenied.Store(v)
+				}
+			}
+		}
+	}))
 	nc, err := streams.Connect(url, name, opts...)
 	if err != nil {
 		return nil, nil, err
