@@ -144,7 +144,8 @@ func (t Topology) TimersConfig() jetstream.KeyValueConfig {
 }
 
 // Ensure creates or updates every stream and bucket. It is
-// idempotent: every process calls it at start-up.
+// idempotent: every orchestrator calls it at start-up (participants, whose
+// credentials may not create streams, call Check).
 func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	for _, cfg := range t.StreamConfigs() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
