@@ -26,6 +26,14 @@ build: ## build bin/jetflow
 run: build ## run jetflow: embedded NATS, orchestrator, participants and $(DEMO) demo orders
 	./$(BIN) dev --demo $(DEMO)
 
+.PHONY: run-auth
+run-auth: build ## make run, every part on its own role's nkey under the permissions of deploy/nats-server.conf
+	./$(BIN) dev --auth --demo $(DEMO)
+
+.PHONY: auth-config
+auth-config: ## regenerate deploy/nats-server.conf from internal/natsauth
+	$(GO) run ./cmd/jetflow auth config --out deploy
+
 .PHONY: test
 test: ## run every test with the race detector (real embedded nats-server), then each fuzz target for 5000 inputs
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)

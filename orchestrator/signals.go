@@ -102,6 +102,10 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		o.refuse(ctx, m, "signal", "signal "+name+": "+err.Error())
 		return
 	}
+	if err := streams.CheckScheduled(name, id, m.Headers().Get(streams.HeaderScheduler)); err != nil {
+		o.refuse(ctx, m, "signal", err.Error())
+		return
+	}
 	md, err := m.Metadata()
 	if err != nil {
 		_ = m.NakWithDelay(time.Second)

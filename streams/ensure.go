@@ -2,7 +2,9 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -142,7 +144,8 @@ func (t Topology) TimersConfig() jetstream.KeyValueConfig {
 }
 
 // Ensure creates or updates every stream and bucket. It is
-// idempotent: every process calls it at start-up.
+// idempotent: every orchestrator calls it at start-up (participants, whose
+// credentials may not create streams, call Check).
 func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	for _, cfg := range t.StreamConfigs() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
@@ -200,6 +203,26 @@ func orDefault(n, def int) int {
 		return def
 	}
 	return n
+}
+
+// Check reports an error naming every one of the given streams that does
+// not exist. A process whose credentials may not create streams (a
+// participant) checks the topology instead of ensuring it.
+func Check(ctx context.Context, js jetstream.JetStream, names ...string) error {
+	var missing []string
+	for _, n := range names {
+		if _, err := js.Stream(ctx, n); err != nil {
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				missing = append(missing, n)
+				continue
+			}
+			return fmt.Errorf("check stream %s: %w", n, err)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing streams %s: an orchestrator (or jetflow dev) creates them; start one first", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // OrchestratorConsumerConfig is the durable consumer shared by every

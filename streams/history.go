@@ -135,7 +135,7 @@ func (c *call) take() []*nats.Msg {
 
 func (h *History) mux() error {
 	h.once.Do(func() {
-		h.prefix = nats.NewInbox() + "."
+		h.prefix = h.nc.NewInbox() + "."
 		_, h.subErr = h.nc.Subscribe(h.prefix+"*", func(m *nats.Msg) {
 			token := m.Subject[len(h.prefix):]
 			h.mu.Lock()

@@ -186,6 +186,25 @@ func ParseSignalSubject(subject string) (name, id string, ok bool) {
 // SignalsStream: the server publishes it to target at its time.
 func ScheduleSubject(key string) string { return "schedule." + key }
 
+// HeaderScheduler is set by the server on a message it published for a
+// schedule: the subject of the schedule (schedule.<id>.<name>). The server
+// removes any such header the scheduling client sent.
+const HeaderScheduler = "Nats-Scheduler"
+
+// CheckScheduled reports an error when signal name for workflow id was
+// published by a schedule other than schedule.<id>.<name>. The server does
+// not check a schedule's target (Nats-Schedule-Target) against the
+// scheduler's publish permissions, so a party allowed to schedule its own
+// signal could otherwise deliver any signal; the schedule subject is the
+// part the permissions do check.
+func CheckScheduled(name, id, scheduler string) error {
+	if scheduler == "" || scheduler == ScheduleSubject(id+"."+name) {
+		return nil
+	}
+	return fmt.Errorf("signal %s for %s was published by schedule %s: a scheduled signal must come from %s",
+		name, id, scheduler, ScheduleSubject(id+"."+name))
+}
+
 // Filters used by listings.
 const (
 	StartFilter   = "wf.*." + tokStart

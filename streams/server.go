@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -26,6 +27,12 @@ type ServerConfig struct {
 	Name string
 	// Logger receives the server's log at Info and above. Default: discarded.
 	Logger *slog.Logger
+	// ConfigFile is a nats-server configuration file whose accounts, users
+	// and permissions the server enforces (`jetflow dev --auth` passes the
+	// one generated from the jetflow roles). The fields above win over the
+	// file's listen address, store directory and server name. Default "":
+	// no authentication, every client may do anything.
+	ConfigFile string
 }
 
 // Server is a running embedded nats-server.
@@ -40,14 +47,19 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("streams: ServerConfig.StoreDir is required")
 	}
-	opts := &server.Options{
-		ServerName: cfg.Name,
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		SyncAlways: cfg.SyncAlways,
-		NoSigs:     true,
-		NoLog:      cfg.Logger == nil,
+	opts := &server.Options{}
+	if cfg.ConfigFile != "" {
+		var err error
+		if opts, err = server.ProcessConfigFile(cfg.ConfigFile); err != nil {
+			return nil, fmt.Errorf("streams: server configuration %s: %w", cfg.ConfigFile, err)
+		}
 	}
+	opts.ServerName = cfg.Name
+	opts.JetStream = true
+	opts.StoreDir = cfg.StoreDir
+	opts.SyncAlways = cfg.SyncAlways
+	opts.NoSigs = true
+	opts.NoLog = cfg.Logger == nil
 	if opts.ServerName == "" {
 		opts.ServerName = "jetflow"
 	}
@@ -109,10 +121,29 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	}, opts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", url, err)
+		return nil, redacted{msg: "connect " + RedactURL(url) + ": " + RedactURL(err.Error()), err: err}
 	}
 	return nc, nil
 }
+
+// userinfo matches the user:password@ (or token@) part of the URLs in a
+// text.
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^@/\s,]*@`)
+
+// RedactURL replaces the user information of every URL in s (nats://user:
+// password@host, nats://token@host) with "***@", so a password never
+// reaches an error message or a log.
+func RedactURL(s string) string { return userinfo.ReplaceAllString(s, "${1}***@") }
+
+// redacted is an error whose message has its secrets removed; errors.Is
+// and errors.As still see the error it wraps.
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r redacted) Error() string { return r.msg }
+func (r redacted) Unwrap() error { return r.err }
 
 type serverLogger struct{ l *slog.Logger }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
@@ -64,16 +65,41 @@ type stack struct {
 	// maxDeliver of the orchestrators' consumers; zero: the defaults.
 	maxDeliver orchestrator.MaxDeliver
 	parts      []*part
+	// auth: the server enforces the role permissions and every part
+	// connects with its own role (newAuthStack).
+	auth bool
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) *stack { return newStackOn(t, natstest.RunJetStream(t)) }
+
+// newAuthStack is newStack on a server that enforces the role permissions
+// of deploy/nats-server.conf: the orchestrator, each participant, the
+// payment gateway, the carrier and the order publisher connect with their
+// own role's nkey; s.env.NC and s.env.JS are admin, for inspection.
+func newAuthStack(t *testing.T) *stack {
+	s := newStackOn(t, natstest.RunAuth(t))
+	s.auth = true
+	return s
+}
+
+func newStackOn(t *testing.T, env *natstest.Env) *stack {
 	return &stack{
-		t: t, env: natstest.RunJetStream(t),
+		t: t, env: env,
 		workflows: func(r *workflow.Registry) {
 			fulfillment.Register(r, fulfillment.Config{Steps: fastSteps, Compensation: fastCompensation})
 		},
 		ackWait: 2 * time.Second,
 	}
+}
+
+// connect opens a connection for a part of the system as role: with its
+// credentials on an auth stack, a plain one otherwise.
+func (s *stack) connect(role string) (*nats.Conn, jetstream.JetStream) {
+	if !s.auth {
+		return natstest.Connect(s.t, s.env.Server)
+	}
+	nc, js, _ := s.env.ConnectAs(s.t, role)
+	return nc, js
 }
 
 // part is a running component; stop cancels it and waits until it returned.
@@ -126,7 +152,7 @@ func (s *stack) restart() {
 // orchestrator starts an orchestrator on its own connection: a fresh
 // process state against the same streams.
 func (s *stack) orchestrator() *part {
-	nc, js := natstest.Connect(s.t, s.env.Server)
+	nc, js := s.connect(natsauth.Orchestrator)
 	reg := workflow.NewRegistry()
 	s.workflows(reg)
 	var late []orchestrator.LateSignalRoute
@@ -146,8 +172,13 @@ func (s *stack) orchestrator() *part {
 
 // participant starts one reference participant on its own connection.
 func (s *stack) participant(name string) *part {
-	nc, js := natstest.Connect(s.t, s.env.Server)
-	svc, err := reference.Service(context.Background(), js, streams.Topology{}, name, s.faults)
+	nc, js := s.connect(natsauth.Participant(name))
+	var opts []reference.Option
+	if role := natsauth.CallbackRole(name); role != "" && s.auth {
+		_, cb := s.connect(role)
+		opts = append(opts, reference.CallbacksVia(cb))
+	}
+	svc, err := reference.Service(context.Background(), js, streams.Topology{}, name, s.faults, opts...)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -169,6 +200,13 @@ func (s *stack) publishOrder(o fulfillment.Order) {
 	body, err := json.Marshal(o)
 	if err != nil {
 		s.t.Fatal(err)
+	}
+	if s.auth {
+		_, js := s.connect(natsauth.Client)
+		if _, err := js.Publish(context.Background(), streams.OrderCreated, body); err != nil {
+			s.t.Fatalf("publish order as client: %v", err)
+		}
+		return
 	}
 	s.publish(streams.OrderCreated, body, nil)
 }
@@ -374,6 +412,10 @@ func (s *stack) mix(prefix string, n int) (map[string]fulfillment.Order, map[str
 		orders[o.OrderID], want[o.OrderID] = o, w
 		ids = append(ids, o.OrderID)
 	}
+	js := s.env.JS
+	if s.auth {
+		_, js = s.connect(natsauth.Client)
+	}
 	var wg sync.WaitGroup
 	for _, chunk := range [][]string{ids[:n/2], ids[n/2:]} {
 		wg.Add(1)
@@ -381,7 +423,7 @@ func (s *stack) mix(prefix string, n int) (map[string]fulfillment.Order, map[str
 			defer wg.Done()
 			for _, id := range chunk {
 				body, _ := json.Marshal(orders[id])
-				if _, err := s.env.JS.Publish(context.Background(), streams.OrderCreated, body); err != nil {
+				if _, err := js.Publish(context.Background(), streams.OrderCreated, body); err != nil {
 					s.t.Errorf("publish: %v", err)
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jetflow-io/jetflow/internal/bench"
+	"github.com/jetflow-io/jetflow/internal/natsconn"
 )
 
 func runBench(ctx context.Context, args []string) error {
@@ -48,9 +49,23 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&cfg.MemProfile, "memprofile", "", "write the allocation profile of the process to this file after the order run")
 	fs.StringVar(&output, "output", "text", "output format: text or json")
 	fs.StringVar(&logLevel, "log-level", "warn", "engine log level: debug, info, warn, error")
+	var conn natsconn.Flags
+	conn.RegisterCredentials(fs, os.Getenv)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if cfg.NatsURL != "" || conn.Context != "" {
+		resolved, err := conn.Resolve(os.Getenv)
+		if err != nil {
+			return err
+		}
+		if cfg.NatsURL == "" {
+			cfg.NatsURL = resolved.URL
+		}
+		if _, cfg.NatsOptions, err = resolved.Options(""); err != nil {
+			return err
+		}
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("unexpected arguments %q", pos)

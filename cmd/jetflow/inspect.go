@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/participants/sim"
 	"github.com/jetflow-io/jetflow/schema"
@@ -39,7 +40,7 @@ func runShow(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, js, err := connect(ctx, &c, "jetflow show", false)
+	nc, js, err := connect(ctx, &c, "jetflow show", natsauth.Operator, false)
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func runList(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, js, err := connect(ctx, &c, "jetflow list", false)
+	nc, js, err := connect(ctx, &c, "jetflow list", natsauth.Operator, false)
 	if err != nil {
 		return err
 	}
@@ -144,7 +145,7 @@ func runLedger(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, js, err := connect(ctx, &c, "jetflow ledger", false)
+	nc, js, err := connect(ctx, &c, "jetflow ledger", natsauth.Operator, false)
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,13 @@
 //	jetflow ledger SYSTEM [--order ID] a simulated system's effects
 //	jetflow signal ID NAME [JSON]     send a signal to a workflow
 //	jetflow decode                    msgpack on stdin → JSON on stdout
+//	jetflow auth config|keys          role permissions for nats-server, nkeys
 //
-// Client commands take --nats URL, else $NATS_URL, else nats://127.0.0.1:4222.
+// Client commands take --nats URL, else $NATS_URL, else nats://127.0.0.1:4222,
+// and the nats CLI's credentials flags: --creds, --nkey, --tls-ca,
+// --tls-cert, --tls-key, --context (defaults $NATS_CREDS, $NATS_NKEY,
+// $NATS_CA, $NATS_CERT, $NATS_KEY, $NATS_CONTEXT; $NATS_USER and
+// $NATS_PASSWORD).
 package main
 
 import (
@@ -22,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +36,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
+	"github.com/jetflow-io/jetflow/internal/natsauth"
+	"github.com/jetflow-io/jetflow/internal/natsconn"
 	"github.com/jetflow-io/jetflow/streams"
 )
 
@@ -50,6 +58,7 @@ func init() {
 		{"ledger", "SYSTEM [--order ID] [--output json]", "list the effects recorded by a simulated system", runLedger},
 		{"signal", "WORKFLOW_ID NAME [JSON]", "send a signal to a workflow (signal.<name>.<id>)", runSignal},
 		{"decode", "", "decode one msgpack message body from stdin and print JSON", runDecode},
+		{"auth", "config|keys [--out DIR]", "write the nats-server permissions of the jetflow roles, or an nkey seed per role", runAuth},
 		{"bench", "[--orders N] [flags]", "measure orders/s, latency and JetStream writes per order, in process", runBench},
 	}
 }
@@ -84,7 +93,13 @@ func main() {
 				if errors.Is(err, flag.ErrHelp) {
 					return
 				}
-				fmt.Fprintln(os.Stderr, "jetflow "+c.name+": "+err.Error())
+				msg := err.Error()
+				if denied := lastDenied.Load(); denied != nil {
+					// A refused publish or subscription surfaces as a timeout;
+					// say what the server refused.
+					msg += " (the server refused it: " + denied.(string) + "; check the credentials' role)"
+				}
+				fmt.Fprintln(os.Stderr, "jetflow "+c.name+": "+streams.RedactURL(msg))
 				os.Exit(1)
 			}
 			return
@@ -95,19 +110,19 @@ func main() {
 	os.Exit(2)
 }
 
+// lastDenied holds the first permission violation the server reported to
+// this process's client connections.
+var lastDenied atomic.Value
+
 // common are the flags every client command shares.
 type common struct {
-	natsURL  string
+	conn     natsconn.Flags
 	output   string
 	logLevel string
 }
 
 func (c *common) register(fs *flag.FlagSet, output bool) {
-	def := os.Getenv("NATS_URL")
-	if def == "" {
-		def = nats.DefaultURL
-	}
-	fs.StringVar(&c.natsURL, "nats", def, "NATS server URL (default $NATS_URL, else nats://127.0.0.1:4222)")
+	c.conn.Register(fs, os.Getenv)
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if output {
 		fs.StringVar(&c.output, "output", "text", "output format: text or json")
@@ -160,9 +175,36 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// connect dials the server named by --nats and ensures the topology.
-func connect(ctx context.Context, c *common, name string, ensure bool) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := streams.Connect(c.natsURL, name)
+// connect dials the server named by the connection flags, as role (whose
+// inbox prefix the connection uses unless the flags name one), and ensures
+// the topology.
+func connect(ctx context.Context, c *common, name, role string, ensure bool) (*nats.Conn, jetstream.JetStream, error) {
+	flags, err := c.conn.Resolve(os.Getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	inbox := ""
+	if role != "" {
+		inbox = natsauth.InboxPrefix(role)
+	}
+	url, opts, err := flags.Options(inbox)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		fmt.Fprintln(os.Stderr, "jetflow: "+name+": "+err.Error())
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			v := strings.TrimPrefix(err.Error(), "nats: permissions violation: ")
+			// A refused publish says more than the refused reply inbox
+			// that comes with it.
+			if !lastDenied.CompareAndSwap(nil, v) && strings.Contains(v, "Publish") {
+				if old, _ := lastDenied.Load().(string); !strings.Contains(old, "Publish") {
+					lastDenied.Store(v)
+				}
+			}
+		}
+	}))
+	nc, err := streams.Connect(url, name, opts...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
@@ -132,9 +134,14 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 	return nil
 }
 
-// startParticipant runs one reference participant.
-func startParticipant(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, e *engineFlags, name string, errs chan<- error) error {
-	svc, err := reference.Service(ctx, js, e.topology(), name, e.faults)
+// startParticipant runs one reference participant; its simulated system
+// calls back through cb (nil: through js).
+func startParticipant(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js, cb jetstream.JetStream, log *slog.Logger, e *engineFlags, name string, errs chan<- error) error {
+	var opts []reference.Option
+	if cb != nil {
+		opts = append(opts, reference.CallbacksVia(cb))
+	}
+	svc, err := reference.Service(ctx, js, e.topology(), name, e.faults, opts...)
 	if err != nil {
 		return err
 	}
@@ -169,7 +176,7 @@ func runOrchestrator(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectEngine(ctx, &e, "jetflow orchestrator")
+	nc, js, err := connectEngine(ctx, &e, "jetflow orchestrator", natsauth.Orchestrator)
 	if err != nil {
 		return err
 	}
@@ -186,8 +193,10 @@ func runOrchestrator(ctx context.Context, args []string) error {
 
 func runParticipant(ctx context.Context, args []string) error {
 	var e engineFlags
+	var callbackNKey string
 	fs := flag.NewFlagSet("participant", flag.ContinueOnError)
 	e.register(fs)
+	fs.StringVar(&callbackNKey, "callback-nkey", "", "nkey seed of the party the simulated system calls back as (payment-gateway for payment, carrier for shipping); default: the participant's own connection")
 	pos, err := parseEngine(fs, &e, args)
 	if err != nil {
 		return err
@@ -199,15 +208,34 @@ func runParticipant(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectEngine(ctx, &e, "jetflow participant "+pos[0])
+	nc, js, err := connectEngine(ctx, &e, "jetflow participant "+pos[0], natsauth.Participant(pos[0]))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	var cb jetstream.JetStream
+	if callbackNKey != "" {
+		role := natsauth.CallbackRole(pos[0])
+		if role == "" {
+			return fmt.Errorf("--callback-nkey: participant %s makes no callbacks", pos[0])
+		}
+		cc := e.common
+		if cc.conn, err = e.conn.Resolve(os.Getenv); err != nil {
+			return err
+		}
+		// The same server and TLS, as the calling party.
+		cc.conn.Context, cc.conn.NKey, cc.conn.Creds, cc.conn.User, cc.conn.Token, cc.conn.InboxPrefix = "", callbackNKey, "", "", "", ""
+		cnc, cjs, err := connect(ctx, &cc, "jetflow "+role+" (simulated)", role, false)
+		if err != nil {
+			return err
+		}
+		defer cnc.Close()
+		cb = cjs
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
-	if err := startParticipant(ctx, &wg, nc, js, log, &e, pos[0], errs); err != nil {
+	if err := startParticipant(ctx, &wg, nc, js, cb, log, &e, pos[0], errs); err != nil {
 		cancel()
 		return err
 	}
@@ -215,14 +243,22 @@ func runParticipant(ctx context.Context, args []string) error {
 	return wait(ctx, cancel, &wg, errs)
 }
 
-func connectEngine(ctx context.Context, e *engineFlags, name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, js, err := connect(ctx, &e.common, name, false)
+// connectEngine connects a part of the engine as role. The orchestrator
+// ensures the topology; a participant, whose credentials may not create
+// streams, checks that it exists.
+func connectEngine(ctx context.Context, e *engineFlags, name, role string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, js, err := connect(ctx, &e.common, name, role, false)
 	if err != nil {
 		return nil, nil, err
 	}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := streams.Ensure(ectx, js, e.topology()); err != nil {
+	if role == natsauth.Orchestrator {
+		err = streams.Ensure(ectx, js, e.topology())
+	} else {
+		err = streams.Check(ectx, js, streams.HistoryStream, "KV_"+streams.IdempotencyBucket)
+	}
+	if err != nil {
 		nc.Close()
 		return nil, nil, err
 	}
@@ -233,12 +269,13 @@ func runDev(ctx context.Context, args []string) error {
 	var e engineFlags
 	var listen, data string
 	var demo int
-	var demoExit, syncAlways bool
+	var demoExit, syncAlways, auth bool
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	e.register(fs)
 	fs.StringVar(&listen, "listen", "127.0.0.1:4222", "address the embedded nats-server listens on")
 	fs.StringVar(&data, "data", "./.jetflow", "directory of the embedded server's JetStream data")
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every write before acknowledging it")
+	fs.BoolVar(&auth, "auth", false, "enforce the role permissions (deploy/nats-server.conf): every part connects with its own role's nkey, kept in <data>/auth")
 	fs.IntVar(&demo, "demo", 0, "publish N sample orders with a mix of outcomes")
 	fs.BoolVar(&demoExit, "demo-exit", false, "exit once every demo order has finished")
 	if _, err := parseEngine(fs, &e, args); err != nil {
@@ -250,29 +287,55 @@ func runDev(ctx context.Context, args []string) error {
 	// With --nats, use that server and start no embedded one.
 	external := false
 	fs.Visit(func(f *flag.Flag) { external = external || f.Name == "nats" })
+	if external && auth {
+		return errors.New("--auth starts the embedded server with permissions; against --nats, run each part with its own credentials (jetflow orchestrator, jetflow participant)")
+	}
 	log, _, err := logger(e.logLevel)
 	if err != nil {
 		return err
 	}
-	var nc *nats.Conn
+	var dial func(role string) (*nats.Conn, jetstream.JetStream, error)
 	if external {
-		nc, _, err = connect(ctx, &e.common, "jetflow dev", false)
+		nc, js, err := connect(ctx, &e.common, "jetflow dev", "", false)
 		if err != nil {
 			return err
 		}
+		defer nc.Close()
+		dial = func(string) (*nats.Conn, jetstream.JetStream, error) { return nc, js, nil }
 	} else {
-		srv, err := streams.StartServer(streams.ServerConfig{Listen: listen, StoreDir: data, SyncAlways: syncAlways, Logger: log.With("component", "nats-server")})
+		srvCfg := streams.ServerConfig{Listen: listen, StoreDir: data, SyncAlways: syncAlways, Logger: log.With("component", "nats-server")}
+		authDir := filepath.Join(data, "auth")
+		if auth {
+			if srvCfg.ConfigFile, err = natsauth.WriteServerConfig(authDir, natsauth.Roles(nil)); err != nil {
+				return err
+			}
+		}
+		srv, err := streams.StartServer(srvCfg)
 		if err != nil {
 			return err
 		}
 		defer srv.Stop()
-		if nc, err = srv.Connect(nats.Name("jetflow dev")); err != nil {
-			return err
+		if auth {
+			dial = devRoleDialer(srv, authDir)
+		} else {
+			nc, err := srv.Connect(nats.Name("jetflow dev"))
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return err
+			}
+			dial = func(string) (*nats.Conn, jetstream.JetStream, error) { return nc, js, nil }
 		}
-		log.Info("embedded nats-server ready", "url", srv.URL(), "data", data, "sync_always", syncAlways)
+		log.Info("embedded nats-server ready", "url", srv.URL(), "data", data, "sync_always", syncAlways, "auth", auth)
+		if auth {
+			log.Info("role credentials (nkey seeds, one file per role)", "dir", authDir, "config", srvCfg.ConfigFile,
+				"hint", "jetflow show ID --nkey "+natsauth.SeedFile(authDir, natsauth.Operator))
+		}
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	nc, js, err := dial(natsauth.Orchestrator)
 	if err != nil {
 		return err
 	}
@@ -291,13 +354,32 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, name := range reference.Names {
-		if err := startParticipant(ctx, &wg, nc, js, log, &e, name, errs); err != nil {
+		err := func() error {
+			pnc, pjs, err := dial(natsauth.Participant(name))
+			if err != nil {
+				return err
+			}
+			var cb jetstream.JetStream
+			if role := natsauth.CallbackRole(name); role != "" {
+				if _, cb, err = dial(role); err != nil {
+					return err
+				}
+			}
+			return startParticipant(ctx, &wg, pnc, pjs, cb, log, &e, name, errs)
+		}()
+		if err != nil {
 			cancel()
 			wg.Wait()
 			return err
 		}
 	}
-	prog, err := newProgress(ctx, nc, js)
+	onc, ojs, err := dial(natsauth.Operator)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	prog, err := newProgress(ctx, onc, ojs)
 	if err != nil {
 		cancel()
 		wg.Wait()
@@ -307,7 +389,13 @@ func runDev(ctx context.Context, args []string) error {
 
 	var demoIDs []string
 	if demo > 0 {
-		if demoIDs, err = publishDemo(ctx, js, demo); err != nil {
+		_, cjs, err := dial(natsauth.Client)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		if demoIDs, err = publishDemo(ctx, cjs, demo); err != nil {
 			cancel()
 			wg.Wait()
 			return err
@@ -328,6 +416,28 @@ func runDev(ctx context.Context, args []string) error {
 		}()
 	}
 	return wait(ctx, cancel, &wg, errs)
+}
+
+// devRoleDialer connects in process to srv as a role, with that role's
+// nkey seed in dir and its inbox prefix; connections are closed when srv
+// stops.
+func devRoleDialer(srv *streams.Server, dir string) func(role string) (*nats.Conn, jetstream.JetStream, error) {
+	return func(role string) (*nats.Conn, jetstream.JetStream, error) {
+		nkey, err := nats.NkeyOptionFromSeed(natsauth.SeedFile(dir, role))
+		if err != nil {
+			return nil, nil, fmt.Errorf("credentials of %s: %w", role, err)
+		}
+		nc, err := srv.Connect(nats.Name("jetflow dev "+role), nkey, nats.CustomInboxPrefix(natsauth.InboxPrefix(role)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect as %s: %w", role, err)
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+		return nc, js, nil
+	}
 }
 
 // publishDemo publishes n orders of the mixed demo set as JSON, as `nats

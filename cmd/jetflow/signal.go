@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/streams"
 )
 
@@ -34,7 +35,7 @@ func runSignal(ctx context.Context, args []string) error {
 		}
 		body = []byte(pos[2])
 	}
-	nc, js, err := connect(ctx, &c, "jetflow signal", false)
+	nc, js, err := connect(ctx, &c, "jetflow signal", natsauth.SignalOwner(name), false)
 	if err != nil {
 		return err
 	}

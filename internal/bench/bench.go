@@ -91,6 +91,10 @@ type Config struct {
 	SplitConns bool
 	// NatsURL runs against that server instead of an embedded one.
 	NatsURL string
+	// NatsOptions are added to every connection to NatsURL: credentials,
+	// TLS. The bench creates the topology, so the credentials must allow
+	// it (the orchestrator's do not allow the rest: use admin's).
+	NatsOptions []nats.Option
 	// StoreDir is the embedded server's data directory. Default: a
 	// temporary directory, removed afterwards.
 	StoreDir string
@@ -191,7 +195,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer srv.Stop()
 		dial = func(name string) (*nats.Conn, error) { return srv.Connect(nats.Name(name)) }
 	} else {
-		dial = func(name string) (*nats.Conn, error) { return streams.Connect(cfg.NatsURL, name) }
+		dial = func(name string) (*nats.Conn, error) { return streams.Connect(cfg.NatsURL, name, cfg.NatsOptions...) }
 	}
 
 	// The client side: publisher, observer, ceiling and history reads.

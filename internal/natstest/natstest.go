@@ -19,6 +19,8 @@ type Env struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	Dir    string
+	// KeyDir holds the nkey seed of every role on a server of RunAuth.
+	KeyDir string
 }
 
 // RunJetStream starts an embedded JetStream server listening on a free

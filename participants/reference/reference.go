@@ -21,9 +21,19 @@ import (
 // Names lists the reference participants.
 var Names = []string{"payment", "inventory", "shipping", "notification"}
 
+// Option changes how Service wires a participant.
+type Option func(*sim.System)
+
+// CallbacksVia sends the simulated system's callbacks (the gateway's
+// payment.settled, the carrier's carrier.picked_up) through js, the
+// calling party's own connection.
+func CallbacksVia(js jetstream.JetStream) Option {
+	return func(s *sim.System) { s.CallbacksVia(js) }
+}
+
 // Service opens the simulated system of participant name and returns the
 // service that serves its commands.
-func Service(ctx context.Context, js jetstream.JetStream, topo streams.Topology, name string, f sim.Faults) (participants.Service, error) {
+func Service(ctx context.Context, js jetstream.JetStream, topo streams.Topology, name string, f sim.Faults, opts ...Option) (participants.Service, error) {
 	build := map[string]func(*sim.System, sim.Faults) participants.Service{
 		"payment":      payment.Service,
 		"inventory":    inventory.Service,
@@ -36,6 +46,9 @@ func Service(ctx context.Context, js jetstream.JetStream, topo streams.Topology,
 	sys, err := sim.Open(ctx, js, name, topo)
 	if err != nil {
 		return participants.Service{}, err
+	}
+	for _, o := range opts {
+		o(sys)
 	}
 	return build(sys, f), nil
 }

@@ -59,6 +59,7 @@ type System struct {
 	name string
 	kv   jetstream.KeyValue
 	js   jetstream.JetStream
+	cb   jetstream.JetStream
 }
 
 // Open creates or updates the ledger bucket of system name and returns the
@@ -71,11 +72,20 @@ func Open(ctx context.Context, js jetstream.JetStream, name string, topo streams
 	if err != nil {
 		return nil, fmt.Errorf("sim: open ledger %s: %w", name, err)
 	}
-	return &System{name: name, kv: kv, js: js}, nil
+	return &System{name: name, kv: kv, js: js, cb: js}, nil
 }
 
 // Name returns the system's name.
 func (s *System) Name() string { return s.name }
+
+// CallbacksVia makes the system send its callbacks through js, the
+// connection of the external party that calls back (the payment gateway,
+// the carrier), when it is not the participant's own: on a server with
+// permissions only that party may send its signals. It returns s.
+func (s *System) CallbacksVia(js jetstream.JetStream) *System {
+	s.cb = js
+	return s
+}
 
 // Apply applies e once per e.IdempotencyKey. The first call for a key
 // records e (with System and Time filled in when empty) and returns it with
@@ -273,7 +283,7 @@ func (s *System) Callback(ctx context.Context, name, workflowID string, delay ti
 	}
 	m.Data = body
 	m.Header.Set(jetstream.MsgIDHeader, "callback-"+workflowID+"-"+name)
-	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+	if _, err := s.cb.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("sim: schedule %s for %s: %w", name, workflowID, err)
 	}
 	return nil

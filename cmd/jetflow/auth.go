@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jetflow-io/jetflow/internal/natsauth"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// AuthConfigFile is the generated server configuration under deploy/.
+const AuthConfigFile = "nats-server.conf"
+
+// runAuth is `jetflow auth config|keys`.
+func runAuth(_ context.Context, args []string) error {
+	if len(args) == 0 || (args[0] != "config" && args[0] != "keys") {
+		return errors.New("usage: jetflow auth config [--out DIR] [--services a,b] | jetflow auth keys --out DIR [--services a,b]")
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("auth "+verb, flag.ContinueOnError)
+	out := fs.String("out", "deploy", "directory to write to")
+	services := fs.String("services", strings.Join(natsauth.Services, ","), "participant services, each with a role of its own (comma-separated)")
+	if _, err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	var svcs []string
+	for _, s := range strings.Split(*services, ",") {
+		if err := streams.ValidToken(s); err != nil {
+			return fmt.Errorf("--services %q: %w", *services, err)
+		}
+		svcs = append(svcs, s)
+	}
+	roles := natsauth.Roles(svcs)
+	switch verb {
+	case "config":
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		path := filepath.Join(*out, AuthConfigFile)
+		if err := os.WriteFile(path, []byte(natsauth.DeployConfig(roles)), 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("wrote %s (permissions of %d roles; their public nkeys come from nkeys.conf beside it)\n", path, len(roles))
+	case "keys":
+		keys, err := natsauth.EnsureKeys(*out, roles)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(*out, "nkeys.conf")
+		if err := os.WriteFile(path, []byte(natsauth.KeysConfig(keys, roles)), 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("nkey seeds of %d roles in %s (<role>.nk, mode 0600: give each process only its own); public keys in %s\n", len(roles), *out, path)
+	}
+	return nil
+}

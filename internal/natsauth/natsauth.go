@@ -1,0 +1,319 @@
+// Package natsauth is the one source of truth for who may do what on a
+// jetflow NATS server: the roles, the subjects each may publish and
+// subscribe to, their inbox prefixes, and the nats-server configuration
+// generated from them (deploy/nats-server.conf, `jetflow dev --auth`).
+//
+// The permissions are enforced by the server itself: a process that holds
+// the client credentials cannot write a history event, a command or a
+// result, whatever code it runs.
+package natsauth
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// Role names.
+const (
+	// Orchestrator runs workflows: it writes histories, timers and dead
+	// letters, and creates the topology.
+	Orchestrator = "orchestrator"
+	// Client publishes orders.
+	Client = "client"
+	// Carrier is the shipping carrier's side: it sends signal.carrier.>.
+	Carrier = "carrier"
+	// PaymentGateway is the payment gateway's side: it alone sends
+	// signal.payment.settled.<id>.
+	PaymentGateway = "payment-gateway"
+	// Operator reads everything and changes nothing.
+	Operator = "operator"
+	// Admin may do anything, the destructive JetStream API included. No
+	// jetflow process runs with it.
+	Admin = "admin"
+	// participantPrefix + service is the role of a participant service.
+	participantPrefix = "participant-"
+)
+
+// Participant is the role of participant service svc.
+func Participant(svc string) string { return participantPrefix + svc }
+
+// Services are the participant services of the reference application,
+// each with a role of its own.
+var Services = []string{"payment", "inventory", "shipping", "notification"}
+
+// Rule is one direction of a permission: the subjects allowed, and the
+// subjects denied among them (a deny wins).
+type Rule struct {
+	Allow []string
+	Deny  []string
+}
+
+// Role is a role and what the server lets it do.
+type Role struct {
+	// Name is the role's name: orchestrator, participant-payment, ...
+	Name string
+	// Doc says in one line what the role is for.
+	Doc string
+	// Publish and Subscribe are its subject permissions.
+	Publish, Subscribe Rule
+}
+
+// InboxPrefix is the inbox prefix of role: its connections receive replies
+// (request answers, publish acks, pull deliveries) on <prefix>.>, which no
+// other role may subscribe to.
+func InboxPrefix(role string) string {
+	return "_INBOX_" + strings.ToUpper(strings.ReplaceAll(role, "-", "_"))
+}
+
+// signalOwners maps each signal of the reference application to the role
+// that alone may send it.
+var signalOwners = map[string]string{
+	"carrier":         Carrier,
+	"payment.settled": PaymentGateway,
+}
+
+// SignalOwner is the role that may send signal name (carrier.picked_up,
+// payment.settled), or "" when no role may.
+func SignalOwner(name string) string {
+	for prefix, role := range signalOwners {
+		if name == prefix || strings.HasPrefix(name, prefix+".") {
+			return role
+		}
+	}
+	return ""
+}
+
+// JetStream API subjects.
+const (
+	api    = "$JS.API."
+	apiAck = "$JS.ACK."
+	kvPub  = "$KV."
+	kvPfx  = "KV_"
+)
+
+// durables are the durable consumers of jetflow: no role but the owner may
+// pull from, update or delete them.
+func durables(services []string) []string {
+	d := []string{streams.OrchestratorConsumer, streams.IntakeConsumer, streams.SignalsConsumer}
+	for _, s := range services {
+		d = append(d, streams.ParticipantConsumerPrefix+s)
+	}
+	return d
+}
+
+// destructive is the JetStream API that loses data or takes a consumer
+// from its owner: denied to every role but admin.
+func destructive(services []string) []string {
+	deny := []string{
+		api + "STREAM.DELETE.>",
+		api + "STREAM.PURGE.>",
+		api + "STREAM.MSG.DELETE.>",
+		api + "STREAM.RESTORE.>",
+		api + "STREAM.SNAPSHOT.>",
+		api + "STREAM.PEER.>",
+		api + "STREAM.LEADER.>",
+		api + "ACCOUNT.PURGE.>",
+		api + "SERVER.>",
+		api + "META.>",
+	}
+	for _, d := range durables(services) {
+		deny = append(deny, api+"CONSUMER.DELETE.*."+d)
+	}
+	return deny
+}
+
+// othersDurables denies every use of the durable consumers that role does
+// not own: creating (updating) them, pulling from them, acking for them.
+func othersDurables(services []string, own ...string) []string {
+	var deny []string
+	for _, d := range durables(services) {
+		if contains(own, d) {
+			continue
+		}
+		deny = append(deny,
+			api+"CONSUMER.CREATE.*."+d,
+			api+"CONSUMER.CREATE.*."+d+".>",
+			api+"CONSUMER.DURABLE.CREATE.*."+d,
+			api+"CONSUMER.MSG.NEXT.*."+d,
+			api+"CONSUMER.PAUSE.*."+d,
+			api+"CONSUMER.UNPIN.*."+d,
+			apiAck+"*."+d+".>",
+		)
+	}
+	return deny
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func inbox(role string) string { return InboxPrefix(role) + ".>" }
+
+// readAPI is the read-only JetStream API: stream and consumer information,
+// direct and message gets, and ephemeral consumers (KV watches, ordered
+// consumers) to read with.
+var readAPI = []string{
+	api + "INFO",
+	api + "STREAM.NAMES",
+	api + "STREAM.LIST",
+	api + "STREAM.INFO.*",
+	api + "STREAM.MSG.GET.*",
+	api + "DIRECT.GET.>",
+	api + "CONSUMER.NAMES.*",
+	api + "CONSUMER.LIST.*",
+	api + "CONSUMER.INFO.*.*",
+	api + "CONSUMER.CREATE.*.*",
+	api + "CONSUMER.CREATE.*.*.>",
+	api + "CONSUMER.MSG.NEXT.*.*",
+	api + "CONSUMER.DELETE.*.*",
+	"$JS.FC.>",
+}
+
+// Roles returns every role with its permissions, for the participant
+// services given (nil: the reference Services).
+func Roles(services []string) []Role {
+	if services == nil {
+		services = Services
+	}
+	deny := destructive(services)
+	orch := Role{
+		Name: Orchestrator,
+		Doc:  "runs workflows: writes histories, timers and dead letters; creates the topology",
+		Publish: Rule{
+			Allow: []string{
+				"wf.*.start", "wf.*.cmd.>", "wf.*.marker.*", "wf.*.timer.*", "wf.*.fired.*",
+				"wf.*.signal.*", "wf.*.done.*", "wf.*.blocked.*",
+				streams.DeadLetterPrefix + ".>",
+				kvPub + streams.TimersBucket + ".>",
+				api + "INFO",
+				api + "STREAM.CREATE.*", api + "STREAM.UPDATE.*", api + "STREAM.INFO.*",
+				api + "STREAM.NAMES", api + "STREAM.LIST", api + "STREAM.MSG.GET.*",
+				api + "DIRECT.GET.>",
+				api + "CONSUMER.CREATE." + streams.HistoryStream + "." + streams.OrchestratorConsumer,
+				api + "CONSUMER.CREATE." + streams.OrdersStream + "." + streams.IntakeConsumer,
+				api + "CONSUMER.CREATE." + streams.OrdersStream + "." + streams.IntakeConsumer + ".>",
+				api + "CONSUMER.CREATE." + streams.SignalsStream + "." + streams.SignalsConsumer,
+				api + "CONSUMER.CREATE." + streams.SignalsStream + "." + streams.SignalsConsumer + ".>",
+				api + "CONSUMER.CREATE." + kvPfx + streams.TimersBucket + ".>",
+				api + "CONSUMER.INFO.*.*",
+				api + "CONSUMER.MSG.NEXT." + streams.HistoryStream + "." + streams.OrchestratorConsumer,
+				api + "CONSUMER.MSG.NEXT." + streams.OrdersStream + "." + streams.IntakeConsumer,
+				api + "CONSUMER.MSG.NEXT." + streams.SignalsStream + "." + streams.SignalsConsumer,
+				api + "CONSUMER.MSG.NEXT." + kvPfx + streams.TimersBucket + ".*",
+				api + "CONSUMER.DELETE." + kvPfx + streams.TimersBucket + ".*",
+				apiAck + streams.HistoryStream + "." + streams.OrchestratorConsumer + ".>",
+				apiAck + streams.OrdersStream + "." + streams.IntakeConsumer + ".>",
+				apiAck + streams.SignalsStream + "." + streams.SignalsConsumer + ".>",
+				"$JS.FC." + kvPfx + streams.TimersBucket + ".>",
+			},
+			Deny: deny,
+		},
+		Subscribe: Rule{Allow: []string{inbox(Orchestrator)}},
+	}
+	roles := []Role{orch}
+	for _, svc := range services {
+		r := Participant(svc)
+		ledger := kvPfx + streams.LedgerBucketPrefix + svc
+		cons := streams.ParticipantConsumerPrefix + svc
+		idem := streams.IdempotencyBucket + "." + svc + ".>"
+		roles = append(roles, Role{
+			Name: r,
+			Doc:  "participant " + svc + ": consumes its own commands, publishes their results",
+			Publish: Rule{
+				Allow: []string{
+					"wf.*.res.*." + svc + ".*",
+					streams.DeadLetterSubject("cmd." + svc),
+					kvPub + idem,
+					kvPub + streams.LedgerBucketPrefix + svc + ".>",
+					api + "INFO",
+					api + "STREAM.INFO." + streams.HistoryStream,
+					api + "STREAM.INFO." + kvPfx + streams.IdempotencyBucket,
+					api + "STREAM.INFO." + ledger,
+					api + "STREAM.CREATE." + ledger,
+					api + "STREAM.UPDATE." + ledger,
+					api + "DIRECT.GET." + kvPfx + streams.IdempotencyBucket + "." + kvPub + idem,
+					api + "DIRECT.GET." + ledger + "." + kvPub + streams.LedgerBucketPrefix + svc + ".>",
+					api + "CONSUMER.CREATE." + streams.HistoryStream + "." + cons + "." + streams.CommandFilter(svc),
+					api + "CONSUMER.INFO." + streams.HistoryStream + "." + cons,
+					api + "CONSUMER.MSG.NEXT." + streams.HistoryStream + "." + cons,
+					apiAck + streams.HistoryStream + "." + cons + ".>",
+				},
+				Deny: deny,
+			},
+			Subscribe: Rule{Allow: []string{inbox(r)}},
+		})
+	}
+	roles = append(roles,
+		Role{
+			Name:      Client,
+			Doc:       "publishes orders",
+			Publish:   Rule{Allow: []string{streams.OrderCreated}, Deny: deny},
+			Subscribe: Rule{Allow: []string{inbox(Client)}},
+		},
+		Role{
+			Name: Carrier,
+			Doc:  "the carrier: sends (and schedules) signal.carrier.>",
+			Publish: Rule{
+				Allow: []string{streams.SignalPrefix + ".carrier.>", streams.ScheduleSubject("*.carrier.>")},
+				Deny:  deny,
+			},
+			Subscribe: Rule{Allow: []string{inbox(Carrier)}},
+		},
+		Role{
+			Name: PaymentGateway,
+			Doc:  "the payment gateway: sends (and schedules) signal.payment.settled.<id>",
+			Publish: Rule{
+				Allow: []string{streams.SignalPrefix + ".payment.settled.*", streams.ScheduleSubject("*.payment.settled")},
+				Deny:  deny,
+			},
+			Subscribe: Rule{Allow: []string{inbox(PaymentGateway)}},
+		},
+		Role{
+			Name:      Operator,
+			Doc:       "reads everything (jetflow show, list, ledger; nats stream view), changes nothing",
+			Publish:   Rule{Allow: readAPI, Deny: append(append([]string{}, deny...), othersDurables(services)...)},
+			Subscribe: Rule{Allow: []string{inbox(Operator), "wf.>", streams.DeadLetterPrefix + ".>", streams.OrderCreated, streams.SignalPrefix + ".>"}},
+		},
+		Role{
+			Name:      Admin,
+			Doc:       "everything, the destructive JetStream API included; no jetflow process uses it",
+			Publish:   Rule{Allow: []string{">"}},
+			Subscribe: Rule{Allow: []string{">"}},
+		},
+	)
+	return roles
+}
+
+// Lookup returns the role named name among Roles(services).
+func Lookup(services []string, name string) (Role, error) {
+	var names []string
+	for _, r := range Roles(services) {
+		if r.Name == name {
+			return r, nil
+		}
+		names = append(names, r.Name)
+	}
+	sort.Strings(names)
+	return Role{}, fmt.Errorf("unknown role %q: want one of %s", name, strings.Join(names, ", "))
+}
+
+// CallbackRole is the role of the external party that calls back for
+// participant service svc (the payment gateway for payment, the carrier for
+// shipping), or "" when none does.
+func CallbackRole(svc string) string {
+	switch svc {
+	case "payment":
+		return PaymentGateway
+	case "shipping":
+		return Carrier
+	}
+	return ""
+}
