@@ -61,7 +61,10 @@ type stack struct {
 	ackWait   time.Duration
 	faults    sim.Faults
 	clock     orchestrator.Clock
-	parts     []*part
+	// maxPendingSignals is the orchestrators' cap on waiting signals
+	// (default when 0).
+	maxPendingSignals int
+	parts             []*part
 }
 
 func newStack(t *testing.T) *stack {
@@ -133,6 +136,7 @@ func (s *stack) orchestrator() *part {
 	}
 	o, err := orchestrator.New(orchestrator.Config{
 		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: late,
+		SignalRules: fulfillment.SignalRules(), MaxPendingSignals: s.maxPendingSignals,
 		Logger: testLogger(), AckWait: s.ackWait, Clock: s.clock, TimerSweep: time.Second,
 	})
 	if err != nil {

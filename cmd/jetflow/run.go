@@ -33,6 +33,9 @@ type engineFlags struct {
 	faults   sim.Faults
 	ackWait  time.Duration
 	workflow fulfillment.Config
+	// maxPendingSignals caps each workflow's signals recorded and not yet
+	// received (orchestrator.Config.MaxPendingSignals).
+	maxPendingSignals int
 }
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
@@ -45,6 +48,7 @@ func (e *engineFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&e.faults.PickupDelay, "pickup-delay", 2*time.Second, "how long after a shipment the simulated carrier signals carrier.picked_up")
 	fs.DurationVar(&e.ackWait, "ack-wait", 30*time.Second, "how long a command or event may stay unacknowledged before JetStream redelivers it")
 	fs.DurationVar(&e.workflow.PickupTimeout, "pickup-timeout", 72*time.Hour, "how long an order waits for carrier.picked_up before it is cancelled")
+	fs.IntVar(&e.maxPendingSignals, "max-pending-signals", orchestrator.DefaultMaxPendingSignals, "signals a workflow may hold recorded and not yet received; more are dead-lettered")
 	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
 }
 
@@ -52,11 +56,16 @@ func (e *engineFlags) topology() streams.Topology { return streams.Topology{Repl
 
 // startOrchestrator runs the orchestrator with the reference workflow.
 func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, e *engineFlags, errs chan<- error) error {
+	if e.maxPendingSignals <= 0 {
+		return fmt.Errorf("--max-pending-signals %d: must be positive", e.maxPendingSignals)
+	}
 	reg := workflow.NewRegistry()
 	fulfillment.Register(reg, e.workflow)
 	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(),
-		Logger: log.With("component", "orchestrator"), AckWait: e.ackWait,
+		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(),
+		LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
+		MaxPendingSignals: e.maxPendingSignals,
+		Logger:            log.With("component", "orchestrator"), AckWait: e.ackWait,
 	})
 	if err != nil {
 		return err
