@@ -119,6 +119,13 @@ type admission struct {
 	// so the check (or the count) still holds when it lands.
 	fenced bool
 	fence  uint64
+	// nearCap: the workflow has so many signals recorded that the exact
+	// number waiting must be known (capWaiting) before recording.
+	nearCap bool
+	// waiting is that number, once known.
+	waiting int
+	// evs is the history read for the rule, if any.
+	evs []streams.Event
 }
 
 // admit applies the workflow's signal rule and its cap on waiting signals
@@ -168,15 +175,22 @@ func (o *Orchestrator) admit(ctx context.Context, st *Summary, name string, payl
 			return adm, err
 		}
 	}
-	limit := o.cfg.MaxPendingSignals
-	if count+routerConcurrency < uint64(limit) {
-		return adm, nil
-	}
-	last := adm.fence
+	adm.nearCap = count+routerConcurrency >= uint64(o.cfg.MaxPendingSignals)
+	adm.evs = evs
+	return adm, nil
+}
+
+// capWaiting finds out, for a workflow near its cap, how many signals wait
+// (recorded, not received) and fences the record on the history position
+// it counted at; at the cap the signal is refused. Called with the
+// workflow's lock held, so this process records one signal of a workflow
+// near its cap at a time and the count stays exact.
+func (o *Orchestrator) capWaiting(ctx context.Context, st *Summary, seq uint64, adm *admission) error {
+	evs, last := adm.evs, adm.fence
 	if evs == nil {
 		ev, err := o.hist.Last(ctx, streams.Tree(st.ID))
 		if err != nil || ev == nil {
-			return adm, err
+			return err
 		}
 		last = ev.Seq
 	}
@@ -185,26 +199,26 @@ func (o *Orchestrator) admit(ctx context.Context, st *Summary, name string, payl
 		if evs == nil {
 			var err error
 			if evs, err = o.hist.Read(ctx, st.ID, 0); err != nil {
-				return adm, err
+				return err
 			}
 			last = lastSeq(evs)
 		}
 		var err error
 		if n, err = o.waitingSignals(st, evs); err != nil {
-			return adm, err
+			return err
 		}
 		o.waiting.put(st.ID, last, n)
 	}
-	if n >= limit {
+	if limit := o.cfg.MaxPendingSignals; n >= limit {
 		if ev, err := o.hist.Last(ctx, streams.SignalEventSubject(st.ID, seq)); err != nil || ev != nil {
 			adm.recorded = ev != nil // a redelivery of a signal recorded before the cap was reached
-			return adm, err
+			return err
 		}
 		adm.reason = fmt.Sprintf("workflow %s has %d signals waiting, the limit (--max-pending-signals)", st.ID, n)
-		return adm, nil
+		return nil
 	}
-	adm.fenced, adm.fence = true, last
-	return adm, nil
+	adm.fenced, adm.fence, adm.waiting = true, last, n
+	return nil
 }
 
 // checkSignal runs rule on h and returns the payload to record, or the
@@ -299,6 +313,16 @@ func (o *Orchestrator) waitingSignals(st *Summary, evs []streams.Event) (int, er
 type waitingMemo struct {
 	mu sync.Mutex
 	m  map[string]waitingCount
+	// locks serialize, per workflow (by hash), the records of signals to
+	// a workflow near its cap.
+	locks [routerConcurrency]sync.Mutex
+}
+
+// lock takes the lock of workflow id and returns its unlock.
+func (w *waitingMemo) lock(id string) func() {
+	l := &w.locks[shard(id, len(w.locks))]
+	l.Lock()
+	return l.Unlock
 }
 
 type waitingCount struct {

@@ -168,31 +168,53 @@ func (o *Orchestrator) record(ctx context.Context, st *Summary, name string, pay
 		if err != nil || adm.reason != "" || adm.recorded {
 			return adm, err
 		}
-		ev, err := streams.NewMsg(streams.SignalEventSubject(st.ID, seq), &schema.Signal{Name: name, Payload: adm.payload, Source: source + "#" + strconv.FormatUint(seq, 10)})
-		if err != nil {
-			adm.reason = err.Error()
-			return adm, nil
-		}
-		ev.Header.Set(jetstream.MsgIDHeader, "signal-"+strconv.FormatUint(seq, 10))
-		ev.Header.Set(schema.HeaderWorkflowID, st.ID)
-		if !adm.fenced {
-			// Recorded once, however often the signal is redelivered.
-			_, err := streams.PublishFirst(ctx, o.cfg.JS, ev)
-			return adm, err
-		}
-		// Fenced on what the check read: the signal lands only on the
-		// history it was checked against.
-		_, _, err = o.hist.Append(ctx, st.ID, adm.fence, []*nats.Msg{ev})
-		switch {
-		case err == nil, errors.Is(err, streams.ErrSubjectTaken):
-			// Taken: this signal's subject holds it already (a redelivery).
-			return adm, nil
-		case errors.Is(err, streams.ErrFenced) && attempt < maxFenceRetries:
+		retry, err := o.recordAdmitted(ctx, st, name, seq, source, &adm)
+		if retry && attempt < maxFenceRetries {
 			continue
-		default:
-			return adm, err
+		}
+		if retry {
+			return adm, fmt.Errorf("record signal: %w %d times in a row", streams.ErrFenced, maxFenceRetries)
+		}
+		return adm, err
+	}
+}
+
+// recordAdmitted records an admitted signal; retry reports a lost fence.
+func (o *Orchestrator) recordAdmitted(ctx context.Context, st *Summary, name string, seq uint64, source string, adm *admission) (retry bool, err error) {
+	if adm.nearCap {
+		defer o.waiting.lock(st.ID)()
+		if err := o.capWaiting(ctx, st, seq, adm); err != nil || adm.reason != "" || adm.recorded {
+			return false, err
 		}
 	}
+	ev, err := streams.NewMsg(streams.SignalEventSubject(st.ID, seq), &schema.Signal{Name: name, Payload: adm.payload, Source: source + "#" + strconv.FormatUint(seq, 10)})
+	if err != nil {
+		adm.reason = err.Error()
+		return false, nil
+	}
+	ev.Header.Set(jetstream.MsgIDHeader, "signal-"+strconv.FormatUint(seq, 10))
+	ev.Header.Set(schema.HeaderWorkflowID, st.ID)
+	if !adm.fenced {
+		// Recorded once, however often the signal is redelivered.
+		_, err := streams.PublishFirst(ctx, o.cfg.JS, ev)
+		return false, err
+	}
+	// Fenced on what the check (or the count) read: the signal lands only
+	// on the history it was admitted on.
+	last, _, err := o.hist.Append(ctx, st.ID, adm.fence, []*nats.Msg{ev})
+	switch {
+	case err == nil:
+		if adm.nearCap {
+			o.waiting.put(st.ID, last, adm.waiting+1)
+		}
+		return false, nil
+	case errors.Is(err, streams.ErrSubjectTaken):
+		// This signal's subject holds it already (a redelivery).
+		return false, nil
+	case errors.Is(err, streams.ErrFenced):
+		return true, nil
+	}
+	return false, err
 }
 
 // routeLate handles a signal for a finished workflow: checked against its
@@ -205,7 +227,7 @@ func (o *Orchestrator) routeLate(ctx context.Context, m jetstream.Msg, st *Summa
 		return
 	}
 	if adm.reason != "" {
-		o.refuse(ctx, m, "signal", fmt.Sprintf("%s (workflow finished %s%s)", adm.reason, st.Status, how))
+		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s)%s: %s", name, st.ID, st.Status, how, adm.reason))
 		return
 	}
 	routed, started, err := o.late(ctx, st, name, adm.payload, adm.key)
