@@ -143,8 +143,11 @@ func (o *Orchestrator) admit(ctx context.Context, st *Summary, name string, payl
 		}
 		own := streams.SignalEventSubject(st.ID, seq)
 		for _, ev := range evs {
-			if ev.Subject == own {
-				adm.recorded = true
+			if sig, ok := ev.Value.(*schema.Signal); ok && ev.Subject == own {
+				// Recorded already (checked then): a redelivery, or, after
+				// the end, a late signal to route with what was recorded.
+				adm.recorded, adm.payload = true, sig.Payload
+				adm.key = lateKey(rule, name, sig.Payload, seq)
 				return adm, nil
 			}
 		}

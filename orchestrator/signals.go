@@ -196,7 +196,10 @@ func (o *Orchestrator) recordAdmitted(ctx context.Context, st *Summary, name str
 	ev.Header.Set(schema.HeaderWorkflowID, st.ID)
 	if !adm.fenced {
 		// Recorded once, however often the signal is redelivered.
-		_, err := streams.PublishFirst(ctx, o.cfg.JS, ev)
+		written, err := streams.PublishFirst(ctx, o.cfg.JS, ev)
+		if err == nil && !written {
+			err = o.takenBy(ctx, st.ID, seq, adm)
+		}
 		return false, err
 	}
 	// Fenced on what the check (or the count) read: the signal lands only
@@ -209,12 +212,30 @@ func (o *Orchestrator) recordAdmitted(ctx context.Context, st *Summary, name str
 		}
 		return false, nil
 	case errors.Is(err, streams.ErrSubjectTaken):
-		// This signal's subject holds it already (a redelivery).
-		return false, nil
+		return false, o.takenBy(ctx, st.ID, seq, adm)
 	case errors.Is(err, streams.ErrFenced):
 		return true, nil
 	}
 	return false, err
+}
+
+// takenBy finds out what holds the subject a signal could not be recorded
+// on: the signal itself (a redelivery: nothing to do), or a message
+// published there by hand, and then the signal is refused with the reason
+// rather than dropped.
+func (o *Orchestrator) takenBy(ctx context.Context, id string, seq uint64, adm *admission) error {
+	subject := streams.SignalEventSubject(id, seq)
+	ev, err := o.hist.LastFromLeader(ctx, subject)
+	if err != nil {
+		return err
+	}
+	if ev == nil {
+		return fmt.Errorf("signal refused on %s, which holds nothing: will retry", subject)
+	}
+	if ev.MsgID != "signal-"+strconv.FormatUint(seq, 10) {
+		adm.reason = fmt.Sprintf("signal cannot be recorded: %s already holds a message that is not this signal", subject)
+	}
+	return nil
 }
 
 // routeLate handles a signal for a finished workflow: checked against its
