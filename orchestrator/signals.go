@@ -70,7 +70,7 @@ func (o *Orchestrator) consume(ctx context.Context, stream string, cfg jetstream
 }
 
 func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
-	return o.consume(ctx, streams.SignalsStream, streams.SignalsConsumerConfig(o.cfg.AckWait), 64, o.signal)
+	return o.consume(ctx, streams.SignalsStream, streams.SignalsConsumerConfig(o.cfg.AckWait), routerConcurrency, o.signal)
 }
 
 // settle acks m after a dead letter with reason is stored.
