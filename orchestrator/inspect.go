@@ -68,7 +68,11 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 		} else if js, err := schema.ToJSON(ev.Body); err == nil {
 			e.Data = js
 		}
-		switch v := ev.Value.(type) {
+		value := ev.Value
+		if !streams.OnItsSubject(ev) {
+			e.Error, value = "not on its subject: ignored by replay", nil
+		}
+		switch v := value.(type) {
 		case *schema.WorkflowStarted:
 			started = true
 			d.Type, d.StartedAt = v.Type, ev.Time

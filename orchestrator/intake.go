@@ -65,7 +65,7 @@ func (o *Orchestrator) intake(ctx context.Context, m jetstream.Msg) {
 	}
 	id, input, err := in.Decode(m.Data(), m.Headers())
 	if err == nil {
-		err = streams.ValidID(id)
+		err = streams.ValidUserID(id)
 	}
 	if err != nil {
 		o.refuse(ctx, m, m.Subject(), "invalid "+m.Subject()+": "+err.Error())

@@ -68,6 +68,15 @@ type Config struct {
 	// history event that records it always fits. Default: the connection's
 	// max payload / 4 (256 KiB on a default server).
 	MaxInputSize int
+	// SignalRules check signals against the recorded history of the
+	// workflow they are sent to before they are recorded or routed late
+	// (see SignalRule). A signal with no rule is recorded as sent.
+	SignalRules []SignalRule
+	// MaxPendingSignals caps the signals a workflow has recorded and not
+	// yet received: more are dead-lettered with the reason, so a flood
+	// cannot grow one history without bound. Default
+	// DefaultMaxPendingSignals (1,000).
+	MaxPendingSignals int
 }
 
 func (c *Config) validate() error {
@@ -109,6 +118,22 @@ func (c *Config) validate() error {
 	if c.MaxInputSize <= 0 {
 		c.MaxInputSize = streams.MaxPayload(c.NC) / 4
 	}
+	if c.MaxPendingSignals < 0 {
+		return fmt.Errorf("orchestrator: MaxPendingSignals %d: must be positive", c.MaxPendingSignals)
+	}
+	if c.MaxPendingSignals == 0 {
+		c.MaxPendingSignals = DefaultMaxPendingSignals
+	}
+	seen := map[[2]string]bool{}
+	for _, r := range c.SignalRules {
+		if r.WorkflowType == "" || r.Signal == "" || (r.Check == nil && !r.Once) {
+			return fmt.Errorf("orchestrator: signal rule %q of %q: needs WorkflowType, Signal, and Check or Once", r.Signal, r.WorkflowType)
+		}
+		if seen[[2]string{r.WorkflowType, r.Signal}] {
+			return fmt.Errorf("orchestrator: two signal rules for %q of %q", r.Signal, r.WorkflowType)
+		}
+		seen[[2]string{r.WorkflowType, r.Signal}] = true
+	}
 	for _, r := range c.LateSignals {
 		if _, ok := c.Registry.Lookup(r.Start); !ok {
 			return fmt.Errorf("orchestrator: late signal %q of %q starts %q, which is not registered", r.Signal, r.WorkflowType, r.Start)
@@ -123,6 +148,8 @@ type Orchestrator struct {
 	log    *slog.Logger
 	hist   *streams.History
 	timers *timers
+	// waiting memoizes the signal cap's replays.
+	waiting waitingMemo
 }
 
 // New validates cfg and returns an Orchestrator. The streams and buckets
@@ -137,10 +164,12 @@ func New(cfg Config) (*Orchestrator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: timers bucket: %w", err)
 	}
-	return &Orchestrator{
+	o := &Orchestrator{
 		cfg: cfg, log: cfg.Logger, hist: streams.NewHistory(cfg.NC, cfg.JS),
 		timers: &timers{kv: kv, js: cfg.JS, clock: cfg.Clock, log: cfg.Logger, sweep: cfg.TimerSweep, live: map[string]uint64{}, tombs: map[string]tomb{}},
-	}, nil
+	}
+	o.timers.hist, o.timers.park = o.hist, o.parkTaken
+	return o, nil
 }
 
 // PendingTimers is the number of timers this orchestrator holds, waiting.
@@ -232,7 +261,17 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 // reports started=false. The start is acknowledged by JetStream when Start
 // returns nil. An input whose start event is larger than the server's max
 // payload is refused with ErrTooLarge, before anything is written.
+// IDs in the engine's namespace (streams.ReservedIDPrefix) are
+// refused: the engine starts those itself.
 func Start(ctx context.Context, js jetstream.JetStream, wfType, id string, input any, source string) (started bool, err error) {
+	if err := streams.ValidUserID(id); err != nil {
+		return false, err
+	}
+	return start(ctx, js, wfType, id, input, source)
+}
+
+// start is Start for any valid ID, the engine's own included.
+func start(ctx context.Context, js jetstream.JetStream, wfType, id string, input any, source string) (started bool, err error) {
 	if err := streams.ValidID(id); err != nil {
 		return false, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -69,7 +70,7 @@ func (o *Orchestrator) consume(ctx context.Context, stream string, cfg jetstream
 }
 
 func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
-	return o.consume(ctx, streams.SignalsStream, streams.SignalsConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Signals), 64, o.signal)
+	return o.consume(ctx, streams.SignalsStream, streams.SignalsConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Signals), routerConcurrency, o.signal)
 }
 
 // settle acks m after a dead letter with reason is stored.
@@ -83,7 +84,8 @@ func (o *Orchestrator) refuse(ctx context.Context, m jetstream.Msg, origin, reas
 	_ = m.Ack()
 }
 
-// signal records one signal.<name>.<id> message in the workflow's history.
+// signal records one signal.<name>.<id> message in the workflow's history,
+// once its rule and the workflow's cap on waiting signals admit it.
 func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 	if o.lastDelivery(ctx, m, "signal", o.cfg.MaxDeliver.Signals, nil) {
 		return
@@ -111,7 +113,7 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
-	seq := strconv.FormatUint(md.Sequence.Stream, 10)
+	seq := md.Sequence.Stream
 	st, err := o.status(ctx, id)
 	switch {
 	case err != nil:
@@ -125,7 +127,7 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		// A redelivery of a signal recorded before the workflow ended is
 		// not a late one: the end took it (received it, or routed it as
 		// never received). One recorded after the end is.
-		_, before, err := o.signalVsEnd(ctx, id, md.Sequence.Stream)
+		_, before, err := o.signalVsEnd(ctx, id, seq)
 		if err != nil {
 			o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
 			_ = m.NakWithDelay(retryDelay(m))
@@ -135,30 +137,22 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 			_ = m.Ack()
 			return
 		}
-		if err := o.late(ctx, st, name, payload, seq); err != nil {
-			o.log.Warn("late signal: start, will retry", "workflow_id", id, "err", err)
-			_ = m.NakWithDelay(retryDelay(m))
-			return
-		}
-		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s)", name, id, st.Status))
+		o.routeLate(ctx, m, st, name, payload, seq, "")
 		return
 	}
-	ev, err := streams.NewMsg(streams.SignalEventSubject(id, md.Sequence.Stream), &schema.Signal{Name: name, Payload: payload, Source: m.Subject() + "#" + seq})
+	adm, err := o.record(ctx, st, name, payload, seq, m.Subject())
 	if err != nil {
-		o.refuse(ctx, m, "signal", err.Error())
-		return
-	}
-	ev.Header.Set(jetstream.MsgIDHeader, "signal-"+seq)
-	ev.Header.Set(schema.HeaderWorkflowID, id)
-	// Recorded once, however often the signal is redelivered.
-	if _, err := streams.PublishFirst(ctx, o.cfg.JS, ev); err != nil {
 		o.log.Warn("signal: record, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
 		return
 	}
+	if adm.reason != "" {
+		o.refuse(ctx, m, "signal", adm.reason)
+		return
+	}
 	// The workflow may have ended between the status read and the record:
 	// then no replay will ever see the signal, and it is a late one.
-	done, before, err := o.signalVsEnd(ctx, id, md.Sequence.Stream)
+	done, before, err := o.signalVsEnd(ctx, id, seq)
 	if err != nil {
 		o.log.Warn("signal: read the end, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
@@ -168,15 +162,117 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		if f, ok := done.Value.(*schema.WorkflowFinished); ok {
 			st.Status = f.Status
 		}
-		if err := o.late(ctx, st, name, payload, seq); err != nil {
-			o.log.Warn("late signal: start, will retry", "workflow_id", id, "err", err)
-			_ = m.NakWithDelay(retryDelay(m))
-			return
-		}
-		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s), recorded after its end", name, id, st.Status))
+		o.routeLate(ctx, m, st, name, payload, seq, ", recorded after its end")
 		return
 	}
 	_ = m.Ack()
+}
+
+// record admits the signal with sequence seq and records it in the
+// history of the running workflow st, once however often it is
+// redelivered. A signal the admission refuses is not recorded: the reason
+// is returned. A fenced record that loses its fence (the history moved
+// since the check) is checked again on the new history.
+func (o *Orchestrator) record(ctx context.Context, st *Summary, name string, payload schema.Raw, seq uint64, source string) (admission, error) {
+	for attempt := 0; ; attempt++ {
+		adm, err := o.admit(ctx, st, name, payload, seq)
+		if err != nil || adm.reason != "" || adm.recorded {
+			return adm, err
+		}
+		retry, err := o.recordAdmitted(ctx, st, name, seq, source, &adm)
+		if retry && attempt < maxFenceRetries {
+			continue
+		}
+		if retry {
+			return adm, fmt.Errorf("record signal: %w %d times in a row", streams.ErrFenced, maxFenceRetries)
+		}
+		return adm, err
+	}
+}
+
+// recordAdmitted records an admitted signal; retry reports a lost fence.
+func (o *Orchestrator) recordAdmitted(ctx context.Context, st *Summary, name string, seq uint64, source string, adm *admission) (retry bool, err error) {
+	if adm.nearCap {
+		defer o.waiting.lock(st.ID)()
+		if err := o.capWaiting(ctx, st, seq, adm); err != nil || adm.reason != "" || adm.recorded {
+			return false, err
+		}
+	}
+	ev, err := streams.NewMsg(streams.SignalEventSubject(st.ID, seq), &schema.Signal{Name: name, Payload: adm.payload, Source: source + "#" + strconv.FormatUint(seq, 10)})
+	if err != nil {
+		adm.reason = err.Error()
+		return false, nil
+	}
+	ev.Header.Set(jetstream.MsgIDHeader, "signal-"+strconv.FormatUint(seq, 10))
+	ev.Header.Set(schema.HeaderWorkflowID, st.ID)
+	if !adm.fenced {
+		// Recorded once, however often the signal is redelivered.
+		written, err := streams.PublishFirst(ctx, o.cfg.JS, ev)
+		if err == nil && !written {
+			err = o.takenBy(ctx, st.ID, seq, adm)
+		}
+		return false, err
+	}
+	// Fenced on what the check (or the count) read: the signal lands only
+	// on the history it was admitted on.
+	last, _, err := o.hist.Append(ctx, st.ID, adm.fence, []*nats.Msg{ev})
+	switch {
+	case err == nil:
+		if adm.nearCap {
+			o.waiting.put(st.ID, last, adm.waiting+1)
+		}
+		return false, nil
+	case errors.Is(err, streams.ErrSubjectTaken):
+		return false, o.takenBy(ctx, st.ID, seq, adm)
+	case errors.Is(err, streams.ErrFenced):
+		return true, nil
+	}
+	return false, err
+}
+
+// takenBy finds out what holds the subject a signal could not be recorded
+// on: the signal itself (a redelivery: nothing to do), or a message
+// published there by hand, and then the signal is refused with the reason
+// rather than dropped.
+func (o *Orchestrator) takenBy(ctx context.Context, id string, seq uint64, adm *admission) error {
+	subject := streams.SignalEventSubject(id, seq)
+	ev, err := o.hist.LastFromLeader(ctx, subject)
+	if err != nil {
+		return err
+	}
+	if ev == nil {
+		return fmt.Errorf("signal refused on %s, which holds nothing: will retry", subject)
+	}
+	if ev.MsgID != "signal-"+strconv.FormatUint(seq, 10) {
+		adm.reason = fmt.Sprintf("signal cannot be recorded: %s already holds a message that is not this signal", subject)
+	}
+	return nil
+}
+
+// routeLate handles a signal for a finished workflow: checked against its
+// rule, it starts the workflow's late route, then goes to dead-letter.
+func (o *Orchestrator) routeLate(ctx context.Context, m jetstream.Msg, st *Summary, name string, payload schema.Raw, seq uint64, how string) {
+	adm, err := o.admit(ctx, st, name, payload, seq)
+	if err != nil {
+		o.log.Warn("late signal: read history, will retry", "workflow_id", st.ID, "err", err)
+		_ = m.NakWithDelay(retryDelay(m))
+		return
+	}
+	if adm.reason != "" {
+		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s)%s: %s", name, st.ID, st.Status, how, adm.reason))
+		return
+	}
+	routed, started, err := o.late(ctx, st, name, adm.payload, adm.key)
+	if err != nil {
+		o.log.Warn("late signal: start, will retry", "workflow_id", st.ID, "err", err)
+		_ = m.NakWithDelay(retryDelay(m))
+		return
+	}
+	if routed != "" && !started && o.rule(st.Type, name) != nil {
+		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s)%s: already routed late to %s", name, st.ID, st.Status, how, routed))
+		return
+	}
+	o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for finished workflow %s (%s)%s", name, st.ID, st.Status, how))
 }
 
 // signalVsEnd returns the end event of id (nil while it runs) and whether
@@ -198,15 +294,20 @@ func (o *Orchestrator) signalVsEnd(ctx context.Context, id string, seq uint64) (
 }
 
 // routeUnreceived starts the late-signal routes of the signals a finishing
-// workflow never received.
+// workflow never received. Their payloads are the recorded ones (checked
+// when they were recorded) and their late workflows' IDs the ones a late
+// signal after the end would take, so each fact starts one workflow.
 func (o *Orchestrator) routeUnreceived(ctx context.Context, id, wfType string, status schema.Status, sigs []workflow.UnreceivedSignal) error {
 	sum := &Summary{ID: id, Type: wfType, Status: status}
 	for _, u := range sigs {
-		seq := strconv.FormatUint(u.Seq, 10)
+		seq := u.Seq
 		if i := strings.LastIndexByte(u.Signal.Source, '#'); i >= 0 {
-			seq = u.Signal.Source[i+1:] // the signal's sequence, as the router names it
+			if n, err := strconv.ParseUint(u.Signal.Source[i+1:], 10, 64); err == nil {
+				seq = n // the signal's sequence, as the router names it
+			}
 		}
-		if err := o.late(ctx, sum, u.Signal.Name, u.Signal.Payload, seq); err != nil {
+		key := lateKey(o.rule(wfType, u.Signal.Name), u.Signal.Name, u.Signal.Payload, seq)
+		if _, _, err := o.late(ctx, sum, u.Signal.Name, u.Signal.Payload, key); err != nil {
 			return fmt.Errorf("route signal never received: %w", err)
 		}
 	}
@@ -236,23 +337,23 @@ func (o *Orchestrator) status(ctx context.Context, id string) (*Summary, error) 
 	return sum, nil
 }
 
-// late starts the workflow routed for a signal to a finished workflow.
-func (o *Orchestrator) late(ctx context.Context, d *Summary, name string, payload schema.Raw, seq string) error {
+// late starts the workflow routed for a signal to a finished workflow,
+// with the ID derived from the workflow and key in the engine's namespace.
+// It returns that ID ("" when no route matches) and whether this call
+// started it.
+func (o *Orchestrator) late(ctx context.Context, d *Summary, name string, payload schema.Raw, key string) (id string, started bool, err error) {
 	for _, r := range o.cfg.LateSignals {
 		if r.WorkflowType != d.Type || r.Signal != name {
 			continue
 		}
-		id := d.ID + "-late-" + seq
-		if streams.ValidID(id) != nil {
-			id = "late-signal-" + seq
-		}
+		id = lateID(d.ID, key)
 		in := LateSignal{WorkflowID: d.ID, WorkflowType: d.Type, Status: d.Status, Signal: name, Payload: payload}
-		if _, err := Start(ctx, o.cfg.JS, r.Start, id, in, "late "+name+" for "+d.ID); err != nil {
-			return err
+		if started, err = start(ctx, o.cfg.JS, r.Start, id, in, "late "+name+" for "+d.ID); err != nil {
+			return id, false, err
 		}
-		o.log.Info("late signal starts a workflow", "workflow_id", d.ID, "signal", name, "started", id, "type", r.Start)
+		o.log.Info("late signal starts a workflow", "workflow_id", d.ID, "signal", name, "started", id, "type", r.Start, "new", started)
 	}
-	return nil
+	return id, started, nil
 }
 
 // signalPayload converts a signal body to msgpack: JSON (as `nats pub`

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
@@ -71,6 +72,9 @@ type timers struct {
 	clock Clock
 	log   *slog.Logger
 	sweep time.Duration
+	hist  *streams.History
+	// park parks a workflow whose timer cannot fire, with the reason.
+	park func(ctx context.Context, id, reason string) error
 
 	mu   sync.Mutex
 	live map[string]uint64 // key → revision of the entry we hold
@@ -338,7 +342,24 @@ func (t *timers) fire(ctx context.Context, d *dueTimer) {
 	m.Header.Set(schema.HeaderWorkflowID, d.entry.WorkflowID)
 	// A timer fires once: a second fire (another instance, a crash between
 	// fire and delete) is refused by the server.
-	if _, err := streams.PublishFirst(ctx, t.js, m); err != nil {
+	written, err := streams.PublishFirst(ctx, t.js, m)
+	if err == nil && !written {
+		err = t.firedBefore(ctx, d, m.Header.Get(jetstream.MsgIDHeader))
+	}
+	if errors.Is(err, streams.ErrSubjectTaken) {
+		// Something else holds the fire's subject: the timer can never fire
+		// into the history. The workflow is parked with the reason, and the
+		// entry dropped, instead of retrying for ever.
+		reason := fmt.Sprintf("timer %d cannot fire: %s already holds a message that is not this fire", d.entry.TimerID, m.Subject)
+		if perr := t.park(ctx, d.entry.WorkflowID, reason); perr != nil {
+			err = fmt.Errorf("%w; and parking the workflow: %v", err, perr)
+		} else {
+			t.log.Error("timer cannot fire, workflow parked", "key", d.key, "reason", reason)
+			t.drop(ctx, d)
+			return
+		}
+	}
+	if err != nil {
 		if ctx.Err() == nil {
 			t.log.Warn("timer fire failed, will retry", "key", d.key, "err", err)
 			d.at = t.clock.Now().Add(time.Second)
@@ -353,8 +374,58 @@ func (t *timers) fire(ctx context.Context, d *dueTimer) {
 	t.fired++
 	t.mu.Unlock()
 	failpoint.Hit("timers.after-fire")
-	err = t.kv.Delete(ctx, d.key, jetstream.LastRevision(d.rev))
+	t.drop(ctx, d)
+}
+
+// drop deletes the entry of a timer that is done with, if it is still the
+// one held.
+func (t *timers) drop(ctx context.Context, d *dueTimer) {
+	err := t.kv.Delete(ctx, d.key, jetstream.LastRevision(d.rev))
 	if err != nil && ctx.Err() == nil {
 		t.log.Debug("timer entry changed or gone after fire", "key", d.key, "err", err)
 	}
+}
+
+// firedBefore tells, when a fire was not written because its subject holds
+// a message, whether that message is this fire (from another instance, or
+// before a crash): nil when it is, streams.ErrSubjectTaken when it is
+// anything else.
+func (t *timers) firedBefore(ctx context.Context, d *dueTimer, msgID string) error {
+	ev, err := t.hist.LastFromLeader(ctx, streams.FiredSubject(d.entry.WorkflowID, d.entry.TimerID))
+	if err != nil {
+		return err
+	}
+	if ev == nil {
+		return fmt.Errorf("fire of %s refused, and its subject is empty", d.key)
+	}
+	if f, ok := ev.Value.(*schema.TimerFired); ev.MsgID == msgID || (ok && f.TimerID == d.entry.TimerID && f.Due.Equal(d.entry.Due)) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s holds message #%d", streams.ErrSubjectTaken, ev.Subject, ev.Seq)
+}
+
+// parkTaken parks workflow id with reason: a workflow.blocked event fenced
+// on the last sequence of its tree, unless it has finished meanwhile.
+func (o *Orchestrator) parkTaken(ctx context.Context, id, reason string) error {
+	for attempt := 0; attempt < maxFenceRetries; attempt++ {
+		last, err := o.hist.LastFromLeader(ctx, streams.Tree(id))
+		if err != nil || last == nil {
+			return err
+		}
+		done, err := o.hist.LastFromLeader(ctx, streams.DoneFilterOf(id))
+		if err != nil || done != nil {
+			return err
+		}
+		m, err := streams.NewMsg(streams.BlockedSubject(id, last.Seq), &schema.WorkflowBlocked{Reason: reason})
+		if err != nil {
+			return err
+		}
+		m.Header.Set(jetstream.MsgIDHeader, "blocked-"+id+"-"+strconv.FormatUint(last.Seq, 10))
+		m.Header.Set(schema.HeaderWorkflowID, id)
+		_, _, err = o.hist.Append(ctx, id, last.Seq, []*nats.Msg{m})
+		if !errors.Is(err, streams.ErrFenced) {
+			return err
+		}
+	}
+	return fmt.Errorf("park %s: %w %d times in a row", id, streams.ErrFenced, maxFenceRetries)
 }

@@ -75,8 +75,11 @@ func (s *state) markEnsured(id int) {
 func (s *state) add(evs []streams.Event) {
 	for _, ev := range evs {
 		s.lastSeq = ev.Seq
-		if ev.DecodeErr != nil {
-			continue // skipped on every replay alike; dead-lettered when it woke us
+		if ev.DecodeErr != nil || !streams.OnItsSubject(ev) {
+			// Skipped on every replay alike: undecodable (dead-lettered when
+			// it woke us), or a value published by hand on a subject it does
+			// not belong to (a "fire" of timer 3 on wf.<id>.fired.5).
+			continue
 		}
 		if s.start == nil {
 			st, ok := ev.Value.(*schema.WorkflowStarted)

@@ -64,7 +64,10 @@ type stack struct {
 	clock     orchestrator.Clock
 	// maxDeliver of the orchestrators' consumers; zero: the defaults.
 	maxDeliver orchestrator.MaxDeliver
-	parts      []*part
+	// maxPendingSignals is the orchestrators' cap on waiting signals
+	// (default when 0).
+	maxPendingSignals int
+	parts             []*part
 	// auth: the server enforces the role permissions and every part
 	// connects with its own role (newAuthStack).
 	auth bool
@@ -161,6 +164,7 @@ func (s *stack) orchestrator() *part {
 	}
 	o, err := orchestrator.New(orchestrator.Config{
 		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: late,
+		SignalRules: fulfillment.SignalRules(), MaxPendingSignals: s.maxPendingSignals,
 		Logger: testLogger(), AckWait: s.ackWait, Clock: s.clock, TimerSweep: time.Second,
 		MaxDeliver: s.maxDeliver,
 	})

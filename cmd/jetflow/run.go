@@ -38,6 +38,9 @@ type engineFlags struct {
 	workflow fulfillment.Config
 	// maxOrderSize is the orchestrator's intake limit (Intake.MaxSize).
 	maxOrderSize int
+	// maxPendingSignals caps each workflow's signals recorded and not yet
+	// received (orchestrator.Config.MaxPendingSignals).
+	maxPendingSignals int
 }
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
@@ -50,6 +53,7 @@ func (e *engineFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&e.faults.PickupDelay, "pickup-delay", 2*time.Second, "how long after a shipment the simulated carrier signals carrier.picked_up")
 	fs.DurationVar(&e.ackWait, "ack-wait", 30*time.Second, "how long a command or event may stay unacknowledged before JetStream redelivers it")
 	fs.DurationVar(&e.workflow.PickupTimeout, "pickup-timeout", 72*time.Hour, "how long an order waits for carrier.picked_up before it is cancelled")
+	fs.IntVar(&e.maxPendingSignals, "max-pending-signals", orchestrator.DefaultMaxPendingSignals, "signals a workflow may hold recorded and not yet received; more are dead-lettered")
 	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
 	fs.IntVar(&e.maxOrderSize, "max-order-size", orchestrator.DefaultMaxOrderSize, "largest order.created body in bytes; a larger order is dead-lettered (at most a quarter of the server's max payload)")
 }
@@ -118,13 +122,18 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 	if limit := streams.MaxPayload(nc) / 4; e.maxOrderSize > limit {
 		return fmt.Errorf("--max-order-size %d: more than a quarter of the server's max payload (%d), so the commands derived from an order may not fit", e.maxOrderSize, limit)
 	}
+	if e.maxPendingSignals <= 0 {
+		return fmt.Errorf("--max-pending-signals %d: must be positive", e.maxPendingSignals)
+	}
 	reg := workflow.NewRegistry()
 	fulfillment.Register(reg, e.workflow)
 	intake := fulfillment.Intake()
 	intake.MaxSize = e.maxOrderSize
 	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: intake, LateSignals: fulfillment.LateSignals(),
-		Logger: log.With("component", "orchestrator"), AckWait: e.ackWait,
+		NC: nc, JS: js, Registry: reg, Intake: intake,
+		LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
+		MaxPendingSignals: e.maxPendingSignals,
+		Logger:            log.With("component", "orchestrator"), AckWait: e.ackWait,
 	})
 	if err != nil {
 		return err

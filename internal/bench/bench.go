@@ -359,7 +359,7 @@ func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jet
 	reg := workflow.NewRegistry()
 	fulfillment.Register(reg, fulfillment.Config{})
 	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(),
+		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
 		Logger: cfg.Logger.With("component", "orchestrator"),
 	})
 	if err != nil {

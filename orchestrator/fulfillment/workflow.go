@@ -1,6 +1,7 @@
 package fulfillment
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -97,6 +98,58 @@ func Register(reg *workflow.Registry, cfg Config) {
 // to LateSettlementType.
 func LateSignals() []orchestrator.LateSignalRoute {
 	return []orchestrator.LateSignalRoute{{WorkflowType: WorkflowType, Signal: payment.SettledSignal, Start: LateSettlementType}}
+}
+
+// SignalRules are the checks the signals of this workflow pass before they
+// are recorded or routed late: a payment.settled must name the order's own
+// pending charge, exactly as the charge recorded it, and only once; a
+// second carrier.picked_up is refused.
+func SignalRules() []orchestrator.SignalRule {
+	return []orchestrator.SignalRule{
+		{WorkflowType: WorkflowType, Signal: payment.SettledSignal, Check: CheckSettlement, Once: true},
+		{WorkflowType: WorkflowType, Signal: shipping.PickedUpSignal, Once: true},
+	}
+}
+
+// CheckSettlement admits a payment.settled signal only if it settles the
+// workflow's own pending charge: the recorded result of its payment.charge
+// has status pending, and the signal's charge_id, amount_cents and
+// currency equal the recorded ones (an order_id, if given, must be the
+// workflow's). The payload it returns is built from the recorded charge,
+// not from the body, so a refund of it refunds exactly what was charged.
+func CheckSettlement(h orchestrator.History, body schema.Raw) (schema.Raw, error) {
+	var s payment.Settlement
+	if len(body) == 0 {
+		return nil, errors.New("empty body: want order_id, charge_id, amount_cents and currency")
+	}
+	if err := schema.DecodeRaw(body, &s); err != nil {
+		return nil, fmt.Errorf("unreadable settlement: %w", err)
+	}
+	charges := h.Results(payment.Charge.Service, payment.Charge.Action)
+	if len(charges) == 0 {
+		return nil, fmt.Errorf("order %s has no recorded charge", h.WorkflowID)
+	}
+	res := charges[0].Result
+	if res.Error != nil {
+		return nil, fmt.Errorf("order %s's charge failed (%s): nothing to settle", h.WorkflowID, res.Error.Message)
+	}
+	var c payment.ChargeResult
+	if err := schema.DecodeRaw(res.Output, &c); err != nil {
+		return nil, fmt.Errorf("order %s's recorded charge is unreadable: %w", h.WorkflowID, err)
+	}
+	switch {
+	case c.Status != payment.StatusPending:
+		return nil, fmt.Errorf("charge %s of order %s is %s, not pending", c.ChargeID, h.WorkflowID, c.Status)
+	case s.OrderID != "" && s.OrderID != h.WorkflowID:
+		return nil, fmt.Errorf("order_id %q differs from the workflow's %q", s.OrderID, h.WorkflowID)
+	case s.ChargeID != c.ChargeID:
+		return nil, fmt.Errorf("charge_id %q differs from the recorded pending charge %q", s.ChargeID, c.ChargeID)
+	case s.AmountCents != c.AmountCents:
+		return nil, fmt.Errorf("amount_cents %d differs from the recorded pending charge's %d", s.AmountCents, c.AmountCents)
+	case s.Currency != c.Currency:
+		return nil, fmt.Errorf("currency %q differs from the recorded pending charge's %q", s.Currency, c.Currency)
+	}
+	return schema.EncodeRaw(payment.Settlement{OrderID: h.WorkflowID, ChargeID: c.ChargeID, AmountCents: c.AmountCents, Currency: c.Currency})
 }
 
 // Intake returns the orchestrator intake that starts this workflow for every
@@ -202,10 +255,16 @@ func (c Config) awaitSettlement(ctx workflow.Context, o Order, charge payment.Ch
 
 // RefundLateSettlement refunds a payment the gateway settled after its order
 // had finished without completing: money is never kept for an order that
-// was not fulfilled.
+// was not fulfilled. Its payload is the one CheckSettlement built from the
+// order's recorded charge, and the engine starts one such workflow per
+// charge, so it refunds exactly the recorded charge, once.
 func (c Config) RefundLateSettlement(ctx workflow.Context, late orchestrator.LateSignal) (string, error) {
 	if late.Status == schema.StatusCompleted {
 		return "order completed: settlement kept", nil
+	}
+	var s payment.Settlement
+	if err := late.Decode(&s); err != nil || s.OrderID != late.WorkflowID {
+		return "", &workflow.ManualError{Reason: fmt.Sprintf("settlement for order %q is not one of order %s's charges", s.OrderID, late.WorkflowID), Cause: err}
 	}
 	if err := c.refundSettlement(ctx, workflow.NewPayload(late.Payload)); err != nil {
 		return "", err

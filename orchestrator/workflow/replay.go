@@ -35,6 +35,10 @@ type Outcome struct {
 	// returned before it took them, or before they were recorded. For the
 	// workflow they came too late.
 	Unreceived []UnreceivedSignal
+	// Waiting is the number of signals recorded in the history that the
+	// function has not received (yet, if it runs on). The orchestrator caps
+	// it per workflow.
+	Waiting int
 }
 
 // UnreceivedSignal is a recorded signal a finished workflow never received.
@@ -174,20 +178,23 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 			Recorded: describe(next.value), Issued: "nothing (the code did not reach it)",
 		}
 	}
+	waiting := r.unreceived(feed[fed:])
 	if r.failure != nil {
 		var seq uint64
 		var nd *NondeterminismError
 		if errors.As(r.failure, &nd) {
 			seq = nd.EventSeq
-			o := blockedOutcome(r.failure, seq)
-			o.Blocked.Recorded, o.Blocked.Issued = nd.Recorded, nd.Issued
-			return o
 		}
-		return blockedOutcome(r.failure, seq)
+		o := blockedOutcome(r.failure, seq)
+		if nd != nil {
+			o.Blocked.Recorded, o.Blocked.Issued = nd.Recorded, nd.Issued
+		}
+		o.Waiting = len(waiting)
+		return o
 	}
-	out := Outcome{Decisions: r.fresh, Finished: r.finished}
+	out := Outcome{Decisions: r.fresh, Finished: r.finished, Waiting: len(waiting)}
 	if r.finished != nil {
-		out.Unreceived = r.unreceived(feed[fed:])
+		out.Unreceived = waiting
 	}
 	return out
 }

@@ -59,7 +59,7 @@ func TestSignalsNeverReceivedAreRoutedOnce(t *testing.T) {
 		}
 		late = late[:0]
 		for _, s := range list {
-			if strings.Contains(s.ID, "-late-") {
+			if strings.HasPrefix(s.ID, streams.ReservedIDPrefix+"late-") {
 				late = append(late, s.ID)
 			}
 		}
@@ -73,7 +73,7 @@ func TestSignalsNeverReceivedAreRoutedOnce(t *testing.T) {
 			t.Fatalf("late workflow %s: %v", id, err)
 		}
 		origin, status, _ := strings.Cut(out, " ")
-		if status != string(schema.StatusCompleted) || !strings.HasPrefix(id, origin+"-late-") {
+		if status != string(schema.StatusCompleted) || !strings.HasPrefix(id, streams.ReservedIDPrefix+"late-"+origin+"-") {
 			t.Fatalf("late workflow %s: output %q", id, out)
 		}
 		perOrigin[origin]++

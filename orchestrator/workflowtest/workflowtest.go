@@ -38,6 +38,7 @@ type Env struct {
 	reg   *workflow.Registry
 	stubs map[string]map[string]participants.Handler
 	late  []orchestrator.LateSignalRoute
+	rules []orchestrator.SignalRule
 	ran   bool
 }
 
@@ -69,6 +70,12 @@ func (e *Env) RouteLateSignals(routes ...orchestrator.LateSignalRoute) {
 	e.late = append(e.late, routes...)
 }
 
+// CheckSignals gives the orchestrator signal rules (see
+// orchestrator.Config.SignalRules). Call it before Run.
+func (e *Env) CheckSignals(rules ...orchestrator.SignalRule) {
+	e.rules = append(e.rules, rules...)
+}
+
 // JS is the environment's JetStream context, for what the Env does not
 // wrap.
 func (e *Env) JS() jetstream.JetStream { return e.env.JS }
@@ -89,7 +96,7 @@ func (e *Env) Run() {
 			<-done
 		}
 	})
-	o, err := orchestrator.New(orchestrator.Config{NC: e.env.NC, JS: e.env.JS, Registry: e.reg, Clock: e.clock, AckWait: 5 * time.Second, LateSignals: e.late})
+	o, err := orchestrator.New(orchestrator.Config{NC: e.env.NC, JS: e.env.JS, Registry: e.reg, Clock: e.clock, AckWait: 5 * time.Second, LateSignals: e.late, SignalRules: e.rules})
 	if err != nil {
 		e.t.Fatalf("workflowtest: %v", err)
 	}

@@ -75,7 +75,7 @@ func runClockOrchestrator() error {
 	reg := workflow.NewRegistry()
 	fulfillment.Register(reg, fulfillment.Config{})
 	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(),
+		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
 		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		AckWait: ackWait, Clock: clock, TimerSweep: time.Second,
 	})
