@@ -75,7 +75,7 @@ func TestPoisonMessages(t *testing.T) {
 	nearLimit := append([]byte(`{"order_id":"`), bytes.Repeat([]byte("x"), (1<<20)-16<<10)...)
 	poisons := []poison{
 		{"garbage order", streams.OrderCreated, []byte("\x00\xff\xfe garbage"), nil, "dlq.order.created", "invalid JSON"},
-		{"order near the size limit, invalid", streams.OrderCreated, nearLimit, nil, "dlq.order.created", "invalid JSON"},
+		{"order near the size limit, invalid", streams.OrderCreated, nearLimit, nil, "dlq.order.created", "the limit is"},
 		{"oversized order (1.5 MiB)", streams.OrderCreated, bytes.Repeat([]byte("y"), 3<<19), nil, "", ""},
 		{"result for a workflow never started", streams.ResultSubject("poison-res-unknown", 1, "payment", "charge"), resBody, resHdr, "dlq.wf", "unknown workflow"},
 		{"result with a future schema version", streams.ResultSubject("poison-res-future", 1, "payment", "charge"), futBody, futHdr, "dlq.wf", "newer schema"},
