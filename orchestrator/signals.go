@@ -69,8 +69,69 @@ func (o *Orchestrator) consume(ctx context.Context, stream string, cfg jetstream
 	return func() { cc.Stop(); wg.Wait() }, nil
 }
 
+// runSignals routes the signals of the signals stream. Signals are routed
+// per workflow, one at a time each, by routerConcurrency loops that take
+// whole workflows from a scheduler, as decisions are taken: a flood of
+// signals to one workflow holds one loop and is routed at the pace of one,
+// while the signals of every other workflow go on beside it. (Routed 64 at
+// a time in arrival order, a flood of 10,000 took every loop and the
+// machine's CPU for seconds, and other workflows' signals queued behind
+// it.)
 func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
-	return o.consume(ctx, streams.SignalsStream, streams.SignalsConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Signals), routerConcurrency, o.signal)
+	cfg := streams.SignalsConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Signals)
+	cons, err := o.cfg.JS.CreateOrUpdateConsumer(ctx, streams.SignalsStream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: consumer %s: %w", cfg.Durable, err)
+	}
+	sched := newScheduler()
+	var wg sync.WaitGroup
+	for range routerConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				id, msgs, ok := sched.take()
+				if !ok {
+					return
+				}
+				o.routeBatch(ctx, msgs)
+				sched.done(id)
+			}
+		}()
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		// A subject that names no workflow is keyed by what parsing gave
+		// and refused by the loop that takes it.
+		_, id, _ := streams.ParseSignalSubject(m.Subject())
+		sched.put(id, m)
+	}, jetstream.PullMaxMessages(routerConcurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		o.log.Debug("consume", "consumer", cfg.Durable, "err", err)
+	}))
+	if err != nil {
+		sched.close()
+		wg.Wait()
+		return nil, fmt.Errorf("orchestrator: consume %s: %w", cfg.Durable, err)
+	}
+	return func() { cc.Stop(); sched.close(); wg.Wait() }, nil
+}
+
+// routeBatch routes the signals of one workflow in stream order. The ones
+// still waiting are kept alive (InProgress) every third of AckWait, so a
+// long batch is not redelivered while it is being routed.
+func (o *Orchestrator) routeBatch(ctx context.Context, msgs []jetstream.Msg) {
+	touched := time.Now()
+	for i, m := range msgs {
+		if ctx.Err() != nil {
+			return // left unacked: redelivered to whoever routes next
+		}
+		if time.Since(touched) > o.cfg.AckWait/3 {
+			for _, w := range msgs[i:] {
+				_ = w.InProgress()
+			}
+			touched = time.Now()
+		}
+		o.signal(ctx, m)
+	}
 }
 
 // settle acks m after a dead letter with reason is stored.

@@ -266,7 +266,13 @@ func SignalsConsumerConfig(ackWait time.Duration, maxDeliver int) jetstream.Cons
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       ackWait,
 		MaxDeliver:    orDefault(maxDeliver, DefaultSignalsMaxDeliver),
-		MaxAckPending: 5000,
+		// The router takes every delivered signal into its per-workflow
+		// queues at once, so a signal sent after a flood to another
+		// workflow is routed as soon as it is delivered; the server
+		// delivers it once fewer than MaxAckPending signals are unacked.
+		// 20,000 holds a flood of that size (about 1 KiB each in the
+		// router's queues) without holding up the signals behind it.
+		MaxAckPending: 20000,
 	}
 }
 
