@@ -14,24 +14,6 @@ import (
 	"github.com/jetflow-io/jetflow/internal/fuzzcheck"
 )
 
-// orderBomb is the 68-byte order.created body whose items array declares
-// 0xFFFFFFFF elements: decoded into a slice of 24-byte items it asked the
-// decoder for 96 GB before one element was read.
-func orderBomb() []byte {
-	b := []byte{0x85}
-	str := func(s string) { b = append(append(b, byte(0xa0|len(s))), s...) }
-	str("items")
-	b = append(b, 0xdd, 0xff, 0xff, 0xff, 0xff)
-	str("order_id")
-	str("o-bomb1")
-	str("customer_id")
-	str("c-1")
-	str("amount_cents")
-	b = append(b, 0x64)
-	str("currency")
-	return b
-}
-
 // hostile is msgpack no honest writer produces, each with the words its
 // refusal must contain.
 var hostile = []struct {
@@ -53,11 +35,11 @@ var hostile = []struct {
 	{"nesting of 65 arrays", strings.Repeat("91", 65) + "c0", "nests deeper than 64 levels"},
 	{"array as a map key", "8191c0c0", "map key at byte 1 is not a scalar (array)"},
 	{"map as a map key", "8180c0", "map key at byte 1 is not a scalar (map)"},
-	{"the order bomb", hex.EncodeToString(orderBomb()), "array declares 4294967295 elements, 56 bytes remain"},
+	{"the order bomb", hex.EncodeToString(fuzzcheck.OrderBomb()), "array declares 4294967295 elements, 56 bytes remain"},
 }
 
 func TestCheckMsgpackRefusesDeclaredLengthsTheBytesCannotHold(t *testing.T) {
-	if n := len(orderBomb()); n != 68 {
+	if n := len(fuzzcheck.OrderBomb()); n != 68 {
 		t.Fatalf("the order bomb is %d bytes, want 68", n)
 	}
 	for _, h := range hostile {
@@ -127,8 +109,8 @@ func TestDecodeBombIsRefused(t *testing.T) {
 				Qty int    `msgpack:"qty"`
 			} `msgpack:"items"`
 		}
-		os.Stdout.WriteString("unmarshal: " + errString(Msgpack.Unmarshal(orderBomb(), &order)) + "\n")
-		_, err := ToJSON(orderBomb())
+		os.Stdout.WriteString("unmarshal: " + errString(Msgpack.Unmarshal(fuzzcheck.OrderBomb(), &order)) + "\n")
+		_, err := ToJSON(fuzzcheck.OrderBomb())
 		os.Stdout.WriteString("tojson: " + errString(err) + "\n")
 		raw, _ := EncodeRaw(map[string]any{"x": 1})
 		res := &Result{Output: append(Raw{0xdd, 0xff, 0xff, 0xff, 0xff}, raw...)}

@@ -8,30 +8,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/jetflow-io/jetflow/internal/fuzzcheck"
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
-
-// orderBomb is a 68-byte msgpack order.created whose items array declares
-// 0xFFFFFFFF elements: decoding it used to allocate 96 GB and kill the
-// orchestrator ("fatal error: runtime: out of memory") before it could ack
-// anything, so every restart took it again and died again.
-func orderBomb() []byte {
-	b := []byte{0x85}
-	str := func(s string) { b = append(append(b, byte(0xa0|len(s))), s...) }
-	str("items")
-	b = append(b, 0xdd, 0xff, 0xff, 0xff, 0xff)
-	str("order_id")
-	str("o-bomb1")
-	str("customer_id")
-	str("c-1")
-	str("amount_cents")
-	b = append(b, 0x64)
-	str("currency")
-	return b
-}
 
 // TestPoisonOrderBombGoesToDeadLetter: the order bomb is refused with the
 // length it declared, and an order behind it completes.
@@ -39,7 +21,7 @@ func TestPoisonOrderBombGoesToDeadLetter(t *testing.T) {
 	s := newStack(t)
 	s.orchestrator()
 	s.participants()
-	bomb := orderBomb()
+	bomb := fuzzcheck.OrderBomb()
 	if len(bomb) != 68 {
 		t.Fatalf("bomb of %d bytes", len(bomb))
 	}

@@ -70,3 +70,23 @@ func Check(input []byte, v any) error {
 	}
 	return nil
 }
+
+// OrderBomb is a 68-byte msgpack order.created body whose items array
+// declares 0xFFFFFFFF elements: decoded into a slice of 24-byte items, it
+// asked the decoder for 96 GB before one element was read, and killed the
+// orchestrator ("fatal error: runtime: out of memory") before it could ack
+// it, so every restart took it again and died again.
+func OrderBomb() []byte {
+	b := []byte{0x85}
+	str := func(s string) { b = append(append(b, byte(0xa0|len(s))), s...) }
+	str("items")
+	b = append(b, 0xdd, 0xff, 0xff, 0xff, 0xff)
+	str("order_id")
+	str("o-bomb1")
+	str("customer_id")
+	str("c-1")
+	str("amount_cents")
+	b = append(b, 0x64)
+	str("currency")
+	return b
+}
