@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,7 +40,11 @@ func (w *worker) tooLarge(st *state, msgs []*nats.Msg) string {
 	if len(msgs) == 0 {
 		return ""
 	}
-	if n := len(st.start.Input); n > w.o.cfg.MaxInputSize && !decided(st) {
+	// A workflow the engine started (a late signal's route) takes an input
+	// made from a signal already bounded by MaxInputSize, plus its
+	// envelope: it is not refused for being a little larger.
+	engine := strings.HasPrefix(st.id, streams.ReservedIDPrefix)
+	if n := len(st.start.Input); n > w.o.cfg.MaxInputSize && !engine && !decided(st) {
 		return fmt.Sprintf("workflow input is %d bytes, more than MaxInputSize %d: parked at its first decision, before any command", n, w.o.cfg.MaxInputSize)
 	}
 	limit := w.o.payloadLimit()

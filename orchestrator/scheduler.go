@@ -121,6 +121,21 @@ func (s *scheduler) done(id string) {
 	s.cond.Signal()
 }
 
+// touch keeps the messages pending for workflow id alive (InProgress):
+// they wait while its loop works through an earlier batch, which must not
+// outlast their ack wait and have them redelivered.
+func (s *scheduler) touch(id string) {
+	s.mu.Lock()
+	var pending []jetstream.Msg
+	if f := s.flows[id]; f != nil {
+		pending = append(pending, f.pending...)
+	}
+	s.mu.Unlock()
+	for _, m := range pending {
+		_ = m.InProgress()
+	}
+}
+
 // close wakes every loop waiting in take; take returns ok=false from then
 // on. Messages still pending are left unacked: JetStream redelivers them
 // after the ack wait, to this or another orchestrator.

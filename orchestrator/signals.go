@@ -94,7 +94,7 @@ func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
 				if !ok {
 					return
 				}
-				o.routeBatch(ctx, msgs)
+				o.routeBatch(ctx, msgs, func() { sched.touch(id) })
 				sched.done(id)
 			}
 		}()
@@ -116,9 +116,10 @@ func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
 }
 
 // routeBatch routes the signals of one workflow in stream order. The ones
-// still waiting are kept alive (InProgress) every third of AckWait, so a
-// long batch is not redelivered while it is being routed.
-func (o *Orchestrator) routeBatch(ctx context.Context, msgs []jetstream.Msg) {
+// still waiting, in the batch and queued behind it (touch), are kept alive
+// (InProgress) every third of AckWait, so a long batch is not redelivered
+// while it is being routed.
+func (o *Orchestrator) routeBatch(ctx context.Context, msgs []jetstream.Msg, touch func()) {
 	touched := time.Now()
 	for i, m := range msgs {
 		if ctx.Err() != nil {
@@ -128,6 +129,7 @@ func (o *Orchestrator) routeBatch(ctx context.Context, msgs []jetstream.Msg) {
 			for _, w := range msgs[i:] {
 				_ = w.InProgress()
 			}
+			touch()
 			touched = time.Now()
 		}
 		o.signal(ctx, m)

@@ -279,6 +279,9 @@ func (w *worker) deadLetter(ctx context.Context, m jetstream.Msg, reason string)
 	w.o.refuse(ctx, m, "wf", reason)
 }
 
+// maxBlockedText bounds the reason and the steps a blocked event names.
+const maxBlockedText = 4096
+
 // maxFenceRetries bounds how often one wake re-reads and re-decides after
 // losing the fence before it lets JetStream redeliver the event.
 const maxFenceRetries = 8
@@ -327,6 +330,11 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		if err != nil || len(msgs) == 0 {
 			return err
 		}
+		if out.Finished != nil && vals[len(vals)-1] != schema.Kinded(out.Finished) {
+			// messages parked the workflow instead (a message too large):
+			// it has not finished, and nothing may act as if it had.
+			out = workflow.Outcome{Blocked: vals[len(vals)-1].(*schema.WorkflowBlocked)}
+		}
 		if out.Finished != nil && len(out.Unreceived) > 0 {
 			// Signals the workflow will never receive are late ones: their
 			// routes start before the end is appended, so a crash in between
@@ -370,7 +378,11 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 				return err
 			}
 			taken := msgs[min(n, len(msgs)-1)].Subject
-			return w.park(ctx, id, st, fmt.Sprintf("decision cannot be recorded: %s already holds a message that is not this decision (%v)", taken, err))
+			perr := w.park(ctx, id, st, fmt.Sprintf("decision cannot be recorded: %s already holds a message that is not this decision (%v)", taken, err))
+			// The tail read above is not all replayed: the next wake reads
+			// and replays afresh rather than count its events as decided.
+			w.cache.drop(id)
+			return perr
 		}
 		if n > 0 {
 			// A prefix of the decision is recorded (all of it after a lost
@@ -445,6 +457,11 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 		return nil
 	}
 	if out.Blocked != nil {
+		// A reason quotes an error or a panic, and Issued names a step: both
+		// are bounded, so the blocked event itself always fits.
+		out.Blocked.Reason = streams.Clip(out.Blocked.Reason, maxBlockedText)
+		out.Blocked.Issued = streams.Clip(out.Blocked.Issued, maxBlockedText)
+		out.Blocked.Recorded = streams.Clip(out.Blocked.Recorded, maxBlockedText)
 		if st.status == schema.StatusBlocked && st.blocked == out.Blocked.Reason {
 			return nil, nil, nil // already parked for this reason
 		}

@@ -27,8 +27,9 @@ func (j *job) lastDelivery() bool {
 	defer cancel()
 	// A nak would not bring the command back: each write is retried here.
 	if err := retryLast(ctx, j, func() error { return j.storeDeadLetter(ctx, reason) }); err != nil {
+		// The command stays in the history (the dead letter would only have
+		// been a copy); its workflow must still get an answer.
 		j.log.Error("dead letter of a last delivery failed: the command stays in the history, delivered no more", "err", err)
-		return true
 	}
 	sc, bad, _ := j.command()
 	if bad == "" {

@@ -185,3 +185,61 @@ func TestOversizedSignalDeadLettered(t *testing.T) {
 		t.Fatalf("output %q %v", out, err)
 	}
 }
+
+// TestParkedEndStartsNoLateRoute: a workflow whose end is too large to
+// record is parked, not finished, so the signals it never received are not
+// late ones and start none of their routes (a refund, in the reference
+// app). Before, the routes started as if it had ended, and it could later
+// still receive those signals: two effects for one signal.
+func TestParkedEndStartsNoLateRoute(t *testing.T) {
+	env := workflowtest.New(t)
+	workflow.Register(env.Registry(), "big-end", func(ctx workflow.Context, size int) (string, error) {
+		if _, err := workflow.Execute[string](ctx, smallStep, "first"); err != nil {
+			return "", err
+		}
+		return strings.Repeat("o", size), nil
+	})
+	workflow.Register(env.Registry(), "noted", func(ctx workflow.Context, in orchestrator.LateSignal) (string, error) {
+		return "noted", nil
+	})
+	env.RouteLateSignals(orchestrator.LateSignalRoute{WorkflowType: "big-end", Signal: "note", Start: "noted"})
+	release := make(chan struct{})
+	env.Stub(smallStep, func(ctx context.Context, cmd *participants.Command) (any, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return "done", nil
+	})
+	env.Run()
+
+	env.Start("big-end", "be-1", 1_100_000)
+	env.WaitFor("be-1", func(d *orchestrator.Description) bool { return len(d.History) >= 2 }) // the command is out
+	env.Signal("be-1", "note", nil)
+	env.WaitFor("be-1", func(d *orchestrator.Description) bool {
+		for _, h := range d.History {
+			if h.Type == string(schema.KindSignal) {
+				return true
+			}
+		}
+		return false
+	})
+	close(release)
+	d := env.WaitFor("be-1", func(d *orchestrator.Description) bool { return d.Status == schema.StatusBlocked })
+	if !strings.Contains(d.Reason, "decision cannot be recorded") {
+		t.Fatalf("reason %q, want the end's size", d.Reason)
+	}
+	settled(t, env)
+	starts, err := env.JS().Stream(context.Background(), streams.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := starts.Info(context.Background(), jetstream.WithSubjectFilter(streams.StartFilter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(info.State.Subjects); n != 1 {
+		t.Fatalf("%d workflows started, want 1: the parked workflow's unreceived signal started its late route (%v)", n, info.State.Subjects)
+	}
+}
