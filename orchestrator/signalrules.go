@@ -125,6 +125,9 @@ type admission struct {
 	nearCap bool
 	// waiting is that number, once known.
 	waiting int
+	// capLast, on a signal the cap refused, is the history's last sequence
+	// the refusal was decided at.
+	capLast uint64
 	// evs is the history read for the rule, if any.
 	evs []streams.Event
 }
@@ -219,6 +222,7 @@ func (o *Orchestrator) capWaiting(ctx context.Context, st *Summary, seq uint64, 
 			return err
 		}
 		adm.reason = fmt.Sprintf("workflow %s has %d signals waiting, the limit (--max-pending-signals)", st.ID, n)
+		adm.capLast = last
 		return nil
 	}
 	adm.fenced, adm.fence, adm.waiting = true, last, n

@@ -120,6 +120,7 @@ func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
 // (InProgress) every third of AckWait, so a long batch is not redelivered
 // while it is being routed.
 func (o *Orchestrator) routeBatch(ctx context.Context, msgs []jetstream.Msg, touch func()) {
+	var memo capMemo
 	touched := time.Now()
 	for i, m := range msgs {
 		if ctx.Err() != nil {
@@ -132,7 +133,7 @@ func (o *Orchestrator) routeBatch(ctx context.Context, msgs []jetstream.Msg, tou
 			touch()
 			touched = time.Now()
 		}
-		o.signal(ctx, m)
+		o.signal(ctx, m, &memo)
 	}
 }
 
@@ -148,8 +149,9 @@ func (o *Orchestrator) refuse(ctx context.Context, m jetstream.Msg, origin, reas
 }
 
 // signal records one signal.<name>.<id> message in the workflow's history,
-// once its rule and the workflow's cap on waiting signals admit it.
-func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
+// once its rule and the workflow's cap on waiting signals admit it. memo
+// carries a cap refusal to the next signal of the same batch.
+func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg, memo *capMemo) {
 	if o.lastDelivery(ctx, m, "signal", o.cfg.MaxDeliver.Signals, nil) {
 		return
 	}
@@ -177,6 +179,9 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	seq := md.Sequence.Stream
+	if o.refusedAgain(ctx, m, memo, name, id, seq) {
+		return
+	}
 	st, err := o.status(ctx, id)
 	switch {
 	case err != nil:
@@ -210,6 +215,9 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	if adm.reason != "" {
+		if adm.capLast != 0 {
+			*memo = capMemo{id: id, wfType: st.Type, last: adm.capLast, reason: adm.reason}
+		}
 		o.refuse(ctx, m, "signal", adm.reason)
 		return
 	}
@@ -229,6 +237,38 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	_ = m.Ack()
+}
+
+// capMemo remembers, while one loop routes one workflow's signals one
+// after the other, that the workflow's cap refused a signal when its
+// history ended at sequence last. As long as it still ends there, nothing
+// was recorded, decided or ended for it since: the next signal without a
+// rule is refused the same way after two reads (the history's last
+// sequence, and whether this very signal was recorded before) instead of
+// the status, the count and the cap's own reads. A flood the cap refuses
+// costs the machine that much less while other workflows go on.
+type capMemo struct {
+	id, wfType string
+	last       uint64
+	reason     string
+}
+
+// refusedAgain refuses m as the memo's last signal was, when the memo still
+// holds; it reports whether m is settled.
+func (o *Orchestrator) refusedAgain(ctx context.Context, m jetstream.Msg, memo *capMemo, name, id string, seq uint64) bool {
+	if memo.reason == "" || memo.id != id || o.rule(memo.wfType, name) != nil {
+		return false
+	}
+	last, err := o.hist.Last(ctx, streams.Tree(id))
+	if err != nil || last == nil || last.Seq != memo.last {
+		*memo = capMemo{}
+		return false
+	}
+	if own, err := o.hist.Last(ctx, streams.SignalEventSubject(id, seq)); err != nil || own != nil {
+		return false // a redelivery of a recorded signal: the full path settles it
+	}
+	o.refuse(ctx, m, "signal", memo.reason)
+	return true
 }
 
 // record admits the signal with sequence seq and records it in the
