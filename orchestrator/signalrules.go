@@ -194,12 +194,23 @@ func (o *Orchestrator) admit(ctx context.Context, st *Summary, name string, payl
 // near its cap at a time and the count stays exact.
 func (o *Orchestrator) capWaiting(ctx context.Context, st *Summary, seq uint64, adm *admission) error {
 	evs, last := adm.evs, adm.fence
+	var tail *streams.Event
 	if evs == nil {
 		ev, err := o.hist.Last(ctx, streams.Tree(st.ID))
 		if err != nil || ev == nil {
 			return err
 		}
-		last = ev.Seq
+		last, tail = ev.Seq, ev
+	} else if len(evs) > 0 {
+		tail = &evs[len(evs)-1]
+	}
+	if tail != nil {
+		if _, end := tail.Value.(*schema.WorkflowFinished); end {
+			// It ended since its status was read: no cap applies. Recorded
+			// after the end, the signal is found late and routed as such.
+			adm.fenced, adm.fence = true, last
+			return nil
+		}
 	}
 	n, ok := o.waiting.get(st.ID, last)
 	if !ok {

@@ -264,6 +264,10 @@ func (o *Orchestrator) refusedAgain(ctx context.Context, m jetstream.Msg, memo *
 		*memo = capMemo{}
 		return false
 	}
+	if _, end := last.Value.(*schema.WorkflowFinished); end {
+		*memo = capMemo{} // ended: a signal now is a late one, for the full path
+		return false
+	}
 	if own, err := o.hist.Last(ctx, streams.SignalEventSubject(id, seq)); err != nil || own != nil {
 		return false // a redelivery of a recorded signal: the full path settles it
 	}
