@@ -33,7 +33,9 @@ const (
 	// final: the workflow goes on with its compensation.
 	KindUndeliverable = "undeliverable"
 	// KindInvalidOutput is the kind of the failure result sent when the
-	// handler's output cannot be encoded.
+	// handler's output cannot be encoded, or is too large for a result
+	// (resultRoom): it is final, since running the handler again gives
+	// the same output.
 	KindInvalidOutput = "invalid_output"
 )
 

@@ -382,9 +382,14 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 	if herr == nil {
 		failpoint.Hit("participant.after-effect")
 		output, err := schema.EncodeRaw(out)
-		if err != nil {
+		switch room := j.resultRoom(); {
+		case err != nil:
 			res.Error = &schema.Error{Kind: KindInvalidOutput, Message: fmt.Sprintf("encode output %T: %v", out, err)}
-		} else {
+		case len(output) > room:
+			// Neither the idempotency record nor the result event could be
+			// stored: retrying would only run the handler again.
+			res.Error = &schema.Error{Kind: KindInvalidOutput, Message: fmt.Sprintf("output %T is %d bytes, a result holds at most %d (the server's max payload less the record's and headers' room)", out, len(output), room)}
+		default:
 			res.Output = output
 		}
 	} else {
@@ -408,9 +413,23 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 			return
 		}
 		j.log.Info("command failed", "kind", c.kind, "err", herr)
-		res.Error = &schema.Error{Kind: c.kind, Message: msg}
+		res.Error = &schema.Error{Kind: c.kind, Message: streams.Clip(msg, maxErrorMessage)}
 	}
 	j.finish(sc, key, msgID, res)
+}
+
+// maxErrorMessage bounds the message of a failure result: a handler's
+// error may quote its whole input.
+const maxErrorMessage = 8 << 10
+
+// resultOverhead is the room a result needs besides its output: the
+// idempotency record around it, the result event's other fields, subject
+// and headers (the fence headers included).
+const resultOverhead = 16 << 10
+
+// resultRoom is the largest output a result can carry on this connection.
+func (j *job) resultRoom() int {
+	return streams.MaxPayload(j.js.Conn()) - resultOverhead - maxErrorMessage
 }
 
 // call runs the handler, turning a panic into a retryable error.

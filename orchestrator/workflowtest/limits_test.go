@@ -243,3 +243,31 @@ func TestParkedEndStartsNoLateRoute(t *testing.T) {
 		t.Fatalf("%d workflows started, want 1: the parked workflow's unreceived signal started its late route (%v)", n, info.State.Subjects)
 	}
 }
+
+// TestOversizedOutputFailsOnce: a step whose output is too large for a
+// result fails at once with invalid_output, naming the size; it is not
+// retried (the handler would give the same output) nor left to run into
+// the consumer's last delivery.
+func TestOversizedOutputFailsOnce(t *testing.T) {
+	env := workflowtest.New(t)
+	workflow.Register(env.Registry(), "big-output", func(ctx workflow.Context, _ string) (string, error) {
+		return workflow.Execute[string](ctx, largeStep.WithOptions(workflow.StepOptions{
+			StartToClose: 10 * time.Second,
+			Retry:        workflow.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaxAttempts: 5},
+		}), "x")
+	})
+	var runs calls
+	env.Stub(largeStep, func(ctx context.Context, cmd *participants.Command) (any, error) {
+		_, _ = runs.handler(ctx, cmd)
+		return strings.Repeat("r", 1_100_000), nil
+	})
+	env.Run()
+	env.Start("big-output", "bo-1", "x")
+	d := env.Wait("bo-1")
+	if d.Status == schema.StatusCompleted || !strings.Contains(d.Error, "invalid_output") || !strings.Contains(d.Error, "a result holds at most") {
+		t.Fatalf("status %s, error %q; want the step failed for its output's size", d.Status, d.Error)
+	}
+	if n := runs.of("bo-1"); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
+	}
+}
