@@ -44,7 +44,13 @@ func (g *gate) release() {
 // decision loops until the test ends; gates are released before it stops.
 func runOrchestrator(t *testing.T, env *natstest.Env, reg *workflow.Registry, workers int, gates ...*gate) *Orchestrator {
 	t.Helper()
-	o, err := New(Config{NC: env.NC, JS: env.JS, Registry: reg, Workers: workers})
+	return runOrchestratorWith(t, Config{NC: env.NC, JS: env.JS, Registry: reg, Workers: workers}, gates...)
+}
+
+// runOrchestratorWith is runOrchestrator with a whole configuration.
+func runOrchestratorWith(t *testing.T, cfg Config, gates ...*gate) *Orchestrator {
+	t.Helper()
+	o, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +141,10 @@ func TestWaitingEventsOfOneWorkflowDecideInOneReplay(t *testing.T) {
 		workflow.ReceiveSignal(ctx, "stop")
 		return in, nil
 	})
-	o := runOrchestrator(t, env, reg, 4, g)
+	// The gate holds a decision while a hundred signals are routed and
+	// recorded: on a loaded machine that may take longer than the default
+	// AckWait, and redelivered events would blur what is counted.
+	o := runOrchestratorWith(t, Config{NC: env.NC, JS: env.JS, Registry: reg, Workers: 4, AckWait: 5 * time.Minute}, g)
 	ctx := context.Background()
 	var cons jetstream.Consumer
 	natstest.Eventually(t, 30*time.Second, func() bool {
