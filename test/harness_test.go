@@ -298,8 +298,8 @@ func kinds(effects []sim.Effect) map[string]int {
 	return out
 }
 
-// deadLetters returns the reasons of the dead letters on subject.
-func (s *stack) deadLetters(subject string) []string {
+// deadLetterList returns the dead letters on subject, in stream order.
+func (s *stack) deadLetterList(subject string) []jetstream.Msg {
 	s.t.Helper()
 	ctx := context.Background()
 	cons, err := s.env.JS.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
@@ -310,12 +310,22 @@ func (s *stack) deadLetters(subject string) []string {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	var reasons []string
+	var out []jetstream.Msg
 	for n := info.NumPending; n > 0; n-- {
 		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 		if err != nil {
 			s.t.Fatal(err)
 		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// deadLetters returns the reasons of the dead letters on subject, sorted.
+func (s *stack) deadLetters(subject string) []string {
+	s.t.Helper()
+	var reasons []string
+	for _, m := range s.deadLetterList(subject) {
 		reasons = append(reasons, m.Headers().Get(schema.HeaderReason))
 	}
 	sort.Strings(reasons)

@@ -32,21 +32,8 @@ func (s *stack) publishSeq(body []byte, h nats.Header) uint64 {
 // deadLetterMsgs returns the dead letters on subject, by source sequence.
 func (s *stack) deadLetterMsgs(subject string) map[uint64]jetstream.Msg {
 	s.t.Helper()
-	ctx := context.Background()
-	cons, err := s.env.JS.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		s.t.Fatal(err)
-	}
 	out := map[uint64]jetstream.Msg{}
-	for n := info.NumPending; n > 0; n-- {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			s.t.Fatal(err)
-		}
+	for _, m := range s.deadLetterList(subject) {
 		seq, _ := strconv.ParseUint(m.Headers().Get(schema.HeaderSourceSeq), 10, 64)
 		out[seq] = m
 	}
