@@ -57,6 +57,10 @@ type future struct {
 	activity string
 	output   schema.Raw
 	err      error
+	// local marks a future set by workflow code (NewFuture): its value is
+	// val, kept in memory, never encoded.
+	local bool
+	val   any
 }
 
 func (f *future) resolveResult(res *schema.Result, tick int64) {
@@ -82,6 +86,10 @@ func (f Future[T]) Get(ctx Context) (T, error) {
 	ctx.co().block(func() bool { return f.f.ready })
 	if f.f.err != nil {
 		return out, f.f.err
+	}
+	if f.f.local {
+		out, _ = f.f.val.(T)
+		return out, nil
 	}
 	if err := schema.DecodeRaw(f.f.output, &out); err != nil {
 		return out, fmt.Errorf("%s: decode result: %w", f.f.activity, err)
@@ -166,26 +174,42 @@ const DefaultVersion = -1
 // takes the old path:
 //
 //	if workflow.GetVersion(ctx, "add-fraud-check", workflow.DefaultVersion, 1) == 1 { ... }
+//
+// A change ID has one version for the whole run: the first call decides it
+// (from the recorded marker, from its absence, or by recording
+// maxSupported) and every later call with the same ID returns that version
+// without a decision of its own, so one run never mixes old and new code.
 func GetVersion(ctx Context, changeID string, minSupported, maxSupported int) int {
 	r := ctx.co().r
-	name := "version:" + changeID
-	rec := r.peek()
-	if rec != nil {
-		if m, ok := rec.(*schema.Marker); !ok || m.Name != name {
-			// The history was written before this change: no marker here.
-			return checkVersion(r, changeID, DefaultVersion, minSupported, maxSupported)
-		}
-		var v int
-		r.decide(&schema.Marker{ID: r.issued + 1, Name: name})
-		if err := schema.DecodeRaw(rec.(*schema.Marker).Value, &v); err != nil {
-			r.fail(fmt.Errorf("version %s: decode: %w", changeID, err))
-			runtime.Goexit()
-		}
+	if v, ok := r.versions[changeID]; ok {
 		return checkVersion(r, changeID, v, minSupported, maxSupported)
 	}
-	raw, _ := schema.EncodeRaw(maxSupported)
-	r.decide(&schema.Marker{ID: r.issued + 1, Name: name, Value: raw})
-	return maxSupported
+	v := decideVersion(r, changeID, maxSupported)
+	r.versions[changeID] = v
+	return checkVersion(r, changeID, v, minSupported, maxSupported)
+}
+
+// decideVersion is the first GetVersion call of a change ID in a run.
+func decideVersion(r *replayer, changeID string, maxSupported int) int {
+	name := "version:" + changeID
+	rec := r.peek()
+	if rec == nil {
+		raw, _ := schema.EncodeRaw(maxSupported)
+		r.decide(&schema.Marker{ID: r.issued + 1, Name: name, Value: raw})
+		return maxSupported
+	}
+	m, ok := rec.(*schema.Marker)
+	if !ok || m.Name != name {
+		// The history was written before this change: no marker here.
+		return DefaultVersion
+	}
+	var v int
+	r.decide(&schema.Marker{ID: r.issued + 1, Name: name})
+	if err := schema.DecodeRaw(m.Value, &v); err != nil {
+		r.fail(fmt.Errorf("version %s: decode: %w", changeID, err))
+		runtime.Goexit()
+	}
+	return v
 }
 
 func checkVersion(r *replayer, changeID string, v, lo, hi int) int {

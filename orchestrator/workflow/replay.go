@@ -81,6 +81,8 @@ type replayer struct {
 	timers  map[int]*timerState
 	fired   map[int]time.Time // first fire of each timer ID seen so far
 	signals map[string]*signalQueue
+	// versions is the version of each change ID GetVersion decided.
+	versions map[string]int
 	// tick counts delivered events; readiness is stamped with it so a
 	// selector picks whatever became ready first in history order.
 	tick int64
@@ -118,13 +120,14 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 		return blockedOutcome(fmt.Errorf("history event #%d is not workflow.started", history[0].Seq), history[0].Seq)
 	}
 	r := &replayer{
-		id:      id,
-		results: map[int]*schema.Result{},
-		pending: map[int]*future{},
-		timers:  map[int]*timerState{},
-		fired:   map[int]time.Time{},
-		signals: map[string]*signalQueue{},
-		now:     history[0].Time,
+		id:       id,
+		results:  map[int]*schema.Result{},
+		pending:  map[int]*future{},
+		timers:   map[int]*timerState{},
+		fired:    map[int]time.Time{},
+		signals:  map[string]*signalQueue{},
+		versions: map[string]int{},
+		now:      history[0].Time,
 	}
 	r.logger = slog.New(&replayAware{inner: logger.Handler(), r: r})
 	r.sched = &scheduler{r: r, yield: make(chan struct{})}

@@ -58,9 +58,12 @@ func (s *Saga) Compensate(cause error) error {
 		c := s.comps[i]
 		act := c.act
 		act.Options = s.opts.Merge(act.Options)
-		f := Future[struct{}]{f: schedule(s.ctx, act, c.in, true)}
-		if _, err := f.Get(s.ctx); err != nil {
-			failed = append(failed, err.Error())
+		// Only the outcome counts: a compensation may return any value,
+		// which is recorded and not decoded.
+		f := schedule(s.ctx, act, c.in, true)
+		s.ctx.co().block(func() bool { return f.ready })
+		if f.err != nil {
+			failed = append(failed, f.err.Error())
 		}
 	}
 	s.comps = nil

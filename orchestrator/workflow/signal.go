@@ -43,6 +43,14 @@ func (q *signalQueue) push(p schema.Raw, at int64, seq uint64, s *schema.Signal)
 	q.items = append(q.items, pendingSignal{payload: p, at: at, seq: seq, signal: s})
 }
 
+// ready reports whether a signal is waiting, and when it was recorded.
+func (q *signalQueue) ready() (bool, int64) {
+	if len(q.items) == 0 {
+		return false, 0
+	}
+	return true, q.items[0].at
+}
+
 func (q *signalQueue) pop() Payload {
 	p := q.items[0]
 	q.items = q.items[1:]
@@ -81,24 +89,34 @@ func WaitSignal[T any](ctx Context, name string) (T, error) {
 // "the carrier picked it up, or 72 hours passed". Of the cases ready when
 // Select runs, the one that became ready first in the history wins, so a
 // replay takes the same branch.
+//
+// As in Temporal, a future (or timer) case is matched at most once per
+// Selector: calling Select once per added future visits each exactly once,
+// in the order they became ready. A signal or channel case is matched every
+// time a message is waiting.
 type Selector struct {
 	cases []selectCase
+	dflt  func()
 }
 
 type selectCase struct {
 	ready func() (bool, int64)
 	fire  func()
+	// once marks a future case; matched is set when it has been.
+	once, matched bool
 }
 
 // NewSelector returns an empty selector.
 func NewSelector(ctx Context) *Selector { return &Selector{} }
 
-// AddFuture adds a case for a Future or Timer; fn runs when it is chosen.
+// AddFuture adds a case for a Future or Timer; fn runs when it is chosen,
+// once at most.
 func (s *Selector) AddFuture(a Awaitable, fn func()) *Selector {
 	f := a.awaitable()
 	s.cases = append(s.cases, selectCase{
 		ready: func() (bool, int64) { return f.ready, f.readyAt },
 		fire:  fn,
+		once:  true,
 	})
 	return s
 }
@@ -108,30 +126,63 @@ func (s *Selector) AddFuture(a Awaitable, fn func()) *Selector {
 func (s *Selector) AddSignal(ctx Context, name string, fn func(Payload)) *Selector {
 	q := ctx.co().r.queue(name)
 	s.cases = append(s.cases, selectCase{
-		ready: func() (bool, int64) {
-			if len(q.items) == 0 {
-				return false, 0
-			}
-			return true, q.items[0].at
-		},
-		fire: func() { fn(q.pop()) },
+		ready: q.ready,
+		fire:  func() { fn(q.pop()) },
 	})
 	return s
 }
 
-// Select blocks until a case is ready and runs the one that became ready
-// first.
-func (s *Selector) Select(ctx Context) {
+// AddReceive adds a case for a channel (NewChannel, GetSignalChannel): it
+// is ready when a value can be received or the channel is closed. fn runs
+// when it is chosen and must receive from the channel (ReceiveAsync), as in
+// Temporal; a value it leaves there makes the case ready again.
+func (s *Selector) AddReceive(c ReceiveCase, fn func()) *Selector {
+	s.cases = append(s.cases, selectCase{ready: c.receiveReady, fire: fn})
+	return s
+}
+
+// AddDefault sets what Select runs when no case is ready: Select then never
+// blocks.
+func (s *Selector) AddDefault(fn func()) *Selector {
+	s.dflt = fn
+	return s
+}
+
+// HasPending reports whether a case is ready and not yet matched, so
+// Select would not block.
+func (s *Selector) HasPending() bool { return s.pick() >= 0 }
+
+// pick returns the ready case that became ready first, or -1.
+func (s *Selector) pick() int {
 	pick := -1
-	ctx.co().block(func() bool {
-		pick = -1
-		var best int64
-		for i, c := range s.cases {
-			if ok, at := c.ready(); ok && (pick < 0 || at < best) {
-				pick, best = i, at
-			}
+	var best int64
+	for i := range s.cases {
+		c := &s.cases[i]
+		if c.matched {
+			continue
 		}
+		if ok, at := c.ready(); ok && (pick < 0 || at < best) {
+			pick, best = i, at
+		}
+	}
+	return pick
+}
+
+// Select blocks until a case is ready and runs the one that became ready
+// first; with a default set, it runs the default instead of blocking. A
+// Selector whose every case was matched blocks for ever (unless it has a
+// default), as a Go select on nil channels would.
+func (s *Selector) Select(ctx Context) {
+	pick := s.pick()
+	if pick < 0 && s.dflt != nil {
+		s.dflt()
+		return
+	}
+	ctx.co().block(func() bool {
+		pick = s.pick()
 		return pick >= 0
 	})
-	s.cases[pick].fire()
+	c := &s.cases[pick]
+	c.matched = c.once
+	c.fire()
 }
