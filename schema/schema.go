@@ -122,6 +122,12 @@ type WorkflowStarted struct {
 	Input Raw `msgpack:"input" json:"input"`
 	// Source says what started it, e.g. "order.created#42".
 	Source string `msgpack:"source,omitempty" json:"source,omitempty"`
+	// ClockOffset shifts the workflow's clock: its time is the stream time
+	// of its events plus ClockOffset. Zero in production; a test
+	// environment whose clock was moved forward records how far, so a
+	// workflow started after the move lives on the moved clock, as its
+	// timers do.
+	ClockOffset time.Duration `msgpack:"clock_offset,omitempty" json:"clock_offset,omitempty"`
 }
 
 // Kind implements Kinded.

@@ -127,7 +127,7 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 		fired:    map[int]time.Time{},
 		signals:  map[string]*signalQueue{},
 		versions: map[string]int{},
-		now:      history[0].Time,
+		now:      history[0].Time.Add(started.ClockOffset),
 	}
 	r.logger = slog.New(&replayAware{inner: logger.Handler(), r: r})
 	r.sched = &scheduler{r: r, yield: make(chan struct{})}
@@ -157,8 +157,8 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 		// Workflow time never goes back, and a fired timer means at least
 		// its due time has passed (which matters when the timer service
 		// runs on a clock of its own, as in tests).
-		if ev.Time.After(r.now) {
-			r.now = ev.Time
+		if t := ev.Time.Add(started.ClockOffset); t.After(r.now) {
+			r.now = t
 		}
 		r.tick++
 		switch v := ev.Value.(type) {

@@ -40,6 +40,11 @@ type Env struct {
 	late  []orchestrator.LateSignalRoute
 	rules []orchestrator.SignalRule
 	ran   bool
+	// advanced is the total of every Advance: how far the test clock is
+	// ahead of the wall clock.
+	advanced time.Duration
+	// wait bounds WaitFor; see SetWaitTimeout.
+	wait time.Duration
 }
 
 // New starts an embedded nats-server with the jetflow streams. Register
@@ -49,6 +54,7 @@ func New(t testing.TB) *Env {
 	return &Env{
 		t: t, env: natstest.RunJetStream(t), clock: &orchestrator.ManualClock{},
 		reg: workflow.NewRegistry(), stubs: map[string]map[string]participants.Handler{},
+		wait: 30 * time.Second,
 	}
 }
 
@@ -110,12 +116,40 @@ func (e *Env) Run() {
 	}
 }
 
-// Start starts workflow id of type wfType with input in.
+// Start starts workflow id of type wfType with input in. The workflow's
+// clock is the test clock: after Advance(2h), it starts 2h ahead of the
+// wall clock, as the timers do.
 func (e *Env) Start(wfType, id string, in any) {
 	e.t.Helper()
-	if _, err := orchestrator.Start(context.Background(), e.env.JS, wfType, id, in, "workflowtest"); err != nil {
+	if err := e.start(wfType, id, in); err != nil {
 		e.t.Fatalf("workflowtest: start %s: %v", id, err)
 	}
+}
+
+func (e *Env) start(wfType, id string, in any) error {
+	if e.advanced == 0 {
+		_, err := orchestrator.Start(context.Background(), e.env.JS, wfType, id, in, "workflowtest")
+		return err
+	}
+	// The clock was moved: record how far in the start event, which is
+	// what the workflow's time is computed from on every replay.
+	if err := streams.ValidUserID(id); err != nil {
+		return err
+	}
+	raw, err := schema.EncodeRaw(in)
+	if err != nil {
+		return fmt.Errorf("encode input: %w", err)
+	}
+	m, err := streams.NewMsg(streams.StartSubject(id), &schema.WorkflowStarted{
+		WorkflowID: id, Type: wfType, Input: raw, Source: "workflowtest", ClockOffset: e.advanced,
+	})
+	if err != nil {
+		return err
+	}
+	m.Header.Set(jetstream.MsgIDHeader, "start-"+id)
+	m.Header.Set(schema.HeaderWorkflowID, id)
+	_, err = streams.PublishFirst(context.Background(), e.env.JS, m)
+	return err
 }
 
 // Signal sends signal name with payload (encoded as JSON, as `nats pub`
@@ -132,27 +166,31 @@ func (e *Env) Signal(id, name string, payload any) {
 }
 
 // Advance moves the timer service's clock forward: timers due within d fire.
-func (e *Env) Advance(d time.Duration) { e.clock.Advance(d) }
+// Workflows started afterwards start on the moved clock.
+func (e *Env) Advance(d time.Duration) {
+	e.clock.Advance(d)
+	e.advanced += d
+}
 
 // Describe returns the workflow's current state and history.
 func (e *Env) Describe(id string) (*orchestrator.Description, error) {
 	return orchestrator.Describe(context.Background(), streams.NewHistory(e.env.NC, e.env.JS), id)
 }
 
-// WaitFor polls until cond holds for workflow id, for up to 30 seconds.
+// SetWaitTimeout sets how long WaitFor and Wait poll before failing the
+// test. Default 30 seconds.
+func (e *Env) SetWaitTimeout(d time.Duration) { e.wait = d }
+
+// WaitFor polls until cond holds for workflow id, for up to 30 seconds (see
+// SetWaitTimeout). On failure it reports the last state it saw.
 func (e *Env) WaitFor(id string, cond func(*orchestrator.Description) bool) *orchestrator.Description {
 	e.t.Helper()
 	var d *orchestrator.Description
-	natstest.Eventually(e.t, 30*time.Second, func() bool {
+	natstest.Eventually(e.t, e.wait, func() bool {
 		var err error
 		d, err = e.Describe(id)
 		return err == nil && cond(d)
-	}, "workflow %s: condition not met; last state %s", id, func() string {
-		if d == nil {
-			return "not started"
-		}
-		return string(d.Status)
-	}())
+	}, "workflow %s: condition not met; last state %s", id, lastState(func() *orchestrator.Description { return d }))
 	return d
 }
 
@@ -179,4 +217,16 @@ func (e *Env) Output(id string, v any) error {
 		}
 	}
 	return fmt.Errorf("workflow %s has not finished", id)
+}
+
+// lastState prints the state a poll saw last, when the message is built
+// (after the polling), not when WaitFor was called.
+type lastState func() *orchestrator.Description
+
+func (l lastState) String() string {
+	d := l()
+	if d == nil {
+		return "not started"
+	}
+	return string(d.Status)
 }
