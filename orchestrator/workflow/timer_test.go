@@ -30,7 +30,7 @@ func pickupFn(t *testing.T) Func {
 	return fn
 }
 
-func sig(name string, body map[string]string) *schema.Signal {
+func sig(name string, body any) *schema.Signal {
 	raw, _ := schema.EncodeRaw(body)
 	return &schema.Signal{Name: name, Payload: raw}
 }
