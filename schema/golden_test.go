@@ -16,6 +16,7 @@ var goldens = []struct {
 	v    Kinded
 }{
 	{"workflow.started", &WorkflowStarted{WorkflowID: "o-1", Type: "order.fulfillment", Input: mustRaw(map[string]any{"order_id": "o-1", "amount_cents": 12999}), Source: "order.created#7"}},
+	{"workflow.started.clock_offset", &WorkflowStarted{WorkflowID: "t-1", Type: "nap", Input: mustRaw(0), Source: "workflowtest", ClockOffset: 2 * time.Hour}},
 	{"command", &Command{WorkflowID: "o-1", ID: 1, Service: "payment", Action: "charge", Input: mustRaw(map[string]any{"amount_cents": 12999}),
 		IdempotencyKey: "o-1.1", ReplyTo: "wf.o-1.res.payment.charge", StartToClose: 10 * time.Second,
 		Retry: RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaxInterval: 5 * time.Second, MaxAttempts: 5, NonRetryable: []string{"declined"}}}},
@@ -25,6 +26,7 @@ var goldens = []struct {
 	{"result.ok", &Result{WorkflowID: "o-1", CommandID: 1, Service: "payment", Action: "charge", Output: mustRaw(map[string]any{"charge_id": "ch_1"}), Attempts: 1}},
 	{"result.error", &Result{WorkflowID: "o-1", CommandID: 2, Service: "inventory", Action: "reserve", Error: &Error{Kind: "out_of_stock", Message: "sku-1"}, Attempts: 1}},
 	{"workflow.finished", &WorkflowFinished{Status: StatusManual, Error: "boom", Reason: "compensation failed"}},
+	{"workflow.finished.failed", &WorkflowFinished{Status: StatusFailed, Error: "invalid_order: no items", ErrorKind: "invalid_order", NonRetryable: true}},
 	{"workflow.blocked", &WorkflowBlocked{Reason: "nondeterminism", EventSeq: 12, Recorded: "command payment.charge", Issued: "command inventory.reserve"}},
 	{"timer.started", &TimerStarted{ID: 5, Duration: 72 * time.Hour, Due: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}},
 	{"timer.cancelled", &TimerCancelled{ID: 7, TimerID: 5}},

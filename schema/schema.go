@@ -94,6 +94,11 @@ const (
 	// StatusManual: the workflow needs a person, for example because a
 	// compensation failed for good. The reason is in the terminal event.
 	StatusManual Status = "manual"
+	// StatusFailed: the workflow function returned an error without
+	// compensating (not a ManualError, not the error of a saga's
+	// compensation), as a Temporal workflow ends Failed. The error, its kind
+	// and whether it is retryable are in the terminal event.
+	StatusFailed Status = "failed"
 	// StatusBlocked: the workflow code no longer matches its history
 	// (nondeterminism). The workflow is parked; nothing is sent for it.
 	StatusBlocked Status = "blocked"
@@ -101,13 +106,16 @@ const (
 
 // Terminal reports whether no further decision will be made for s.
 func (s Status) Terminal() bool {
-	return s == StatusCompleted || s == StatusCompensated || s == StatusManual
+	return s == StatusCompleted || s == StatusCompensated || s == StatusManual ||
+		s == StatusFailed
 }
 
 // Valid reports whether s is one of the known states.
 func (s Status) Valid() bool {
 	switch s {
 	case StatusRunning, StatusCompleted, StatusCompensated, StatusManual, StatusBlocked:
+		return true
+	case StatusFailed:
 		return true
 	}
 	return false
@@ -259,6 +267,12 @@ type WorkflowFinished struct {
 	Error string `msgpack:"error,omitempty" json:"error,omitempty"`
 	// Reason says why a person is needed (StatusManual).
 	Reason string `msgpack:"reason,omitempty" json:"reason,omitempty"`
+	// ErrorKind classifies Error: the kind of the workflow's application
+	// error, or of the failed step it returned ("declined", ...).
+	ErrorKind string `msgpack:"error_kind,omitempty" json:"error_kind,omitempty"`
+	// NonRetryable is set when the workflow's application error says that
+	// running it again cannot succeed.
+	NonRetryable bool `msgpack:"non_retryable,omitempty" json:"non_retryable,omitempty"`
 }
 
 // Kind implements Kinded.

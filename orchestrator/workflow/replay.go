@@ -295,15 +295,26 @@ func describe(v schema.Kinded) string {
 func (r *replayer) finish(out any, err error) {
 	f := &schema.WorkflowFinished{Status: schema.StatusCompleted}
 	if err != nil {
-		var m *ManualError
-		if errors.As(err, &m) {
-			f.Status, f.Reason = schema.StatusManual, m.Reason
-		} else {
-			f.Status = schema.StatusCompensated
-		}
+		f.Status, f.Reason = endStatus(err)
 		f.Error = err.Error()
+		f.ErrorKind, f.NonRetryable = errorKind(err)
 	} else if raw, ok := out.(schema.Raw); ok {
 		f.Output = raw
 	}
 	r.finished = f
+}
+
+// endStatus is the status a workflow that returned err ends in: manual
+// when it needs a person, compensated when it returned what Saga.Compensate
+// returned, failed otherwise.
+func endStatus(err error) (schema.Status, string) {
+	var m *ManualError
+	var c *CompensatedError
+	switch {
+	case errors.As(err, &m):
+		return schema.StatusManual, m.Reason
+	case errors.As(err, &c):
+		return schema.StatusCompensated, ""
+	}
+	return schema.StatusFailed, ""
 }

@@ -50,8 +50,10 @@ func (s *Saga) AddCompensation(act Activity, in any) {
 
 // Compensate runs the registered compensations in reverse order, each a
 // retried command. Every compensation is attempted even if an earlier one
-// failed. It returns cause wrapped when all succeeded, and a *ManualError
-// naming every failed compensation otherwise: never a faked success.
+// failed. It returns cause wrapped in a *CompensatedError when all
+// succeeded (the workflow returning it ends compensated), and a
+// *ManualError naming every failed compensation otherwise: never a faked
+// success.
 func (s *Saga) Compensate(cause error) error {
 	var failed []string
 	for i := len(s.comps) - 1; i >= 0; i-- {
@@ -73,5 +75,18 @@ func (s *Saga) Compensate(cause error) error {
 			Cause:  cause,
 		}
 	}
-	return fmt.Errorf("compensated: %w", cause)
+	return &CompensatedError{Cause: cause}
 }
+
+// CompensatedError is what Saga.Compensate returns when every compensation
+// succeeded. A workflow that returns it (or wraps it) ends compensated
+// instead of failed.
+type CompensatedError struct {
+	// Cause is the error that made the saga compensate.
+	Cause error
+}
+
+func (e *CompensatedError) Error() string { return fmt.Sprintf("compensated: %v", e.Cause) }
+
+// Unwrap returns the cause.
+func (e *CompensatedError) Unwrap() error { return e.Cause }
