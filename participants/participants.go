@@ -64,6 +64,10 @@ type Command struct {
 	StartToClose time.Duration
 	// Retry is the retry policy the workflow chose for the step.
 	Retry schema.RetryPolicy
+	// ScheduleToClose bounds the step's total time across attempts, from
+	// when the command was recorded; 0: no bound. The handler's context
+	// deadline is the earlier of this attempt's StartToClose and it.
+	ScheduleToClose time.Duration
 }
 
 // Decode decodes the command's input into v. An empty input leaves v

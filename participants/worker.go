@@ -65,6 +65,9 @@ type job struct {
 	seq     uint64
 	attempt int
 	log     *slog.Logger
+	// scheduled is when the command was recorded (its stream timestamp):
+	// where its schedule-to-close timeout counts from.
+	scheduled time.Time
 
 	// hctx is the context of the running handler, nil when none runs.
 	mu   sync.Mutex
@@ -95,7 +98,7 @@ func (w *worker) handle(msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	j := &job{worker: w, msg: msg, seq: md.Sequence.Stream, attempt: int(md.NumDelivered)}
+	j := &job{worker: w, msg: msg, seq: md.Sequence.Stream, attempt: int(md.NumDelivered), scheduled: md.Timestamp}
 	j.log = w.log.With("subject", msg.Subject(), "seq", j.seq, "attempt", j.attempt)
 
 	stop := j.heartbeat()
@@ -341,6 +344,16 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 	if stc <= 0 {
 		stc = defaultStartToClose
 	}
+	var deadline time.Time // the schedule-to-close deadline, if any
+	if sc.ScheduleToClose > 0 {
+		deadline = j.scheduled.Add(sc.ScheduleToClose)
+		if !time.Now().Before(deadline) {
+			j.log.Info("schedule-to-close timeout passed before the attempt", "timeout", sc.ScheduleToClose)
+			j.finish(sc, key, msgID, j.failureResult(sc, KindTimeout,
+				fmt.Sprintf("schedule-to-close timeout %v passed before attempt %d", sc.ScheduleToClose, j.attempt)))
+			return
+		}
+	}
 	cmd := &Command{
 		WorkflowID:     sc.WorkflowID,
 		Service:        sc.Service,
@@ -353,7 +366,13 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		StartToClose:   stc,
 		Retry:          sc.Retry,
 	}
+	cmd.ScheduleToClose = sc.ScheduleToClose
 	hctx, hcancel := context.WithTimeout(j.runCtx, stc)
+	if !deadline.IsZero() {
+		var dcancel context.CancelFunc
+		hctx, dcancel = context.WithDeadline(hctx, deadline)
+		defer dcancel()
+	}
 	j.setHandlerCtx(hctx)
 	out, herr := j.call(hctx, handler, cmd)
 	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
@@ -403,11 +422,17 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 			final = true
 			msg = fmt.Sprintf("after %d %s: %s", j.attempt, plural(j.attempt, "attempt", "attempts"), msg)
 		}
+		delay := c.after
+		if delay <= 0 {
+			delay = sc.Retry.Delay(j.attempt + 1)
+		}
+		if !final && !deadline.IsZero() && !time.Now().Add(delay).Before(deadline) {
+			// The next attempt would start after the step's deadline.
+			final, c.kind = true, KindTimeout
+			msg = fmt.Sprintf("schedule-to-close timeout %v exceeded after %d %s: %s",
+				sc.ScheduleToClose, j.attempt, plural(j.attempt, "attempt", "attempts"), herr)
+		}
 		if !final {
-			delay := c.after
-			if delay <= 0 {
-				delay = sc.Retry.Delay(j.attempt + 1)
-			}
 			j.log.Info("attempt failed, retrying", "kind", c.kind, "err", herr, "delay", delay)
 			j.nak(delay)
 			return

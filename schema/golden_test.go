@@ -22,6 +22,8 @@ var goldens = []struct {
 		Retry: RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaxInterval: 5 * time.Second, MaxAttempts: 5, NonRetryable: []string{"declined"}}}},
 	{"command.compensation", &Command{WorkflowID: "o-1", ID: 4, Service: "payment", Action: "refund", IdempotencyKey: "o-1.4",
 		ReplyTo: "wf.o-1.res.payment.refund", StartToClose: time.Second, Compensation: true}},
+	{"command.schedule_to_close", &Command{WorkflowID: "o-1", ID: 2, Service: "payment", Action: "charge", IdempotencyKey: "o-1.2",
+		ReplyTo: "wf.o-1.res.payment.charge", StartToClose: time.Second, ScheduleToClose: time.Minute}},
 	{"marker", &Marker{ID: 2, Name: "side_effect", Value: mustRaw(42)}},
 	{"result.ok", &Result{WorkflowID: "o-1", CommandID: 1, Service: "payment", Action: "charge", Output: mustRaw(map[string]any{"charge_id": "ch_1"}), Attempts: 1}},
 	{"result.error", &Result{WorkflowID: "o-1", CommandID: 2, Service: "inventory", Action: "reserve", Error: &Error{Kind: "out_of_stock", Message: "sku-1"}, Attempts: 1}},

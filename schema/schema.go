@@ -213,6 +213,11 @@ type Command struct {
 	// StartToClose bounds one attempt of the handler.
 	StartToClose time.Duration `msgpack:"start_to_close" json:"start_to_close"`
 	Retry        RetryPolicy   `msgpack:"retry" json:"retry"`
+	// ScheduleToClose bounds the command's total time across attempts,
+	// from when it was recorded (its stream timestamp); 0: no bound.
+	// Once it has passed, the participant answers a final "timeout"
+	// failure instead of trying again.
+	ScheduleToClose time.Duration `msgpack:"schedule_to_close,omitempty" json:"schedule_to_close,omitempty"`
 	// Compensation marks a command issued by a saga to undo a step.
 	Compensation bool `msgpack:"compensation,omitempty" json:"compensation,omitempty"`
 }

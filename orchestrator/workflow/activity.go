@@ -34,9 +34,24 @@ type RetryPolicy = schema.RetryPolicy
 type StepOptions struct {
 	// StartToClose bounds one attempt. Default 10s.
 	StartToClose time.Duration
-	// Retry is the retry policy. Default: DefaultRetryPolicy.
+	// ScheduleToClose bounds the step's total time, every attempt and
+	// backoff included, counted from when the command was recorded. Once
+	// it has passed the participant fails the step for good with kind
+	// "timeout". Default 0: no bound but the retry policy's.
+	ScheduleToClose time.Duration
+	// Retry is the retry policy. Default: DefaultRetryPolicy. Set
+	// Retry.MaxAttempts to Unlimited to retry until ScheduleToClose (or
+	// the participant's MaxDeliver) ends it.
 	Retry RetryPolicy
 }
+
+// Unlimited, as RetryPolicy.MaxAttempts of StepOptions, retries a step
+// without a count. MaxAttempts 0 keeps meaning "the default" (10) in
+// StepOptions; Unlimited (-1) is written on the wire as 0, the wire's
+// "unlimited". A participant still ends the step at its consumer's
+// MaxDeliver (participants.Config.MaxDeliver, default 100 deliveries) with
+// an "undeliverable" failure, and at ScheduleToClose if the step sets one.
+const Unlimited = -1
 
 // DefaultRetryPolicy is used when a step sets none: 1s initial interval,
 // coefficient 2, at most 100s between attempts, at most 10 attempts.
@@ -55,6 +70,9 @@ func (o StepOptions) Merge(n StepOptions) StepOptions {
 	if n.StartToClose > 0 {
 		o.StartToClose = n.StartToClose
 	}
+	if n.ScheduleToClose > 0 {
+		o.ScheduleToClose = n.ScheduleToClose
+	}
 	if n.Retry.InitialInterval > 0 {
 		o.Retry.InitialInterval = n.Retry.InitialInterval
 	}
@@ -64,7 +82,7 @@ func (o StepOptions) Merge(n StepOptions) StepOptions {
 	if n.Retry.MaxInterval > 0 {
 		o.Retry.MaxInterval = n.Retry.MaxInterval
 	}
-	if n.Retry.MaxAttempts > 0 {
+	if n.Retry.MaxAttempts > 0 || n.Retry.MaxAttempts == Unlimited {
 		o.Retry.MaxAttempts = n.Retry.MaxAttempts
 	}
 	if n.Retry.NonRetryable != nil {
@@ -73,7 +91,13 @@ func (o StepOptions) Merge(n StepOptions) StepOptions {
 	return o
 }
 
+// withDefaults returns o with the defaults filled in, as the command
+// carries it: Unlimited becomes the wire's 0.
 func (o StepOptions) withDefaults() StepOptions {
 	d := StepOptions{StartToClose: DefaultStartToClose, Retry: DefaultRetryPolicy}
-	return d.Merge(o)
+	d = d.Merge(o)
+	if d.Retry.MaxAttempts < 0 {
+		d.Retry.MaxAttempts = 0
+	}
+	return d
 }

@@ -128,6 +128,7 @@ func schedule(ctx Context, act Activity, in any, compensation bool) *future {
 		Retry:        opts.Retry,
 		Compensation: compensation,
 	}
+	cmd.ScheduleToClose = opts.ScheduleToClose
 	r.decide(cmd)
 	f := &future{activity: act.String()}
 	if res, ok := r.results[cmd.ID]; ok {

@@ -1,0 +1,66 @@
+package participants_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jetflow-io/jetflow/participants"
+)
+
+// flaky is a service whose one action always fails retryably, counting
+// its calls.
+func (h *harness) flaky(calls *atomic.Int32) {
+	h.t.Helper()
+	h.run(participants.Config{AckWait: 5 * time.Second}, participants.Service{Name: "flaky", Handlers: map[string]participants.Handler{
+		"try": participants.HandlerFunc(func(ctx context.Context, cmd *participants.Command) (any, error) {
+			calls.Add(1)
+			return nil, errors.New("still down")
+		}),
+	}})
+}
+
+// A step retried without a count (MaxAttempts 0 on the wire) ends when its
+// schedule-to-close timeout passes: a final "timeout" failure, not the
+// consumer's MaxDeliver.
+func TestScheduleToCloseEndsUnlimitedRetries(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var calls atomic.Int32
+	h.flaky(&calls)
+	c := command(t, "wf-s2c", "flaky", "try", 1)
+	c.Retry.MaxAttempts = 0
+	c.Retry.InitialInterval = 100 * time.Millisecond
+	c.ScheduleToClose = 700 * time.Millisecond
+	h.send(c, "cmd-wf-s2c-1")
+	res := h.result("wf-s2c")
+	if res.Error == nil || res.Error.Kind != participants.KindTimeout || !strings.Contains(res.Error.Message, "schedule-to-close timeout 700ms") ||
+		!strings.Contains(res.Error.Message, "still down") {
+		t.Fatalf("result error %+v, want a schedule-to-close timeout quoting the last error", res.Error)
+	}
+	if res.Attempts < 2 || int(calls.Load()) != res.Attempts {
+		t.Fatalf("%d attempts, %d calls: want the step retried until its deadline", res.Attempts, calls.Load())
+	}
+}
+
+// A command whose schedule-to-close timeout passed before it reached the
+// participant fails at once without running its handler.
+func TestScheduleToClosePassedBeforeTheAttempt(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var calls atomic.Int32
+	h.flaky(&calls)
+	c := command(t, "wf-late", "flaky", "try", 1)
+	c.ScheduleToClose = time.Microsecond
+	h.send(c, "cmd-wf-late-1")
+	res := h.result("wf-late")
+	if res.Error == nil || res.Error.Kind != participants.KindTimeout || !strings.Contains(res.Error.Message, "passed before attempt 1") {
+		t.Fatalf("result error %+v, want a schedule-to-close timeout before the attempt", res.Error)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("handler ran %d times, want 0", n)
+	}
+}
