@@ -68,11 +68,60 @@ type Command struct {
 	// when the command was recorded; 0: no bound. The handler's context
 	// deadline is the earlier of this attempt's StartToClose and it.
 	ScheduleToClose time.Duration
+	// HeartbeatTimeout, when set, cancels the handler's context if it goes
+	// that long without calling Heartbeat; the attempt fails as a
+	// retryable "timeout".
+	HeartbeatTimeout time.Duration
+
+	// details are the heartbeat details an earlier attempt recorded.
+	details schema.Raw
+	// heartbeat records details for the next attempt.
+	heartbeat func(ctx context.Context, details schema.Raw) error
 }
 
 // Decode decodes the command's input into v. An empty input leaves v
 // untouched.
 func (c *Command) Decode(v any) error { return schema.DecodeRaw(c.Input, v) }
+
+// ErrNoHeartbeatDetails is returned by HeartbeatDetails when no earlier
+// attempt of the command recorded any.
+var ErrNoHeartbeatDetails = errors.New("participants: no heartbeat details recorded")
+
+// Heartbeat records details, the progress of a long attempt (the last
+// page copied, an offset), so that the next attempt of the same command,
+// after a failure, a timeout or a crash, reads them with HeartbeatDetails
+// and resumes where this one was. The details are stored in the
+// idempotency bucket, next to the command's record, and acknowledged
+// before Heartbeat returns; they are deleted once the command has its
+// final result. Each call replaces the previous details; a nil details
+// keeps them and only tells the library the handler is alive (see
+// HeartbeatTimeout).
+func (c *Command) Heartbeat(ctx context.Context, details any) error {
+	if c.heartbeat == nil {
+		return errors.New("participants: Heartbeat called outside a running attempt")
+	}
+	if details == nil {
+		return c.heartbeat(ctx, nil)
+	}
+	raw, err := schema.EncodeRaw(details)
+	if err != nil {
+		return fmt.Errorf("participants: encode heartbeat details %T: %w", details, err)
+	}
+	return c.heartbeat(ctx, raw)
+}
+
+// HasHeartbeatDetails reports whether an earlier attempt recorded
+// heartbeat details.
+func (c *Command) HasHeartbeatDetails() bool { return len(c.details) > 0 }
+
+// HeartbeatDetails decodes the details the latest earlier attempt
+// recorded with Heartbeat into v, or returns ErrNoHeartbeatDetails.
+func (c *Command) HeartbeatDetails(v any) error {
+	if len(c.details) == 0 {
+		return ErrNoHeartbeatDetails
+	}
+	return schema.DecodeRaw(c.details, v)
+}
 
 // Handler performs one action of a service. The value it returns is the
 // step's output (encoded with msgpack); the error, if any, is classified with

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -339,6 +340,15 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		j.republish(sc.ReplyTo, msgID, recorded)
 		return
 	}
+	hbKey := key + heartbeatSuffix
+	ctx, cancel = j.finishCtx()
+	details, err := j.heartbeatDetails(ctx, hbKey)
+	cancel()
+	if err != nil {
+		j.log.Error("read heartbeat details", "key", hbKey, "err", err)
+		j.nak(busyDelay)
+		return
+	}
 
 	stc := sc.StartToClose
 	if stc <= 0 {
@@ -367,15 +377,39 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		Retry:          sc.Retry,
 	}
 	cmd.ScheduleToClose = sc.ScheduleToClose
+	cmd.details = details
+	cmd.HeartbeatTimeout = sc.HeartbeatTimeout
 	hctx, hcancel := context.WithTimeout(j.runCtx, stc)
 	if !deadline.IsZero() {
 		var dcancel context.CancelFunc
 		hctx, dcancel = context.WithDeadline(hctx, deadline)
 		defer dcancel()
 	}
+	alive := func() {}
+	if hbt := sc.HeartbeatTimeout; hbt > 0 {
+		var hbCancel context.CancelCauseFunc
+		hctx, hbCancel = context.WithCancelCause(hctx)
+		watchdog := time.AfterFunc(hbt, func() { hbCancel(errNoHeartbeat) })
+		defer watchdog.Stop()
+		defer hbCancel(nil)
+		alive = func() { watchdog.Reset(hbt) }
+	}
+	var heartbeated atomic.Bool
+	cmd.heartbeat = func(ctx context.Context, raw schema.Raw) error {
+		alive()
+		if raw == nil {
+			if err := j.msg.InProgress(); err != nil {
+				j.log.Debug("in-progress", "err", err)
+			}
+			return nil
+		}
+		heartbeated.Store(true)
+		return j.recordHeartbeat(ctx, hbKey, raw)
+	}
 	j.setHandlerCtx(hctx)
 	out, herr := j.call(hctx, handler, cmd)
 	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
+	missedHeartbeat := errors.Is(context.Cause(hctx), errNoHeartbeat)
 	j.setHandlerCtx(nil)
 	hcancel()
 
@@ -412,10 +446,13 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 			res.Output = output
 		}
 	} else {
-		c := classify(herr, timedOut)
+		c := classify(herr, timedOut || missedHeartbeat)
 		msg := herr.Error()
-		if c.kind == KindTimeout && timedOut {
+		switch {
+		case c.kind == KindTimeout && timedOut:
 			msg = fmt.Sprintf("attempt exceeded start-to-close timeout %v: %v", stc, herr)
+		case c.kind == KindTimeout && missedHeartbeat:
+			msg = fmt.Sprintf("attempt sent no heartbeat within %v: %v", sc.HeartbeatTimeout, herr)
 		}
 		final := c.final || sc.Retry.IsNonRetryable(c.kind)
 		if !final && sc.Retry.Exhausted(j.attempt) {
@@ -440,7 +477,56 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		j.log.Info("command failed", "kind", c.kind, "err", herr)
 		res.Error = &schema.Error{Kind: c.kind, Message: streams.Clip(msg, maxErrorMessage)}
 	}
-	j.finish(sc, key, msgID, res)
+	if j.finish(sc, key, msgID, res) && (len(details) > 0 || heartbeated.Load()) {
+		j.forgetHeartbeat(hbKey)
+	}
+}
+
+// errNoHeartbeat cancels a handler that went its HeartbeatTimeout without
+// a heartbeat.
+var errNoHeartbeat = errors.New("no heartbeat within the heartbeat timeout")
+
+// heartbeatSuffix ends the idempotency-bucket key of a command's heartbeat
+// details: <service>.<idempotency key>.heartbeat. A workflow ID is one
+// token, so no command's own record key ends so.
+const heartbeatSuffix = ".heartbeat"
+
+// heartbeatDetails reads the heartbeat details recorded for a command, or
+// nil when there are none.
+func (j *job) heartbeatDetails(ctx context.Context, hbKey string) (schema.Raw, error) {
+	entry, err := j.kv.Get(ctx, hbKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return schema.Raw(entry.Value()), nil
+}
+
+// recordHeartbeat stores the details of a Heartbeat call and keeps the
+// delivery alive.
+func (j *job) recordHeartbeat(ctx context.Context, hbKey string, raw schema.Raw) error {
+	if room := j.resultRoom(); len(raw) > room {
+		return fmt.Errorf("participants: heartbeat details are %d bytes, at most %d fit", len(raw), room)
+	}
+	if _, err := j.kv.Put(ctx, hbKey, raw); err != nil {
+		return fmt.Errorf("participants: record heartbeat details: %w", err)
+	}
+	if err := j.msg.InProgress(); err != nil {
+		j.log.Debug("in-progress", "err", err)
+	}
+	return nil
+}
+
+// forgetHeartbeat deletes the heartbeat details of a command that has its
+// final result. A failure only leaves them behind.
+func (j *job) forgetHeartbeat(hbKey string) {
+	ctx, cancel := j.finishCtx()
+	defer cancel()
+	if err := j.kv.Purge(ctx, hbKey); err != nil {
+		j.log.Debug("purge heartbeat details", "key", hbKey, "err", err)
+	}
 }
 
 // maxErrorMessage bounds the message of a failure result: a handler's
@@ -470,16 +556,17 @@ func (j *job) call(ctx context.Context, h Handler, cmd *Command) (out any, err e
 
 // finish records the result under the idempotency key, unless another
 // attempt recorded one first, publishes the recorded result and acks the
-// command.
-func (j *job) finish(sc *schema.Command, key, msgID string, res *schema.Result) {
+// command. It reports whether the command is settled.
+func (j *job) finish(sc *schema.Command, key, msgID string, res *schema.Result) bool {
 	ctx, cancel := j.finishCtx()
 	defer cancel()
 	if err := j.settle(ctx, sc, key, msgID, res); err != nil {
 		j.log.Error("settle", "err", err)
 		j.nak(busyDelay)
-		return
+		return false
 	}
 	j.ack()
+	return true
 }
 
 // settle records res under the idempotency key, unless another attempt

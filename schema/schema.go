@@ -218,6 +218,10 @@ type Command struct {
 	// Once it has passed, the participant answers a final "timeout"
 	// failure instead of trying again.
 	ScheduleToClose time.Duration `msgpack:"schedule_to_close,omitempty" json:"schedule_to_close,omitempty"`
+	// HeartbeatTimeout fails an attempt whose handler goes that long
+	// without a heartbeat (participants' Command.Heartbeat) as a retryable
+	// "timeout"; 0: no heartbeat required.
+	HeartbeatTimeout time.Duration `msgpack:"heartbeat_timeout,omitempty" json:"heartbeat_timeout,omitempty"`
 	// Compensation marks a command issued by a saga to undo a step.
 	Compensation bool `msgpack:"compensation,omitempty" json:"compensation,omitempty"`
 }

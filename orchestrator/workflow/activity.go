@@ -39,6 +39,10 @@ type StepOptions struct {
 	// it has passed the participant fails the step for good with kind
 	// "timeout". Default 0: no bound but the retry policy's.
 	ScheduleToClose time.Duration
+	// HeartbeatTimeout fails an attempt whose handler goes that long
+	// without calling Command.Heartbeat, as a retryable "timeout": a hung
+	// task is noticed long before its StartToClose. Default 0: none.
+	HeartbeatTimeout time.Duration
 	// Retry is the retry policy. Default: DefaultRetryPolicy. Set
 	// Retry.MaxAttempts to Unlimited to retry until ScheduleToClose (or
 	// the participant's MaxDeliver) ends it.
@@ -72,6 +76,9 @@ func (o StepOptions) Merge(n StepOptions) StepOptions {
 	}
 	if n.ScheduleToClose > 0 {
 		o.ScheduleToClose = n.ScheduleToClose
+	}
+	if n.HeartbeatTimeout > 0 {
+		o.HeartbeatTimeout = n.HeartbeatTimeout
 	}
 	if n.Retry.InitialInterval > 0 {
 		o.Retry.InitialInterval = n.Retry.InitialInterval

@@ -129,6 +129,7 @@ func schedule(ctx Context, act Activity, in any, compensation bool) *future {
 		Compensation: compensation,
 	}
 	cmd.ScheduleToClose = opts.ScheduleToClose
+	cmd.HeartbeatTimeout = opts.HeartbeatTimeout
 	r.decide(cmd)
 	f := &future{activity: act.String()}
 	if res, ok := r.results[cmd.ID]; ok {
