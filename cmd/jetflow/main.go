@@ -60,6 +60,7 @@ func init() {
 		{"decode", "", "decode one msgpack message body from stdin and print JSON", runDecode},
 		{"auth", "config|keys [--out DIR]", "write the nats-server permissions of the jetflow roles, or an nkey seed per role", runAuth},
 		{"bench", "[--orders N] [flags]", "measure orders/s, latency and JetStream writes per order, in process", runBench},
+		{"replay", "--history FILE", "replay saved histories (jetflow show ID --output json) against this build's workflows; print the first divergence", runReplay},
 	}
 }
 

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const savedHistories = "../../orchestrator/fulfillment/testdata/histories"
+
+func TestReplayPrintsTheFirstDivergence(t *testing.T) {
+	good := filepath.Join(savedHistories, "completed.json")
+	body, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The recorded first step becomes a refund: the code, which charges,
+	// no longer matches it.
+	bad := filepath.Join(t.TempDir(), "changed.json")
+	changed := strings.Replace(string(body), `"action": "charge"`, `"action": "refund"`, 1)
+	if err := os.WriteFile(bad, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = replayFiles(&out, []string{good, bad})
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 histories do not replay") {
+		t.Fatalf("error %v, want one of two failing", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ok   "+good) ||
+		!strings.Contains(lines[1], "FAIL "+bad) || !strings.Contains(lines[1], "history has command payment.refund, code issued command payment.charge") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+}
