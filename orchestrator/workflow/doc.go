@@ -10,6 +10,15 @@
 // through the same function, recorded steps return their recorded results
 // without being sent again, and only the next step is sent.
 //
+// Go runs workflow coroutines, one at a time in a fixed order; they meet
+// through futures (NewFuture), channels (NewChannel, GetSignalChannel) and
+// Selectors, whose readiness follows the history, so every replay takes
+// the same path.
+//
+// A workflow that returns an error ends failed (NewApplicationError gives
+// the error a kind its caller can branch on), compensated when the error
+// came from Saga.Compensate, manual with a ManualError.
+//
 // Workflow code must be deterministic: given the same history it must issue
 // the same commands in the same order. Use Now, SideEffect and GetVersion
 // instead of time.Now, math/rand or flags; do the I/O in participants. A
