@@ -34,10 +34,10 @@ func TestScheduleToCloseEndsUnlimitedRetries(t *testing.T) {
 	c := command(t, "wf-s2c", "flaky", "try", 1)
 	c.Retry.MaxAttempts = 0
 	c.Retry.InitialInterval = 100 * time.Millisecond
-	c.ScheduleToClose = 700 * time.Millisecond
+	c.ScheduleToClose = 2 * time.Second
 	h.send(c, "cmd-wf-s2c-1")
 	res := h.result("wf-s2c")
-	if res.Error == nil || res.Error.Kind != participants.KindTimeout || !strings.Contains(res.Error.Message, "schedule-to-close timeout 700ms") ||
+	if res.Error == nil || res.Error.Kind != participants.KindTimeout || !strings.Contains(res.Error.Message, "schedule-to-close timeout 2s") ||
 		!strings.Contains(res.Error.Message, "still down") {
 		t.Fatalf("result error %+v, want a schedule-to-close timeout quoting the last error", res.Error)
 	}
