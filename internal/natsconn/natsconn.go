@@ -42,10 +42,19 @@ type Flags struct {
 	Token string
 }
 
+// URLFlags are the names Register gives the server URL flag: --nats and
+// the nats CLI's --server and -s.
+var URLFlags = []string{"nats", "server", "s"}
+
 // Register adds the connection flags to fs; getenv supplies their defaults
-// (os.Getenv in a command).
+// (os.Getenv in a command). --server and -s are aliases of --nats, as in
+// the nats CLI.
 func (f *Flags) Register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&f.URL, "nats", getenv("NATS_URL"), "NATS server URL (default $NATS_URL, else the context's, else "+nats.DefaultURL+")")
+	// The nats CLI's names for the same flag: -s and --server.
+	url := fs.Lookup("nats").Value
+	fs.Var(url, "server", "the same as --nats (the nats CLI's name)")
+	fs.Var(url, "s", "the same as --nats")
 	f.RegisterCredentials(fs, getenv)
 }
 
