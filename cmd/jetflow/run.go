@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -373,7 +374,8 @@ func runDev(ctx context.Context, args []string) error {
 			}
 			dial = func(string) (*nats.Conn, jetstream.JetStream, error) { return nc, js, nil }
 		}
-		log.Info("embedded nats-server ready", "url", srv.URL(), "data", data, "sync_always", syncAlways, "auth", auth)
+		log.Debug("embedded nats-server ready", "url", srv.URL(), "data", data, "sync_always", syncAlways, "auth", auth)
+		fmt.Fprintf(os.Stderr, "jetflow dev: NATS on %s, data in %s; Ctrl-C stops\n", srv.URL(), data)
 		if auth {
 			log.Info("role credentials (nkey seeds, one file per role)", "dir", authDir, "config", srvCfg.ConfigFile,
 				"hint", "jetflow show ID --nkey "+natsauth.SeedFile(authDir, natsauth.Operator))
@@ -444,12 +446,15 @@ func runDev(ctx context.Context, args []string) error {
 			wg.Wait()
 			return err
 		}
-		log.Info("demo orders published", "count", demo, "first", demoIDs[0], "hint", "jetflow show "+demoIDs[0])
+		log.Debug("demo orders published", "count", demo, "first", demoIDs[0])
+		fmt.Fprintf(os.Stderr, "jetflow dev: %s published (%s to %s); look at one: jetflow show %s\n",
+			count(demo, "demo order", "demo orders"), demoIDs[0], demoIDs[len(demoIDs)-1], demoIDs[0])
 	}
 	if demoExit && len(demoIDs) > 0 {
 		go func() {
 			for ctx.Err() == nil {
 				if prog.finished(demoIDs) {
+					prog.countDead(ctx)
 					prog.print(os.Stderr)
 					fmt.Fprintf(os.Stderr, "all %d demo orders finished\n", len(demoIDs))
 					cancel()
@@ -503,17 +508,19 @@ func publishDemo(ctx context.Context, js jetstream.JetStream, n int) ([]string, 
 	return ids, nil
 }
 
-// progress counts workflow starts and ends as they are written.
+// progress counts workflow starts and ends as they are written, and the
+// dead letters stored in the dead-letter stream.
 type progress struct {
+	js       jetstream.JetStream
 	mu       sync.Mutex
 	status   map[string]schema.Status
-	dead     atomic.Int64
+	dead     atomic.Uint64
 	last     string
 	shownAny bool
 }
 
 func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*progress, error) {
-	p := &progress{status: map[string]schema.Status{}}
+	p := &progress{js: js, status: map[string]schema.Status{}}
 	on := func(m *nats.Msg) {
 		id, rest, ok := streams.ParseSubject(m.Subject)
 		if !ok {
@@ -537,9 +544,6 @@ func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*p
 			return nil, err
 		}
 	}
-	if _, err := nc.Subscribe(streams.DeadLetterPrefix+".>", func(*nats.Msg) { p.dead.Add(1) }); err != nil {
-		return nil, err
-	}
 	// Workflows from before this process started.
 	existing, err := orchestrator.List(ctx, js, "")
 	if err != nil {
@@ -552,7 +556,21 @@ func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*p
 		}
 	}
 	p.mu.Unlock()
+	p.countDead(ctx)
 	return p, nil
+}
+
+// countDead reads how many dead letters the dead-letter stream stores:
+// what is there, across restarts, not how many were published. On error
+// the last count stays.
+func (p *progress) countDead(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := p.js.Stream(ctx, streams.DeadLetterStream)
+	if err != nil {
+		return
+	}
+	p.dead.Store(s.CachedInfo().State.Msgs)
 }
 
 func (p *progress) line() string {
@@ -567,11 +585,11 @@ func (p *progress) line() string {
 		counts[schema.StatusManual], counts[schema.StatusBlocked], p.dead.Load())
 }
 
-func (p *progress) print(w *os.File) {
+func (p *progress) print(w io.Writer) {
 	fmt.Fprintln(w, "progress: "+p.line())
 }
 
-func (p *progress) report(ctx context.Context, w *os.File) {
+func (p *progress) report(ctx context.Context, w io.Writer) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -579,6 +597,7 @@ func (p *progress) report(ctx context.Context, w *os.File) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			p.countDead(ctx)
 			if l := p.line(); l != p.last {
 				p.last = l
 				p.print(w)
