@@ -135,8 +135,9 @@ func lookup(name string) (command, bool) {
 	return command{}, false
 }
 
-// usageError is a command line a command cannot run: wrong arguments. It
-// exits with status 2, as flag errors do.
+// usageError is a command line a command cannot run: an unknown flag, a
+// flag value that does not parse, wrong positional arguments. It exits
+// with status 2.
 type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
@@ -316,7 +317,10 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
