@@ -270,7 +270,13 @@ func TestProgressCountsStoredDeadLetters(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("jetflow dev's stderr:\n%s", out.String())
+			}
+		})
 		return cmd, out
 	}
 	dev, out := start()
