@@ -1,20 +1,25 @@
 // Command jetflow runs and inspects the jetflow workflow engine.
 //
-//	jetflow dev [--demo N]            embedded NATS + orchestrator + participants
-//	jetflow orchestrator              the orchestrator alone
-//	jetflow participant NAME          one reference participant alone
-//	jetflow show ORDER_ID             status and decoded history
-//	jetflow list [--status S]         workflows and their status
+//	jetflow dev [--demo N]             embedded NATS + orchestrator + participants
+//	jetflow orchestrator               the orchestrator alone
+//	jetflow participant NAME           one reference participant alone
+//	jetflow show WORKFLOW_ID           status and decoded history
+//	jetflow list [--status S]          workflows and their status
 //	jetflow ledger SYSTEM [--order ID] a simulated system's effects
-//	jetflow signal ID NAME [JSON]     send a signal to a workflow
-//	jetflow decode                    msgpack on stdin → JSON on stdout
-//	jetflow auth config|keys          role permissions for nats-server, nkeys
+//	jetflow signal ID NAME [JSON]      send a signal to a workflow
+//	jetflow decode                     msgpack on stdin → JSON on stdout
+//	jetflow auth config|keys           role permissions for nats-server, nkeys
+//	jetflow help [COMMAND]             a command's usage and flags
+//	jetflow completion bash|zsh        shell completion of commands and flags
 //
-// Client commands take --nats URL, else $NATS_URL, else nats://127.0.0.1:4222,
+// Each command has flags of its own (jetflow help COMMAND); a command that
+// prints data takes --output json. Client commands take --nats URL (or the
+// nats CLI's -s and --server), else $NATS_URL, else nats://127.0.0.1:4222,
 // and the nats CLI's credentials flags: --creds, --nkey, --tls-ca,
 // --tls-cert, --tls-key, --context (defaults $NATS_CREDS, $NATS_NKEY,
 // $NATS_CA, $NATS_CERT, $NATS_KEY, $NATS_CONTEXT; $NATS_USER and
-// $NATS_PASSWORD).
+// $NATS_PASSWORD). The engine's commands log to stderr with --log-level
+// and --log-format (console on a terminal, JSON lines otherwise).
 package main
 
 import (

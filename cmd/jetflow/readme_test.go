@@ -228,3 +228,18 @@ func TestVersionsPinned(t *testing.T) {
 		t.Error("README.md does not mention docker-compose.yml")
 	}
 }
+
+// TestMakeHelp: `make help` lists the targets with the variables' values,
+// not their names.
+func TestMakeHelp(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	out, err := exec.Command("make", "--no-print-directory", "-s", "-C", filepath.Join("..", ".."), "help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make help: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "$(") || !strings.Contains(string(out), "and 50 demo orders") {
+		t.Errorf("make help:\n%s", out)
+	}
+}
