@@ -43,11 +43,19 @@ func runStatus(t *testing.T, env []string, args ...string) (string, string, int)
 	return out.String(), errb.String(), code
 }
 
-// flagNames lists the flags a usage text shows.
+// flagNames lists the flags a usage text shows, aliases included
+// ("  --nats, -s, --server string   NATS server URL ...").
 func flagNames(usage string) []string {
 	var names []string
-	for _, m := range regexp.MustCompile(`(?m)^\s+(--?[a-z][a-z0-9-]*)`).FindAllStringSubmatch(usage, -1) {
-		names = append(names, m[1])
+	for _, line := range strings.Split(usage, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "-") {
+			continue
+		}
+		column, _, _ := strings.Cut(line, "  ")
+		for _, n := range strings.Split(column, ", ") {
+			names = append(names, strings.Fields(n)[0])
+		}
 	}
 	return names
 }
@@ -63,7 +71,7 @@ func TestEachCommandHasItsOwnFlags(t *testing.T) {
 		{"participant", "Usage: jetflow participant [flags] NAME", []string{"--latency", "--pickup-delay", "--callback-nkey", "--nats", "--log-level"}, []string{"--pickup-timeout", "--payment-timeout", "--max-pending-signals", "--max-order-size", "--output"}},
 		{"orchestrator", "Usage: jetflow orchestrator [flags]", []string{"--pickup-timeout", "--max-order-size", "--ack-wait"}, []string{"--latency", "--payment-decline-rate", "--pickup-delay", "--callback-nkey", "--demo"}},
 		{"dev", "Usage: jetflow dev [flags]", []string{"--pickup-timeout", "--latency", "--demo", "--log-format"}, []string{"--callback-nkey", "--output"}},
-		{"signal", "Usage: jetflow signal [flags] WORKFLOW_ID NAME [JSON]", []string{"--output", "--nats", "--server"}, []string{"--log-level", "--replicas"}},
+		{"signal", "Usage: jetflow signal [flags] WORKFLOW_ID NAME [JSON]", []string{"--output", "--nats", "--server", "-s", "--tlscert"}, []string{"--log-level", "--replicas"}},
 		{"show", "Usage: jetflow show [flags] WORKFLOW_ID", []string{"--output", "--creds"}, []string{"--log-level", "--status"}},
 		{"ledger", "Usage: jetflow ledger [flags] SYSTEM", []string{"--order", "--output"}, []string{"--log-level", "--status"}},
 		{"auth", "Usage: jetflow auth [flags] config|keys", []string{"--out", "--services"}, []string{"--nats"}},
@@ -195,10 +203,17 @@ func TestNatsConnectionConventions(t *testing.T) {
 	}
 
 	_, usage, _ := runStatus(t, []string{"NATS_URL=" + url}, "show", "-h")
+	found := false
 	for _, line := range strings.Split(usage, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "--nats ") && strings.Count(line, "default") != 1 {
-			t.Errorf("the --nats help says its default %d times: %s", strings.Count(line, "default"), line)
+		if strings.HasPrefix(strings.TrimSpace(line), "--nats,") {
+			found = true
+			if strings.Count(line, "default") != 1 || strings.Contains(line, url) {
+				t.Errorf("the --nats help says its default %d times: %s", strings.Count(line, "default"), line)
+			}
 		}
+	}
+	if !found {
+		t.Errorf("show -h has no --nats line:\n%s", usage)
 	}
 }
 

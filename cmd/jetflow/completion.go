@@ -50,12 +50,7 @@ type completionFlag struct {
 }
 
 // dash is the flag as typed: --name, or -s for a one-letter name.
-func (f completionFlag) dash() string {
-	if len(f.name) == 1 {
-		return "-" + f.name
-	}
-	return "--" + f.name
-}
+func (f completionFlag) dash() string { return dashed(f.name) }
 
 // completionValues are the values of the commands' positional arguments
 // that take a fixed set.

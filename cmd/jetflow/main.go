@@ -176,23 +176,44 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 		return
 	}
 	fmt.Fprintln(w, "\nFlags:")
+	// An alias (a flag sharing another's value: -s and --server for
+	// --nats) is shown on its flag's line.
+	aliases := map[flag.Value][]string{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if isAlias(f) {
+			aliases[f.Value] = append(aliases[f.Value], dashed(f.Name))
+		}
+	})
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fs.VisitAll(func(f *flag.Flag) {
-		kind, help := flag.UnquoteUsage(f)
-		dash := "--"
-		if len(f.Name) == 1 {
-			dash = "-"
+		if isAlias(f) {
+			return
 		}
+		kind, help := flag.UnquoteUsage(f)
 		if kind != "" {
 			kind = " " + kind
 		}
 		// A help text that names its default says it once.
-		if !isZero(f) && !strings.Contains(help, "default") && !strings.HasPrefix(help, "the same as") {
+		if !isZero(f) && !strings.Contains(help, "default") {
 			help += " (default " + f.DefValue + ")"
 		}
-		fmt.Fprintf(tw, "  %s%s%s\t%s\n", dash, f.Name, kind, help)
+		names := append([]string{dashed(f.Name)}, aliases[f.Value]...)
+		fmt.Fprintf(tw, "  %s%s\t%s\n", strings.Join(names, ", "), kind, help)
 	})
 	tw.Flush()
+}
+
+// aliasUsage starts the help of a flag that is another name of a flag.
+const aliasUsage = "the same as --"
+
+func isAlias(f *flag.Flag) bool { return strings.HasPrefix(f.Usage, aliasUsage) }
+
+// dashed is a flag as typed: --name, or -s for a one-letter name.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
 
 // isZero reports whether a flag's default is its type's zero value, as the
