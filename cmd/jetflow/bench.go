@@ -42,6 +42,8 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&syncMode, "sync", "default", "embedded server fsync: default (every 2 minutes) or always (every write)")
 	fs.BoolVar(&cfg.SplitConns, "split-conns", false, "give the orchestrator and each participant a connection of its own (jetflow dev shares one)")
 	fs.StringVar(&cfg.NatsURL, "nats", "", "run against this NATS server instead of an embedded one")
+	fs.Var(fs.Lookup("nats").Value, "server", "the same as --nats (the nats CLI's name)")
+	fs.Var(fs.Lookup("nats").Value, "s", "the same as --nats")
 	fs.StringVar(&cfg.StoreDir, "data", "", "embedded server data directory (default: a temporary directory, removed afterwards)")
 	fs.IntVar(&cfg.CeilingMsgs, "ceiling", 50000, "async publishes of the raw JetStream ceiling measurement (-1 skips it)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up when the orders have not finished within this time")
