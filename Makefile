@@ -5,6 +5,9 @@ GO      ?= go
 BIN     := bin/jetflow
 PKGS    := ./...
 DEMO    ?= 50
+# LOG_LEVEL of `make run`: warn keeps the progress lines in view; info or
+# debug shows every step.
+LOG_LEVEL ?= warn
 FUZZTIME ?= 1m
 # FUZZ lists every fuzz target, package:Target: one per decoder of input
 # from outside the process (-fuzz takes one target per run).
@@ -16,19 +19,21 @@ FUZZ    := ./schema/:FuzzDecode ./schema/:FuzzDecodeToJSON \
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST) | \
+		sed -e 's/$$(DEMO)/$(DEMO)/g' -e 's/$$(LOG_LEVEL)/$(LOG_LEVEL)/g'
+	@echo "Variables: DEMO=$(DEMO) LOG_LEVEL=$(LOG_LEVEL) FUZZTIME=$(FUZZTIME)"
 
 .PHONY: build
 build: ## build bin/jetflow
 	$(GO) build -o $(BIN) ./cmd/jetflow
 
 .PHONY: run
-run: build ## run jetflow: embedded NATS, orchestrator, participants and $(DEMO) demo orders
-	./$(BIN) dev --demo $(DEMO)
+run: build ## run jetflow: embedded NATS, orchestrator, participants and $(DEMO) demo orders; logs at $(LOG_LEVEL)
+	./$(BIN) dev --demo $(DEMO) --log-level $(LOG_LEVEL)
 
 .PHONY: run-auth
 run-auth: build ## make run, every part on its own role's nkey under the permissions of deploy/nats-server.conf
-	./$(BIN) dev --auth --demo $(DEMO)
+	./$(BIN) dev --auth --demo $(DEMO) --log-level $(LOG_LEVEL)
 
 .PHONY: auth-config
 auth-config: ## regenerate deploy/nats-server.conf from internal/natsauth

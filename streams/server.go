@@ -25,7 +25,9 @@ type ServerConfig struct {
 	SyncAlways bool
 	// Name of the server. Default "jetflow".
 	Name string
-	// Logger receives the server's log at Info and above. Default: discarded.
+	// Logger receives the server's log: its notices (the banner, startup
+	// and shutdown lines) at Debug, its warnings and errors at Warn and
+	// Error. Default: discarded.
 	Logger *slog.Logger
 	// ConfigFile is a nats-server configuration file whose accounts, users
 	// and permissions the server enforces (`jetflow dev --auth` passes the
@@ -147,8 +149,10 @@ func (r redacted) Unwrap() error { return r.err }
 
 type serverLogger struct{ l *slog.Logger }
 
+// Noticef logs the server's notices at Debug: its banner and startup lines
+// say nothing a jetflow user acts on.
 func (l serverLogger) Noticef(f string, a ...any) {
-	l.l.Info(fmt.Sprintf(f, a...), "src", "nats-server")
+	l.l.Debug(fmt.Sprintf(f, a...), "src", "nats-server")
 }
 func (l serverLogger) Warnf(f string, a ...any) { l.l.Warn(fmt.Sprintf(f, a...), "src", "nats-server") }
 func (l serverLogger) Fatalf(f string, a ...any) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -18,16 +17,17 @@ const AuthConfigFile = "nats-server.conf"
 
 // runAuth is `jetflow auth config|keys`.
 func runAuth(_ context.Context, args []string) error {
-	if len(args) == 0 || (args[0] != "config" && args[0] != "keys") {
-		return errors.New("usage: jetflow auth config [--out DIR] [--services a,b] | jetflow auth keys --out DIR [--services a,b]")
-	}
-	verb := args[0]
-	fs := flag.NewFlagSet("auth "+verb, flag.ContinueOnError)
+	fs := flag.NewFlagSet("auth", flag.ContinueOnError)
 	out := fs.String("out", "deploy", "directory to write to")
 	services := fs.String("services", strings.Join(natsauth.Services, ","), "participant services, each with a role of its own (comma-separated)")
-	if _, err := parse(fs, args[1:]); err != nil {
+	pos, err := parse(fs, args)
+	if err != nil {
 		return err
 	}
+	if len(pos) != 1 || (pos[0] != "config" && pos[0] != "keys") {
+		return errUsage(fs, "want config (the server's permissions) or keys (an nkey seed per role), got %q", pos)
+	}
+	verb := pos[0]
 	var svcs []string
 	for _, s := range strings.Split(*services, ",") {
 		if err := streams.ValidToken(s); err != nil {

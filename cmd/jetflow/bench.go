@@ -27,7 +27,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		cfg      bench.Config
 		syncMode string
 		output   string
-		logLevel string
+		logs     logFlags
 	)
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -42,13 +42,15 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&syncMode, "sync", "default", "embedded server fsync: default (every 2 minutes) or always (every write)")
 	fs.BoolVar(&cfg.SplitConns, "split-conns", false, "give the orchestrator and each participant a connection of its own (jetflow dev shares one)")
 	fs.StringVar(&cfg.NatsURL, "nats", "", "run against this NATS server instead of an embedded one")
+	fs.Var(fs.Lookup("nats").Value, "server", "the same as --nats (the nats CLI's name)")
+	fs.Var(fs.Lookup("nats").Value, "s", "the same as --nats")
 	fs.StringVar(&cfg.StoreDir, "data", "", "embedded server data directory (default: a temporary directory, removed afterwards)")
 	fs.IntVar(&cfg.CeilingMsgs, "ceiling", 50000, "async publishes of the raw JetStream ceiling measurement (-1 skips it)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up when the orders have not finished within this time")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the order run to this file")
 	fs.StringVar(&cfg.MemProfile, "memprofile", "", "write the allocation profile of the process to this file after the order run")
-	fs.StringVar(&output, "output", "text", "output format: text or json")
-	fs.StringVar(&logLevel, "log-level", "warn", "engine log level: debug, info, warn, error")
+	registerOutput(fs, &output)
+	logs.register(fs, "warn")
 	var conn natsconn.Flags
 	conn.RegisterCredentials(fs, os.Getenv)
 	pos, err := parse(fs, args)
@@ -68,7 +70,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("unexpected arguments %q", pos)
+		return errUsage(fs, "unexpected arguments %q", pos)
 	}
 	if err := validateBench(cfg); err != nil {
 		return err
@@ -80,11 +82,11 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		return fmt.Errorf("--sync %q: want default or always", syncMode)
 	}
-	asJSON, err := (&common{output: output}).json()
+	asJSON, err := outputJSON(output)
 	if err != nil {
 		return err
 	}
-	log, _, err := logger(logLevel)
+	log, _, err := logger(logs)
 	if err != nil {
 		return err
 	}

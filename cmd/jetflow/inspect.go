@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,7 +33,7 @@ func runShow(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return errors.New("usage: jetflow show WORKFLOW_ID [--output json]")
+		return errUsage(fs, "want one workflow ID, got %q", pos)
 	}
 	asJSON, err := c.json()
 	if err != nil {
@@ -94,8 +93,12 @@ func runList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	c.register(fs, true)
 	fs.StringVar(&status, "status", "", "only workflows in this status: running, completed, compensated, manual, blocked")
-	if _, err := parse(fs, args); err != nil {
+	pos, err := parse(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) > 0 {
+		return errUsage(fs, "unexpected arguments %q", pos)
 	}
 	if status != "" && !schema.Status(status).Valid() {
 		return fmt.Errorf("--status %q: want running, completed, compensated, manual or blocked", status)
@@ -121,7 +124,7 @@ func runList(ctx context.Context, args []string) error {
 	for _, s := range list {
 		fmt.Fprintf(tw, "%s\t%s\n", s.ID, s.Status)
 	}
-	fmt.Fprintf(tw, "(%d workflows)\n", len(list))
+	fmt.Fprintf(tw, "(%s)\n", count(len(list), "workflow", "workflows"))
 	return tw.Flush()
 }
 
@@ -139,7 +142,7 @@ func runLedger(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) != 1 || !contains(systems, pos[0]) {
-		return fmt.Errorf("usage: jetflow ledger %s [--order ID] [--output json]", strings.Join(systems, "|"))
+		return errUsage(fs, "want one system: %s; got %q", strings.Join(systems, ", "), pos)
 	}
 	asJSON, err := c.json()
 	if err != nil {
@@ -169,8 +172,16 @@ func runLedger(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Format("15:04:05.000"), e.OrderID, e.Kind, amount, e.Ref, e.IdempotencyKey)
 	}
-	fmt.Fprintf(tw, "(%d effects)\n", len(effects))
+	fmt.Fprintf(tw, "(%s)\n", count(len(effects), "effect", "effects"))
 	return tw.Flush()
+}
+
+// count is "1 effect", "2 effects".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func contains(list []string, s string) bool {
@@ -186,8 +197,12 @@ func contains(list []string, s string) bool {
 // `nats stream view JETFLOW_HISTORY --translate 'jetflow decode'`.
 func runDecode(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
-	if _, err := parse(fs, args); err != nil {
+	pos, err := parse(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) > 0 {
+		return errUsage(fs, "unexpected arguments %q: decode reads one body from stdin", pos)
 	}
 	body, err := io.ReadAll(os.Stdin)
 	if err != nil {

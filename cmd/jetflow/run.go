@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/natsauth"
+	"github.com/jetflow-io/jetflow/internal/natsconn"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
@@ -30,32 +32,56 @@ import (
 )
 
 // engineFlags are the flags of the commands that run parts of the engine.
+// Each command registers only the groups it uses: every engine command the
+// connection, logging, --replicas and --ack-wait; the orchestrator the
+// workflow's (registerOrchestrator); a participant the simulated systems'
+// (registerSimulation); dev both.
 type engineFlags struct {
 	common
+	log      logFlags
 	replicas int
-	faults   sim.Faults
 	ackWait  time.Duration
-	workflow fulfillment.Config
+
+	// orchestrator: the flags of registerOrchestrator are registered.
+	orchestrator bool
+	workflow     fulfillment.Config
 	// maxOrderSize is the orchestrator's intake limit (Intake.MaxSize).
 	maxOrderSize int
 	// maxPendingSignals caps each workflow's signals recorded and not yet
 	// received (orchestrator.Config.MaxPendingSignals).
 	maxPendingSignals int
+
+	// simulation: the flags of registerSimulation are registered.
+	simulation bool
+	faults     sim.Faults
 }
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
 	e.common.register(fs, false)
+	e.log.register(fs, "info")
 	fs.IntVar(&e.replicas, "replicas", 1, "replicas of every stream and bucket (3 on a cluster)")
+	fs.DurationVar(&e.ackWait, "ack-wait", 30*time.Second, "how long a command or event may stay unacknowledged before JetStream redelivers it")
+}
+
+// registerOrchestrator adds the flags of the orchestrator and the reference
+// workflow.
+func (e *engineFlags) registerOrchestrator(fs *flag.FlagSet) {
+	e.orchestrator = true
+	fs.DurationVar(&e.workflow.PickupTimeout, "pickup-timeout", 72*time.Hour, "how long an order waits for carrier.picked_up before it is cancelled")
+	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
+	fs.IntVar(&e.maxPendingSignals, "max-pending-signals", orchestrator.DefaultMaxPendingSignals, "signals a workflow may hold recorded and not yet received; more are dead-lettered")
+	fs.IntVar(&e.maxOrderSize, "max-order-size", orchestrator.DefaultMaxOrderSize, "largest order.created body in bytes; a larger order is dead-lettered (at most a quarter of the server's max payload)")
+}
+
+// registerSimulation adds the flags of the simulated external systems the
+// reference participants call.
+func (e *engineFlags) registerSimulation(fs *flag.FlagSet) {
+	e.simulation = true
 	fs.Float64Var(&e.faults.PaymentDeclineRate, "payment-decline-rate", 0, "share of orders the simulated payment gateway declines (0..1)")
 	fs.Float64Var(&e.faults.OutOfStockRate, "out-of-stock-rate", 0, "share of orders the simulated warehouse cannot serve (0..1)")
 	fs.Float64Var(&e.faults.ShippingFailRate, "shipping-fail-rate", 0, "share of orders the simulated carrier rejects (0..1)")
 	fs.DurationVar(&e.faults.Latency, "latency", 0, "latency of every simulated external call")
 	fs.DurationVar(&e.faults.PickupDelay, "pickup-delay", 2*time.Second, "how long after a shipment the simulated carrier signals carrier.picked_up")
-	fs.DurationVar(&e.ackWait, "ack-wait", 30*time.Second, "how long a command or event may stay unacknowledged before JetStream redelivers it")
-	fs.DurationVar(&e.workflow.PickupTimeout, "pickup-timeout", 72*time.Hour, "how long an order waits for carrier.picked_up before it is cancelled")
-	fs.IntVar(&e.maxPendingSignals, "max-pending-signals", orchestrator.DefaultMaxPendingSignals, "signals a workflow may hold recorded and not yet received; more are dead-lettered")
-	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
-	fs.IntVar(&e.maxOrderSize, "max-order-size", orchestrator.DefaultMaxOrderSize, "largest order.created body in bytes; a larger order is dead-lettered (at most a quarter of the server's max payload)")
 }
 
 // validate refuses flag values that make no sense, naming flag and value,
@@ -65,27 +91,33 @@ func (e *engineFlags) validate() error {
 	if e.replicas < 1 || e.replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", e.replicas))
 	}
-	for _, r := range []struct {
-		name string
-		v    float64
-	}{
-		{"payment-decline-rate", e.faults.PaymentDeclineRate},
-		{"out-of-stock-rate", e.faults.OutOfStockRate},
-		{"shipping-fail-rate", e.faults.ShippingFailRate},
-	} {
-		if !(r.v >= 0 && r.v <= 1) { // also NaN
-			errs = append(errs, fmt.Errorf("--%s %v: want a share from 0 to 1", r.name, r.v))
+	errs = append(errs, positive("ack-wait", e.ackWait))
+	if e.simulation {
+		for _, r := range []struct {
+			name string
+			v    float64
+		}{
+			{"payment-decline-rate", e.faults.PaymentDeclineRate},
+			{"out-of-stock-rate", e.faults.OutOfStockRate},
+			{"shipping-fail-rate", e.faults.ShippingFailRate},
+		} {
+			if !(r.v >= 0 && r.v <= 1) { // also NaN
+				errs = append(errs, fmt.Errorf("--%s %v: want a share from 0 to 1", r.name, r.v))
+			}
 		}
+		errs = append(errs,
+			notNegative("latency", e.faults.Latency),
+			notNegative("pickup-delay", e.faults.PickupDelay),
+		)
 	}
-	errs = append(errs,
-		notNegative("latency", e.faults.Latency),
-		notNegative("pickup-delay", e.faults.PickupDelay),
-		positive("ack-wait", e.ackWait),
-		positive("pickup-timeout", e.workflow.PickupTimeout),
-		positive("payment-timeout", e.workflow.PaymentTimeout),
-	)
-	if e.maxOrderSize <= 0 {
-		errs = append(errs, fmt.Errorf("--max-order-size %d: must be positive", e.maxOrderSize))
+	if e.orchestrator {
+		errs = append(errs,
+			positive("pickup-timeout", e.workflow.PickupTimeout),
+			positive("payment-timeout", e.workflow.PaymentTimeout),
+		)
+		if e.maxOrderSize <= 0 {
+			errs = append(errs, fmt.Errorf("--max-order-size %d: must be positive", e.maxOrderSize))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -178,10 +210,11 @@ func runOrchestrator(ctx context.Context, args []string) error {
 	var e engineFlags
 	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
 	e.register(fs)
+	e.registerOrchestrator(fs)
 	if _, err := parseEngine(fs, &e, args); err != nil {
 		return err
 	}
-	log, _, err := logger(e.logLevel)
+	log, _, err := logger(e.log)
 	if err != nil {
 		return err
 	}
@@ -205,15 +238,16 @@ func runParticipant(ctx context.Context, args []string) error {
 	var callbackNKey string
 	fs := flag.NewFlagSet("participant", flag.ContinueOnError)
 	e.register(fs)
+	e.registerSimulation(fs)
 	fs.StringVar(&callbackNKey, "callback-nkey", "", "nkey seed of the party the simulated system calls back as (payment-gateway for payment, carrier for shipping); default: the participant's own connection")
 	pos, err := parseEngine(fs, &e, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("usage: jetflow participant %s [flags]", strings.Join(reference.Names, "|"))
+	if len(pos) != 1 || !contains(reference.Names, pos[0]) {
+		return errUsage(fs, "want one participant: %s; got %q", strings.Join(reference.Names, ", "), pos)
 	}
-	log, _, err := logger(e.logLevel)
+	log, _, err := logger(e.log)
 	if err != nil {
 		return err
 	}
@@ -281,6 +315,8 @@ func runDev(ctx context.Context, args []string) error {
 	var demoExit, syncAlways, auth bool
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	e.register(fs)
+	e.registerOrchestrator(fs)
+	e.registerSimulation(fs)
 	fs.StringVar(&listen, "listen", "127.0.0.1:4222", "address the embedded nats-server listens on")
 	fs.StringVar(&data, "data", "./.jetflow", "directory of the embedded server's JetStream data")
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every write before acknowledging it")
@@ -295,11 +331,11 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	// With --nats, use that server and start no embedded one.
 	external := false
-	fs.Visit(func(f *flag.Flag) { external = external || f.Name == "nats" })
+	fs.Visit(func(f *flag.Flag) { external = external || contains(natsconn.URLFlags, f.Name) })
 	if external && auth {
 		return errors.New("--auth starts the embedded server with permissions; against --nats, run each part with its own credentials (jetflow orchestrator, jetflow participant)")
 	}
-	log, _, err := logger(e.logLevel)
+	log, _, err := logger(e.log)
 	if err != nil {
 		return err
 	}
@@ -338,7 +374,8 @@ func runDev(ctx context.Context, args []string) error {
 			}
 			dial = func(string) (*nats.Conn, jetstream.JetStream, error) { return nc, js, nil }
 		}
-		log.Info("embedded nats-server ready", "url", srv.URL(), "data", data, "sync_always", syncAlways, "auth", auth)
+		log.Debug("embedded nats-server ready", "url", srv.URL(), "data", data, "sync_always", syncAlways, "auth", auth)
+		fmt.Fprintf(os.Stderr, "jetflow dev: NATS on %s, data in %s; Ctrl-C stops\n", srv.URL(), data)
 		if auth {
 			log.Info("role credentials (nkey seeds, one file per role)", "dir", authDir, "config", srvCfg.ConfigFile,
 				"hint", "jetflow show ID --nkey "+natsauth.SeedFile(authDir, natsauth.Operator))
@@ -409,12 +446,15 @@ func runDev(ctx context.Context, args []string) error {
 			wg.Wait()
 			return err
 		}
-		log.Info("demo orders published", "count", demo, "first", demoIDs[0], "hint", "jetflow show "+demoIDs[0])
+		log.Debug("demo orders published", "count", demo, "first", demoIDs[0])
+		fmt.Fprintf(os.Stderr, "jetflow dev: %s published (%s to %s); look at one: jetflow show %s\n",
+			count(demo, "demo order", "demo orders"), demoIDs[0], demoIDs[len(demoIDs)-1], demoIDs[0])
 	}
 	if demoExit && len(demoIDs) > 0 {
 		go func() {
 			for ctx.Err() == nil {
 				if prog.finished(demoIDs) {
+					prog.countDead(ctx)
 					prog.print(os.Stderr)
 					fmt.Fprintf(os.Stderr, "all %d demo orders finished\n", len(demoIDs))
 					cancel()
@@ -468,17 +508,19 @@ func publishDemo(ctx context.Context, js jetstream.JetStream, n int) ([]string, 
 	return ids, nil
 }
 
-// progress counts workflow starts and ends as they are written.
+// progress counts workflow starts and ends as they are written, and the
+// dead letters stored in the dead-letter stream.
 type progress struct {
+	js       jetstream.JetStream
 	mu       sync.Mutex
 	status   map[string]schema.Status
-	dead     atomic.Int64
+	dead     atomic.Uint64
 	last     string
 	shownAny bool
 }
 
 func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*progress, error) {
-	p := &progress{status: map[string]schema.Status{}}
+	p := &progress{js: js, status: map[string]schema.Status{}}
 	on := func(m *nats.Msg) {
 		id, rest, ok := streams.ParseSubject(m.Subject)
 		if !ok {
@@ -502,9 +544,6 @@ func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*p
 			return nil, err
 		}
 	}
-	if _, err := nc.Subscribe(streams.DeadLetterPrefix+".>", func(*nats.Msg) { p.dead.Add(1) }); err != nil {
-		return nil, err
-	}
 	// Workflows from before this process started.
 	existing, err := orchestrator.List(ctx, js, "")
 	if err != nil {
@@ -517,7 +556,21 @@ func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*p
 		}
 	}
 	p.mu.Unlock()
+	p.countDead(ctx)
 	return p, nil
+}
+
+// countDead reads how many dead letters the dead-letter stream stores:
+// what is there, across restarts, not how many were published. On error
+// the last count stays.
+func (p *progress) countDead(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := p.js.Stream(ctx, streams.DeadLetterStream)
+	if err != nil {
+		return
+	}
+	p.dead.Store(s.CachedInfo().State.Msgs)
 }
 
 func (p *progress) line() string {
@@ -532,11 +585,11 @@ func (p *progress) line() string {
 		counts[schema.StatusManual], counts[schema.StatusBlocked], p.dead.Load())
 }
 
-func (p *progress) print(w *os.File) {
+func (p *progress) print(w io.Writer) {
 	fmt.Fprintln(w, "progress: "+p.line())
 }
 
-func (p *progress) report(ctx context.Context, w *os.File) {
+func (p *progress) report(ctx context.Context, w io.Writer) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -544,6 +597,7 @@ func (p *progress) report(ctx context.Context, w *os.File) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			p.countDead(ctx)
 			if l := p.line(); l != p.last {
 				p.last = l
 				p.print(w)

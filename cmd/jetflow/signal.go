@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 
@@ -16,13 +15,17 @@ import (
 func runSignal(ctx context.Context, args []string) error {
 	var c common
 	fs := flag.NewFlagSet("signal", flag.ContinueOnError)
-	c.register(fs, false)
+	c.register(fs, true)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) < 2 || len(pos) > 3 {
-		return errors.New("usage: jetflow signal WORKFLOW_ID NAME [JSON]")
+		return errUsage(fs, "want a workflow ID, a signal name and an optional JSON payload, got %q", pos)
+	}
+	asJSON, err := c.json()
+	if err != nil {
+		return err
 	}
 	id, name := pos[0], pos[1]
 	if err := streams.ValidID(id); err != nil {
@@ -44,6 +47,14 @@ func runSignal(ctx context.Context, args []string) error {
 	ack, err := js.Publish(ctx, subject, body)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	if asJSON {
+		return printJSON(struct {
+			WorkflowID string `json:"workflow_id"`
+			Signal     string `json:"signal"`
+			Subject    string `json:"subject"`
+			StreamSeq  uint64 `json:"stream_seq"`
+		}{id, name, subject, ack.Sequence})
 	}
 	fmt.Printf("signal %s sent to %s (%s, stream sequence %d)\n", name, id, subject, ack.Sequence)
 	return nil

@@ -42,15 +42,26 @@ type Flags struct {
 	Token string
 }
 
+// URLFlags are the names Register gives the server URL flag: --nats and
+// the nats CLI's --server and -s. An alias's help starts "the same as --".
+var URLFlags = []string{"nats", "server", "s"}
+
 // Register adds the connection flags to fs; getenv supplies their defaults
-// (os.Getenv in a command).
+// (os.Getenv in a command). --server and -s are aliases of --nats, as in
+// the nats CLI.
 func (f *Flags) Register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&f.URL, "nats", getenv("NATS_URL"), "NATS server URL (default $NATS_URL, else the context's, else "+nats.DefaultURL+")")
+	// The nats CLI's names for the same flag: -s and --server.
+	url := fs.Lookup("nats").Value
+	fs.Var(url, "server", "the same as --nats (the nats CLI's name)")
+	fs.Var(url, "s", "the same as --nats")
 	f.RegisterCredentials(fs, getenv)
 }
 
 // RegisterCredentials adds every connection flag but --nats, for a command
 // that has its own (jetflow bench: no --nats means an embedded server).
+// --tlsca, --tlscert and --tlskey are aliases of --tls-ca, --tls-cert and
+// --tls-key, as the nats CLI names them.
 func (f *Flags) RegisterCredentials(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&f.Context, "context", getenv("NATS_CONTEXT"), "nats CLI context: a name in ~/.config/nats/context, or a JSON file (default $NATS_CONTEXT)")
 	fs.StringVar(&f.Creds, "creds", getenv("NATS_CREDS"), "user credentials file (default $NATS_CREDS)")
@@ -58,6 +69,10 @@ func (f *Flags) RegisterCredentials(fs *flag.FlagSet, getenv func(string) string
 	fs.StringVar(&f.TLSCA, "tls-ca", getenv("NATS_CA"), "CA certificate that signed the server's (default $NATS_CA)")
 	fs.StringVar(&f.TLSCert, "tls-cert", getenv("NATS_CERT"), "client certificate (default $NATS_CERT)")
 	fs.StringVar(&f.TLSKey, "tls-key", getenv("NATS_KEY"), "client certificate's private key (default $NATS_KEY)")
+	// The nats CLI's names of the TLS flags.
+	for alias, name := range map[string]string{"tlsca": "tls-ca", "tlscert": "tls-cert", "tlskey": "tls-key"} {
+		fs.Var(fs.Lookup(name).Value, alias, "the same as --"+name+" (the nats CLI's name)")
+	}
 	fs.StringVar(&f.InboxPrefix, "inbox-prefix", "", "subject prefix of the connection's reply inboxes (default: the context's, else the command's role's)")
 	f.User, f.Password = getenv("NATS_USER"), getenv("NATS_PASSWORD")
 }

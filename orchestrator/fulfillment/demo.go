@@ -18,7 +18,9 @@ import (
 //	68 fulfilled                              → completed
 //
 // The kinds are spread by a fixed permutation of i, so any run of 100
-// consecutive orders holds the exact mix and shorter runs a fair sample.
+// consecutive orders holds the exact mix and shorter runs a fair sample;
+// order 0 is a manual one, so the 50 orders of `make run` show every
+// outcome.
 // `jetflow dev --demo N` and the end-to-end tests use it.
 func MixedOrder(prefix string, i int) (Order, schema.Status) {
 	o := Order{
@@ -30,21 +32,21 @@ func MixedOrder(prefix string, i int) (Order, schema.Status) {
 	}
 	want := schema.StatusCompleted
 	switch k := (i * 37) % 100; {
-	case k < 10:
-		o.Simulate = map[string]string{"payment": "decline"}
-		want = schema.StatusCompensated
-	case k < 20:
-		o.Simulate = map[string]string{"inventory": "out_of_stock"}
-		want = schema.StatusCompensated
-	case k < 25:
-		o.Simulate = map[string]string{"shipping": "fail"}
-		want = schema.StatusCompensated
-	case k < 30:
-		o.Simulate = map[string]string{"inventory": "out_of_stock", "refund": "fail_n:2"}
-		want = schema.StatusCompensated
-	case k < 32:
+	case k < 2: // i = 0 and 73: the first 50 orders hold one
 		o.Simulate = map[string]string{"shipping": "fail", "refund": "fail_always"}
 		want = schema.StatusManual
+	case k < 12:
+		o.Simulate = map[string]string{"payment": "decline"}
+		want = schema.StatusCompensated
+	case k < 22:
+		o.Simulate = map[string]string{"inventory": "out_of_stock"}
+		want = schema.StatusCompensated
+	case k < 27:
+		o.Simulate = map[string]string{"shipping": "fail"}
+		want = schema.StatusCompensated
+	case k < 32:
+		o.Simulate = map[string]string{"inventory": "out_of_stock", "refund": "fail_n:2"}
+		want = schema.StatusCompensated
 	}
 	return o, want
 }

@@ -145,3 +145,16 @@ func TestMixedOrderMix(t *testing.T) {
 		t.Fatalf("mix %v", counts)
 	}
 }
+
+// TestDemoMixShowsEveryOutcome: the 50 orders of `make run` (jetflow dev
+// --demo 50) hold every outcome the README shows, a manual one included.
+func TestDemoMixShowsEveryOutcome(t *testing.T) {
+	counts := map[schema.Status]int{}
+	for i := 0; i < 50; i++ {
+		_, want := MixedOrder("m-", i)
+		counts[want]++
+	}
+	if counts[schema.StatusCompleted] == 0 || counts[schema.StatusCompensated] == 0 || counts[schema.StatusManual] != 1 {
+		t.Fatalf("the first 50 orders end %v, want completed, compensated and one manual", counts)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/jetflow-io/jetflow/schema"
@@ -23,8 +24,15 @@ type StepError struct {
 	Attempts int
 }
 
+// Error is "payment.refund failed (gateway_error) after 5 attempts: ...".
+// A participant that gave up after its retry policy starts its message with
+// the same count ("after 5 attempts: ..."); it is said once.
 func (e *StepError) Error() string {
-	return fmt.Sprintf("%s failed (%s) after %d attempt(s): %s", e.Activity, e.Kind, e.Attempts, e.Message)
+	after := fmt.Sprintf("after %d attempts", e.Attempts)
+	if e.Attempts == 1 {
+		after = "after 1 attempt"
+	}
+	return fmt.Sprintf("%s failed (%s) %s: %s", e.Activity, e.Kind, after, strings.TrimPrefix(e.Message, after+": "))
 }
 
 // IsKind reports whether err is (or wraps) a StepError of the given kind.
