@@ -7,6 +7,7 @@
 //	jetflow list [--status S]         workflows and their status
 //	jetflow ledger SYSTEM [--order ID] a simulated system's effects
 //	jetflow signal ID NAME [JSON]     send a signal to a workflow
+//	jetflow ui [--listen ADDR]        the web console (127.0.0.1:8233)
 //	jetflow decode                    msgpack on stdin → JSON on stdout
 //	jetflow auth config|keys          role permissions for nats-server, nkeys
 //
@@ -57,6 +58,7 @@ func init() {
 		{"list", "[--status S] [--output json]", "list workflows with their status", runList},
 		{"ledger", "SYSTEM [--order ID] [--output json]", "list the effects recorded by a simulated system", runLedger},
 		{"signal", "WORKFLOW_ID NAME [JSON]", "send a signal to a workflow (signal.<name>.<id>)", runSignal},
+		{"ui", "[--listen ADDR] [flags]", "serve the web console: workflows, timelines, actions, dead letters", runUI},
 		{"decode", "", "decode one msgpack message body from stdin and print JSON", runDecode},
 		{"auth", "config|keys [--out DIR]", "write the nats-server permissions of the jetflow roles, or an nkey seed per role", runAuth},
 		{"bench", "[--orders N] [flags]", "measure orders/s, latency and JetStream writes per order, in process", runBench},

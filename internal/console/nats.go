@@ -1,0 +1,508 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// DefaultLimit is the page size when a request names none; MaxLimit the
+// largest a request may ask for.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 500
+)
+
+// NATSBackend is the Backend over the engine's Go API on a JetStream
+// connection with the operator's credentials.
+//
+// Each operation the engine does not have yet is one adapter function
+// below (cancel, terminate, retry, resolve, resume, listPage, counts,
+// signalAndWait), so wiring the engine's function is a one-line change.
+type NATSBackend struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	hist *streams.History
+
+	// starts indexes the workflow starts, in stream order, for listPage
+	// until the engine pages its list itself.
+	mu     sync.Mutex
+	starts []started
+	next   uint64 // the history sequence to read starts from
+	// memo holds the statuses of the last read for a moment, so a page's
+	// list and counts read them once.
+	memo struct {
+		at time.Time
+		st map[string]schema.Status
+	}
+}
+
+// started is one workflow start in the index.
+type started struct {
+	seq  uint64
+	id   string
+	typ  string
+	time time.Time
+}
+
+// NewNATSBackend returns the backend on nc.
+func NewNATSBackend(nc *nats.Conn, js jetstream.JetStream) *NATSBackend {
+	return &NATSBackend{nc: nc, js: js, hist: streams.NewHistory(nc, js), next: 1}
+}
+
+// Describe returns a workflow's state and decoded history.
+func (b *NATSBackend) Describe(ctx context.Context, id string) (*orchestrator.Description, error) {
+	return orchestrator.Describe(ctx, b.hist, id)
+}
+
+// List returns one page of workflows, newest start first.
+func (b *NATSBackend) List(ctx context.Context, opts ListOptions) (Page, error) {
+	if opts.Limit <= 0 {
+		opts.Limit = DefaultLimit
+	}
+	opts.Limit = min(opts.Limit, MaxLimit)
+	if opts.Status != "" && !opts.Status.Valid() {
+		return Page{}, fmt.Errorf("status %q: want running, completed, compensated, manual or blocked", opts.Status)
+	}
+	p, err := b.listPage(ctx, opts)
+	if err != nil {
+		return Page{}, err
+	}
+	for i := range p.Workflows {
+		b.fillSummary(ctx, &p.Workflows[i])
+	}
+	return p, nil
+}
+
+// Counts returns how many workflows are in each status.
+func (b *NATSBackend) Counts(ctx context.Context) (map[schema.Status]int, error) {
+	return b.counts(ctx)
+}
+
+// listPage pages the workflows. The engine's paged list replaces it:
+// orchestrator.ListPage. Until then it reads every status (one stream
+// info per kind of ending) and an index of the starts that it brings up to
+// date with the starts written since the last page; only the rows of the
+// page are read further.
+func (b *NATSBackend) listPage(ctx context.Context, opts ListOptions) (Page, error) {
+	st, err := b.statuses(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	starts, err := b.index(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	var before uint64
+	if opts.Cursor != "" {
+		if before, err = strconv.ParseUint(opts.Cursor, 10, 64); err != nil {
+			return Page{}, fmt.Errorf("cursor %q: not a cursor of this list", opts.Cursor)
+		}
+	}
+	var p Page
+	p.Workflows = []Summary{}
+	var last uint64
+	for i := len(starts) - 1; i >= 0; i-- {
+		s := starts[i]
+		if before != 0 && s.seq >= before {
+			continue
+		}
+		status, ok := st[s.id]
+		if !ok ||
+			opts.Status != "" && status != opts.Status ||
+			opts.Type != "" && s.typ != opts.Type ||
+			!strings.HasPrefix(s.id, opts.Prefix) ||
+			!opts.Since.IsZero() && s.time.Before(opts.Since) ||
+			!opts.Until.IsZero() && !s.time.Before(opts.Until) {
+			continue
+		}
+		if len(p.Workflows) == opts.Limit {
+			p.Next = strconv.FormatUint(last, 10)
+			break
+		}
+		last = s.seq
+		p.Workflows = append(p.Workflows, Summary{ID: s.id, Status: status, Type: s.typ, StartedAt: s.time})
+	}
+	return p, nil
+}
+
+// counts counts the workflows by status. The engine's Counts replaces it:
+// orchestrator.Counts.
+func (b *NATSBackend) counts(ctx context.Context) (map[schema.Status]int, error) {
+	st, err := b.statuses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[schema.Status]int{}
+	for _, s := range st {
+		out[s]++
+	}
+	return out, nil
+}
+
+// statuses reads every workflow's status, at most once a second.
+func (b *NATSBackend) statuses(ctx context.Context) (map[string]schema.Status, error) {
+	b.mu.Lock()
+	if b.memo.st != nil && time.Since(b.memo.at) < time.Second {
+		st := b.memo.st
+		b.mu.Unlock()
+		return st, nil
+	}
+	b.mu.Unlock()
+	list, err := orchestrator.List(ctx, b.js, "")
+	if err != nil {
+		return nil, err
+	}
+	st := make(map[string]schema.Status, len(list))
+	for _, w := range list {
+		st[w.ID] = w.Status
+	}
+	b.mu.Lock()
+	b.memo.at, b.memo.st = time.Now(), st
+	b.mu.Unlock()
+	return st, nil
+}
+
+// index brings the start index up to date and returns it.
+func (b *NATSBackend) index(ctx context.Context) ([]started, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cons, err := b.js.OrderedConsumer(ctx, streams.HistoryStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{streams.StartFilter},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    b.next,
+	})
+	if err != nil {
+		return nil, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for pending := info.NumPending; pending > 0; {
+		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		got := uint64(0)
+		for m := range batch.Messages() {
+			got++
+			b.add(m)
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if got == 0 {
+			break
+		}
+		pending -= min(got, pending)
+	}
+	return b.starts, nil
+}
+
+// add puts one start message into the index.
+func (b *NATSBackend) add(m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		return
+	}
+	b.next = md.Sequence.Stream + 1
+	id, _, ok := streams.ParseSubject(m.Subject())
+	if !ok {
+		return
+	}
+	s := started{seq: md.Sequence.Stream, id: id, time: md.Timestamp}
+	v, err := schema.Decode(m.Headers().Get(schema.HeaderKind), m.Headers().Get(schema.HeaderSchema), m.Data())
+	if ws, ok := v.(*schema.WorkflowStarted); err == nil && ok {
+		s.typ = ws.Type
+	}
+	b.starts = append(b.starts, s)
+}
+
+// fillSummary reads the last event of one listed workflow: when it last
+// moved, and why it is manual or blocked.
+func (b *NATSBackend) fillSummary(ctx context.Context, s *Summary) {
+	s.UpdatedAt = s.StartedAt
+	stream, err := b.js.Stream(ctx, streams.HistoryStream)
+	if err != nil {
+		return
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, streams.Tree(s.ID))
+	if err != nil {
+		return
+	}
+	s.UpdatedAt = m.Time
+	v, err := schema.Decode(m.Header.Get(schema.HeaderKind), m.Header.Get(schema.HeaderSchema), m.Data)
+	if err != nil {
+		return
+	}
+	switch v := v.(type) {
+	case *schema.WorkflowFinished:
+		s.Reason = v.Reason
+		if s.Reason == "" {
+			s.Reason = v.Error
+		}
+	case *schema.WorkflowBlocked:
+		s.Reason = v.Reason
+	}
+}
+
+// DeadLetters returns one page of dead letters, newest first, reading only
+// the page's messages (direct gets by sequence, downward).
+func (b *NATSBackend) DeadLetters(ctx context.Context, opts DeadLetterOptions) (DeadLetterPage, error) {
+	if opts.Limit <= 0 {
+		opts.Limit = DefaultLimit
+	}
+	opts.Limit = min(opts.Limit, MaxLimit)
+	stream, err := b.js.Stream(ctx, streams.DeadLetterStream)
+	if err != nil {
+		return DeadLetterPage{}, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return DeadLetterPage{}, err
+	}
+	top := info.State.LastSeq
+	if opts.Cursor != "" {
+		c, err := strconv.ParseUint(opts.Cursor, 10, 64)
+		if err != nil || c == 0 {
+			return DeadLetterPage{}, fmt.Errorf("cursor %q: not a cursor of this list", opts.Cursor)
+		}
+		top = min(top, c-1)
+	}
+	p := DeadLetterPage{Letters: []DeadLetter{}}
+	// Deleted sequences are skipped; a page looks at most this many.
+	probes := 20 * opts.Limit
+	for seq := top; seq >= max(info.State.FirstSeq, 1) && seq > 0; seq-- {
+		if len(p.Letters) == opts.Limit || probes == 0 {
+			p.Next = strconv.FormatUint(seq+1, 10)
+			break
+		}
+		probes--
+		m, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return DeadLetterPage{}, err
+		}
+		p.Letters = append(p.Letters, deadLetter(m))
+	}
+	return p, nil
+}
+
+// DeadLetter returns the dead letter at stream sequence seq.
+func (b *NATSBackend) DeadLetter(ctx context.Context, seq uint64) (*DeadLetter, error) {
+	stream, err := b.js.Stream(ctx, streams.DeadLetterStream)
+	if err != nil {
+		return nil, err
+	}
+	m, err := stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("dead letter %d: %w", seq, streams.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := deadLetter(m)
+	return &d, nil
+}
+
+// deadLetter decodes a dead-letter message.
+func deadLetter(m *jetstream.RawStreamMsg) DeadLetter {
+	d := DeadLetter{
+		Seq:           m.Sequence,
+		Origin:        strings.TrimPrefix(m.Subject, streams.DeadLetterPrefix+"."),
+		Reason:        m.Header.Get(schema.HeaderReason),
+		Time:          m.Time,
+		SourceSubject: m.Header.Get(schema.HeaderSourceSubject),
+		SourceStream:  m.Header.Get(schema.HeaderSourceStream),
+		Truncated:     m.Header.Get(schema.HeaderTruncated),
+		Body:          Readable(m.Data),
+		Size:          len(m.Data),
+	}
+	d.SourceSeq, _ = strconv.ParseUint(m.Header.Get(schema.HeaderSourceSeq), 10, 64)
+	for k, v := range m.Header {
+		if name, ok := strings.CutPrefix(k, "Orig-"); ok {
+			if d.Headers == nil {
+				d.Headers = map[string][]string{}
+			}
+			d.Headers[name] = v
+		}
+	}
+	return d
+}
+
+// Readable renders a message body for people: msgpack decoded to indented
+// JSON, JSON indented, UTF-8 text as it is, anything else as a hex dump of
+// its first 4 KiB.
+func Readable(body []byte) string {
+	if len(body) == 0 {
+		return ""
+	}
+	if json.Valid(body) {
+		return indent(body)
+	}
+	if js, err := schema.ToJSON(body); err == nil {
+		return indent(js)
+	}
+	if utf8.Valid(body) {
+		return string(body)
+	}
+	const show = 4 << 10
+	s := fmt.Sprintf("% x", body[:min(len(body), show)])
+	if len(body) > show {
+		s += fmt.Sprintf(" … (%d bytes)", len(body))
+	}
+	return s
+}
+
+func indent(js []byte) string {
+	var out strings.Builder
+	var v any
+	if err := json.Unmarshal(js, &v); err != nil {
+		return string(js)
+	}
+	enc := json.NewEncoder(&out)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return string(js)
+	}
+	return strings.TrimRight(out.String(), "\n")
+}
+
+// Act applies an operator verb to workflow id.
+func (b *NATSBackend) Act(ctx context.Context, verb Verb, id string, r Request) (uint64, error) {
+	if err := streams.ValidID(id); err != nil {
+		return 0, err
+	}
+	var do func(context.Context, jetstream.JetStream, string, Request) (uint64, error)
+	switch verb {
+	case VerbCancel:
+		do = cancel
+	case VerbTerminate:
+		do = terminate
+	case VerbRetry:
+		do = retry
+	case VerbResolve:
+		do = resolve
+	case VerbResume:
+		do = resume
+	default:
+		return 0, fmt.Errorf("verb %q: want one of cancel, terminate, retry, resolve, resume", verb)
+	}
+	return do(ctx, b.js, id, r)
+}
+
+// The operator verbs: each becomes the engine's function of that name,
+// orchestrator.Cancel(ctx, js, id, orchestrator.Request(r)) and so on.
+
+func cancel(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
+	return 0, fmt.Errorf("cancel: %w", ErrNotAvailable)
+}
+
+func terminate(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
+	return 0, fmt.Errorf("terminate: %w", ErrNotAvailable)
+}
+
+func retry(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
+	return 0, fmt.Errorf("retry: %w", ErrNotAvailable)
+}
+
+func resolve(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
+	return 0, fmt.Errorf("resolve: %w", ErrNotAvailable)
+}
+
+func resume(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
+	return 0, fmt.Errorf("resume: %w", ErrNotAvailable)
+}
+
+// Signal sends signal name to workflow id, as `jetflow signal` does.
+func (b *NATSBackend) Signal(ctx context.Context, id, name string, payload []byte, _ Request) (SignalVerdict, error) {
+	if err := streams.ValidID(id); err != nil {
+		return SignalVerdict{}, err
+	}
+	if !validType(name) {
+		return SignalVerdict{}, fmt.Errorf("signal name %q: want dot-separated names of letters, digits, - and _", clip(name, 80))
+	}
+	if len(payload) > 0 && !json.Valid(payload) {
+		return SignalVerdict{}, fmt.Errorf("payload %q: not valid JSON", clip(string(payload), 80))
+	}
+	return signalAndWait(ctx, b.js, id, name, payload)
+}
+
+// signalAndWait publishes the signal and returns once JetStream stored it.
+// The engine's orchestrator.SignalAndWait replaces it, and waits for the
+// verdict too.
+func signalAndWait(ctx context.Context, js jetstream.JetStream, id, name string, payload []byte) (SignalVerdict, error) {
+	ack, err := js.Publish(ctx, streams.SignalSubject(name, id), payload)
+	if err != nil {
+		return SignalVerdict{}, fmt.Errorf("publish %s: %w", streams.SignalSubject(name, id), err)
+	}
+	return SignalVerdict{StreamSeq: ack.Sequence}, nil
+}
+
+// Start starts a workflow, as orchestrator.Start does for any caller.
+func (b *NATSBackend) Start(ctx context.Context, wfType, id string, input []byte, r Request) (bool, error) {
+	if !validType(wfType) {
+		return false, fmt.Errorf("workflow type %q: want dot-separated names of letters, digits, - and _", wfType)
+	}
+	var v any
+	if len(input) > 0 {
+		if err := json.Unmarshal(input, &v); err != nil {
+			return false, fmt.Errorf("input %q: not valid JSON: %w", clip(string(input), 80), err)
+		}
+	}
+	source := "console"
+	if r.Identity != "" {
+		source += " (" + r.Identity + ")"
+	}
+	return orchestrator.Start(ctx, b.js, wfType, id, v, source)
+}
+
+// validType accepts dotted names such as the workflow type
+// "order.fulfillment" or the signal "carrier.picked_up".
+func validType(t string) bool {
+	if t == "" || len(t) > 128 {
+		return false
+	}
+	for _, p := range strings.Split(t, ".") {
+		if streams.ValidToken(p) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// clip shortens s to n bytes for an error message.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// sortedKeys returns a map's keys, sorted.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
