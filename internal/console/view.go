@@ -133,6 +133,7 @@ func newWorkflowView(b base, d *orchestrator.Description, readOnly bool) workflo
 			Due      time.Time       `json:"due"`
 			Input    json.RawMessage `json:"input"`
 			Output   json.RawMessage `json:"output"`
+			Status   string          `json:"status"`
 		}
 		_ = json.Unmarshal(e.Data, &f)
 		switch schema.Kind(e.Type) {
@@ -164,6 +165,9 @@ func newWorkflowView(b base, d *orchestrator.Description, readOnly bool) workflo
 			r.Class = "decision"
 		case schema.KindWorkflowFinished, schema.KindWorkflowBlocked:
 			r.Class = "end"
+			if r.Step == "" {
+				r.Step = f.Status
+			}
 			v.Output = body(f.Output)
 		}
 		v.Rows = append(v.Rows, r)

@@ -383,6 +383,7 @@ func TestConsoleCompensatedOrderShowsCompensationsInReverse(t *testing.T) {
 	}
 	do(t, ctx, "open body by keyboard", chromedp.Focus(chromedp.CSS(`li.ev.failed summary`)),
 		chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS(`li.ev.failed details[open] pre`)))
+	do(t, ctx, "blur", chromedp.Blur(chromedp.CSS(`li.ev.failed summary`)))
 	screenshot(t, ctx, "", "console-compensated.png")
 }
 
