@@ -38,30 +38,28 @@ type NATSBackend struct {
 	js   jetstream.JetStream
 	hist *streams.History
 
-	// starts indexes the workflow starts, in stream order, for listPage
-	// until the engine pages its list itself.
-	mu     sync.Mutex
-	starts []started
-	next   uint64 // the history sequence to read starts from
-	// memo holds the statuses of the last read for a moment, so a page's
-	// list and counts read them once.
-	memo struct {
-		at time.Time
-		st map[string]schema.Status
-	}
+	// The index of starts and endings, in stream order, for listPage and
+	// counts until the engine pages its list itself.
+	mu    sync.Mutex
+	order []*entry
+	byID  map[string]*entry
+	next  uint64 // the history sequence to read from
 }
 
-// started is one workflow start in the index.
-type started struct {
-	seq  uint64
-	id   string
-	typ  string
-	time time.Time
+// entry is one workflow in the index.
+type entry struct {
+	seq    uint64
+	id     string
+	typ    string
+	time   time.Time
+	status schema.Status
+	reason string
+	done   bool
 }
 
 // NewNATSBackend returns the backend on nc.
 func NewNATSBackend(nc *nats.Conn, js jetstream.JetStream) *NATSBackend {
-	return &NATSBackend{nc: nc, js: js, hist: streams.NewHistory(nc, js), next: 1}
+	return &NATSBackend{nc: nc, js: js, hist: streams.NewHistory(nc, js), byID: map[string]*entry{}, next: 1}
 }
 
 // Describe returns a workflow's state and decoded history.
@@ -94,48 +92,41 @@ func (b *NATSBackend) Counts(ctx context.Context) (map[schema.Status]int, error)
 }
 
 // listPage pages the workflows. The engine's paged list replaces it:
-// orchestrator.ListPage. Until then it reads every status (one stream
-// info per kind of ending) and an index of the starts that it brings up to
-// date with the starts written since the last page; only the rows of the
-// page are read further.
+// orchestrator.ListPage. Until then it keeps an index of the starts and
+// endings in the history stream, brought up to date with what was written
+// since the last page (the first page reads them all), and reads only the
+// page's rows further.
 func (b *NATSBackend) listPage(ctx context.Context, opts ListOptions) (Page, error) {
-	st, err := b.statuses(ctx)
-	if err != nil {
-		return Page{}, err
-	}
-	starts, err := b.index(ctx)
-	if err != nil {
-		return Page{}, err
-	}
 	var before uint64
 	if opts.Cursor != "" {
+		var err error
 		if before, err = strconv.ParseUint(opts.Cursor, 10, 64); err != nil {
 			return Page{}, fmt.Errorf("cursor %q: not a cursor of this list", opts.Cursor)
 		}
 	}
-	var p Page
-	p.Workflows = []Summary{}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.refresh(ctx); err != nil {
+		return Page{}, err
+	}
+	p := Page{Workflows: []Summary{}}
 	var last uint64
-	for i := len(starts) - 1; i >= 0; i-- {
-		s := starts[i]
-		if before != 0 && s.seq >= before {
-			continue
-		}
-		status, ok := st[s.id]
-		if !ok ||
-			opts.Status != "" && status != opts.Status ||
-			opts.Type != "" && s.typ != opts.Type ||
-			!strings.HasPrefix(s.id, opts.Prefix) ||
-			!opts.Since.IsZero() && s.time.Before(opts.Since) ||
-			!opts.Until.IsZero() && !s.time.Before(opts.Until) {
+	for i := len(b.order) - 1; i >= 0; i-- {
+		e := b.order[i]
+		if before != 0 && e.seq >= before ||
+			opts.Status != "" && e.status != opts.Status ||
+			opts.Type != "" && e.typ != opts.Type ||
+			!strings.HasPrefix(e.id, opts.Prefix) ||
+			!opts.Since.IsZero() && e.time.Before(opts.Since) ||
+			!opts.Until.IsZero() && !e.time.Before(opts.Until) {
 			continue
 		}
 		if len(p.Workflows) == opts.Limit {
 			p.Next = strconv.FormatUint(last, 10)
 			break
 		}
-		last = s.seq
-		p.Workflows = append(p.Workflows, Summary{ID: s.id, Status: status, Type: s.typ, StartedAt: s.time})
+		last = e.seq
+		p.Workflows = append(p.Workflows, Summary{ID: e.id, Status: e.status, Type: e.typ, StartedAt: e.time, Reason: e.reason})
 	}
 	return p, nil
 }
@@ -143,121 +134,111 @@ func (b *NATSBackend) listPage(ctx context.Context, opts ListOptions) (Page, err
 // counts counts the workflows by status. The engine's Counts replaces it:
 // orchestrator.Counts.
 func (b *NATSBackend) counts(ctx context.Context) (map[schema.Status]int, error) {
-	st, err := b.statuses(ctx)
-	if err != nil {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.refresh(ctx); err != nil {
 		return nil, err
 	}
 	out := map[schema.Status]int{}
-	for _, s := range st {
-		out[s]++
+	for _, e := range b.order {
+		out[e.status]++
 	}
 	return out, nil
 }
 
-// statuses reads every workflow's status, at most once a second.
-func (b *NATSBackend) statuses(ctx context.Context) (map[string]schema.Status, error) {
-	b.mu.Lock()
-	if b.memo.st != nil && time.Since(b.memo.at) < time.Second {
-		st := b.memo.st
-		b.mu.Unlock()
-		return st, nil
-	}
-	b.mu.Unlock()
-	list, err := orchestrator.List(ctx, b.js, "")
-	if err != nil {
-		return nil, err
-	}
-	st := make(map[string]schema.Status, len(list))
-	for _, w := range list {
-		st[w.ID] = w.Status
-	}
-	b.mu.Lock()
-	b.memo.at, b.memo.st = time.Now(), st
-	b.mu.Unlock()
-	return st, nil
-}
-
-// index brings the start index up to date and returns it.
-func (b *NATSBackend) index(ctx context.Context) ([]started, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// refresh reads the starts, blocks and endings written since the last
+// refresh into the index; the status follows orchestrator.List: an ending
+// over a block over a start. The caller holds b.mu.
+func (b *NATSBackend) refresh(ctx context.Context) error {
 	cons, err := b.js.OrderedConsumer(ctx, streams.HistoryStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{streams.StartFilter},
+		FilterSubjects: []string{streams.StartFilter, streams.BlockedFilter, streams.DoneFilter},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    b.next,
+		// A console stopped mid-read leaves nothing behind for long.
+		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	for pending := info.NumPending; pending > 0; {
-		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
+	// One consumer per refresh: deleted once read, not left to expire.
+	defer func() { _ = b.js.DeleteConsumer(context.WithoutCancel(ctx), streams.HistoryStream, info.Name) }()
+	if info.NumPending == 0 {
+		return nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	for n := info.NumPending; n > 0; n-- {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, err := it.Next()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		got := uint64(0)
-		for m := range batch.Messages() {
-			got++
-			b.add(m)
-		}
-		if err := batch.Error(); err != nil {
-			return nil, err
-		}
-		if got == 0 {
-			break
-		}
-		pending -= min(got, pending)
+		b.add(m)
 	}
-	return b.starts, nil
+	return nil
 }
 
-// add puts one start message into the index.
+// add puts one start, block or ending into the index.
 func (b *NATSBackend) add(m jetstream.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
 		return
 	}
 	b.next = md.Sequence.Stream + 1
-	id, _, ok := streams.ParseSubject(m.Subject())
+	id, rest, ok := streams.ParseSubject(m.Subject())
 	if !ok {
 		return
 	}
-	s := started{seq: md.Sequence.Stream, id: id, time: md.Timestamp}
-	v, err := schema.Decode(m.Headers().Get(schema.HeaderKind), m.Headers().Get(schema.HeaderSchema), m.Data())
-	if ws, ok := v.(*schema.WorkflowStarted); err == nil && ok {
-		s.typ = ws.Type
+	v, _ := schema.Decode(m.Headers().Get(schema.HeaderKind), m.Headers().Get(schema.HeaderSchema), m.Data())
+	e := b.byID[id]
+	switch {
+	case rest == "start":
+		if e != nil {
+			return
+		}
+		e = &entry{seq: md.Sequence.Stream, id: id, time: md.Timestamp, status: schema.StatusRunning}
+		if ws, ok := v.(*schema.WorkflowStarted); ok {
+			e.typ = ws.Type
+		}
+		b.byID[id] = e
+		b.order = append(b.order, e)
+	case e == nil:
+	case strings.HasPrefix(rest, "blocked."):
+		if !e.done {
+			e.status = schema.StatusBlocked
+			if wb, ok := v.(*schema.WorkflowBlocked); ok {
+				e.reason = wb.Reason
+			}
+		}
+	case strings.HasPrefix(rest, "done."):
+		e.done, e.status = true, schema.Status(strings.TrimPrefix(rest, "done."))
+		if wf, ok := v.(*schema.WorkflowFinished); ok {
+			e.reason = wf.Reason
+			if e.reason == "" {
+				e.reason = wf.Error
+			}
+		}
 	}
-	b.starts = append(b.starts, s)
 }
 
-// fillSummary reads the last event of one listed workflow: when it last
-// moved, and why it is manual or blocked.
+// fillSummary reads when one listed workflow last moved.
 func (b *NATSBackend) fillSummary(ctx context.Context, s *Summary) {
 	s.UpdatedAt = s.StartedAt
 	stream, err := b.js.Stream(ctx, streams.HistoryStream)
 	if err != nil {
 		return
 	}
-	m, err := stream.GetLastMsgForSubject(ctx, streams.Tree(s.ID))
-	if err != nil {
-		return
-	}
-	s.UpdatedAt = m.Time
-	v, err := schema.Decode(m.Header.Get(schema.HeaderKind), m.Header.Get(schema.HeaderSchema), m.Data)
-	if err != nil {
-		return
-	}
-	switch v := v.(type) {
-	case *schema.WorkflowFinished:
-		s.Reason = v.Reason
-		if s.Reason == "" {
-			s.Reason = v.Error
-		}
-	case *schema.WorkflowBlocked:
-		s.Reason = v.Reason
+	if m, err := stream.GetLastMsgForSubject(ctx, streams.Tree(s.ID)); err == nil {
+		s.UpdatedAt = m.Time
 	}
 }
 
