@@ -145,6 +145,8 @@ type DeadLetter struct {
 	SourceSubject string `json:"source_subject,omitempty"`
 	SourceStream  string `json:"source_stream,omitempty"`
 	SourceSeq     uint64 `json:"source_seq,omitempty"`
+	// WorkflowID is the workflow the original concerned, when known.
+	WorkflowID string `json:"workflow_id,omitempty"`
 	// Truncated lists what was cut to fit the copy.
 	Truncated string `json:"truncated,omitempty"`
 	// Headers are the original's headers (Orig-*).

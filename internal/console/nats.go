@@ -317,6 +317,16 @@ func deadLetter(m *jetstream.RawStreamMsg) DeadLetter {
 		Size:          len(m.Data),
 	}
 	d.SourceSeq, _ = strconv.ParseUint(m.Header.Get(schema.HeaderSourceSeq), 10, 64)
+	if id, _, ok := streams.ParseSubject(d.SourceSubject); ok {
+		d.WorkflowID = id
+	} else if _, id, ok := streams.ParseSignalSubject(d.SourceSubject); ok {
+		d.WorkflowID = id
+	} else if id := m.Header.Get("Orig-" + schema.HeaderWorkflowID); id != "" {
+		d.WorkflowID = id
+	}
+	if streams.ValidID(d.WorkflowID) != nil {
+		d.WorkflowID = ""
+	}
 	for k, v := range m.Header {
 		if name, ok := strings.CutPrefix(k, "Orig-"); ok {
 			if d.Headers == nil {

@@ -299,9 +299,8 @@ func TestConsoleListFindsEveryStatus(t *testing.T) {
 			}
 		}
 	}
-	if d.URL != "" {
-		screenshot(t, ctx, d.URL+"/workflows", "console-list.png")
-	}
+	screenshot(t, ctx, d.URL+"/workflows", "console-list.png")
+	phone(t, ctx, d.URL+"/workflows", "console-list-phone.png")
 
 	// The manual queue from the header, one click from any page.
 	do(t, ctx, "manual queue", chromedp.Navigate(d.URL+"/dead-letters"),
@@ -385,6 +384,7 @@ func TestConsoleCompensatedOrderShowsCompensationsInReverse(t *testing.T) {
 		chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS(`li.ev.failed details[open] pre`)))
 	do(t, ctx, "blur", chromedp.Blur(chromedp.CSS(`li.ev.failed summary`)))
 	screenshot(t, ctx, "", "console-compensated.png")
+	phone(t, ctx, d.URL+"/workflows/"+id, "")
 }
 
 // TestConsoleSignalFromPage: carrier.picked_up sent from a waiting order's
@@ -470,6 +470,14 @@ func TestConsoleDeadLetterReason(t *testing.T) {
 			t.Errorf("dead-letter page lacks %q:\n%s", want, page)
 		}
 	}
+	// The blocked workflow's poisoned start is a dead letter that links to
+	// its workflow.
+	do(t, ctx, "dead letter to workflow", chromedp.Navigate(d.URL+"/dead-letters"),
+		chromedp.Click(chromedp.CSS(`td a[href="/workflows/`+d.ids["blocked"]+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#status`)))
+	if st := run(t, ctx, "status", chromedp.Text(chromedp.CSS(`#status`))); st != "blocked" {
+		t.Errorf("linked workflow shows %q, want blocked", st)
+	}
 }
 
 // TestConsoleRetryManualOrder: retry from a manual order's page, with a
@@ -510,5 +518,21 @@ func screenshot(t *testing.T, ctx context.Context, url, name string) {
 	png := run(t, ctx, "screenshot", chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// phone opens url on a phone-sized screen (390 CSS pixels wide) and fails
+// unless the page fits its width: wide tables scroll inside their box, the
+// page itself never sideways. With JETFLOW_SCREENSHOTS, name is written.
+func phone(t *testing.T, ctx context.Context, url, name string) {
+	t.Helper()
+	do(t, ctx, "phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(`main`)))
+	defer do(t, ctx, "laptop", chromedp.EmulateReset())
+	over := run(t, ctx, "width", chromedp.Evaluate[int](`document.documentElement.scrollWidth - document.documentElement.clientWidth`))
+	if over > 0 {
+		t.Errorf("%s is %d pixels wider than a phone's screen", url, over)
+	}
+	if name != "" {
+		screenshot(t, ctx, "", name)
 	}
 }
