@@ -403,12 +403,10 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	go prog.report(ctx, os.Stderr)
-	if ui.listen != "" {
-		if err := startUI(ctx, &wg, &ui, onc, ojs, log, errs); err != nil {
-			cancel()
-			wg.Wait()
-			return err
-		}
+	if err := startDevUI(ctx, &wg, &ui, isSet(fs, "ui"), onc, ojs, log, errs); err != nil {
+		cancel()
+		wg.Wait()
+		return err
 	}
 
 	var demoIDs []string

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,7 +19,7 @@ import (
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 )
 
-// DefaultUI is where the web console listens unless told otherwise.
+// defaultUI is where the web console listens unless told otherwise.
 const defaultUI = "127.0.0.1:8233"
 
 // uiFlags are the web console's flags; listen is --listen of `jetflow ui`
@@ -103,6 +104,28 @@ func startUI(ctx context.Context, wg *sync.WaitGroup, u *uiFlags, nc *nats.Conn,
 		_ = srv.Shutdown(sctx)
 	}()
 	return nil
+}
+
+// startDevUI serves the console of `jetflow dev`, unless --ui "". When
+// the default address is taken (another jetflow dev), dev runs on without
+// a console and says so; an address given with --ui must be free.
+func startDevUI(ctx context.Context, wg *sync.WaitGroup, u *uiFlags, explicit bool, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, errs chan<- error) error {
+	if u.listen == "" {
+		return nil
+	}
+	err := startUI(ctx, wg, u, nc, js, log, errs)
+	if err != nil && !explicit && errors.Is(err, syscall.EADDRINUSE) {
+		log.Warn("web console not started: its address is taken", "addr", u.listen, "hint", "--ui ADDR picks another")
+		return nil
+	}
+	return err
+}
+
+// isSet reports whether flag name was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // authKind names the authentication without its secret.

@@ -71,8 +71,11 @@ func ParseAuth(s string) (Auth, error) {
 }
 
 // CheckListen refuses to serve the console on an address other than
-// loopback without authentication.
+// loopback without authentication, and an auth it cannot parse.
 func CheckListen(addr, auth string) error {
+	if _, err := ParseAuth(auth); err != nil {
+		return err
+	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("--listen %q: %w", addr, err)
