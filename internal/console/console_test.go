@@ -272,3 +272,46 @@ func TestPagesNeedNoCDN(t *testing.T) {
 		}
 	}
 }
+
+// TestStartAsksConfirmationThenStarts: the start form starts a workflow
+// only after its confirmation step, with the input as given, and a second
+// start of the same ID starts nothing.
+func TestStartAsksConfirmationThenStarts(t *testing.T) {
+	s := newSite(t, console.Config{})
+	c := client(t)
+	if code, _ := get(t, c, s.url+"/start"); code != 200 {
+		t.Fatalf("start page: %d", code)
+	}
+	form := url.Values{"csrf": {csrfOf(t, c, s.url)}, "type": {"order.fulfillment"}, "id": {"wf-2"}, "input": {`{"order_id":"wf-2"}`}, "reason": {"replay a lost order"}}
+	if code, body := post(t, c, s.url+"/start", form); code != 200 || !strings.Contains(body, `id="confirm"`) {
+		t.Fatalf("first post: %d, want the confirmation page", code)
+	}
+	if code, _ := get(t, c, s.url+"/workflows/wf-2"); code != http.StatusNotFound {
+		t.Fatalf("workflow page before the confirmation: %d, want 404", code)
+	}
+	form.Set("confirm", "yes")
+	resp, err := c.PostForm(s.url+"/start", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/workflows/wf-2?") {
+		t.Fatalf("confirmed start: %d to %q, want 303 to the workflow", resp.StatusCode, loc)
+	}
+	code, body := get(t, c, s.url+"/workflows/wf-2/json")
+	if code != 200 || !strings.Contains(body, `"order_id": "wf-2"`) || !strings.Contains(body, `console`) {
+		t.Errorf("started workflow JSON: %d\n%s", code, body)
+	}
+	resp, err = c.PostForm(s.url+"/start", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc, _ := url.QueryUnescape(resp.Header.Get("Location")); !strings.Contains(loc, "existed already") {
+		t.Errorf("second start: redirected to %q, want a message that it existed", loc)
+	}
+	form.Set("input", "{not json")
+	if code, body := post(t, c, s.url+"/start", form); code != http.StatusBadRequest || !strings.Contains(body, "not valid JSON") {
+		t.Errorf("bad input: %d, want 400 naming the bad JSON", code)
+	}
+}
