@@ -174,18 +174,22 @@ func (b *NATSBackend) refresh(ctx context.Context) error {
 		return err
 	}
 	defer it.Stop()
-	for n := info.NumPending; n > 0; n-- {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		m, err := it.Next()
+	// One refresh reads for at most refreshFor; what it read stays in the
+	// index, so the next page goes on from there.
+	rctx, cancel := context.WithTimeout(ctx, refreshFor)
+	defer cancel()
+	for n := uint64(0); n < info.NumPending; n++ {
+		m, err := it.Next(jetstream.NextContext(rctx))
 		if err != nil {
-			return err
+			return fmt.Errorf("reading the workflow index: %d of %d starts and endings read (reload to go on): %w", n, info.NumPending, err)
 		}
 		b.add(m)
 	}
 	return nil
 }
+
+// refreshFor bounds one refresh of the index.
+const refreshFor = 20 * time.Second
 
 // add puts one start, block or ending into the index.
 func (b *NATSBackend) add(m jetstream.Msg) {
@@ -401,7 +405,9 @@ func (b *NATSBackend) Act(ctx context.Context, verb Verb, id string, r Request) 
 }
 
 // The operator verbs: each becomes the engine's function of that name,
-// orchestrator.Cancel(ctx, js, id, orchestrator.Request(r)) and so on.
+// orchestrator.Cancel(ctx, js, id, orchestrator.Request(r)) and so on, with
+// orchestrator.ErrNotApplicable wrapped as ErrNotApplicable (the page
+// answers 409 Conflict with the engine's message).
 
 func cancel(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
 	return 0, fmt.Errorf("cancel: %w", ErrNotAvailable)
