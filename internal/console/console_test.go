@@ -260,10 +260,22 @@ func TestAuthGuardsEveryPage(t *testing.T) {
 }
 
 // TestPagesNeedNoCDN: every page refers only to its own assets, which the
-// binary embeds.
+// binary embeds, and forbids the browser anything else (scripts of other
+// origins, being framed).
 func TestPagesNeedNoCDN(t *testing.T) {
 	s := newSite(t, console.Config{})
 	c := client(t)
+	resp, err := c.Get(s.url + "/workflows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("Content-Security-Policy %q, want own sources only and no framing", csp)
+	}
+	if xfo := resp.Header.Get("X-Frame-Options"); xfo != "DENY" {
+		t.Errorf("X-Frame-Options %q, want DENY", xfo)
+	}
 	for _, p := range []string{"/workflows", "/workflows/" + s.id, "/dead-letters", "/start", "/static/console.css", "/static/console.js"} {
 		code, body := get(t, c, s.url+p)
 		if code != 200 {
