@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -15,6 +16,7 @@ import (
 	"github.com/jetflow-io/jetflow/internal/console"
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
 
@@ -329,5 +331,44 @@ func TestStartAsksConfirmationThenStarts(t *testing.T) {
 	form.Set("input", "{not json")
 	if code, body := post(t, c, s.url+"/start", form); code != http.StatusBadRequest || !strings.Contains(body, "not valid JSON") {
 		t.Errorf("bad input: %d, want 400 naming the bad JSON", code)
+	}
+}
+
+// TestLongTimelineShowsBothEnds: a history of more than 1,000 events shows
+// its first 100 and its last 900, says how many are left out, and links to
+// the JSON view, which has them all.
+func TestLongTimelineShowsBothEnds(t *testing.T) {
+	s := newSite(t, console.Config{})
+	for n := 1; n <= 1200; n++ {
+		m, err := streams.NewMsg(streams.MarkerSubject(s.id, n), &schema.Marker{ID: n, Name: fmt.Sprintf("m%d", n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.js.PublishMsgAsync(m); err != nil {
+			t.Fatal(err)
+		}
+		if n%500 == 0 {
+			<-s.js.PublishAsyncComplete()
+		}
+	}
+	<-s.js.PublishAsyncComplete()
+	c := client(t)
+	code, body := get(t, c, s.url+"/workflows/"+s.id)
+	if code != 200 {
+		t.Fatalf("workflow page: %d", code)
+	}
+	if n := strings.Count(body, `<li class="ev `); n != 1000 {
+		t.Errorf("%d events shown, want 1000", n)
+	}
+	for _, want := range []string{"1201 events", "201 events not shown", `data-step="m99"`, `data-step="m1200"`, `href="/workflows/` + s.id + `/json"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `data-step="m100"`) {
+		t.Error("page shows event m100, which is among the ones left out")
+	}
+	if _, js := get(t, c, s.url+"/workflows/"+s.id+"/json"); !strings.Contains(js, `"m100"`) {
+		t.Error("JSON view lacks event m100")
 	}
 }

@@ -62,6 +62,8 @@ type workflowView struct {
 	Signal bool
 	// Compensations counts the compensation commands.
 	Compensations int
+	// Total events; Hidden of them, after the first HiddenAt, not shown.
+	Total, Hidden, HiddenAt int
 }
 
 // row is one event of the timeline.
@@ -184,8 +186,21 @@ func newWorkflowView(b base, d *orchestrator.Description, readOnly bool) workflo
 			v.Rows[i].Compensation = true
 		}
 	}
+	// A very long history (a signal flood) shows its beginning and its
+	// end; the JSON view has all of it.
+	if n := len(v.Rows); n > maxRows {
+		v.Total, v.Hidden, v.HiddenAt = n, n-maxRows, headRows
+		v.Rows = append(v.Rows[:headRows:headRows], v.Rows[n-(maxRows-headRows):]...)
+	}
 	return v
 }
+
+// maxRows bounds the events a timeline shows, headRows of them from the
+// beginning.
+const (
+	maxRows  = 1000
+	headRows = 100
+)
 
 // body renders a JSON value for people; "" for none.
 func body(js json.RawMessage) string {
