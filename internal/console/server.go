@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -379,7 +380,15 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		s.failFor(w, r, err)
 		return
 	}
-	for _, st := range statuses {
+	shown := slices.Clone(statuses)
+	for _, st := range sortedKeys(counts) {
+		// Statuses of a newer engine show too.
+		if !slices.Contains(shown, st) {
+			shown = append(shown, st)
+		}
+	}
+	d.Statuses = shown
+	for _, st := range shown {
 		d.Total += counts[st]
 		v := url.Values{"status": {string(st)}}
 		d.Counts = append(d.Counts, countLink{Status: st, N: counts[st], Href: "/workflows?" + v.Encode(), Current: d.Status == string(st)})

@@ -197,6 +197,13 @@ func startDemo(t *testing.T) *demo {
 	waiting.Simulate = map[string]string{"pickup": "never"}
 	publish(waiting)
 	d.ids["running"] = waiting.OrderID
+	// A manual order whose refund fault clears after 12 failures (issue
+	// 10's retry case): retried from its page, it ends compensated.
+	retry, _ := fulfillment.MixedOrder("retry-", 6)
+	retry.Simulate = map[string]string{"shipping": "fail", "refund": "fail_n:12"}
+	publish(retry)
+	d.ids["retry"] = retry.OrderID
+	want[retry.OrderID] = schema.StatusManual
 	if _, err := orchestrator.Start(ctx, env.JS, "teleport.order", "blocked-1", map[string]string{"to": "mars"}, "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -481,13 +488,13 @@ func TestConsoleDeadLetterReason(t *testing.T) {
 }
 
 // TestConsoleRetryManualOrder: retry from a manual order's page, with a
-// reason and a confirmation, runs the refund again; the order ends
-// compensated.
+// reason and a confirmation, runs the failed refund again with fresh
+// attempts; once the fault has cleared the order ends compensated.
 func TestConsoleRetryManualOrder(t *testing.T) {
 	t.Skip("needs operator verbs")
 	d := runDemo(t)
 	ctx := tab(t)
-	id := d.ids["manual"]
+	id := d.ids["retry"]
 	do(t, ctx, "retry",
 		chromedp.Navigate(d.URL+"/workflows/"+id),
 		chromedp.SendKeys(chromedp.CSS(`#r-retry`), "refund gateway fixed"),
