@@ -413,7 +413,7 @@ func TestConsoleSignalFromPage(t *testing.T) {
 	if h := describe(t, d, id); hasSignal(h, "carrier.picked_up") {
 		t.Fatal("signal recorded before it was confirmed")
 	}
-	do(t, ctx, "confirm", chromedp.Click(chromedp.CSS(`#confirm`)), chromedp.WaitVisible(chromedp.CSS(`.flash`)))
+	confirm(t, ctx)
 	// The page refreshes itself (no reload here): the script brings the
 	// status up to date while the order completes.
 	natstest.Eventually(t, time.Minute, func() bool {
@@ -499,8 +499,8 @@ func TestConsoleRetryManualOrder(t *testing.T) {
 		chromedp.Navigate(d.URL+"/workflows/"+id),
 		chromedp.SendKeys(chromedp.CSS(`#r-retry`), "refund gateway fixed"),
 		chromedp.Click(chromedp.CSS(`#retry-form button`)),
-		chromedp.Click(chromedp.CSS(`#confirm`)),
-		chromedp.WaitVisible(chromedp.CSS(`.flash`)))
+		chromedp.WaitVisible(chromedp.CSS(`#confirm`)))
+	confirm(t, ctx)
 	natstest.Eventually(t, time.Minute, func() bool {
 		st, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#status`)))
 		if err == nil && st == "compensated" {
@@ -541,5 +541,15 @@ func phone(t *testing.T, ctx context.Context, url, name string) {
 	}
 	if name != "" {
 		screenshot(t, ctx, "", name)
+	}
+}
+
+// confirm clicks the confirmation of an action and fails the test with the
+// console's error when the action was refused.
+func confirm(t *testing.T, ctx context.Context) {
+	t.Helper()
+	do(t, ctx, "confirm", chromedp.Click(chromedp.CSS(`#confirm`)), chromedp.WaitVisible(chromedp.CSS(`.flash, .error`)))
+	if msg := run(t, ctx, "error", chromedp.Evaluate[string](`(document.querySelector(".error") || {}).textContent || ""`)); msg != "" {
+		t.Fatalf("the console refused the action: %s", msg)
 	}
 }
