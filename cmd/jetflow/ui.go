@@ -87,7 +87,7 @@ func startUI(ctx context.Context, wg *sync.WaitGroup, u *uiFlags, nc *nats.Conn,
 	if err != nil {
 		return fmt.Errorf("web console: %w", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	log.Info("web console ready", "url", "http://"+ln.Addr().String()+"/", "auth", authKind(u.auth), "read_only", u.readOnly)
 	wg.Add(2)
 	go func() {

@@ -150,6 +150,10 @@ func cacheFor(d time.Duration, h http.Handler) http.Handler {
 	})
 }
 
+// maxForm bounds a posted form: above any max payload a signal or a start
+// could have.
+const maxForm = 8 << 20
+
 const (
 	csrfCookie  = "jetflow_csrf"
 	tokenCookie = "jetflow_token"
@@ -174,6 +178,8 @@ func (s *server) guard(next http.Handler) http.Handler {
 			r.AddCookie(&http.Cookie{Name: csrfCookie, Value: hex.EncodeToString(b)})
 		}
 		if r.Method == http.MethodPost {
+			// An input or payload larger than this could not be sent anyway.
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 			if err := s.checkCSRF(r); err != nil {
 				s.fail(w, r, http.StatusForbidden, err)
 				return
