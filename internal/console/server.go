@@ -424,6 +424,10 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) workflow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if err := streams.ValidID(id); err != nil {
+		s.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
 	desc, err := s.cfg.Backend.Describe(r.Context(), id)
 	if err != nil {
 		s.failFor(w, r, err)
@@ -437,11 +441,14 @@ func (s *server) workflow(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) workflowJSON(w http.ResponseWriter, r *http.Request) {
-	desc, err := s.cfg.Backend.Describe(r.Context(), r.PathValue("id"))
+	id := r.PathValue("id")
+	desc, err := s.cfg.Backend.Describe(r.Context(), id)
 	if err != nil {
 		status := http.StatusBadGateway
 		if errors.Is(err, streams.ErrNotFound) {
 			status = http.StatusNotFound
+		} else if streams.ValidID(id) != nil {
+			status = http.StatusBadRequest
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
