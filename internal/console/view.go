@@ -214,8 +214,16 @@ func body(js json.RawMessage) string {
 // String names a verb for a button.
 func (v Verb) String() string { return string(v) }
 
-// Title is the verb capitalised.
-func (v Verb) Title() string { return strings.ToUpper(string(v[:1])) + string(v[1:]) }
+// Title names the verb on its form and button.
+func (v Verb) Title() string {
+	switch v {
+	case VerbCancel:
+		return "Cancel workflow"
+	case VerbTerminate:
+		return "Terminate workflow"
+	}
+	return strings.ToUpper(string(v[:1])) + string(v[1:])
+}
 
 // Help says what a verb does, under its button.
 func (v Verb) Help() string {
