@@ -44,6 +44,8 @@ type NATSBackend struct {
 	order []*entry
 	byID  map[string]*entry
 	next  uint64 // the history sequence to read from
+	// names interns the types and statuses, which repeat.
+	names map[string]string
 }
 
 // entry is one workflow in the index.
@@ -59,7 +61,7 @@ type entry struct {
 
 // NewNATSBackend returns the backend on nc.
 func NewNATSBackend(nc *nats.Conn, js jetstream.JetStream) *NATSBackend {
-	return &NATSBackend{nc: nc, js: js, hist: streams.NewHistory(nc, js), byID: map[string]*entry{}, next: 1}
+	return &NATSBackend{nc: nc, js: js, hist: streams.NewHistory(nc, js), byID: map[string]*entry{}, next: 1, names: map[string]string{}}
 }
 
 // Describe returns a workflow's state and decoded history.
@@ -211,7 +213,7 @@ func (b *NATSBackend) add(m jetstream.Msg) {
 		}
 		e = &entry{seq: md.Sequence.Stream, id: id, time: md.Timestamp, status: schema.StatusRunning}
 		if ws, ok := v.(*schema.WorkflowStarted); ok {
-			e.typ = ws.Type
+			e.typ = b.intern(ws.Type)
 		}
 		b.byID[id] = e
 		b.order = append(b.order, e)
@@ -224,7 +226,7 @@ func (b *NATSBackend) add(m jetstream.Msg) {
 			}
 		}
 	case strings.HasPrefix(rest, "done."):
-		e.done, e.status = true, schema.Status(strings.TrimPrefix(rest, "done."))
+		e.done, e.status = true, schema.Status(b.intern(strings.TrimPrefix(rest, "done.")))
 		if wf, ok := v.(*schema.WorkflowFinished); ok {
 			e.reason = wf.Reason
 			if e.reason == "" {
@@ -232,6 +234,19 @@ func (b *NATSBackend) add(m jetstream.Msg) {
 			}
 		}
 	}
+}
+
+// intern returns the one copy of s the index keeps.
+func (b *NATSBackend) intern(s string) string {
+	if v, ok := b.names[s]; ok {
+		return v
+	}
+	if len(b.names) >= 10000 { // not a name that repeats: keep it as it is
+		return s
+	}
+	s = strings.Clone(s)
+	b.names[s] = s
+	return s
 }
 
 // fillSummary reads when one listed workflow last moved.
