@@ -318,7 +318,7 @@ func TestConsoleListFindsEveryStatus(t *testing.T) {
 	do(t, ctx, "filter by prefix", chromedp.Navigate(d.URL+"/workflows"),
 		chromedp.SendKeys(chromedp.CSS(`#f-prefix`), "waiting-"),
 		chromedp.Submit(chromedp.CSS(`#f-prefix`)),
-		chromedp.WaitVisible(chromedp.CSS(`a[href="/workflows"]`)))
+		chromedp.WaitVisible(chromedp.CSS(`.filters a[href="/workflows"]`))) // "Clear": on a filtered list only
 	if got := rows(t, ctx); len(got) != 1 || got[0] != d.ids["running"]+" running" {
 		t.Errorf("prefix waiting- lists %v, want only %s", got, d.ids["running"])
 	}
@@ -340,7 +340,8 @@ func TestConsoleListFindsEveryStatus(t *testing.T) {
 		if !more {
 			break
 		}
-		do(t, ctx, "next page", chromedp.Click(chromedp.CSS(`a[rel="next"]`)), chromedp.WaitVisible(chromedp.CSS(`caption`)))
+		next := run(t, ctx, "next href", chromedp.AttributeValue(chromedp.CSS(`a[rel="next"]`), "href"))
+		do(t, ctx, "next page", chromedp.Navigate(d.URL+next.Value))
 	}
 	if len(seen) != len(d.all) {
 		t.Errorf("paging saw %d workflows %v, want %d", len(seen), seen, len(d.all))
