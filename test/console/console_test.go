@@ -279,8 +279,8 @@ func rows(t *testing.T, ctx context.Context) []string {
 // status's page lists a workflow of that outcome; the filters and paging
 // work from the form and the pager links.
 func TestConsoleListFindsEveryStatus(t *testing.T) {
+	ctx := tab(t) // a missing browser fails before the demo runs
 	d := runDemo(t)
-	ctx := tab(t)
 	do(t, ctx, "open list", chromedp.Navigate(d.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`tr[data-id]`)))
 	for _, st := range []string{"running", "blocked", "manual", "completed", "compensated"} {
 		n := run(t, ctx, "count "+st, chromedp.Text(chromedp.CSS(`[data-count="`+st+`"]`)))
@@ -359,8 +359,8 @@ func TestConsoleListFindsEveryStatus(t *testing.T) {
 // an order whose shipment was rejected marks its compensations, and they
 // undo the steps in reverse order: release the stock, then refund.
 func TestConsoleCompensatedOrderShowsCompensationsInReverse(t *testing.T) {
+	ctx := tab(t) // a missing browser fails before the demo runs
 	d := runDemo(t)
-	ctx := tab(t)
 	id := d.ids["compensated"]
 	do(t, ctx, "open order", chromedp.Navigate(d.URL+"/workflows/"+id), chromedp.WaitVisible(chromedp.CSS(`ol.timeline`)))
 	if st := run(t, ctx, "status", chromedp.Text(chromedp.CSS(`#status`))); st != "compensated" {
@@ -398,8 +398,8 @@ func TestConsoleCompensatedOrderShowsCompensationsInReverse(t *testing.T) {
 // TestConsoleSignalFromPage: carrier.picked_up sent from a waiting order's
 // page, with a reason and a confirmation, lets the order complete.
 func TestConsoleSignalFromPage(t *testing.T) {
+	ctx := tab(t) // a missing browser fails before the demo runs
 	d := runDemo(t)
-	ctx := tab(t)
 	id := d.ids["running"]
 	do(t, ctx, "open waiting order", chromedp.Navigate(d.URL+"/workflows/"+id), chromedp.WaitVisible(chromedp.CSS(`#signal-form`)))
 	if cd := run(t, ctx, "countdown", chromedp.Text(chromedp.CSS(`.countdown`))); !strings.HasPrefix(cd, "in ") {
@@ -448,8 +448,8 @@ func hasSignal(d *orchestrator.Description, name string) bool {
 // was not JSON; its page gives the reason, the original's stream and
 // sequence and its body.
 func TestConsoleDeadLetterReason(t *testing.T) {
+	ctx := tab(t) // a missing browser fails before the demo runs
 	d := runDemo(t)
-	ctx := tab(t)
 	var seq uint64
 	var reason string
 	natstest.Eventually(t, time.Minute, func() bool {
@@ -493,8 +493,8 @@ func TestConsoleDeadLetterReason(t *testing.T) {
 // attempts; once the fault has cleared the order ends compensated.
 func TestConsoleRetryManualOrder(t *testing.T) {
 	t.Skip("needs operator verbs")
+	ctx := tab(t) // a missing browser fails before the demo runs
 	d := runDemo(t)
-	ctx := tab(t)
 	id := d.ids["retry"]
 	do(t, ctx, "retry",
 		chromedp.Navigate(d.URL+"/workflows/"+id),
