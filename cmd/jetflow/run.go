@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/console"
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/internal/natsconn"
 	"github.com/jetflow-io/jetflow/orchestrator"
@@ -313,10 +314,12 @@ func runDev(ctx context.Context, args []string) error {
 	var listen, data string
 	var demo int
 	var demoExit, syncAlways, auth bool
+	var ui uiFlags
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	e.register(fs)
 	e.registerOrchestrator(fs)
 	e.registerSimulation(fs)
+	ui.register(fs, "ui", "address the web console listens on; \"\" for none")
 	fs.StringVar(&listen, "listen", "127.0.0.1:4222", "address the embedded nats-server listens on")
 	fs.StringVar(&data, "data", "./.jetflow", "directory of the embedded server's JetStream data")
 	fs.BoolVar(&syncAlways, "sync-always", false, "fsync every write before acknowledging it")
@@ -328,6 +331,11 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	if demo < 0 {
 		return fmt.Errorf("--demo %d: must not be negative", demo)
+	}
+	if ui.listen != "" {
+		if err := console.CheckListen(ui.listen, ui.auth); err != nil {
+			return err
+		}
 	}
 	// With --nats, use that server and start no embedded one.
 	external := false
@@ -395,7 +403,7 @@ func runDev(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 1+len(reference.Names))
+	errs := make(chan error, 2+len(reference.Names))
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		return err
 	}
@@ -432,6 +440,11 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	go prog.report(ctx, os.Stderr)
+	if err := startDevUI(ctx, &wg, &ui, isSet(fs, "ui"), onc, ojs, log, errs); err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
 
 	var demoIDs []string
 	if demo > 0 {
