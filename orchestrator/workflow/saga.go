@@ -49,26 +49,41 @@ func (s *Saga) AddCompensation(act Activity, in any) {
 }
 
 // Compensate runs the registered compensations in reverse order, each a
-// retried command. Every compensation is attempted even if an earlier one
-// failed. It returns cause wrapped when all succeeded, and a *ManualError
-// naming every failed compensation otherwise: never a faked success.
+// retried command, on a disconnected context: they run even when the
+// workflow was cancelled. Every compensation is attempted even if an
+// earlier one failed. It returns cause wrapped when all succeeded.
+//
+// When some failed for good, never faking a success, the workflow needs a
+// person: it ends manual (retryable), naming every failed compensation,
+// and waits here. An operator's retry (orchestrator.Retry, `jetflow
+// retry`) re-sends the failed ones, as new commands with fresh attempts,
+// in the same order; an operator's resolve ends it resolved.
 func (s *Saga) Compensate(cause error) error {
-	var failed []string
+	ctx := NewDisconnectedContext(s.ctx)
+	pending := make([]compensation, 0, len(s.comps))
 	for i := len(s.comps) - 1; i >= 0; i-- {
-		c := s.comps[i]
-		act := c.act
-		act.Options = s.opts.Merge(act.Options)
-		f := Future[struct{}]{f: schedule(s.ctx, act, c.in, true)}
-		if _, err := f.Get(s.ctx); err != nil {
-			failed = append(failed, err.Error())
-		}
+		pending = append(pending, s.comps[i])
 	}
 	s.comps = nil
-	if len(failed) > 0 {
-		return &ManualError{
+	for {
+		var failed []string
+		var again []compensation
+		for _, c := range pending {
+			act := c.act
+			act.Options = s.opts.Merge(act.Options)
+			f := Future[struct{}]{f: schedule(ctx, act, c.in, true)}
+			if _, err := f.Get(ctx); err != nil {
+				failed = append(failed, err.Error())
+				again = append(again, c)
+			}
+		}
+		if len(failed) == 0 {
+			return fmt.Errorf("compensated: %w", cause)
+		}
+		awaitRetry(ctx, &ManualError{
 			Reason: "compensation failed: " + strings.Join(failed, "; "),
 			Cause:  cause,
-		}
+		})
+		pending = again
 	}
-	return fmt.Errorf("compensated: %w", cause)
 }

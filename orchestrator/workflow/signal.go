@@ -50,11 +50,21 @@ func (q *signalQueue) pop() Payload {
 }
 
 // ReceiveSignal waits for the next signal called name and returns its
-// payload. Signals are received in the order they were recorded.
+// payload. Signals are received in the order they were recorded. On a
+// cancelled context it returns an empty payload without taking a signal
+// (WaitSignal returns the cancellation).
 func ReceiveSignal(ctx Context, name string) Payload {
+	p, _ := receive(ctx, name)
+	return p
+}
+
+// receive is ReceiveSignal that reports a cancellation.
+func receive(ctx Context, name string) (Payload, error) {
 	q := ctx.co().r.queue(name)
-	ctx.co().block(func() bool { return len(q.items) > 0 })
-	return q.pop()
+	if err := blockCtx(ctx, func() bool { return len(q.items) > 0 }); err != nil {
+		return Payload{}, err
+	}
+	return q.pop(), nil
 }
 
 // TryReceiveSignal receives the next signal called name if one is recorded,
@@ -70,10 +80,15 @@ func TryReceiveSignal(ctx Context, name string) (Payload, bool) {
 }
 
 // WaitSignal waits for the next signal called name and decodes its payload
-// into T.
+// into T. On a cancelled context it returns the cancellation (errors.Is
+// ErrCanceled).
 func WaitSignal[T any](ctx Context, name string) (T, error) {
 	var v T
-	err := ReceiveSignal(ctx, name).Decode(&v)
+	p, err := receive(ctx, name)
+	if err != nil {
+		return v, err
+	}
+	err = p.Decode(&v)
 	return v, err
 }
 
@@ -120,10 +135,11 @@ func (s *Selector) AddSignal(ctx Context, name string, fn func(Payload)) *Select
 }
 
 // Select blocks until a case is ready and runs the one that became ready
-// first.
-func (s *Selector) Select(ctx Context) {
+// first. On a cancelled context it returns the cancellation (errors.Is
+// ErrCanceled) and runs no case; nil otherwise.
+func (s *Selector) Select(ctx Context) error {
 	pick := -1
-	ctx.co().block(func() bool {
+	err := blockCtx(ctx, func() bool {
 		pick = -1
 		var best int64
 		for i, c := range s.cases {
@@ -133,5 +149,9 @@ func (s *Selector) Select(ctx Context) {
 		}
 		return pick >= 0
 	})
+	if err != nil {
+		return err
+	}
 	s.cases[pick].fire()
+	return nil
 }
