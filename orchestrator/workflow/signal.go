@@ -138,8 +138,16 @@ func (s *Selector) AddSignal(ctx Context, name string, fn func(Payload)) *Select
 // first. On a cancelled context it returns the cancellation (errors.Is
 // ErrCanceled) and runs no case; nil otherwise.
 func (s *Selector) Select(ctx Context) error {
+	// A cancellation wins here: the cases it made ready (a cancelled
+	// timer) are its consequences, not events to act on.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	pick := -1
 	err := blockCtx(ctx, func() bool {
+		if ctx.Err() != nil {
+			return false
+		}
 		pick = -1
 		var best int64
 		for i, c := range s.cases {
