@@ -259,3 +259,30 @@ func (s *state) applies(verb string) error {
 	}
 	return nil
 }
+
+// JSONInput converts a JSON document into a workflow input, the way a
+// signal's JSON body is converted: numbers become integers where they are
+// whole. An empty document is no input.
+func JSONInput(data []byte) (schema.Raw, error) {
+	return signalPayload(data, nats.Header{})
+}
+
+// WorkflowType returns the type workflow id was started with, read from
+// its start event alone; ErrNotFound when it was never started.
+func WorkflowType(ctx context.Context, js jetstream.JetStream, id string) (string, error) {
+	if err := streams.ValidID(id); err != nil {
+		return "", err
+	}
+	ev, err := historyOf(js).Last(ctx, streams.StartSubject(id))
+	if err != nil {
+		return "", err
+	}
+	if ev == nil {
+		return "", fmt.Errorf("%w: %s", streams.ErrNotFound, id)
+	}
+	st, ok := ev.Value.(*schema.WorkflowStarted)
+	if !ok {
+		return "", fmt.Errorf("%w: %s (its start event is unreadable)", streams.ErrNotFound, id)
+	}
+	return st.Type, nil
+}

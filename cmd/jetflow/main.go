@@ -61,6 +61,7 @@ func init() {
 		{"auth", "config|keys [--out DIR]", "write the nats-server permissions of the jetflow roles, or an nkey seed per role", runAuth},
 		{"bench", "[--orders N] [flags]", "measure orders/s, latency and JetStream writes per order, in process", runBench},
 	}
+	commands = append(commands, verbCommands()...)
 }
 
 func usage(w io.Writer) {
