@@ -96,6 +96,9 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 		case *schema.TimerCancelled:
 			e.Step, e.CommandID = fmt.Sprintf("cancel timer #%d", v.TimerID), v.ID
 			delete(timers, v.TimerID)
+		case *schema.StepCancelled:
+			e.Step, e.CommandID = fmt.Sprintf("cancel step #%d", v.CommandID), v.ID
+			delete(open, v.CommandID)
 		case *schema.TimerFired:
 			e.Step, e.CommandID = "timer", v.TimerID
 			if t := timers[v.TimerID]; t != nil && t.Due.Equal(v.Due) {

@@ -503,6 +503,8 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 			err = add(streams.TimerSubject(id, v.ID), v)
 		case *schema.TimerCancelled:
 			err = add(streams.TimerSubject(id, v.ID), v)
+		case *schema.StepCancelled:
+			err = add(streams.StepCancelSubject(id, v.CommandID), v)
 		}
 		if err != nil {
 			return nil, nil, err

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
@@ -353,12 +354,27 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		StartToClose:   stc,
 		Retry:          sc.Retry,
 	}
-	hctx, hcancel := context.WithTimeout(j.runCtx, stc)
-	j.setHandlerCtx(hctx)
-	out, herr := j.call(hctx, handler, cmd)
-	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
+	tctx, hcancel := context.WithTimeout(j.runCtx, stc)
+	hctx, stepCancel := context.WithCancelCause(tctx)
+	unwatch := j.watchCancel(sc, stepCancel)
+	var out any
+	var herr error
+	if j.cancelledBefore(sc) {
+		stepCancel(errStepCancelled)
+	} else {
+		j.setHandlerCtx(hctx)
+		out, herr = j.call(hctx, handler, cmd)
+	}
+	cancelled := errors.Is(context.Cause(hctx), errStepCancelled)
+	timedOut := !cancelled && errors.Is(tctx.Err(), context.DeadlineExceeded)
+	unwatch()
 	j.setHandlerCtx(nil)
+	stepCancel(nil)
 	hcancel()
+	if cancelled {
+		// Whatever the handler returned, the workflow stopped waiting.
+		out, herr = nil, &failure{kind: KindCancelled, final: true, err: errStepCancelled}
+	}
 
 	if errors.Is(herr, ErrCrash) {
 		j.log.Warn("handler crashed: leaving the command for redelivery")
@@ -416,6 +432,44 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		res.Error = &schema.Error{Kind: c.kind, Message: streams.Clip(msg, maxErrorMessage)}
 	}
 	j.finish(sc, key, msgID, res)
+}
+
+// errStepCancelled is the cause of a handler context cancelled because
+// the workflow cancelled the step.
+var errStepCancelled = errors.New("the workflow cancelled this step")
+
+// watchCancel subscribes to the step's cancellation subject while the
+// handler runs and cancels it with errStepCancelled when the workflow
+// records one. It returns the function that stops watching.
+func (j *job) watchCancel(sc *schema.Command, cancel context.CancelCauseFunc) (stop func()) {
+	sub, err := j.js.Conn().Subscribe(streams.StepCancelSubject(sc.WorkflowID, sc.ID), func(*nats.Msg) {
+		j.log.Info("step cancelled by its workflow: cancelling the handler")
+		cancel(errStepCancelled)
+	})
+	if err != nil {
+		j.log.Debug("watch the step's cancellation", "err", err)
+		return func() {}
+	}
+	return func() { _ = sub.Unsubscribe() }
+}
+
+// cancelledBefore reports whether the workflow cancelled the step before
+// this attempt: looked up on a redelivery only (a first delivery is
+// watched from its start), with one direct get of the cancellation's
+// subject. A failed lookup counts as not cancelled.
+func (j *job) cancelledBefore(sc *schema.Command) bool {
+	if j.attempt <= 1 {
+		return false
+	}
+	subject := streams.StepCancelSubject(sc.WorkflowID, sc.ID)
+	ctx, cancel := j.finishCtx()
+	defer cancel()
+	reply, err := j.js.Conn().RequestWithContext(ctx, "$JS.API.DIRECT.GET."+streams.HistoryStream+"."+subject, nil)
+	if err != nil {
+		j.log.Debug("look the step's cancellation up", "err", err)
+		return false
+	}
+	return reply.Header.Get("Status") == "" && reply.Header.Get("Nats-Subject") == subject
 }
 
 // maxErrorMessage bounds the message of a failure result: a handler's

@@ -36,6 +36,7 @@ var goldens = []struct {
 	{"operator.retry", &OperatorRequest{Verb: VerbRetry, Identity: "alice@ops-1"}},
 	{"operator.resolve", &OperatorRequest{Verb: VerbResolve, Reason: "refunded by hand", Identity: "alice@ops-1"}},
 	{"operator.resume", &OperatorRequest{Verb: VerbResume, Reason: "fix deployed", Identity: "bob@ops-2"}},
+	{"step.cancelled", &StepCancelled{ID: 6, CommandID: 3}},
 	{"signal", &Signal{Name: "carrier.picked_up", Payload: mustRaw(map[string]any{"carrier": "DHL"}), Source: "signal.carrier.picked_up.o-1#3"}},
 }
 

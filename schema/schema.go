@@ -72,6 +72,7 @@ const (
 	KindTimerCancelled   Kind = "timer.cancelled"
 	KindTimerFired       Kind = "timer.fired"
 	KindSignal           Kind = "signal"
+	KindStepCancelled    Kind = "step.cancelled"
 	// The operator requests, one kind per verb (see OperatorRequest).
 	KindCancelRequested    Kind = "operator.cancel"
 	KindTerminateRequested Kind = "operator.terminate"
@@ -339,6 +340,19 @@ type TimerFired struct {
 // Kind implements Kinded.
 func (TimerFired) Kind() Kind { return KindTimerFired }
 
+// StepCancelled is the decision to stop waiting for a command's result:
+// its context was cancelled. The participant that runs the command is told
+// (its handler's context is cancelled) and answers it with a final
+// "cancelled" failure; a result that still comes is recorded and ignored.
+type StepCancelled struct {
+	// ID is this decision's number; CommandID the cancelled command's.
+	ID        int `msgpack:"id" json:"id"`
+	CommandID int `msgpack:"command_id" json:"command_id"`
+}
+
+// Kind implements Kinded.
+func (StepCancelled) Kind() Kind { return KindStepCancelled }
+
 // Signal is a message sent to a running workflow from outside.
 type Signal struct {
 	Name string `msgpack:"name" json:"name"`
@@ -416,6 +430,8 @@ func New(kind Kind) (Kinded, error) {
 		return &TimerFired{}, nil
 	case KindSignal:
 		return &Signal{}, nil
+	case KindStepCancelled:
+		return &StepCancelled{}, nil
 	case KindCancelRequested, KindTerminateRequested, KindRetryRequested, KindResolveRequested, KindResumeRequested:
 		return &OperatorRequest{Verb: strings.TrimPrefix(string(kind), "operator.")}, nil
 	}

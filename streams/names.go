@@ -77,6 +77,7 @@ const (
 	tokFired   = "fired"
 	tokSignal  = "signal"
 	tokOp      = "op"
+	tokCancel  = "cancel"
 )
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -166,6 +167,17 @@ func ParseDone(rest string) (status string, retry uint64, ok bool) {
 
 // DoneFilterOf matches the terminal events of workflow id.
 func DoneFilterOf(id string) string { return "wf." + id + "." + tokDone + ".>" }
+
+// StepCancelSubject records that the workflow stopped waiting for command
+// n (schema.StepCancelled): the participant running it watches this
+// subject and cancels its handler.
+func StepCancelSubject(id string, n int) string {
+	return "wf." + id + "." + tokCancel + "." + strconv.Itoa(n)
+}
+
+// StepCancelFilter matches every step cancellation, the subscription a
+// participant's permissions allow.
+const StepCancelFilter = "wf.*." + tokCancel + ".*"
 
 // OperatorSubject records an operator's request (schema.OperatorRequest)
 // fenced on history sequence at, the last of the tree when it was made.

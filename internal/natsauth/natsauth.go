@@ -192,7 +192,7 @@ func Roles(services []string) []Role {
 		Publish: Rule{
 			Allow: []string{
 				"wf.*.start", "wf.*.cmd.>", "wf.*.marker.*", "wf.*.timer.*", "wf.*.fired.*",
-				"wf.*.signal.*", "wf.*.done.>", "wf.*.blocked.*",
+				"wf.*.signal.*", "wf.*.done.>", "wf.*.blocked.*", "wf.*.cancel.*",
 				streams.DeadLetterPrefix + ".>",
 				kvPub + streams.TimersBucket + ".>",
 				api + "INFO",
@@ -228,7 +228,7 @@ func Roles(services []string) []Role {
 		idem := streams.IdempotencyBucket + "." + svc + ".>"
 		roles = append(roles, Role{
 			Name: r,
-			Doc:  "participant " + svc + ": consumes its own commands, publishes their results",
+			Doc:  "participant " + svc + ": consumes its own commands, publishes their results, watches step cancellations",
 			Publish: Rule{
 				Allow: []string{
 					"wf.*.res.*." + svc + ".*",
@@ -243,6 +243,7 @@ func Roles(services []string) []Role {
 					api + "STREAM.UPDATE." + ledger,
 					api + "DIRECT.GET." + kvPfx + streams.IdempotencyBucket + "." + kvPub + idem,
 					api + "DIRECT.GET." + ledger + "." + kvPub + streams.LedgerBucketPrefix + svc + ".>",
+					api + "DIRECT.GET." + streams.HistoryStream + "." + streams.StepCancelFilter,
 					api + "CONSUMER.CREATE." + streams.HistoryStream + "." + cons + "." + streams.CommandFilter(svc),
 					api + "CONSUMER.INFO." + streams.HistoryStream + "." + cons,
 					api + "CONSUMER.MSG.NEXT." + streams.HistoryStream + "." + cons,
@@ -250,7 +251,7 @@ func Roles(services []string) []Role {
 				},
 				Deny: deny,
 			},
-			Subscribe: Rule{Allow: []string{inbox(r)}},
+			Subscribe: Rule{Allow: []string{inbox(r), streams.StepCancelFilter}},
 		})
 	}
 	roles = append(roles,

@@ -75,8 +75,9 @@ func (s *cancelScope) child(detached bool) *cancelScope {
 
 // cancel cancels s and every scope under it that is not detached: pending
 // timers are cancelled (a timer.cancelled decision each, in the order they
-// were started), pending steps resolve with cause at once (their result,
-// when it comes, is recorded and ignored). It reports false when a
+// were started), pending steps resolve with cause at once, each with a
+// step.cancelled decision that tells its participant (their result, when
+// it comes, is recorded and ignored). It reports false when a
 // decision did not match the history (the replay has failed).
 func (s *cancelScope) cancel(cause error) bool {
 	if s.cause != nil {
@@ -90,10 +91,15 @@ func (s *cancelScope) cancel(cause error) bool {
 		}
 	}
 	for _, st := range s.steps {
-		if !st.f.ready {
-			st.f.ready, st.f.readyAt, st.f.err = true, r.tick, cause
-			delete(r.pending, st.id)
+		if st.f.ready {
+			continue
 		}
+		// Recorded, so the participant running it is told.
+		if _, ok := r.match(&schema.StepCancelled{ID: r.issued + 1, CommandID: st.id}); !ok {
+			return false
+		}
+		st.f.ready, st.f.readyAt, st.f.err = true, r.tick, cause
+		delete(r.pending, st.id)
 	}
 	for _, c := range s.children {
 		if !c.detached && !c.cancel(cause) {

@@ -97,11 +97,17 @@ func TestCancelWhileExecuteReturnsErrCanceledAndIgnoresTheLateResult(t *testing.
 	if !errors.Is(got, ErrCanceled) || !errors.As(got, &ce) || ce.Identity != "alice@ops" || ce.Reason != "customer asked" {
 		t.Fatalf("Execute returned %v, want a CanceledError by alice@ops", got)
 	}
-	if len(o.Decisions) != 0 {
-		t.Fatalf("decisions after cancel: %v", decisions(o))
+	// The cancel of the step is recorded, for its participant.
+	if got := decisions(o); len(got) != 1 || got[0] != "cancel of step 1" {
+		t.Fatalf("decisions after cancel: %v, want the step's cancel", got)
 	}
 	if !strings.Contains(o.Finished.Error, "cancelled by alice@ops: customer asked") {
 		t.Fatalf("end error %q", o.Finished.Error)
+	}
+	// With the cancel recorded, the replay decides nothing more.
+	o = Replay(fn, "w1", hist(t, 0, cmd(1, charge), cancelOp(), &schema.StepCancelled{ID: 2, CommandID: 1}, ok(1, "ch-1")), nil)
+	if len(o.Decisions) != 0 || o.Finished == nil || o.Finished.Status != schema.StatusCancelled {
+		t.Fatalf("replay with the step's cancel recorded: %v %+v", decisions(o), o.Finished)
 	}
 }
 
@@ -271,7 +277,7 @@ func TestWithCancelCancelsItsTimerAndStepOnly(t *testing.T) {
 	if !errors.Is(stepErr, ErrCanceled) || !errors.Is(timerErr, ErrCanceled) {
 		t.Fatalf("step %v, timer %v: want both cancelled", stepErr, timerErr)
 	}
-	if k := kinds(h); k != "cmd:reserve timer.started timer.cancelled cmd:create res:reserve res:create" {
+	if k := kinds(h); k != "cmd:reserve timer.started timer.cancelled step.cancelled cmd:create res:reserve res:create" {
 		t.Fatalf("history %s", k)
 	}
 	if output(t, o) != "create-ok" || o.Finished.Status != schema.StatusCompleted {
@@ -290,8 +296,8 @@ func TestCancelRequestBeforeTheCodeWaitsIsSeenWhereItIsRecorded(t *testing.T) {
 	// Recorded before the result: the charge's Execute is cancelled, and
 	// nothing was added to the saga.
 	o = Replay(fn, "w1", hist(t, 0, cmd(1, charge), cancelOp(), ok(1, "ch-1")), nil)
-	if len(o.Decisions) != 0 || o.Finished == nil || o.Finished.Status != schema.StatusCancelled {
-		t.Fatalf("decisions %v end %+v", decisions(o), o.Finished)
+	if got := decisions(o); len(got) != 1 || got[0] != "cancel of step 1" || o.Finished == nil || o.Finished.Status != schema.StatusCancelled {
+		t.Fatalf("decisions %v end %+v", got, o.Finished)
 	}
 }
 

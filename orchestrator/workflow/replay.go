@@ -138,7 +138,7 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 	fed := 0
 	for _, ev := range history[1:] {
 		switch v := ev.Value.(type) {
-		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled:
+		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled, *schema.StepCancelled:
 			r.history = append(r.history, recorded{seq: ev.Seq, value: v})
 		case *schema.Result, *schema.TimerFired, *schema.Signal, *schema.OperatorRequest:
 			feed = append(feed, ev)
@@ -291,6 +291,9 @@ func sameDecision(a, b schema.Kinded) bool {
 	case *schema.TimerCancelled:
 		y, ok := b.(*schema.TimerCancelled)
 		return ok && x.TimerID == y.TimerID
+	case *schema.StepCancelled:
+		y, ok := b.(*schema.StepCancelled)
+		return ok && x.CommandID == y.CommandID
 	}
 	return false
 }
@@ -308,6 +311,8 @@ func describe(v schema.Kinded) string {
 		return fmt.Sprintf("timer %s", x.Duration)
 	case *schema.TimerCancelled:
 		return fmt.Sprintf("cancel of timer %d", x.TimerID)
+	case *schema.StepCancelled:
+		return fmt.Sprintf("cancel of step %d", x.CommandID)
 	}
 	return string(v.Kind())
 }
