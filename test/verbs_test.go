@@ -453,3 +453,39 @@ func TestVerbsRefuseWhereTheyDoNotApply(t *testing.T) {
 		t.Fatal("invalid id accepted")
 	}
 }
+
+// TestVerbsWithRolePermissions: on a server enforcing the role
+// permissions, the operator role cancels and terminates orders, every part
+// runs on its own role, and the cancelled order is compensated.
+func TestVerbsWithRolePermissions(t *testing.T) {
+	s := newAuthStack(t)
+	s.orchestrator()
+	s.participants()
+	cancelled := order("auth-verbs-", 1, map[string]string{"pickup": "never"})
+	terminated := order("auth-verbs-", 2, map[string]string{"pickup": "never"})
+	s.publishOrder(cancelled)
+	s.publishOrder(terminated)
+	for _, o := range []string{cancelled.OrderID, terminated.OrderID} {
+		natstest.Eventually(t, time.Minute, func() bool { return s.waitingForPickup(o) }, "order %s not waiting for pickup", o)
+	}
+	_, js, _ := s.env.ConnectAs(t, natsauth.Operator)
+	ctx := context.Background()
+	if _, err := orchestrator.Cancel(ctx, js, cancelled.OrderID, alice); err != nil {
+		t.Fatalf("cancel as operator: %v", err)
+	}
+	if _, err := orchestrator.Terminate(ctx, js, terminated.OrderID, alice); err != nil {
+		t.Fatalf("terminate as operator: %v", err)
+	}
+	s.waitStatus(cancelled.OrderID, schema.StatusCancelled)
+	s.waitStatus(terminated.OrderID, schema.StatusTerminated)
+	if k := kinds(s.ledgers()[cancelled.OrderID]); k["refund"] != 1 || k["release"] != 1 || k["cancel"] != 1 {
+		t.Fatalf("cancelled order's ledger %v", k)
+	}
+	// A client may not act as an operator.
+	_, cjs, _ := s.env.ConnectAs(t, natsauth.Client)
+	short, stop := context.WithTimeout(ctx, 3*time.Second)
+	defer stop()
+	if _, err := orchestrator.Retry(short, cjs, cancelled.OrderID, alice); err == nil {
+		t.Fatal("a client's retry was accepted")
+	}
+}
