@@ -412,8 +412,18 @@ func TestTerminateSendsNoFurtherCommand(t *testing.T) {
 // nothing is appended.
 func TestVerbsRefuseWhereTheyDoNotApply(t *testing.T) {
 	s := newStack(t)
+	s.workflows = func(r *workflow.Registry) {
+		fulfillment.Register(r, fulfillment.Config{Steps: fastSteps, Compensation: fastCompensation})
+		workflow.Register(r, "verbs.gives-up", func(workflow.Context, string) (string, error) {
+			return "", &workflow.ManualError{Reason: "needs a person"}
+		})
+	}
 	s.orchestrator()
 	s.participants()
+	if _, err := orchestrator.Start(context.Background(), s.env.JS, "verbs.gives-up", "refuse-manual", "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitStatus("refuse-manual", schema.StatusManual)
 	done := order("refuse-", 1, nil)
 	waiting := order("refuse-", 2, map[string]string{"pickup": "never"})
 	s.publishOrder(done)
@@ -434,6 +444,8 @@ func TestVerbsRefuseWhereTheyDoNotApply(t *testing.T) {
 		{"retry a running order", orchestrator.Retry, waiting.OrderID, "is running: retry applies to manual workflows"},
 		{"resolve a running order", orchestrator.Resolve, waiting.OrderID, "is running: resolve applies to manual or blocked workflows"},
 		{"resume a running order", orchestrator.Resume, waiting.OrderID, "is running: resume applies to blocked workflows"},
+		{"retry a manual workflow whose code returned", orchestrator.Retry, "refuse-manual", "is manual and its code has returned (needs a person): nothing to retry; resolve it once settled"},
+		{"cancel a manual workflow", orchestrator.Cancel, "refuse-manual", "is manual: cancel applies to running or blocked workflows"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(s.history(tc.id))
