@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,10 @@ type HistoryEntry struct {
 	Compensation bool `json:"compensation,omitempty"`
 	// Error is a failed result's error, or why the event could not be decoded.
 	Error string `json:"error,omitempty"`
+	// Operator and Reason are who asked and why, on an operator request
+	// (Step is its verb) and on an end an operator asked for.
+	Operator string `json:"operator,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 	// Data is the whole event body as JSON.
 	Data json.RawMessage `json:"data,omitempty"`
 }
@@ -91,6 +96,9 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 		case *schema.TimerCancelled:
 			e.Step, e.CommandID = fmt.Sprintf("cancel timer #%d", v.TimerID), v.ID
 			delete(timers, v.TimerID)
+		case *schema.StepCancelled:
+			e.Step, e.CommandID = fmt.Sprintf("cancel step #%d", v.CommandID), v.ID
+			delete(open, v.CommandID)
 		case *schema.TimerFired:
 			e.Step, e.CommandID = "timer", v.TimerID
 			if t := timers[v.TimerID]; t != nil && t.Due.Equal(v.Due) {
@@ -102,14 +110,32 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 			e.Step, e.CommandID = v.Name, v.ID
 		case *schema.WorkflowFinished:
 			d.Status, d.Reason, d.Error = v.Status, v.Reason, v.Error
+			e.Step, e.Operator = string(v.Status), v.Identity
+			if v.Identity != "" {
+				e.Reason = v.Reason
+			}
 		case *schema.WorkflowBlocked:
 			d.Status, d.Reason = schema.StatusBlocked, v.Reason
+		case *schema.OperatorRequest:
+			e.Step, e.Operator, e.Reason = v.Verb, v.Identity, v.Reason
 		}
 		d.UpdatedAt = ev.Time
 		d.History = append(d.History, e)
 	}
 	if !started {
 		return nil, fmt.Errorf("%w: %s", streams.ErrNotFound, id)
+	}
+	// The status is the engine's reading of the history: a retried manual
+	// workflow runs again, a resumed one is no longer blocked.
+	st := &state{id: id}
+	st.add(evs)
+	switch d.Status = st.status; {
+	case st.finished != nil:
+		d.Reason, d.Error = st.finished.Reason, st.finished.Error
+	case st.status == schema.StatusBlocked:
+		d.Reason, d.Error = st.blocked, ""
+	default:
+		d.Reason, d.Error = "", ""
 	}
 	if !d.Status.Terminal() {
 		ids := make([]int, 0, len(open))
@@ -164,29 +190,26 @@ func List(ctx context.Context, js jetstream.JetStream, status schema.Status) ([]
 	if err != nil {
 		return nil, err
 	}
-	st := make(map[string]schema.Status, len(starts))
+	marks := make(map[string]*subjectMarks, len(starts))
 	for subj := range starts {
 		if id, _, ok := streams.ParseSubject(subj); ok {
-			st[id] = schema.StatusRunning
+			marks[id] = &subjectMarks{}
 		}
 	}
-	blocked, err := subjects(streams.BlockedFilter)
-	if err != nil {
-		return nil, err
-	}
-	for subj := range blocked {
-		if id, _, ok := streams.ParseSubject(subj); ok && st[id] != "" {
-			st[id] = schema.StatusBlocked
+	for _, filter := range []string{streams.BlockedFilter, streams.DoneFilter, streams.OperatorFilter} {
+		subjs, err := subjects(filter)
+		if err != nil {
+			return nil, err
+		}
+		for subj := range subjs {
+			if id, rest, ok := streams.ParseSubject(subj); ok && marks[id] != nil {
+				marks[id].add(rest)
+			}
 		}
 	}
-	done, err := subjects(streams.DoneFilter)
-	if err != nil {
-		return nil, err
-	}
-	for subj := range done {
-		if id, rest, ok := streams.ParseSubject(subj); ok && st[id] != "" {
-			st[id] = schema.Status(strings.TrimPrefix(rest, "done."))
-		}
+	st := make(map[string]schema.Status, len(marks))
+	for id, m := range marks {
+		st[id] = m.status()
 	}
 	out := make([]Summary, 0, len(st))
 	for id, s := range st {
@@ -196,4 +219,70 @@ func List(ctx context.Context, js jetstream.JetStream, status schema.Status) ([]
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// subjectMarks is what the subject names of one history say of its
+// status, without reading a message: its ends, blocked events and operator
+// requests, with the sequences their subjects carry.
+type subjectMarks struct {
+	// ends maps the retry each end follows (0: the first run) to its
+	// status; resolved wins over the manual end it settles.
+	ends map[uint64]schema.Status
+	// lastRetry, lastResume and lastBlocked are the highest sequences of
+	// those subjects (blocked.<seq> carries the sequence it was decided
+	// on, below its own).
+	lastRetry, lastResume, lastBlocked uint64
+	blocked                            bool
+}
+
+func (m *subjectMarks) add(rest string) {
+	if status, retry, ok := streams.ParseDone(rest); ok {
+		if m.ends == nil {
+			m.ends = map[uint64]schema.Status{}
+		}
+		if cur := m.ends[retry]; cur == "" || schema.Status(status) == schema.StatusResolved {
+			m.ends[retry] = schema.Status(status)
+		}
+		return
+	}
+	if at, verb, ok := streams.ParseOperator(rest); ok {
+		switch verb {
+		case schema.VerbRetry:
+			m.lastRetry = max(m.lastRetry, at+1)
+		case schema.VerbResume:
+			m.lastResume = max(m.lastResume, at+1)
+		}
+		return
+	}
+	if b, ok := strings.CutPrefix(rest, "blocked."); ok {
+		m.blocked = true
+		if n, err := strconv.ParseUint(b, 10, 64); err == nil {
+			m.lastBlocked = max(m.lastBlocked, n+1)
+		}
+	}
+}
+
+// status is the workflow's status: the end of its latest run, running if
+// an operator retried it since, blocked if its last blocked event is more
+// recent than the last resume. Sequences compare as "at least": an
+// operator request fenced on sequence n is stored after n, so it is stored
+// at n+1 or later, and a blocked event decided on n likewise.
+func (m *subjectMarks) status() schema.Status {
+	var gen uint64
+	var end schema.Status
+	for g, s := range m.ends {
+		if end == "" || g > gen {
+			gen, end = g, s
+		}
+	}
+	if end != "" && (m.lastRetry == 0 || gen+1 >= m.lastRetry) {
+		return end
+	}
+	// A retry's end carries the retry's own sequence, which is at least
+	// lastRetry (its fence + 1): gen+1 >= lastRetry above means the end
+	// follows the retry.
+	if m.blocked && m.lastBlocked > m.lastResume {
+		return schema.StatusBlocked
+	}
+	return schema.StatusRunning
 }

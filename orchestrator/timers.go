@@ -106,6 +106,17 @@ func (t *timers) apply(ctx context.Context, id string, vals []schema.Kinded) err
 	return nil
 }
 
+// dropAll deletes the bucket entries of the pending timers of a workflow that
+// ended.
+func (t *timers) dropAll(ctx context.Context, id string, pending map[int]*schema.TimerStarted) error {
+	for tid := range pending {
+		if err := t.kv.Delete(ctx, TimerKey(id, tid)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("delete timer: %w", err)
+		}
+	}
+	return nil
+}
+
 func (t *timers) put(ctx context.Context, id string, d *schema.TimerStarted) error {
 	b, _ := json.Marshal(TimerEntry{WorkflowID: id, TimerID: d.ID, Due: d.Due})
 	if _, err := t.kv.Put(ctx, TimerKey(id, d.ID), b); err != nil {

@@ -48,6 +48,7 @@ type state struct {
 	// (a cold load, or a timer another orchestrator appended and may have
 	// died before putting in the bucket) is ensured before deciding.
 	ensured map[int]bool
+	ops
 }
 
 // unensured returns the pending timers not yet known to be in the bucket.
@@ -88,6 +89,7 @@ func (s *state) add(evs []streams.Event) {
 			}
 			s.start, s.status = st, schema.StatusRunning
 		}
+		s.operator(ev)
 		switch v := ev.Value.(type) {
 		case *schema.TimerStarted:
 			if s.timers == nil {
@@ -103,6 +105,7 @@ func (s *state) add(evs []streams.Event) {
 		case *schema.WorkflowFinished:
 			s.status = v.Status
 			s.timers = nil
+			s.finished, s.ending = v, nil
 		case *schema.WorkflowBlocked:
 			s.status, s.blocked = schema.StatusBlocked, v.Reason
 		case *schema.Command, *schema.Marker:
@@ -321,11 +324,18 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			w.cache.drop(id) // late results for it are ignored; a miss costs one read
 			return nil
 		}
-		fn, ok := w.o.cfg.Registry.Lookup(st.start.Type)
-		if !ok {
-			return fmt.Errorf("%w: %q", errUnknownType, st.start.Type)
+		var out workflow.Outcome
+		if end := st.operatorEnd(); end != nil {
+			// terminate, resolve: the end is the operator's, the code is
+			// not run again.
+			out.Finished = end
+		} else {
+			fn, ok := w.o.cfg.Registry.Lookup(st.start.Type)
+			if !ok {
+				return fmt.Errorf("%w: %q", errUnknownType, st.start.Type)
+			}
+			out = workflow.Replay(fn, id, st.events, w.o.log)
 		}
-		out := workflow.Replay(fn, id, st.events, w.o.log)
 		msgs, vals, err := w.messages(id, st, out)
 		if err != nil || len(msgs) == 0 {
 			return err
@@ -407,6 +417,15 @@ func (w *worker) applyTimers(ctx context.Context, id string, st *state, vals []s
 	if err := w.o.timers.apply(ctx, id, vals); err != nil {
 		return err
 	}
+	if n := len(vals); n > 0 {
+		if _, ok := vals[n-1].(*schema.WorkflowFinished); ok {
+			// An end drops the timers still pending (a terminated
+			// workflow's, say): none of them will be waited for.
+			if err := w.o.timers.dropAll(ctx, id, st.timers); err != nil {
+				return err
+			}
+		}
+	}
 	for _, v := range vals {
 		if t, ok := v.(*schema.TimerStarted); ok {
 			st.markEnsured(t.ID)
@@ -484,13 +503,15 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 			err = add(streams.TimerSubject(id, v.ID), v)
 		case *schema.TimerCancelled:
 			err = add(streams.TimerSubject(id, v.ID), v)
+		case *schema.StepCancelled:
+			err = add(streams.StepCancelSubject(id, v.CommandID), v)
 		}
 		if err != nil {
 			return nil, nil, err
 		}
 	}
 	if out.Finished != nil {
-		if err := add(streams.DoneSubject(id, string(out.Finished.Status)), out.Finished); err != nil {
+		if err := add(streams.DoneSubjectAfter(id, string(out.Finished.Status), st.retrySeq), out.Finished); err != nil {
 			return nil, nil, err
 		}
 		msgs[len(msgs)-1].Header.Set(schema.HeaderStatus, string(out.Finished.Status))

@@ -37,6 +37,11 @@ const (
 	// (resultRoom): it is final, since running the handler again gives
 	// the same output.
 	KindInvalidOutput = "invalid_output"
+	// KindCancelled is the kind of the failure result sent for a command
+	// its workflow cancelled (schema.StepCancelled): the handler's context
+	// was cancelled, or the handler was not run. It is final; the workflow
+	// records it and ignores it.
+	KindCancelled = "cancelled"
 )
 
 // failure is the error the classifying constructors return.

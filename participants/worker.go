@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
@@ -379,19 +380,19 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 	cmd.ScheduleToClose = sc.ScheduleToClose
 	cmd.details = details
 	cmd.HeartbeatTimeout = sc.HeartbeatTimeout
-	hctx, hcancel := context.WithTimeout(j.runCtx, stc)
+	tctx, hcancel := context.WithTimeout(j.runCtx, stc)
 	if !deadline.IsZero() {
 		var dcancel context.CancelFunc
-		hctx, dcancel = context.WithDeadline(hctx, deadline)
+		tctx, dcancel = context.WithDeadline(tctx, deadline)
 		defer dcancel()
 	}
+	// One cause ends the handler early: the workflow cancelled the step,
+	// or the handler went its heartbeat timeout without a heartbeat.
+	hctx, stepCancel := context.WithCancelCause(tctx)
 	alive := func() {}
 	if hbt := sc.HeartbeatTimeout; hbt > 0 {
-		var hbCancel context.CancelCauseFunc
-		hctx, hbCancel = context.WithCancelCause(hctx)
-		watchdog := time.AfterFunc(hbt, func() { hbCancel(errNoHeartbeat) })
+		watchdog := time.AfterFunc(hbt, func() { stepCancel(errNoHeartbeat) })
 		defer watchdog.Stop()
-		defer hbCancel(nil)
 		alive = func() { watchdog.Reset(hbt) }
 	}
 	var heartbeated atomic.Bool
@@ -406,12 +407,26 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		heartbeated.Store(true)
 		return j.recordHeartbeat(ctx, hbKey, raw)
 	}
-	j.setHandlerCtx(hctx)
-	out, herr := j.call(hctx, handler, cmd)
-	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
-	missedHeartbeat := errors.Is(context.Cause(hctx), errNoHeartbeat)
+	unwatch := j.watchCancel(sc, stepCancel)
+	var out any
+	var herr error
+	if j.cancelledBefore(sc) {
+		stepCancel(errStepCancelled)
+	} else {
+		j.setHandlerCtx(hctx)
+		out, herr = j.call(hctx, handler, cmd)
+	}
+	cancelled := errors.Is(context.Cause(hctx), errStepCancelled)
+	timedOut := !cancelled && errors.Is(tctx.Err(), context.DeadlineExceeded)
+	missedHeartbeat := !cancelled && errors.Is(context.Cause(hctx), errNoHeartbeat)
+	unwatch()
 	j.setHandlerCtx(nil)
+	stepCancel(nil)
 	hcancel()
+	if cancelled {
+		// Whatever the handler returned, the workflow stopped waiting.
+		out, herr = nil, &failure{kind: KindCancelled, final: true, err: errStepCancelled}
+	}
 
 	if errors.Is(herr, ErrCrash) {
 		j.log.Warn("handler crashed: leaving the command for redelivery")
@@ -527,6 +542,44 @@ func (j *job) forgetHeartbeat(hbKey string) {
 	if err := j.kv.Purge(ctx, hbKey); err != nil {
 		j.log.Debug("purge heartbeat details", "key", hbKey, "err", err)
 	}
+}
+
+// errStepCancelled is the cause of a handler context cancelled because
+// the workflow cancelled the step.
+var errStepCancelled = errors.New("the workflow cancelled this step")
+
+// watchCancel subscribes to the step's cancellation subject while the
+// handler runs and cancels it with errStepCancelled when the workflow
+// records one. It returns the function that stops watching.
+func (j *job) watchCancel(sc *schema.Command, cancel context.CancelCauseFunc) (stop func()) {
+	sub, err := j.js.Conn().Subscribe(streams.StepCancelSubject(sc.WorkflowID, sc.ID), func(*nats.Msg) {
+		j.log.Info("step cancelled by its workflow: cancelling the handler")
+		cancel(errStepCancelled)
+	})
+	if err != nil {
+		j.log.Debug("watch the step's cancellation", "err", err)
+		return func() {}
+	}
+	return func() { _ = sub.Unsubscribe() }
+}
+
+// cancelledBefore reports whether the workflow cancelled the step before
+// this attempt: looked up on a redelivery only (a first delivery is
+// watched from its start), with one direct get of the cancellation's
+// subject. A failed lookup counts as not cancelled.
+func (j *job) cancelledBefore(sc *schema.Command) bool {
+	if j.attempt <= 1 {
+		return false
+	}
+	subject := streams.StepCancelSubject(sc.WorkflowID, sc.ID)
+	ctx, cancel := j.finishCtx()
+	defer cancel()
+	reply, err := j.js.Conn().RequestWithContext(ctx, "$JS.API.DIRECT.GET."+streams.HistoryStream+"."+subject, nil)
+	if err != nil {
+		j.log.Debug("look the step's cancellation up", "err", err)
+		return false
+	}
+	return reply.Header.Get("Status") == "" && reply.Header.Get("Nats-Subject") == subject
 }
 
 // maxErrorMessage bounds the message of a failure result: a handler's

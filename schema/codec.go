@@ -124,6 +124,9 @@ func Decode(kind, version string, body []byte) (Kinded, error) {
 	if err := Msgpack.Unmarshal(body, v); err != nil {
 		return nil, fmt.Errorf("jetflow: decode %s: %w", kind, err)
 	}
+	if op, ok := v.(*OperatorRequest); ok && op.Kind() != Kind(kind) {
+		return nil, fmt.Errorf("jetflow: decode %s: body names verb %q", kind, op.Verb)
+	}
 	return v, nil
 }
 

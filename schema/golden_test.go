@@ -33,6 +33,14 @@ var goldens = []struct {
 	{"timer.started", &TimerStarted{ID: 5, Duration: 72 * time.Hour, Due: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}},
 	{"timer.cancelled", &TimerCancelled{ID: 7, TimerID: 5}},
 	{"timer.fired", &TimerFired{TimerID: 5, Due: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}},
+	{"workflow.finished.retryable", &WorkflowFinished{Status: StatusManual, Error: "boom", Reason: "compensation failed", Retryable: true}},
+	{"workflow.finished.terminated", &WorkflowFinished{Status: StatusTerminated, Reason: "duplicate order", Identity: "alice@ops-1"}},
+	{"operator.cancel", &OperatorRequest{Verb: VerbCancel, Reason: "customer asked", Identity: "alice@ops-1"}},
+	{"operator.terminate", &OperatorRequest{Verb: VerbTerminate, Reason: "duplicate order", Identity: "alice@ops-1"}},
+	{"operator.retry", &OperatorRequest{Verb: VerbRetry, Identity: "alice@ops-1"}},
+	{"operator.resolve", &OperatorRequest{Verb: VerbResolve, Reason: "refunded by hand", Identity: "alice@ops-1"}},
+	{"operator.resume", &OperatorRequest{Verb: VerbResume, Reason: "fix deployed", Identity: "bob@ops-2"}},
+	{"step.cancelled", &StepCancelled{ID: 6, CommandID: 3}},
 	{"signal", &Signal{Name: "carrier.picked_up", Payload: mustRaw(map[string]any{"carrier": "DHL"}), Source: "signal.carrier.picked_up.o-1#3"}},
 }
 
@@ -116,5 +124,30 @@ func TestRetryPolicyDelay(t *testing.T) {
 	}
 	if (RetryPolicy{}).Exhausted(1000) {
 		t.Error("MaxAttempts 0 must mean unlimited")
+	}
+}
+
+func TestOperatorStatusesAreTerminalAndValid(t *testing.T) {
+	for _, s := range []Status{StatusCancelled, StatusTerminated, StatusResolved} {
+		if !s.Valid() || !s.Terminal() {
+			t.Errorf("%s: valid %v, terminal %v; want both", s, s.Valid(), s.Terminal())
+		}
+	}
+	if StatusBlocked.Terminal() || StatusRunning.Terminal() {
+		t.Error("blocked and running must not be terminal")
+	}
+}
+
+func TestOperatorRequestVerbMustMatchItsKind(t *testing.T) {
+	body, kind, _ := Encode(&OperatorRequest{Verb: VerbCancel, Reason: "r"})
+	if kind != KindCancelRequested {
+		t.Fatalf("kind %q", kind)
+	}
+	v, err := Decode(string(kind), "1", body)
+	if err != nil || v.(*OperatorRequest).Verb != VerbCancel {
+		t.Fatalf("decode: %v %+v", err, v)
+	}
+	if _, err := Decode(string(KindTerminateRequested), "1", body); err == nil {
+		t.Fatal("a cancel body under operator.terminate was accepted")
 	}
 }

@@ -15,6 +15,7 @@ package schema
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -71,6 +72,13 @@ const (
 	KindTimerCancelled   Kind = "timer.cancelled"
 	KindTimerFired       Kind = "timer.fired"
 	KindSignal           Kind = "signal"
+	KindStepCancelled    Kind = "step.cancelled"
+	// The operator requests, one kind per verb (see OperatorRequest).
+	KindCancelRequested    Kind = "operator.cancel"
+	KindTerminateRequested Kind = "operator.terminate"
+	KindRetryRequested     Kind = "operator.retry"
+	KindResolveRequested   Kind = "operator.resolve"
+	KindResumeRequested    Kind = "operator.resume"
 )
 
 // Kinded is implemented by every persisted type.
@@ -102,18 +110,35 @@ const (
 	// StatusBlocked: the workflow code no longer matches its history
 	// (nondeterminism). The workflow is parked; nothing is sent for it.
 	StatusBlocked Status = "blocked"
+	// StatusCancelled: an operator cancelled the workflow and its code
+	// returned the cancellation (after compensating what it had done).
+	StatusCancelled Status = "cancelled"
+	// StatusTerminated: an operator stopped the workflow at once, without
+	// running any more of its code; nothing was compensated.
+	StatusTerminated Status = "terminated"
+	// StatusResolved: a person settled a manual (or blocked) workflow by
+	// hand; it has left the manual queue.
+	StatusResolved Status = "resolved"
 )
 
-// Terminal reports whether no further decision will be made for s.
+// Terminal reports whether no further decision will be made for s. A
+// manual workflow is terminal until an operator retries it (see
+// OperatorRequest): then it runs again and ends anew.
 func (s Status) Terminal() bool {
-	return s == StatusCompleted || s == StatusCompensated || s == StatusManual ||
-		s == StatusFailed
+	switch s {
+	case StatusCompleted, StatusCompensated, StatusManual, StatusCancelled, StatusTerminated, StatusResolved:
+		return true
+	case StatusFailed:
+		return true
+	}
+	return false
 }
 
 // Valid reports whether s is one of the known states.
 func (s Status) Valid() bool {
 	switch s {
-	case StatusRunning, StatusCompleted, StatusCompensated, StatusManual, StatusBlocked:
+	case StatusRunning, StatusCompleted, StatusCompensated, StatusManual, StatusBlocked,
+		StatusCancelled, StatusTerminated, StatusResolved:
 		return true
 	case StatusFailed:
 		return true
@@ -274,7 +299,8 @@ type WorkflowFinished struct {
 	Output Raw `msgpack:"output,omitempty" json:"output,omitempty"`
 	// Error is the error the workflow returned, if any.
 	Error string `msgpack:"error,omitempty" json:"error,omitempty"`
-	// Reason says why a person is needed (StatusManual).
+	// Reason says why a person is needed (StatusManual), or why an
+	// operator ended it (StatusTerminated, StatusResolved).
 	Reason string `msgpack:"reason,omitempty" json:"reason,omitempty"`
 	// ErrorKind classifies Error: the kind of the workflow's application
 	// error, or of the failed step it returned ("declined", ...).
@@ -282,6 +308,14 @@ type WorkflowFinished struct {
 	// NonRetryable is set when the workflow's application error says that
 	// running it again cannot succeed.
 	NonRetryable bool `msgpack:"non_retryable,omitempty" json:"non_retryable,omitempty"`
+	// Retryable is set on a manual end whose code waits for an operator's
+	// retry (a compensation failed for good): a retry request re-sends the
+	// failed compensations. A manual end without it (the code returned a
+	// ManualError) has nothing to retry.
+	Retryable bool `msgpack:"retryable,omitempty" json:"retryable,omitempty"`
+	// Identity names the operator who ended it (StatusTerminated,
+	// StatusResolved).
+	Identity string `msgpack:"identity,omitempty" json:"identity,omitempty"`
 }
 
 // Kind implements Kinded.
@@ -336,6 +370,19 @@ type TimerFired struct {
 // Kind implements Kinded.
 func (TimerFired) Kind() Kind { return KindTimerFired }
 
+// StepCancelled is the decision to stop waiting for a command's result:
+// its context was cancelled. The participant that runs the command is told
+// (its handler's context is cancelled) and answers it with a final
+// "cancelled" failure; a result that still comes is recorded and ignored.
+type StepCancelled struct {
+	// ID is this decision's number; CommandID the cancelled command's.
+	ID        int `msgpack:"id" json:"id"`
+	CommandID int `msgpack:"command_id" json:"command_id"`
+}
+
+// Kind implements Kinded.
+func (StepCancelled) Kind() Kind { return KindStepCancelled }
+
 // Signal is a message sent to a running workflow from outside.
 type Signal struct {
 	Name string `msgpack:"name" json:"name"`
@@ -347,6 +394,41 @@ type Signal struct {
 
 // Kind implements Kinded.
 func (Signal) Kind() Kind { return KindSignal }
+
+// The operator verbs, as OperatorRequest.Verb and in the request's kind
+// ("operator.<verb>").
+const (
+	VerbCancel    = "cancel"
+	VerbTerminate = "terminate"
+	VerbRetry     = "retry"
+	VerbResolve   = "resolve"
+	VerbResume    = "resume"
+)
+
+// OperatorRequest records a person's (or a program's) action on a
+// workflow: who asked, why, and what. It is appended to the history,
+// fenced on the tree's last message, on wf.<id>.op.<seq>.<verb>, and it
+// wakes the decision loop like a result:
+//
+//   - cancel: delivered to the workflow code in history order, it cancels
+//     the workflow's root context (workflow.ErrCanceled);
+//   - terminate: the workflow ends terminated at the next decision, its
+//     code not run again;
+//   - retry: a manual workflow waiting in Saga.Compensate re-sends its
+//     failed compensations as new commands;
+//   - resolve: the workflow ends resolved at the next decision;
+//   - resume: a blocked workflow is replayed with the current code.
+type OperatorRequest struct {
+	// Verb is one of the Verb constants; the kind is "operator.<verb>".
+	Verb string `msgpack:"verb" json:"verb"`
+	// Reason says why, in the operator's words.
+	Reason string `msgpack:"reason,omitempty" json:"reason,omitempty"`
+	// Identity names who asked, e.g. "alice@ops-1".
+	Identity string `msgpack:"identity,omitempty" json:"identity,omitempty"`
+}
+
+// Kind implements Kinded.
+func (o OperatorRequest) Kind() Kind { return Kind("operator." + o.Verb) }
 
 // ErrUnknownKind is returned when a message names a kind this version of
 // jetflow does not know.
@@ -378,6 +460,10 @@ func New(kind Kind) (Kinded, error) {
 		return &TimerFired{}, nil
 	case KindSignal:
 		return &Signal{}, nil
+	case KindStepCancelled:
+		return &StepCancelled{}, nil
+	case KindCancelRequested, KindTerminateRequested, KindRetryRequested, KindResolveRequested, KindResumeRequested:
+		return &OperatorRequest{Verb: strings.TrimPrefix(string(kind), "operator.")}, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 }

@@ -63,6 +63,12 @@ func OnItsSubject(ev Event) bool {
 		return ev.Subject == ResultSubject(id, v.CommandID, v.Service, v.Action)
 	case *schema.Signal:
 		return strings.HasPrefix(ev.Subject, "wf."+id+"."+tokSignal+".")
+	case *schema.StepCancelled:
+		return ev.Subject == StepCancelSubject(id, v.CommandID)
+	case *schema.OperatorRequest:
+		_, rest, _ := ParseSubject(ev.Subject)
+		_, verb, ok := ParseOperator(rest)
+		return ok && verb == v.Verb
 	}
 	return true
 }

@@ -76,6 +76,8 @@ const (
 	tokTimer   = "timer"
 	tokFired   = "fired"
 	tokSignal  = "signal"
+	tokOp      = "op"
+	tokCancel  = "cancel"
 )
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -136,8 +138,64 @@ func MarkerSubject(id string, n int) string {
 // manual-intervention queue.
 func DoneSubject(id, status string) string { return "wf." + id + "." + tokDone + "." + status }
 
-// DoneFilterOf matches the terminal event of workflow id.
-func DoneFilterOf(id string) string { return "wf." + id + "." + tokDone + ".*" }
+// DoneSubjectAfter is the terminal event of a workflow that an operator
+// retried at history sequence retry: a retried manual workflow ends again,
+// and each end after a retry carries that retry's sequence, so no end
+// takes the subject of an earlier one. retry 0 is DoneSubject.
+func DoneSubjectAfter(id, status string, retry uint64) string {
+	if retry == 0 {
+		return DoneSubject(id, status)
+	}
+	return DoneSubject(id, status) + "." + strconv.FormatUint(retry, 10)
+}
+
+// ParseDone parses the part of a done subject after the workflow ID
+// ("done.manual", "done.compensated.42") into the status and the sequence
+// of the retry it ended (0 for the first end).
+func ParseDone(rest string) (status string, retry uint64, ok bool) {
+	s, found := strings.CutPrefix(rest, tokDone+".")
+	if !found || s == "" {
+		return "", 0, false
+	}
+	status, after, dotted := strings.Cut(s, ".")
+	if !dotted {
+		return status, 0, true
+	}
+	n, err := strconv.ParseUint(after, 10, 64)
+	return status, n, err == nil
+}
+
+// DoneFilterOf matches the terminal events of workflow id.
+func DoneFilterOf(id string) string { return "wf." + id + "." + tokDone + ".>" }
+
+// StepCancelSubject records that the workflow stopped waiting for command
+// n (schema.StepCancelled): the participant running it watches this
+// subject and cancels its handler.
+func StepCancelSubject(id string, n int) string {
+	return "wf." + id + "." + tokCancel + "." + strconv.Itoa(n)
+}
+
+// StepCancelFilter matches every step cancellation, the subscription a
+// participant's permissions allow.
+const StepCancelFilter = "wf.*." + tokCancel + ".*"
+
+// OperatorSubject records an operator's request (schema.OperatorRequest)
+// fenced on history sequence at, the last of the tree when it was made.
+func OperatorSubject(id string, at uint64, verb string) string {
+	return "wf." + id + "." + tokOp + "." + strconv.FormatUint(at, 10) + "." + verb
+}
+
+// ParseOperator parses the part of an operator subject after the workflow
+// ID ("op.41.retry") into the sequence it was fenced on and the verb.
+func ParseOperator(rest string) (at uint64, verb string, ok bool) {
+	s, found := strings.CutPrefix(rest, tokOp+".")
+	if !found {
+		return 0, "", false
+	}
+	n, verb, found := strings.Cut(s, ".")
+	at, err := strconv.ParseUint(n, 10, 64)
+	return at, verb, found && err == nil && verb != ""
+}
 
 // BlockedSubject records that a workflow diverged from its history when
 // deciding on the history up to sequence at.
@@ -207,12 +265,14 @@ func CheckScheduled(name, id, scheduler string) error {
 
 // Filters used by listings.
 const (
-	StartFilter   = "wf.*." + tokStart
-	DoneFilter    = "wf.*." + tokDone + ".*"
-	BlockedFilter = "wf.*." + tokBlocked + ".*"
-	ResultFilter  = "wf.*." + tokRes + ".>"
-	FiredFilter   = "wf.*." + tokFired + ".*"
-	SignalFilter  = "wf.*." + tokSignal + ".*"
+	StartFilter = "wf.*." + tokStart
+	DoneFilter  = "wf.*." + tokDone + ".>"
+	// OperatorFilter matches every operator request.
+	OperatorFilter = "wf.*." + tokOp + ".>"
+	BlockedFilter  = "wf.*." + tokBlocked + ".*"
+	ResultFilter   = "wf.*." + tokRes + ".>"
+	FiredFilter    = "wf.*." + tokFired + ".*"
+	SignalFilter   = "wf.*." + tokSignal + ".*"
 )
 
 // DeadLetterSubject is where refused messages of an origin go, e.g.

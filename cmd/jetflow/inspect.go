@@ -82,6 +82,13 @@ func runShow(ctx context.Context, args []string) error {
 		if e.Type == string(schema.KindWorkflowFinished) || e.Type == string(schema.KindWorkflowBlocked) {
 			detail = strings.TrimPrefix(e.Subject, "wf."+d.ID+".")
 		}
+		if e.Operator != "" {
+			// An operator's request, or the end one asked for: who and why.
+			detail = strings.TrimSpace(detail + " by " + e.Operator)
+			if e.Reason != "" {
+				detail += ": " + e.Reason
+			}
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("15:04:05.000"), e.Type, step, detail)
 	}
 	return tw.Flush()
@@ -92,7 +99,7 @@ func runList(ctx context.Context, args []string) error {
 	var status string
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	c.register(fs, true)
-	fs.StringVar(&status, "status", "", "only workflows in this status: running, completed, compensated, manual, blocked")
+	fs.StringVar(&status, "status", "", "only workflows in this status: running, completed, compensated, manual, blocked, failed, cancelled, terminated, resolved")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -101,7 +108,7 @@ func runList(ctx context.Context, args []string) error {
 		return errUsage(fs, "unexpected arguments %q", pos)
 	}
 	if status != "" && !schema.Status(status).Valid() {
-		return fmt.Errorf("--status %q: want running, completed, compensated, manual or blocked", status)
+		return fmt.Errorf("--status %q: want running, completed, compensated, manual, blocked, failed, cancelled, terminated or resolved", status)
 	}
 	asJSON, err := c.json()
 	if err != nil {

@@ -79,6 +79,7 @@ func init() {
 		{"help", "[COMMAND]", "show a command's usage and flags", runHelp},
 		{"completion", "bash|zsh", "print a shell completion script: source <(jetflow completion bash)", runCompletion},
 	}
+	commands = append(commands, verbCommands()...)
 }
 
 func usage(w io.Writer) {

@@ -549,7 +549,9 @@ func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*p
 		case rest == "blocked":
 			p.status[id] = schema.StatusBlocked
 		case strings.HasPrefix(rest, "done."):
-			p.status[id] = schema.Status(strings.TrimPrefix(rest, "done."))
+			if status, _, ok := streams.ParseDone(rest); ok {
+				p.status[id] = schema.Status(status)
+			}
 		}
 	}
 	for _, f := range []string{streams.StartFilter, streams.DoneFilter, streams.BlockedFilter} {

@@ -28,7 +28,9 @@ const (
 	// PaymentGateway is the payment gateway's side: it alone sends
 	// signal.payment.settled.<id>.
 	PaymentGateway = "payment-gateway"
-	// Operator reads everything and changes nothing.
+	// Operator reads everything and acts on workflows only through the
+	// operator verbs: it starts workflows and appends operator requests
+	// (wf.*.op.>), nothing else.
 	Operator = "operator"
 	// Admin may do anything, the destructive JetStream API included. No
 	// jetflow process runs with it.
@@ -190,7 +192,7 @@ func Roles(services []string) []Role {
 		Publish: Rule{
 			Allow: []string{
 				"wf.*.start", "wf.*.cmd.>", "wf.*.marker.*", "wf.*.timer.*", "wf.*.fired.*",
-				"wf.*.signal.*", "wf.*.done.*", "wf.*.blocked.*",
+				"wf.*.signal.*", "wf.*.done.>", "wf.*.blocked.*", "wf.*.cancel.*",
 				streams.DeadLetterPrefix + ".>",
 				kvPub + streams.TimersBucket + ".>",
 				api + "INFO",
@@ -226,7 +228,7 @@ func Roles(services []string) []Role {
 		idem := streams.IdempotencyBucket + "." + svc + ".>"
 		roles = append(roles, Role{
 			Name: r,
-			Doc:  "participant " + svc + ": consumes its own commands, publishes their results",
+			Doc:  "participant " + svc + ": consumes its own commands, publishes their results, watches step cancellations",
 			Publish: Rule{
 				Allow: []string{
 					"wf.*.res.*." + svc + ".*",
@@ -241,6 +243,7 @@ func Roles(services []string) []Role {
 					api + "STREAM.UPDATE." + ledger,
 					api + "DIRECT.GET." + kvPfx + streams.IdempotencyBucket + "." + kvPub + idem,
 					api + "DIRECT.GET." + ledger + "." + kvPub + streams.LedgerBucketPrefix + svc + ".>",
+					api + "DIRECT.GET." + streams.HistoryStream + "." + streams.StepCancelFilter,
 					api + "CONSUMER.CREATE." + streams.HistoryStream + "." + cons + "." + streams.CommandFilter(svc),
 					api + "CONSUMER.INFO." + streams.HistoryStream + "." + cons,
 					api + "CONSUMER.MSG.NEXT." + streams.HistoryStream + "." + cons,
@@ -248,7 +251,7 @@ func Roles(services []string) []Role {
 				},
 				Deny: deny,
 			},
-			Subscribe: Rule{Allow: []string{inbox(r)}},
+			Subscribe: Rule{Allow: []string{inbox(r), streams.StepCancelFilter}},
 		})
 	}
 	roles = append(roles,
@@ -278,8 +281,8 @@ func Roles(services []string) []Role {
 		},
 		Role{
 			Name:      Operator,
-			Doc:       "reads everything (jetflow show, list, ledger; nats stream view), changes nothing",
-			Publish:   Rule{Allow: readAPI, Deny: append(append([]string{}, deny...), othersDurables(services)...)},
+			Doc:       "reads everything (jetflow show, list, ledger; nats stream view); acts only through the verbs (jetflow start, cancel, terminate, retry, resolve, resume)",
+			Publish:   Rule{Allow: append(append([]string{}, readAPI...), "wf.*.start", streams.OperatorFilter), Deny: append(append([]string{}, deny...), othersDurables(services)...)},
 			Subscribe: Rule{Allow: []string{inbox(Operator), "wf.>", streams.DeadLetterPrefix + ".>", streams.OrderCreated, streams.SignalPrefix + ".>"}},
 		},
 		Role{

@@ -79,8 +79,9 @@ func TestDeployServerConfigLoads(t *testing.T) {
 }
 
 // TestRolesNeverWriteWhatTheyDoNotOwn checks the table itself: only the
-// orchestrator writes history events other than results, and a participant
-// writes results of its own service only.
+// orchestrator writes history events other than results, starts and
+// operator requests; the operator writes starts and operator requests
+// only; a participant writes results of its own service only.
 func TestRolesNeverWriteWhatTheyDoNotOwn(t *testing.T) {
 	for _, r := range natsauth.Roles(nil) {
 		for _, s := range r.Publish.Allow {
@@ -89,6 +90,10 @@ func TestRolesNeverWriteWhatTheyDoNotOwn(t *testing.T) {
 			case strings.HasPrefix(s, "wf.") && strings.HasPrefix(r.Name, "participant-"):
 				svc := strings.TrimPrefix(r.Name, "participant-")
 				if s != "wf.*.res.*."+svc+".*" {
+					t.Errorf("%s may publish %s", r.Name, s)
+				}
+			case strings.HasPrefix(s, "wf.") && r.Name == natsauth.Operator:
+				if s != "wf.*.start" && s != "wf.*.op.>" {
 					t.Errorf("%s may publish %s", r.Name, s)
 				}
 			case strings.HasPrefix(s, "wf.") && r.Name != natsauth.Orchestrator:

@@ -214,9 +214,16 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 	})
 
 	// The carrier picks the parcel up, or the deadline passes. (A carrier
-	// that took it at creation sends no signal.)
-	if !ship.PickedUp && !signalBefore(ctx, shipping.PickedUpSignal, c.PickupTimeout) {
-		return r, c.fail(ctx, o, saga, fmt.Errorf("carrier did not pick up within %s", c.PickupTimeout), false)
+	// that took it at creation sends no signal.) A cancel while it waits
+	// is compensated like a missed pickup.
+	if !ship.PickedUp {
+		picked, err := signalBefore(ctx, shipping.PickedUpSignal, c.PickupTimeout)
+		if err != nil {
+			return r, c.fail(ctx, o, saga, err, false)
+		}
+		if !picked {
+			return r, c.fail(ctx, o, saga, fmt.Errorf("carrier did not pick up within %s", c.PickupTimeout), false)
+		}
 	}
 
 	c.notify(ctx, o, "order_shipped")
@@ -225,32 +232,39 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 
 // signalBefore waits for signal name or for d to pass, whichever comes first
 // in the history, and reports whether the signal did. The deadline timer is
-// cancelled when the signal wins.
-func signalBefore(ctx workflow.Context, name string, d time.Duration) bool {
+// cancelled when the signal wins, and with the workflow (then the error is
+// the cancellation).
+func signalBefore(ctx workflow.Context, name string, d time.Duration) (bool, error) {
 	deadline := workflow.NewTimer(ctx, d)
 	received := false
-	workflow.NewSelector(ctx).
+	err := workflow.NewSelector(ctx).
 		AddSignal(ctx, name, func(workflow.Payload) {
 			received = true
 			deadline.Cancel(ctx)
 		}).
 		AddFuture(deadline, func() {}).
 		Select(ctx)
-	return received
+	return received, err
 }
 
 // awaitSettlement waits for the gateway's payment.settled callback. At the
 // deadline it voids the authorization and returns an error.
+// A cancel while it waits voids the authorization too, and returns the
+// cancellation.
 func (c Config) awaitSettlement(ctx workflow.Context, o Order, charge payment.ChargeResult) error {
-	if signalBefore(ctx, payment.SettledSignal, c.PaymentTimeout) {
+	settled, cause := signalBefore(ctx, payment.SettledSignal, c.PaymentTimeout)
+	if settled {
 		return nil
 	}
-	if _, err := workflow.Execute[payment.VoidResult](ctx, payment.Void.WithOptions(c.Compensation), payment.VoidRequest{
+	if cause == nil {
+		cause = fmt.Errorf("payment not settled within %s", c.PaymentTimeout)
+	}
+	if _, err := workflow.Execute[payment.VoidResult](workflow.NewDisconnectedContext(ctx), payment.Void.WithOptions(c.Compensation), payment.VoidRequest{
 		OrderID: o.OrderID, ChargeID: charge.ChargeID,
 	}); err != nil {
 		return &workflow.ManualError{Reason: "voiding an unsettled payment failed", Cause: err}
 	}
-	return fmt.Errorf("payment not settled within %s", c.PaymentTimeout)
+	return cause
 }
 
 // RefundLateSettlement refunds a payment the gateway settled after its order
@@ -273,8 +287,11 @@ func (c Config) RefundLateSettlement(ctx workflow.Context, late orchestrator.Lat
 }
 
 // fail compensates, tells the customer, and returns the final error: the
-// cause when every compensation succeeded, a ManualError otherwise.
+// cause when every compensation succeeded (a cancellation ends the order
+// cancelled), a ManualError otherwise. It runs on a disconnected context,
+// so a cancelled order is compensated all the same.
 func (c Config) fail(ctx workflow.Context, o Order, saga *workflow.Saga, cause error, unsettled bool) error {
+	ctx = workflow.NewDisconnectedContext(ctx)
 	workflow.GetLogger(ctx).Info("order failed, compensating", "order_id", o.OrderID, "cause", cause)
 	err := saga.Compensate(cause)
 	if unsettled {

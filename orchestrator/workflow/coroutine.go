@@ -7,13 +7,6 @@ import (
 	"sync"
 )
 
-// Context is the handle a workflow function receives and passes to every
-// workflow API call. It is not a context.Context: workflow code has no
-// deadlines or cancellation of its own, only the history.
-type Context interface {
-	co() *coroutine
-}
-
 // coroutine is one goroutine of workflow code. Only one coroutine of a
 // replay runs at any moment; the scheduler hands control over explicitly,
 // so the interleaving is deterministic.
@@ -25,9 +18,18 @@ type coroutine struct {
 	// coroutine may continue.
 	waiting func() bool
 	done    bool
+	// sc is the cancellation scope of the context the coroutine was
+	// started with.
+	sc *cancelScope
 }
 
 func (c *coroutine) co() *coroutine { return c }
+
+func (c *coroutine) scope() *cancelScope { return c.sc }
+
+// Err returns the cancellation error (errors.Is ErrCanceled) once the
+// coroutine's context is cancelled, nil before.
+func (c *coroutine) Err() error { return c.sc.err() }
 
 // errPanic wraps a panic of workflow code.
 type errPanic struct {
@@ -44,11 +46,14 @@ type scheduler struct {
 	yield   chan struct{}
 	aborted bool
 	wg      sync.WaitGroup
+	// current is the coroutine running now (nil between passes).
+	current *coroutine
 }
 
-// spawn creates a coroutine; it starts running at the next scheduling pass.
-func (s *scheduler) spawn(name string, fn func(ctx Context)) *coroutine {
-	c := &coroutine{r: s.r, name: name, resume: make(chan struct{})}
+// spawn creates a coroutine in cancellation scope sc; it starts running at
+// the next scheduling pass.
+func (s *scheduler) spawn(name string, sc *cancelScope, fn func(ctx Context)) *coroutine {
+	c := &coroutine{r: s.r, name: name, resume: make(chan struct{}), sc: sc}
 	started := false
 	c.waiting = func() bool {
 		if started {
@@ -105,8 +110,10 @@ func (s *scheduler) run() {
 			}
 			c.waiting = nil
 			progressed = true
+			s.current = c
 			c.resume <- struct{}{}
 			<-s.yield
+			s.current = nil
 		}
 		if !progressed || s.aborted {
 			return

@@ -23,4 +23,11 @@
 // the same commands in the same order. Use Now, SideEffect and GetVersion
 // instead of time.Now, math/rand or flags; do the I/O in participants. A
 // replay that diverges from the history parks the workflow as blocked.
+//
+// A workflow can be cancelled (orchestrator.Cancel, `jetflow cancel`): the
+// request is delivered in history order, the Context is cancelled, and
+// Execute, Get, Sleep, WaitSignal and Select return ErrCanceled. Undo what
+// was done on NewDisconnectedContext (Saga.Compensate does) and return the
+// cancellation to end cancelled. WithCancel cancels a group of steps and
+// timers from the code.
 package workflow

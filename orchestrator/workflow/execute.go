@@ -88,10 +88,14 @@ func (f Future[T]) IsReady() bool { return f.f.ready }
 
 func (f Future[T]) awaitable() *future { return f.f }
 
-// Get waits for the result and decodes it into T.
+// Get waits for the result and decodes it into T. On a cancelled ctx it
+// returns the cancellation (errors.Is ErrCanceled) unless the result is
+// already in.
 func (f Future[T]) Get(ctx Context) (T, error) {
 	var out T
-	ctx.co().block(func() bool { return f.f.ready })
+	if err := blockCtx(ctx, func() bool { return f.f.ready }); err != nil {
+		return out, err
+	}
 	if f.f.err != nil {
 		return out, f.f.err
 	}
@@ -107,7 +111,8 @@ func (f Future[T]) Get(ctx Context) (T, error) {
 
 // Execute sends a command for act with input in and waits for its result.
 // On replay, a step whose result is recorded returns it at once and is not
-// sent again. A step that failed for good returns a *StepError.
+// sent again. A step that failed for good returns a *StepError; on a
+// cancelled context nothing is sent and the cancellation is returned.
 func Execute[T any](ctx Context, act Activity, in any) (T, error) {
 	return ExecuteAsync[T](ctx, act, in).Get(ctx)
 }
@@ -120,6 +125,9 @@ func ExecuteAsync[T any](ctx Context, act Activity, in any) Future[T] {
 
 func schedule(ctx Context, act Activity, in any, compensation bool) *future {
 	r := ctx.co().r
+	if err := ctx.Err(); err != nil {
+		return &future{activity: act.String(), ready: true, readyAt: r.tick, err: err}
+	}
 	opts := act.Options.withDefaults()
 	raw, err := schema.EncodeRaw(in)
 	if err != nil {
@@ -144,6 +152,8 @@ func schedule(ctx Context, act Activity, in any, compensation bool) *future {
 		f.resolveResult(res, r.tick)
 	} else {
 		r.pending[cmd.ID] = f
+		sc := ctx.scope()
+		sc.steps = append(sc.steps, stepRef{id: cmd.ID, f: f})
 	}
 	return f
 }
@@ -257,7 +267,7 @@ func GetLogger(ctx Context) *slog.Logger { return ctx.co().r.logger }
 // in a deterministic order; use futures to wait for each other.
 func Go(ctx Context, fn func(ctx Context)) {
 	s := ctx.co().r.sched
-	s.spawn(fmt.Sprintf("co-%d", len(s.cos)), fn)
+	s.spawn(fmt.Sprintf("co-%d", len(s.cos)), ctx.scope(), fn)
 }
 
 // Await blocks until cond reports true. cond is re-evaluated after every

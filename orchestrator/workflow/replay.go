@@ -91,6 +91,12 @@ type replayer struct {
 	fedAll   bool
 	failure  error
 	finished *schema.WorkflowFinished
+	// root is the cancellation scope of the workflow function's context.
+	root *cancelScope
+	// retries counts the operator retries delivered so far; manual is set
+	// while the code waits for one (awaitRetry).
+	retries int
+	manual  *ManualError
 }
 
 // isReplaying reports whether the code is re-executing decisions that the
@@ -135,14 +141,15 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 	fed := 0
 	for _, ev := range history[1:] {
 		switch v := ev.Value.(type) {
-		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled:
+		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled, *schema.StepCancelled:
 			r.history = append(r.history, recorded{seq: ev.Seq, value: v})
-		case *schema.Result, *schema.TimerFired, *schema.Signal:
+		case *schema.Result, *schema.TimerFired, *schema.Signal, *schema.OperatorRequest:
 			feed = append(feed, ev)
 		}
 	}
 	r.fedAll = len(feed) == 0
-	r.sched.spawn("main", func(ctx Context) {
+	r.root = &cancelScope{r: r}
+	r.sched.spawn("main", r.root, func(ctx Context) {
 		out, err := fn(ctx, started.Input)
 		r.finish(out, err)
 	})
@@ -171,6 +178,8 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 			r.fire(v)
 		case *schema.Signal:
 			r.queue(v.Name).push(v.Payload, r.tick, ev.Seq, v)
+		case *schema.OperatorRequest:
+			r.operator(v)
 		}
 		r.sched.run()
 	}
@@ -194,6 +203,9 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 		}
 		o.Waiting = len(waiting)
 		return o
+	}
+	if r.finished == nil && r.manual != nil {
+		r.finished = manualOutcome(r.manual)
 	}
 	out := Outcome{Decisions: r.fresh, Finished: r.finished, Waiting: len(waiting)}
 	if r.finished != nil {
@@ -241,6 +253,17 @@ func (r *replayer) deliver(res *schema.Result) {
 // the recorded value when the decision was already made, or nil when it is
 // new (and then queues it to be written).
 func (r *replayer) decide(d schema.Kinded) schema.Kinded {
+	rec, ok := r.match(d)
+	if !ok {
+		runtime.Goexit()
+	}
+	return rec
+}
+
+// match is decide for callers that must not exit their goroutine (the
+// delivery of a cancel request): ok=false when the decision diverged, and
+// the replay has failed.
+func (r *replayer) match(d schema.Kinded) (schema.Kinded, bool) {
 	r.issued++
 	if r.issued <= len(r.history) {
 		rec := r.history[r.issued-1]
@@ -249,12 +272,12 @@ func (r *replayer) decide(d schema.Kinded) schema.Kinded {
 				Decision: r.issued, EventSeq: rec.seq,
 				Recorded: describe(rec.value), Issued: describe(d),
 			})
-			runtime.Goexit()
+			return nil, false
 		}
-		return rec.value
+		return rec.value, true
 	}
 	r.fresh = append(r.fresh, d)
-	return nil
+	return nil, true
 }
 
 func sameDecision(a, b schema.Kinded) bool {
@@ -271,6 +294,9 @@ func sameDecision(a, b schema.Kinded) bool {
 	case *schema.TimerCancelled:
 		y, ok := b.(*schema.TimerCancelled)
 		return ok && x.TimerID == y.TimerID
+	case *schema.StepCancelled:
+		y, ok := b.(*schema.StepCancelled)
+		return ok && x.CommandID == y.CommandID
 	}
 	return false
 }
@@ -288,6 +314,8 @@ func describe(v schema.Kinded) string {
 		return fmt.Sprintf("timer %s", x.Duration)
 	case *schema.TimerCancelled:
 		return fmt.Sprintf("cancel of timer %d", x.TimerID)
+	case *schema.StepCancelled:
+		return fmt.Sprintf("cancel of step %d", x.CommandID)
 	}
 	return string(v.Kind())
 }
@@ -313,6 +341,10 @@ func endStatus(err error) (schema.Status, string) {
 	switch {
 	case errors.As(err, &m):
 		return schema.StatusManual, m.Reason
+	case errors.Is(err, ErrCanceled):
+		// Compensated or not, a cancelled workflow that returns its
+		// cancellation ends cancelled, as Temporal reports Canceled.
+		return schema.StatusCancelled, ""
 	case errors.As(err, &c):
 		return schema.StatusCompensated, ""
 	}

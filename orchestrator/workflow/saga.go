@@ -49,34 +49,65 @@ func (s *Saga) AddCompensation(act Activity, in any) {
 }
 
 // Compensate runs the registered compensations in reverse order, each a
-// retried command. Every compensation is attempted even if an earlier one
-// failed. It returns cause wrapped in a *CompensatedError when all
-// succeeded (the workflow returning it ends compensated), and a
-// *ManualError naming every failed compensation otherwise: never a faked
-// success.
+// retried command, on a disconnected context: they run even when the
+// workflow was cancelled. Every compensation is attempted even if an
+// earlier one failed. It returns cause wrapped in a *CompensatedError when
+// all succeeded (the workflow returning it ends compensated, or cancelled
+// when the cause is a cancellation).
+//
+// When some failed for good, never faking a success, the workflow needs a
+// person: it ends manual (retryable), naming every failed compensation,
+// and waits here. An operator's retry (orchestrator.Retry, `jetflow
+// retry`) re-sends the failed ones, as new commands with fresh attempts,
+// in the same order; an operator's resolve ends it resolved.
 func (s *Saga) Compensate(cause error) error {
-	var failed []string
+	ctx := NewDisconnectedContext(s.ctx)
+	pending := make([]compensation, 0, len(s.comps))
 	for i := len(s.comps) - 1; i >= 0; i-- {
-		c := s.comps[i]
-		act := c.act
-		act.Options = s.opts.Merge(act.Options)
-		// Only the outcome counts: a compensation may return any value,
-		// which is recorded and not decoded.
-		f := schedule(s.ctx, act, c.in, true)
-		s.ctx.co().block(func() bool { return f.ready })
-		if f.err != nil {
-			failed = append(failed, f.err.Error())
-		}
+		pending = append(pending, s.comps[i])
 	}
 	s.comps = nil
-	if len(failed) > 0 {
-		return &ManualError{
+	for {
+		var failed []string
+		var again []compensation
+		for _, c := range pending {
+			act := c.act
+			act.Options = s.opts.Merge(act.Options)
+			// Only the outcome counts: a compensation may return any
+			// value, which is recorded and not decoded.
+			f := schedule(ctx, act, c.in, true)
+			err := blockCtx(ctx, func() bool { return f.ready })
+			if err == nil {
+				err = f.err
+			}
+			if err != nil {
+				failed = append(failed, err.Error())
+				again = append(again, c)
+			}
+		}
+		if len(failed) == 0 {
+			return &CompensatedError{Cause: cause}
+		}
+		m := &ManualError{
 			Reason: "compensation failed: " + strings.Join(failed, "; "),
 			Cause:  cause,
 		}
+		// Histories recorded before compensations could be retried went
+		// on past a failed compensation (the ManualError returned to the
+		// workflow): they keep doing so on replay. The marker is recorded
+		// only on this path, so a saga that compensates cleanly pays
+		// nothing for it.
+		if GetVersion(ctx, sagaAwaitRetry, DefaultVersion, 1) == DefaultVersion {
+			return m
+		}
+		awaitRetry(ctx, m)
+		pending = again
 	}
-	return &CompensatedError{Cause: cause}
 }
+
+// sagaAwaitRetry is the change ID under which a saga whose compensation
+// failed for good waits for an operator's retry instead of returning.
+const sagaAwaitRetry = "jetflow.saga.await-retry"
 
 // CompensatedError is what Saga.Compensate returns when every compensation
 // succeeded. A workflow that returns it (or wraps it) ends compensated

@@ -58,11 +58,21 @@ func (q *signalQueue) pop() Payload {
 }
 
 // ReceiveSignal waits for the next signal called name and returns its
-// payload. Signals are received in the order they were recorded.
+// payload. Signals are received in the order they were recorded. On a
+// cancelled context it returns an empty payload without taking a signal
+// (WaitSignal returns the cancellation).
 func ReceiveSignal(ctx Context, name string) Payload {
+	p, _ := receive(ctx, name)
+	return p
+}
+
+// receive is ReceiveSignal that reports a cancellation.
+func receive(ctx Context, name string) (Payload, error) {
 	q := ctx.co().r.queue(name)
-	ctx.co().block(func() bool { return len(q.items) > 0 })
-	return q.pop()
+	if err := blockCtx(ctx, func() bool { return len(q.items) > 0 }); err != nil {
+		return Payload{}, err
+	}
+	return q.pop(), nil
 }
 
 // TryReceiveSignal receives the next signal called name if one is recorded,
@@ -78,10 +88,15 @@ func TryReceiveSignal(ctx Context, name string) (Payload, bool) {
 }
 
 // WaitSignal waits for the next signal called name and decodes its payload
-// into T.
+// into T. On a cancelled context it returns the cancellation (errors.Is
+// ErrCanceled).
 func WaitSignal[T any](ctx Context, name string) (T, error) {
 	var v T
-	err := ReceiveSignal(ctx, name).Decode(&v)
+	p, err := receive(ctx, name)
+	if err != nil {
+		return v, err
+	}
+	err = p.Decode(&v)
 	return v, err
 }
 
@@ -171,18 +186,32 @@ func (s *Selector) pick() int {
 // Select blocks until a case is ready and runs the one that became ready
 // first; with a default set, it runs the default instead of blocking. A
 // Selector whose every case was matched blocks for ever (unless it has a
-// default), as a Go select on nil channels would.
-func (s *Selector) Select(ctx Context) {
+// default), as a Go select on nil channels would. On a cancelled context it
+// returns the cancellation (errors.Is ErrCanceled) and runs no case; nil
+// otherwise.
+func (s *Selector) Select(ctx Context) error {
+	// A cancellation wins here: the cases it made ready (a cancelled
+	// timer) are its consequences, not events to act on.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	pick := s.pick()
 	if pick < 0 && s.dflt != nil {
 		s.dflt()
-		return
+		return nil
 	}
-	ctx.co().block(func() bool {
+	err := blockCtx(ctx, func() bool {
+		if ctx.Err() != nil {
+			return false
+		}
 		pick = s.pick()
 		return pick >= 0
 	})
+	if err != nil {
+		return err
+	}
 	c := &s.cases[pick]
 	c.matched = c.once
 	c.fire()
+	return nil
 }

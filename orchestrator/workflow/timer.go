@@ -1,14 +1,11 @@
 package workflow
 
 import (
-	"errors"
+	"runtime"
 	"time"
 
 	"github.com/jetflow-io/jetflow/schema"
 )
-
-// ErrCanceled is returned by Timer.Get for a cancelled timer.
-var ErrCanceled = errors.New("workflow: timer cancelled")
 
 // Awaitable is anything a Selector can wait on: a Future or a Timer.
 type Awaitable interface {
@@ -31,8 +28,14 @@ type timerState struct {
 }
 
 // NewTimer starts a timer that fires d after the workflow's current time.
+// On a cancelled context it starts nothing and its Get returns the
+// cancellation; a timer whose context is cancelled later is cancelled with
+// it (recorded as timer.cancelled).
 func NewTimer(ctx Context, d time.Duration) *Timer {
 	r := ctx.co().r
+	if err := ctx.Err(); err != nil {
+		return &Timer{r: r, f: &future{activity: "timer", ready: true, readyAt: r.tick, err: err}}
+	}
 	ts := &schema.TimerStarted{ID: r.issued + 1, Duration: d, Due: r.now.Add(d).UTC()}
 	if rec := r.decide(ts); rec != nil {
 		ts = rec.(*schema.TimerStarted)
@@ -41,6 +44,9 @@ func NewTimer(ctx Context, d time.Duration) *Timer {
 	r.timers[ts.ID] = &timerState{due: ts.Due, f: t.f}
 	if due, ok := r.fired[ts.ID]; ok && due.Equal(ts.Due) {
 		t.f.ready, t.f.readyAt = true, r.tick
+	} else {
+		sc := ctx.scope()
+		sc.timers = append(sc.timers, t)
 	}
 	return t
 }
@@ -53,9 +59,12 @@ func (t *Timer) ID() int { return t.id }
 // IsReady reports whether the timer fired or was cancelled.
 func (t *Timer) IsReady() bool { return t.f.ready }
 
-// Get waits until the timer fires (nil) or is cancelled (ErrCanceled).
+// Get waits until the timer fires (nil) or is cancelled (ErrCanceled),
+// or ctx is cancelled (then it returns the cancellation).
 func (t *Timer) Get(ctx Context) error {
-	ctx.co().block(func() bool { return t.f.ready })
+	if err := blockCtx(ctx, func() bool { return t.f.ready }); err != nil {
+		return err
+	}
 	return t.f.err
 }
 
@@ -63,14 +72,25 @@ func (t *Timer) Get(ctx Context) error {
 // and removed from the timers bucket, and Get returns ErrCanceled. Cancelling
 // a fired or cancelled timer does nothing.
 func (t *Timer) Cancel(ctx Context) {
-	r := ctx.co().r
+	if !t.cancelWith(ErrCanceled) {
+		runtime.Goexit()
+	}
+}
+
+// cancelWith cancels the timer with err if it is pending; false when the
+// cancel decision diverged from the history (the replay has failed).
+func (t *Timer) cancelWith(err error) bool {
+	r := t.r
 	st := r.timers[t.id]
 	if st == nil || st.cancelled || t.f.ready {
-		return
+		return true
 	}
-	r.decide(&schema.TimerCancelled{ID: r.issued + 1, TimerID: t.id})
+	if _, ok := r.match(&schema.TimerCancelled{ID: r.issued + 1, TimerID: t.id}); !ok {
+		return false
+	}
 	st.cancelled = true
-	t.f.ready, t.f.readyAt, t.f.err = true, r.tick, ErrCanceled
+	t.f.ready, t.f.readyAt, t.f.err = true, r.tick, err
+	return true
 }
 
 // Sleep waits d of workflow time, durably.

@@ -233,16 +233,29 @@ func (p *payment) refund(ctx context.Context, cmd *participants.Command) (any, e
 	if sim.Failing(req.Simulate, cmd.Attempt) {
 		return nil, participants.Retryable("gateway_error", errGateway)
 	}
+	key := refundKey(cmd.IdempotencyKey, req.ChargeID)
 	e, _, err := p.sys.Apply(ctx, sim.Effect{
-		IdempotencyKey: cmd.IdempotencyKey,
+		IdempotencyKey: key,
 		OrderID:        req.OrderID,
 		Kind:           "refund",
 		AmountCents:    req.AmountCents,
 		Currency:       req.Currency,
-		Ref:            sim.Ref("re", cmd.IdempotencyKey),
+		Ref:            sim.Ref("re", key),
 	})
 	if err != nil {
 		return nil, err
 	}
 	return RefundResult{RefundID: e.Ref}, nil
+}
+
+// refundKey is the gateway's idempotency key of a refund: the charge's, so
+// a charge is refunded at most once whatever command asks for it (an
+// operator's retry sends a refund again under a new command, and the
+// gateway answers it with the refund already made); the command's key for
+// a refund that names no charge.
+func refundKey(commandKey, chargeID string) string {
+	if chargeID == "" {
+		return commandKey
+	}
+	return "refund." + chargeID
 }

@@ -254,7 +254,7 @@ func checkLedger(o fulfillment.Order, status schema.Status, effects []sim.Effect
 		if k["reserve"] != 1 || k["shipment"] != 1 || k["release"] != 0 || k["cancel"] != 0 {
 			bad("ledgers %v, want one reservation and one shipment, nothing undone", k)
 		}
-	case schema.StatusCompensated:
+	case schema.StatusCompensated, schema.StatusCancelled:
 		if balance > 0 {
 			bad("money kept: charged minus refunded is %d", balance)
 		} else if balance < 0 {
@@ -317,6 +317,8 @@ func checkHistory(reg *workflow.Registry, id string, evs []streams.Event) (schem
 			decision(x.ID, "timer start")
 		case *schema.TimerCancelled:
 			decision(x.ID, fmt.Sprintf("cancel of timer %d", x.TimerID))
+		case *schema.StepCancelled:
+			decision(x.ID, fmt.Sprintf("cancel of step %d", x.CommandID))
 		case *schema.Result:
 			c := commands[x.CommandID]
 			if c == nil {
