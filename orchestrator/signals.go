@@ -145,6 +145,7 @@ func (o *Orchestrator) refuse(ctx context.Context, m jetstream.Msg, origin, reas
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
+	o.observeRefused(origin, reason)
 	_ = m.Ack()
 }
 
@@ -236,6 +237,7 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg, memo *capMem
 		o.routeLate(ctx, m, st, name, payload, seq, ", recorded after its end")
 		return
 	}
+	o.observeRecorded()
 	_ = m.Ack()
 }
 

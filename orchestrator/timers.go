@@ -75,6 +75,8 @@ type timers struct {
 	hist  *streams.History
 	// park parks a workflow whose timer cannot fire, with the reason.
 	park func(ctx context.Context, id, reason string) error
+	// onFire observes the lateness of each fire recorded (metrics).
+	onFire func(lateness time.Duration)
 
 	mu   sync.Mutex
 	live map[string]uint64 // key → revision of the entry we hold
@@ -373,6 +375,9 @@ func (t *timers) fire(ctx context.Context, d *dueTimer) {
 	t.mu.Lock()
 	t.fired++
 	t.mu.Unlock()
+	if written && t.onFire != nil {
+		t.onFire(t.clock.Now().Sub(d.entry.Due))
+	}
 	failpoint.Hit("timers.after-fire")
 	t.drop(ctx, d)
 }

@@ -12,9 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
+	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
@@ -31,6 +33,8 @@ type worker struct {
 	maxDeliver int
 	// runCtx is Run's context: handlers are cancelled with it.
 	runCtx context.Context
+	// metrics receives the step metrics; nil: none.
+	metrics *metrics.Metrics
 }
 
 // stateDone is the state of an idempotency record that holds a result.
@@ -69,6 +73,10 @@ type job struct {
 	// hctx is the context of the running handler, nil when none runs.
 	mu   sync.Mutex
 	hctx context.Context
+
+	// trace holds the trace headers of the step's span: the result
+	// carries them.
+	trace nats.Header
 }
 
 // setHandlerCtx records the context of the running handler (nil: none).
@@ -274,7 +282,11 @@ func (j *job) deadLetter(reason, replyTo string, res *schema.Result) {
 func (j *job) storeDeadLetter(ctx context.Context, reason string) error {
 	// streams.DeadLetter cuts the copy to fit the max payload and keeps the
 	// command's stream and sequence, so the whole original can be found.
-	return streams.DeadLetter(ctx, j.js, "cmd."+j.svc.Name, j.msg, reason)
+	if err := streams.DeadLetter(ctx, j.js, "cmd."+j.svc.Name, j.msg, reason); err != nil {
+		return err
+	}
+	j.metrics.DeadLetter("cmd."+j.svc.Name, reason)
+	return nil
 }
 
 // publishResult publishes res to replyTo and waits for the stream's ack. A
@@ -287,6 +299,9 @@ func (j *job) publishResult(ctx context.Context, replyTo, msgID string, res *sch
 		return err
 	}
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	for k, v := range j.trace {
+		m.Header[k] = v
+	}
 	_, err = streams.PublishFirst(ctx, j.js, m)
 	return err
 }
@@ -354,11 +369,19 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		Retry:          sc.Retry,
 	}
 	hctx, hcancel := context.WithTimeout(j.runCtx, stc)
+	hctx, span := j.startStep(hctx, sc)
+	defer span.End()
 	j.setHandlerCtx(hctx)
+	began := time.Now()
 	out, herr := j.call(hctx, handler, cmd)
+	took := time.Since(began)
 	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
 	j.setHandlerCtx(nil)
 	hcancel()
+	// outcome is the step metric's outcome label; "" observes nothing
+	// (a crash, a stop).
+	outcome := ""
+	defer func() { j.observeStep(sc, outcome, took, span) }()
 
 	if errors.Is(herr, ErrCrash) {
 		j.log.Warn("handler crashed: leaving the command for redelivery")
@@ -409,11 +432,16 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 				delay = sc.Retry.Delay(j.attempt + 1)
 			}
 			j.log.Info("attempt failed, retrying", "kind", c.kind, "err", herr, "delay", delay)
+			outcome = metrics.StepRetried
 			j.nak(delay)
 			return
 		}
 		j.log.Info("command failed", "kind", c.kind, "err", herr)
 		res.Error = &schema.Error{Kind: c.kind, Message: streams.Clip(msg, maxErrorMessage)}
+	}
+	outcome = metrics.StepOK
+	if res.Error != nil {
+		outcome = metrics.StepFailed
 	}
 	j.finish(sc, key, msgID, res)
 }
