@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
@@ -41,10 +42,13 @@ type engineFlags struct {
 	// maxPendingSignals caps each workflow's signals recorded and not yet
 	// received (orchestrator.Config.MaxPendingSignals).
 	maxPendingSignals int
+	// obs: --metrics, and the process's metrics and tracing.
+	obs obsFlags
 }
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
 	e.common.register(fs, false)
+	e.obs.register(fs)
 	fs.IntVar(&e.replicas, "replicas", 1, "replicas of every stream and bucket (3 on a cluster)")
 	fs.Float64Var(&e.faults.PaymentDeclineRate, "payment-decline-rate", 0, "share of orders the simulated payment gateway declines (0..1)")
 	fs.Float64Var(&e.faults.OutOfStockRate, "out-of-stock-rate", 0, "share of orders the simulated warehouse cannot serve (0..1)")
@@ -129,17 +133,22 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 	fulfillment.Register(reg, e.workflow)
 	intake := fulfillment.Intake()
 	intake.MaxSize = e.maxOrderSize
-	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: intake,
-		LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
-		MaxPendingSignals: e.maxPendingSignals,
-		Logger:            log.With("component", "orchestrator"), AckWait: e.ackWait,
+	var o *orchestrator.Orchestrator
+	err := streams.Await(ctx, log, "open the timers bucket", func(context.Context) (err error) {
+		o, err = orchestrator.New(orchestrator.Config{
+			NC: nc, JS: js, Registry: reg, Intake: intake,
+			LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
+			MaxPendingSignals: e.maxPendingSignals,
+			Logger:            log.With("component", "orchestrator"), AckWait: e.ackWait,
+			Metrics:           e.obs.metrics,
+		})
+		return err
 	})
-	if err != nil {
+	if err != nil || o == nil {
 		return err
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); errs <- o.Run(ctx) }()
+	go func() { defer wg.Done(); errs <- supervise(ctx, log, o.Run) }()
 	return nil
 }
 
@@ -150,14 +159,19 @@ func startParticipant(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js
 	if cb != nil {
 		opts = append(opts, reference.CallbacksVia(cb))
 	}
-	svc, err := reference.Service(ctx, js, e.topology(), name, e.faults, opts...)
-	if err != nil {
+	var svc participants.Service
+	err := streams.Await(ctx, log, "open the "+name+" buckets", func(ctx context.Context) (err error) {
+		svc, err = reference.Service(ctx, js, e.topology(), name, e.faults, opts...)
+		return err
+	})
+	if err != nil || svc.Name == "" {
 		return err
 	}
+	cfg := participants.Config{NC: nc, JS: js, Logger: log.With("component", name), AckWait: e.ackWait, Metrics: e.obs.metrics}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errs <- participants.Run(ctx, participants.Config{NC: nc, JS: js, Logger: log.With("component", name), AckWait: e.ackWait}, svc)
+		errs <- supervise(ctx, log, func(ctx context.Context) error { return participants.Run(ctx, cfg, svc) })
 	}()
 	return nil
 }
@@ -185,14 +199,23 @@ func runOrchestrator(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectEngine(ctx, &e, "jetflow orchestrator", natsauth.Orchestrator)
+	flush, err := e.obs.init(ctx, "jetflow-orchestrator")
 	if err != nil {
+		return err
+	}
+	defer flush()
+	nc, js, err := connectEngine(ctx, &e, log, "jetflow orchestrator", natsauth.Orchestrator)
+	if err != nil || nc == nil {
 		return err
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
+	if err := e.obs.serve(ctx, log, metrics.PollConfig{NC: nc, JS: js, Queues: true, Consumers: metrics.EngineConsumers}, nc); err != nil {
+		cancel()
+		return err
+	}
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		cancel()
 		return err
@@ -217,8 +240,13 @@ func runParticipant(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectEngine(ctx, &e, "jetflow participant "+pos[0], natsauth.Participant(pos[0]))
+	flush, err := e.obs.init(ctx, "jetflow-participant-"+pos[0])
 	if err != nil {
+		return err
+	}
+	defer flush()
+	nc, js, err := connectEngine(ctx, &e, log, "jetflow participant "+pos[0], natsauth.Participant(pos[0]))
+	if err != nil || nc == nil {
 		return err
 	}
 	defer nc.Close()
@@ -234,7 +262,7 @@ func runParticipant(ctx context.Context, args []string) error {
 		}
 		// The same server and TLS, as the calling party.
 		cc.conn.Context, cc.conn.NKey, cc.conn.Creds, cc.conn.User, cc.conn.Token, cc.conn.InboxPrefix = "", callbackNKey, "", "", "", ""
-		cnc, cjs, err := connect(ctx, &cc, "jetflow "+role+" (simulated)", role, false)
+		cnc, cjs, err := connect(ctx, &cc, "jetflow "+role+" (simulated)", role, false, e.obs.connOptions(log)...)
 		if err != nil {
 			return err
 		}
@@ -244,6 +272,10 @@ func runParticipant(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
+	if err := e.obs.serve(ctx, log, metrics.PollConfig{NC: nc, JS: js, Consumers: []metrics.Consumer{metrics.ParticipantConsumer(pos[0])}}, nc); err != nil {
+		cancel()
+		return err
+	}
 	if err := startParticipant(ctx, &wg, nc, js, cb, log, &e, pos[0], errs); err != nil {
 		cancel()
 		return err
@@ -254,18 +286,28 @@ func runParticipant(ctx context.Context, args []string) error {
 
 // connectEngine connects a part of the engine as role. The orchestrator
 // ensures the topology; a participant, whose credentials may not create
-// streams, checks that it exists.
-func connectEngine(ctx context.Context, e *engineFlags, name, role string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, js, err := connect(ctx, &e.common, name, role, false)
+// streams, checks that it exists. A server that is not there yet is waited
+// for, as long as ctx lasts (nil connection and error when ctx ended).
+func connectEngine(ctx context.Context, e *engineFlags, log *slog.Logger, name, role string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, js, err := connect(ctx, &e.common, name, role, false, e.obs.connOptions(log)...)
 	if err != nil {
 		return nil, nil, err
 	}
-	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	what := "check the streams"
 	if role == natsauth.Orchestrator {
-		err = streams.Ensure(ectx, js, e.topology())
-	} else {
-		err = streams.Check(ectx, js, streams.HistoryStream, "KV_"+streams.IdempotencyBucket)
+		what = "ensure the streams"
+	}
+	err = streams.Await(ctx, log, what, func(ctx context.Context) error {
+		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if role == natsauth.Orchestrator {
+			return streams.Ensure(ectx, js, e.topology())
+		}
+		return streams.Check(ectx, js, streams.HistoryStream, "KV_"+streams.IdempotencyBucket)
+	})
+	if err == nil && ctx.Err() != nil {
+		nc.Close()
+		return nil, nil, nil
 	}
 	if err != nil {
 		nc.Close()
@@ -287,6 +329,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.BoolVar(&auth, "auth", false, "enforce the role permissions (deploy/nats-server.conf): every part connects with its own role's nkey, kept in <data>/auth")
 	fs.IntVar(&demo, "demo", 0, "publish N sample orders with a mix of outcomes")
 	fs.BoolVar(&demoExit, "demo-exit", false, "exit once every demo order has finished")
+	e.obs.devDefaults(fs)
 	if _, err := parseEngine(fs, &e, args); err != nil {
 		return err
 	}
@@ -303,9 +346,14 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	flush, err := e.obs.init(ctx, "jetflow-dev")
+	if err != nil {
+		return err
+	}
+	defer flush()
 	var dial func(role string) (*nats.Conn, jetstream.JetStream, error)
 	if external {
-		nc, js, err := connect(ctx, &e.common, "jetflow dev", "", false)
+		nc, js, err := connect(ctx, &e.common, "jetflow dev", "", false, e.obs.connOptions(log)...)
 		if err != nil {
 			return err
 		}
@@ -359,6 +407,10 @@ func runDev(ctx context.Context, args []string) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 1+len(reference.Names))
+	poll := metrics.PollConfig{NC: nc, JS: js, Queues: true, Consumers: append(append([]metrics.Consumer(nil), metrics.EngineConsumers...), participantConsumers()...)}
+	if err := e.obs.serve(ctx, log, poll, nc); err != nil {
+		return err
+	}
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		return err
 	}

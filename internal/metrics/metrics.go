@@ -11,7 +11,6 @@
 package metrics
 
 import (
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,8 +59,8 @@ type Metrics struct {
 
 	mu    sync.Mutex
 	ready map[string]*atomic.Bool
-	// stepsByAction holds the resolved children of the step collectors,
-	// so a step costs atomic adds once its action was seen.
+	// steps holds the resolved children of the step collectors, so a
+	// step costs atomic adds once its action was seen.
 	steps sync.Map // stepKey -> *stepChildren
 }
 
@@ -266,7 +265,8 @@ func (m *Metrics) PendingTimers(n func() int) {
 	if m == nil {
 		return
 	}
-	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	// A second orchestrator in the process keeps the first one's gauge.
+	_ = m.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "timers_pending",
 		Help: "Timers this process holds from the jetflow_timers bucket, waiting to fire.",
 	}, func() float64 { return float64(n()) }))
@@ -303,14 +303,12 @@ func (m *Metrics) notReady() (missing []string, any bool) {
 	return missing, any
 }
 
-// connState records a connection state change.
-func (m *Metrics) connState(state string, connected bool) {
+// ConnState records a connection state change: state is "disconnected"
+// or "reconnected", connected whether the connection is up now.
+func (m *Metrics) ConnState(state string, connected bool) {
 	if m == nil {
 		return
 	}
 	m.natsChanges.WithLabelValues(state).Inc()
 	m.natsConnected.Set(map[bool]float64{true: 1}[connected])
 }
-
-// itoa is strconv.Itoa, for label values.
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetflow-io/jetflow/internal/metrics"
+	"github.com/jetflow-io/jetflow/internal/tracing"
+	"github.com/jetflow-io/jetflow/participants/reference"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// devMetricsAddr is the --metrics default of jetflow dev.
+const devMetricsAddr = "127.0.0.1:9464"
+
+// obsFlags are the observability flags of the engine commands.
+type obsFlags struct {
+	// metricsAddr is --metrics: where /metrics, /healthz and /readyz are
+	// served; "" serves nothing.
+	metricsAddr string
+	// metrics is the process's registry, nil without --metrics.
+	metrics *metrics.Metrics
+}
+
+func (o *obsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.metricsAddr, "metrics", "", `address of the HTTP server of /metrics (Prometheus), /healthz and /readyz, e.g. 127.0.0.1:9464 ("" for none)`)
+}
+
+// devDefaults makes --metrics default to devMetricsAddr (jetflow dev).
+func (o *obsFlags) devDefaults(fs *flag.FlagSet) {
+	f := fs.Lookup("metrics")
+	f.DefValue = devMetricsAddr
+	_ = f.Value.Set(devMetricsAddr)
+}
+
+// init creates the process's metrics when --metrics is set, and installs
+// the OTLP trace exporter when OTEL_EXPORTER_OTLP_ENDPOINT is set. The
+// returned func flushes the traces.
+func (o *obsFlags) init(ctx context.Context, service string) (func(), error) {
+	if o.metricsAddr != "" {
+		o.metrics = metrics.New()
+	}
+	shutdown, err := tracing.Setup(ctx, service, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(sctx)
+	}, nil
+}
+
+// serve starts the metrics server and the gauge pollers of cfg, reading
+// through nc and reporting not ready while any of conns is down. Without
+// --metrics it does nothing.
+func (o *obsFlags) serve(ctx context.Context, log *slog.Logger, cfg metrics.PollConfig, conns ...*nats.Conn) error {
+	if o.metrics == nil {
+		return nil
+	}
+	if _, err := metrics.Serve(ctx, o.metricsAddr, o.metrics, conns, log.With("component", "metrics")); err != nil {
+		return err
+	}
+	cfg.Logger = log.With("component", "metrics")
+	go o.metrics.Poll(ctx, cfg)
+	return nil
+}
+
+// connOptions make a connection wait for its server at start and through
+// outages, logging each change of state.
+func (o *obsFlags) connOptions(log *slog.Logger) []nats.Option {
+	m := o.metrics
+	return []nats.Option{
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			// Called only when the first connect was retried.
+			log.Info("NATS connected", "url", streams.RedactURL(nc.ConnectedUrl()))
+			m.ConnState("reconnected", true)
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() {
+				return
+			}
+			log.Warn("NATS disconnected, reconnecting", "err", err)
+			m.ConnState("disconnected", false)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS reconnected", "url", streams.RedactURL(nc.ConnectedUrl()))
+			m.ConnState("reconnected", true)
+		}),
+	}
+}
+
+// participantConsumers are the consumers of the reference participants.
+func participantConsumers() []metrics.Consumer {
+	out := make([]metrics.Consumer, 0, len(reference.Names))
+	for _, n := range reference.Names {
+		out = append(out, metrics.ParticipantConsumer(n))
+	}
+	return out
+}
+
+// supervise runs part until it returns nil or an error that is not
+// streams.Transient, or ctx ends: a part that lost its server while
+// starting is started again (with a backoff), not the process ended.
+func supervise(ctx context.Context, log *slog.Logger, part func(context.Context) error) error {
+	pause := time.Second
+	for {
+		err := part(ctx)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if !streams.Transient(err) {
+			return err
+		}
+		log.Warn("NATS went away while starting: starting again", "err", err, "in", pause)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 30*time.Second)
+	}
+}
