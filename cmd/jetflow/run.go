@@ -140,7 +140,7 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 			LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
 			MaxPendingSignals: e.maxPendingSignals,
 			Logger:            log.With("component", "orchestrator"), AckWait: e.ackWait,
-			Metrics:           e.obs.metrics,
+			Metrics: e.obs.metrics,
 		})
 		return err
 	})
