@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 
 	// A server that is away at start is waited for (streams.Await).
 	var kv jetstream.KeyValue
-	err := streams.Await(ctx, log, "open the idempotency bucket", func(ctx context.Context) (err error) {
+	err := streams.AwaitTopology(ctx, log, "open the idempotency bucket", func(ctx context.Context) (err error) {
 		kv, err = js.KeyValue(ctx, streams.IdempotencyBucket)
 		return err
 	})
@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 	}
 	consCfg := streams.ParticipantConsumerConfig(svc.Name, ackWait, conc, maxDeliver)
 	var cons jetstream.Consumer
-	err = streams.Await(ctx, log, "create the consumer", func(ctx context.Context) (err error) {
+	err = streams.AwaitTopology(ctx, log, "create the consumer", func(ctx context.Context) (err error) {
 		cons, err = js.CreateOrUpdateConsumer(ctx, streams.HistoryStream, consCfg)
 		return err
 	})

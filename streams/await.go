@@ -43,6 +43,23 @@ func Transient(err error) bool {
 // 10s. It logs one line when it starts waiting for the server and one when
 // fn succeeds after waiting, not one per try.
 func Await(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
+	return await(ctx, log, what, fn, Transient)
+}
+
+// missing reports whether err says a stream or bucket does not exist.
+func missing(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
+}
+
+// AwaitTopology is Await that also waits while a stream or bucket fn needs
+// does not exist yet: a participant started before any orchestrator
+// created the topology waits for it (and says so once) instead of
+// failing.
+func AwaitTopology(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
+	return await(ctx, log, what, fn, func(err error) bool { return Transient(err) || missing(err) })
+}
+
+func await(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error, transient func(error) bool) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -58,7 +75,7 @@ func Await(ctx context.Context, log *slog.Logger, what string, fn func(context.C
 			return nil
 		case ctx.Err() != nil:
 			return nil
-		case !Transient(err):
+		case !transient(err):
 			return err
 		}
 		if !waiting {

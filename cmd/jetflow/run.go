@@ -160,7 +160,7 @@ func startParticipant(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js
 		opts = append(opts, reference.CallbacksVia(cb))
 	}
 	var svc participants.Service
-	err := streams.Await(ctx, log, "open the "+name+" buckets", func(ctx context.Context) (err error) {
+	err := streams.AwaitTopology(ctx, log, "open the "+name+" buckets", func(ctx context.Context) (err error) {
 		svc, err = reference.Service(ctx, js, e.topology(), name, e.faults, opts...)
 		return err
 	})
@@ -297,7 +297,7 @@ func connectEngine(ctx context.Context, e *engineFlags, log *slog.Logger, name, 
 	if role == natsauth.Orchestrator {
 		what = "ensure the streams"
 	}
-	err = streams.Await(ctx, log, what, func(ctx context.Context) error {
+	err = streams.AwaitTopology(ctx, log, what, func(ctx context.Context) error {
 		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if role == natsauth.Orchestrator {
