@@ -88,6 +88,7 @@ func TestRunRidesOutServerAbsence(t *testing.T) {
 	srv, ajs := startServerAt(t, addr, dir)
 	select {
 	case err := <-done:
+		done <- err // for the cleanup
 		t.Fatalf("Run returned %v while its server was away; want it to wait", err)
 	default:
 	}
@@ -133,6 +134,7 @@ func TestRunRidesOutServerAbsence(t *testing.T) {
 	}
 	select {
 	case err := <-done:
+		done <- err // for the cleanup
 		t.Fatalf("Run returned %v during an outage; want it to ride it out", err)
 	default:
 	}
