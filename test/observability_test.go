@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -86,7 +85,8 @@ func TestMetricsMatchOutcomes(t *testing.T) {
 	s.metrics = metrics.New()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := metrics.Serve(ctx, "127.0.0.1:0", s.metrics, []*nats.Conn{s.env.NC}, nil)
+	s.metrics.Watch(s.env.NC)
+	srv, err := metrics.Serve(ctx, "127.0.0.1:0", s.metrics, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

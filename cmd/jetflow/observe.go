@@ -25,9 +25,15 @@ type obsFlags struct {
 	metricsAddr string
 	// metrics is the process's registry, nil without --metrics.
 	metrics *metrics.Metrics
+	// fs is the flag set, to tell a --metrics given from the default.
+	fs *flag.FlagSet
+	// soft: the address is jetflow dev's default, not asked for; when it
+	// is taken (another jetflow dev) the process runs without metrics.
+	soft bool
 }
 
 func (o *obsFlags) register(fs *flag.FlagSet) {
+	o.fs = fs
 	fs.StringVar(&o.metricsAddr, "metrics", "", `address of the HTTP server of /metrics (Prometheus), /healthz and /readyz, e.g. 127.0.0.1:9464 ("" for none)`)
 }
 
@@ -36,14 +42,18 @@ func (o *obsFlags) devDefaults(fs *flag.FlagSet) {
 	f := fs.Lookup("metrics")
 	f.DefValue = devMetricsAddr
 	_ = f.Value.Set(devMetricsAddr)
+	o.soft = true
 }
 
-// init creates the process's metrics when --metrics is set, and installs
-// the OTLP trace exporter when OTEL_EXPORTER_OTLP_ENDPOINT is set. The
-// returned func flushes the traces.
-func (o *obsFlags) init(ctx context.Context, service string) (func(), error) {
+// init creates the process's metrics and serves them when --metrics is
+// set, and installs the OTLP trace exporter when
+// OTEL_EXPORTER_OTLP_ENDPOINT is set. The returned func flushes the traces.
+func (o *obsFlags) init(ctx context.Context, log *slog.Logger, service string) (func(), error) {
 	if o.metricsAddr != "" {
 		o.metrics = metrics.New()
+		if err := o.serve(ctx, log); err != nil {
+			return nil, err
+		}
 	}
 	shutdown, err := tracing.Setup(ctx, service, os.Getenv)
 	if err != nil {
@@ -56,19 +66,37 @@ func (o *obsFlags) init(ctx context.Context, service string) (func(), error) {
 	}, nil
 }
 
-// serve starts the metrics server and the gauge pollers of cfg, reading
-// through nc and reporting not ready while any of conns is down. Without
-// --metrics it does nothing.
-func (o *obsFlags) serve(ctx context.Context, log *slog.Logger, cfg metrics.PollConfig, conns ...*nats.Conn) error {
+// serve starts the metrics server, before the process connects: it
+// answers /healthz, and /readyz with 503, while the process waits for its
+// server. Without --metrics it does nothing.
+func (o *obsFlags) serve(ctx context.Context, log *slog.Logger) error {
 	if o.metrics == nil {
 		return nil
 	}
-	if _, err := metrics.Serve(ctx, o.metricsAddr, o.metrics, conns, log.With("component", "metrics")); err != nil {
+	if o.soft && o.fs != nil {
+		o.fs.Visit(func(f *flag.Flag) { o.soft = o.soft && f.Name != "metrics" })
+	}
+	if _, err := metrics.Serve(ctx, o.metricsAddr, o.metrics, log.With("component", "metrics")); err != nil {
+		if o.soft {
+			log.Warn("no metrics: the default address is taken (pass --metrics ADDR)", "err", err)
+			return nil
+		}
 		return err
+	}
+	return nil
+}
+
+// poll makes readiness depend on conns and starts the gauge pollers of
+// cfg, once connected. Without --metrics it does nothing.
+func (o *obsFlags) poll(ctx context.Context, log *slog.Logger, cfg metrics.PollConfig, conns ...*nats.Conn) {
+	if o.metrics == nil {
+		return
+	}
+	for _, nc := range conns {
+		o.metrics.Watch(nc)
 	}
 	cfg.Logger = log.With("component", "metrics")
 	go o.metrics.Poll(ctx, cfg)
-	return nil
 }
 
 // connOptions make a connection wait for its server at start and through

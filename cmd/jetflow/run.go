@@ -199,7 +199,7 @@ func runOrchestrator(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	flush, err := e.obs.init(ctx, "jetflow-orchestrator")
+	flush, err := e.obs.init(ctx, log, "jetflow-orchestrator")
 	if err != nil {
 		return err
 	}
@@ -212,10 +212,7 @@ func runOrchestrator(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
-	if err := e.obs.serve(ctx, log, metrics.PollConfig{NC: nc, JS: js, Queues: true, Consumers: metrics.EngineConsumers}, nc); err != nil {
-		cancel()
-		return err
-	}
+	e.obs.poll(ctx, log, metrics.PollConfig{NC: nc, JS: js, Queues: true, Consumers: metrics.EngineConsumers}, nc)
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		cancel()
 		return err
@@ -240,7 +237,7 @@ func runParticipant(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	flush, err := e.obs.init(ctx, "jetflow-participant-"+pos[0])
+	flush, err := e.obs.init(ctx, log, "jetflow-participant-"+pos[0])
 	if err != nil {
 		return err
 	}
@@ -272,10 +269,7 @@ func runParticipant(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
-	if err := e.obs.serve(ctx, log, metrics.PollConfig{NC: nc, JS: js, Consumers: []metrics.Consumer{metrics.ParticipantConsumer(pos[0])}}, nc); err != nil {
-		cancel()
-		return err
-	}
+	e.obs.poll(ctx, log, metrics.PollConfig{NC: nc, JS: js, Consumers: []metrics.Consumer{metrics.ParticipantConsumer(pos[0])}}, nc)
 	if err := startParticipant(ctx, &wg, nc, js, cb, log, &e, pos[0], errs); err != nil {
 		cancel()
 		return err
@@ -346,7 +340,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	flush, err := e.obs.init(ctx, "jetflow-dev")
+	flush, err := e.obs.init(ctx, log, "jetflow-dev")
 	if err != nil {
 		return err
 	}
@@ -408,9 +402,7 @@ func runDev(ctx context.Context, args []string) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 1+len(reference.Names))
 	poll := metrics.PollConfig{NC: nc, JS: js, Queues: true, Consumers: append(append([]metrics.Consumer(nil), metrics.EngineConsumers...), participantConsumers()...)}
-	if err := e.obs.serve(ctx, log, poll, nc); err != nil {
-		return err
-	}
+	e.obs.poll(ctx, log, poll, nc)
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -59,6 +60,7 @@ type Metrics struct {
 
 	mu    sync.Mutex
 	ready map[string]*atomic.Bool
+	conns []*nats.Conn
 	// steps holds the resolved children of the step collectors, so a
 	// step costs atomic adds once its action was seen.
 	steps sync.Map // stepKey -> *stepChildren

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 
@@ -151,7 +150,8 @@ func TestServeHealthAndReadiness(t *testing.T) {
 	m := New()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := Serve(ctx, "127.0.0.1:0", m, []*nats.Conn{nc}, nil)
+	m.Watch(nc)
+	s, err := Serve(ctx, "127.0.0.1:0", m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,10 +36,13 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 //
 //   - /metrics: the registry of m, in the Prometheus text format;
 //   - /healthz: 200 while the process is alive;
-//   - /readyz: 200 when every connection in conns is connected and every
-//     component that reported through SetReady is ready, else 503 with
-//     what is not.
-func Serve(ctx context.Context, addr string, m *Metrics, conns []*nats.Conn, log *slog.Logger) (*Server, error) {
+//   - /readyz: 200 when every connection given to Watch is connected and
+//     every component that reported through SetReady is ready, else 503
+//     with what is not.
+//
+// A process starts it before it connects, so it answers /healthz (and a
+// 503 on /readyz) while it waits for its server.
+func Serve(ctx context.Context, addr string, m *Metrics, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -53,7 +56,7 @@ func Serve(ctx context.Context, addr string, m *Metrics, conns []*nats.Conn, log
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := m.Ready(conns); err != nil {
+		if err := m.Ready(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -79,12 +82,25 @@ func Serve(ctx context.Context, addr string, m *Metrics, conns []*nats.Conn, log
 // Wait returns once the server has stopped (its context ended).
 func (s *Server) Wait() { <-s.done }
 
-// Ready returns nil when every connection in conns is connected and every
+// Watch makes readiness depend on nc being connected.
+func (m *Metrics) Watch(nc *nats.Conn) {
+	if m == nil || nc == nil {
+		return
+	}
+	m.mu.Lock()
+	m.conns = append(m.conns, nc)
+	m.mu.Unlock()
+}
+
+// Ready returns nil when every watched connection is connected and every
 // component that reported through SetReady is ready; else an error naming
 // what is not. A process whose components have not reported yet is not
 // ready.
-func (m *Metrics) Ready(conns []*nats.Conn) error {
+func (m *Metrics) Ready() error {
 	var why []string
+	m.mu.Lock()
+	conns := append([]*nats.Conn(nil), m.conns...)
+	m.mu.Unlock()
 	for _, nc := range conns {
 		if nc != nil && !nc.IsConnected() {
 			why = append(why, fmt.Sprintf("NATS connection %q is %s", nc.Opts.Name, status(nc.Status())))
