@@ -70,7 +70,9 @@ func TestRunRidesOutServerAbsence(t *testing.T) {
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- participants.Run(ctx, participants.Config{NC: nc, JS: js, AckWait: 2 * time.Second}, svc) }()
+	go func() {
+		done <- participants.Run(ctx, participants.Config{NC: nc, JS: js, AckWait: 2 * time.Second}, svc)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
