@@ -55,11 +55,13 @@ type PollConfig struct {
 // Cost: the manual queue's depth is one batched direct get answered from
 // the history stream's subject index (Nats-Num-Pending of
 // wf.*.done.manual): the server walks its in-memory subject tree, reading
-// no message, so at 1,000,000 workflows one poll visits the workflows'
-// subject nodes once, every 15 s by default. The blocked count reads the
-// subjects of wf.*.blocked.* (one stream info, as large as the number of
-// workflows ever parked, normally small) and, for each, whether it has
-// ended (one direct get each). Each consumer is one consumer info.
+// no message: one poll visits the workflows' subject nodes once, every
+// 15 s by default. The blocked count reads the subjects of wf.*.blocked.*
+// (one stream info, as large as the number of workflows ever parked,
+// normally small) and, for each, whether it has ended (one direct get
+// each). Each consumer is one consumer info. At 1,000,000 ended workflows
+// the manual depth took 0.32 s and the whole poll 0.68 s
+// (BenchmarkPollQueues, docs/ARCHITECTURE.md "Observability").
 func (m *Metrics) Poll(ctx context.Context, cfg PollConfig) {
 	if m == nil {
 		return
