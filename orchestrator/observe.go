@@ -103,3 +103,30 @@ func (o *Orchestrator) observeRefused(origin, reason string) {
 
 // observeRecorded counts a signal recorded in its workflow's history.
 func (o *Orchestrator) observeRecorded() { o.cfg.Metrics.Signal(metrics.SignalRecorded) }
+
+// traced returns ctx with the trace context of the decision being taken,
+// if any.
+func (w *worker) traced(ctx context.Context) context.Context {
+	return tracing.Extract(ctx, w.trace)
+}
+
+// traceParent returns the traceparent of the span context in ctx, or "".
+func traceParent(ctx context.Context) string {
+	h := nats.Header{}
+	tracing.Inject(ctx, h)
+	return h.Get(tracing.HeaderTraceParent)
+}
+
+// traceFire starts the span of a timer's fire, in the trace of the
+// decision that started the timer, and makes the fire message h carry it.
+// The returned func ends the span.
+func traceFire(ctx context.Context, e TimerEntry, h nats.Header) (end func()) {
+	if e.Trace == "" {
+		return func() {}
+	}
+	ctx, span := tracing.Tracer().Start(tracing.FromTraceParent(ctx, e.Trace), "timer fired",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attrWorkflowID.String(e.WorkflowID), attribute.Int("jetflow.timer.id", e.TimerID)))
+	tracing.Inject(ctx, h)
+	return func() { span.End() }
+}

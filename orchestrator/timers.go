@@ -58,6 +58,9 @@ type TimerEntry struct {
 	WorkflowID string    `json:"workflow_id"`
 	TimerID    int       `json:"timer_id"`
 	Due        time.Time `json:"due"`
+	// Trace is the W3C traceparent of the decision that started the
+	// timer: its fire joins the workflow's trace.
+	Trace string `json:"trace,omitempty"`
 }
 
 // TimerKey is the bucket key of a timer.
@@ -109,7 +112,7 @@ func (t *timers) apply(ctx context.Context, id string, vals []schema.Kinded) err
 }
 
 func (t *timers) put(ctx context.Context, id string, d *schema.TimerStarted) error {
-	b, _ := json.Marshal(TimerEntry{WorkflowID: id, TimerID: d.ID, Due: d.Due})
+	b, _ := json.Marshal(TimerEntry{WorkflowID: id, TimerID: d.ID, Due: d.Due, Trace: traceParent(ctx)})
 	if _, err := t.kv.Put(ctx, TimerKey(id, d.ID), b); err != nil {
 		return fmt.Errorf("put timer: %w", err)
 	}
@@ -342,6 +345,7 @@ func (t *timers) fire(ctx context.Context, d *dueTimer) {
 	}
 	m.Header.Set(jetstream.MsgIDHeader, "fired-"+d.key+"-"+strconv.FormatInt(d.entry.Due.UnixNano(), 10))
 	m.Header.Set(schema.HeaderWorkflowID, d.entry.WorkflowID)
+	defer traceFire(ctx, d.entry, m.Header)()
 	// A timer fires once: a second fire (another instance, a crash between
 	// fire and delete) is refused by the server.
 	written, err := streams.PublishFirst(ctx, t.js, m)

@@ -422,6 +422,7 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 // applyTimers mirrors the timer decisions among vals, which are in the
 // history, into the timers bucket.
 func (w *worker) applyTimers(ctx context.Context, id string, st *state, vals []schema.Kinded) error {
+	ctx = w.traced(ctx) // a timer's entry keeps its decision's trace
 	if err := w.o.timers.apply(ctx, id, vals); err != nil {
 		return err
 	}

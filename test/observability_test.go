@@ -223,3 +223,64 @@ func TestOneOrderIsOneTrace(t *testing.T) {
 		t.Errorf("intake spans: %d, want 1: %v", names["intake "+streams.OrderCreated], names)
 	}
 }
+
+// TestTimerFireJoinsTheTrace lets an order's 72 h pickup deadline fire (the
+// orchestrator's clock moved 73 h) and checks that the fire is in the
+// order's trace: the fire's span, the fired event's traceparent, and the
+// compensating steps after it share the trace of the order's start.
+func TestTimerFireJoinsTheTrace(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+
+	s, clock := timerStack(t)
+	s.orchestrator()
+	s.participants()
+	o := order("trace-timer-", 0, map[string]string{"pickup": "never"})
+	s.publishOrder(o)
+	natstest.Eventually(t, 30*time.Second, func() bool { return s.waitingForPickup(o.OrderID) }, "order never waited for its pickup")
+	clock.Advance(73 * time.Hour)
+	st := s.waitSettled([]string{o.OrderID}, 60*time.Second)
+	if st[o.OrderID] != schema.StatusCompensated {
+		t.Fatalf("order %s ended %s, want compensated by its deadline", o.OrderID, st[o.OrderID])
+	}
+	var start, fired string
+	for _, ev := range s.history(o.OrderID) {
+		switch ev.Value.(type) {
+		case *schema.WorkflowStarted:
+			start = ev.TraceParent
+		case *schema.TimerFired:
+			fired = ev.TraceParent
+		}
+	}
+	traceOf := func(tp string) string {
+		parts := strings.Split(tp, "-")
+		if len(parts) != 4 {
+			return ""
+		}
+		return parts[1]
+	}
+	if traceOf(start) == "" || traceOf(fired) != traceOf(start) {
+		t.Fatalf("fired event traceparent %q, start %q: want the start's trace", fired, start)
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		for _, sp := range exp.GetSpans() {
+			if sp.Name == "step payment.refund" {
+				return true
+			}
+		}
+		return false
+	}, "no refund span after the deadline")
+	names := map[string]int{}
+	for _, sp := range exp.GetSpans() {
+		if sp.SpanContext.TraceID().String() != traceOf(start) {
+			t.Errorf("span %q in trace %s, want %s", sp.Name, sp.SpanContext.TraceID(), traceOf(start))
+		}
+		names[sp.Name]++
+	}
+	if names["timer fired"] != 1 {
+		t.Errorf("timer fired spans: %d, want 1: %v", names["timer fired"], names)
+	}
+}
