@@ -130,3 +130,15 @@ func traceFire(ctx context.Context, e TimerEntry, h nats.Header) (end func()) {
 	tracing.Inject(ctx, h)
 	return func() { span.End() }
 }
+
+// traceSignal starts the span of a signal whose sender sent a trace
+// context (a traceparent header), as its child; the recorded signal event
+// carries it. A signal without one starts no trace. The returned func ends
+// the span.
+func traceSignal(ctx context.Context, m jetstream.Msg) (context.Context, func()) {
+	if m.Headers().Get(tracing.HeaderTraceParent) == "" {
+		return ctx, func() {}
+	}
+	ctx, span := tracing.Tracer().Start(tracing.Extract(ctx, m.Headers()), "signal "+m.Subject(), trace.WithSpanKind(trace.SpanKindConsumer))
+	return ctx, func() { span.End() }
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -282,5 +283,56 @@ func TestTimerFireJoinsTheTrace(t *testing.T) {
 	}
 	if names["timer fired"] != 1 {
 		t.Errorf("timer fired spans: %d, want 1: %v", names["timer fired"], names)
+	}
+}
+
+// TestSignalKeepsItsSendersTrace sends a pickup signal carrying the order's
+// trace context (as a carrier that propagates it would): the recorded
+// signal event carries that trace, and the signal's span is in it.
+func TestSignalKeepsItsSendersTrace(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+
+	s := newStack(t)
+	s.orchestrator()
+	s.participants()
+	o := order("trace-signal-", 0, map[string]string{"pickup": "never"})
+	s.publishOrder(o)
+	natstest.Eventually(t, 30*time.Second, func() bool { return s.waitingForPickup(o.OrderID) }, "order never waited for its pickup")
+	var start string
+	for _, ev := range s.history(o.OrderID) {
+		if _, ok := ev.Value.(*schema.WorkflowStarted); ok {
+			start = ev.TraceParent
+		}
+	}
+	if start == "" {
+		t.Fatal("the start event carries no traceparent")
+	}
+	s.publish("signal.carrier.picked_up."+o.OrderID, []byte(`{"carrier":"DHL"}`), nats.Header{"traceparent": []string{start}})
+	st := s.waitSettled([]string{o.OrderID}, 60*time.Second)
+	if st[o.OrderID] != schema.StatusCompleted {
+		t.Fatalf("order %s ended %s, want completed", o.OrderID, st[o.OrderID])
+	}
+	traceID := strings.Split(start, "-")[1]
+	var signal string
+	for _, ev := range s.history(o.OrderID) {
+		if _, ok := ev.Value.(*schema.Signal); ok {
+			signal = ev.TraceParent
+		}
+	}
+	if parts := strings.Split(signal, "-"); len(parts) != 4 || parts[1] != traceID {
+		t.Errorf("recorded signal's traceparent %q, want one in trace %s", signal, traceID)
+	}
+	found := false
+	for _, sp := range exp.GetSpans() {
+		if strings.HasPrefix(sp.Name, "signal signal.carrier.picked_up.") {
+			found = found || sp.SpanContext.TraceID().String() == traceID
+		}
+	}
+	if !found {
+		t.Errorf("no signal span in the order's trace %s", traceID)
 	}
 }
