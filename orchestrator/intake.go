@@ -58,6 +58,10 @@ func (o *Orchestrator) intake(ctx context.Context, m jetstream.Msg) {
 	if o.lastDelivery(ctx, m, m.Subject(), o.cfg.MaxDeliver.Intake, nil) {
 		return
 	}
+	// The order's own trace context, if its publisher sent one, is the
+	// parent of the workflow's trace.
+	ctx, span := intakeSpan(ctx, m)
+	defer span.End()
 	in := o.cfg.Intake
 	if n, limit := len(m.Data()), in.maxSize(); n > limit {
 		o.refuse(ctx, m, m.Subject(), fmt.Sprintf("order is %d bytes, the limit is %d (--max-order-size)", n, limit))

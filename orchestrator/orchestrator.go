@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/metrics"
+	"github.com/jetflow-io/jetflow/internal/tracing"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
@@ -77,6 +79,10 @@ type Config struct {
 	// cannot grow one history without bound. Default
 	// DefaultMaxPendingSignals (1,000).
 	MaxPendingSignals int
+	// Metrics receives the runtime's metrics: decisions, replays, cache
+	// and history reads, workflows started and finished, timers, signals,
+	// dead letters, readiness (internal/metrics). Default: none.
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) validate() error {
@@ -169,6 +175,8 @@ func New(cfg Config) (*Orchestrator, error) {
 		timers: &timers{kv: kv, js: cfg.JS, clock: cfg.Clock, log: cfg.Logger, sweep: cfg.TimerSweep, live: map[string]uint64{}, tombs: map[string]tomb{}},
 	}
 	o.timers.hist, o.timers.park = o.hist, o.parkTaken
+	o.timers.onFire = cfg.Metrics.TimerFired
+	cfg.Metrics.PendingTimers(o.PendingTimers)
 	return o, nil
 }
 
@@ -186,7 +194,15 @@ func startErr(ctx context.Context, err error) error {
 
 // Run consumes until ctx is done. It returns nil on cancellation.
 func (o *Orchestrator) Run(ctx context.Context) error {
-	cons, err := o.cfg.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, streams.OrchestratorConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Decisions))
+	// A server that is away at start is waited for (streams.Await).
+	var cons jetstream.Consumer
+	err := streams.Await(ctx, o.log, "create the orchestrator's consumer", func(ctx context.Context) (err error) {
+		cons, err = o.cfg.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, streams.OrchestratorConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Decisions))
+		return err
+	})
+	if err == nil && cons == nil {
+		return nil // stopped while waiting
+	}
 	if err != nil {
 		return startErr(ctx, fmt.Errorf("orchestrator: consumer: %w", err))
 	}
@@ -244,6 +260,8 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	go func() { timersDone <- o.timers.run(ctx) }()
 	defer func() { cancel(); <-timersDone }()
 	o.log.Info("orchestrator running", "workflows", o.cfg.Registry.Names(), "workers", o.cfg.Workers)
+	o.cfg.Metrics.SetReady("orchestrator", true)
+	defer o.cfg.Metrics.SetReady("orchestrator", false)
 	select {
 	case <-ctx.Done():
 		return nil
@@ -285,6 +303,10 @@ func start(ctx context.Context, js jetstream.JetStream, wfType, id string, input
 	}
 	m.Header.Set(jetstream.MsgIDHeader, "start-"+id)
 	m.Header.Set(schema.HeaderWorkflowID, id)
+	// The workflow's trace: every decision of it joins this span's trace.
+	ctx, span := startSpan(ctx, wfType, id)
+	defer span.End()
+	tracing.Inject(ctx, m.Header)
 	if err := checkStartSize(m, streams.MaxPayload(js.Conn())); err != nil {
 		return false, err
 	}

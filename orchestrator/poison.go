@@ -92,6 +92,7 @@ func (o *Orchestrator) lastDelivery(ctx context.Context, m jetstream.Msg, origin
 		case <-time.After(time.Duration(attempt) * time.Second):
 		}
 	}
+	o.observeRefused(origin, reason)
 	if then != nil {
 		then(ctx, m, reason)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/tracing"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
@@ -145,6 +146,7 @@ func (o *Orchestrator) refuse(ctx context.Context, m jetstream.Msg, origin, reas
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
+	o.observeRefused(origin, reason)
 	_ = m.Ack()
 }
 
@@ -152,6 +154,8 @@ func (o *Orchestrator) refuse(ctx context.Context, m jetstream.Msg, origin, reas
 // once its rule and the workflow's cap on waiting signals admit it. memo
 // carries a cap refusal to the next signal of the same batch.
 func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg, memo *capMemo) {
+	ctx, end := traceSignal(ctx, m)
+	defer end()
 	if o.lastDelivery(ctx, m, "signal", o.cfg.MaxDeliver.Signals, nil) {
 		return
 	}
@@ -236,6 +240,7 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg, memo *capMem
 		o.routeLate(ctx, m, st, name, payload, seq, ", recorded after its end")
 		return
 	}
+	o.observeRecorded()
 	_ = m.Ack()
 }
 
@@ -312,6 +317,7 @@ func (o *Orchestrator) recordAdmitted(ctx context.Context, st *Summary, name str
 	}
 	ev.Header.Set(jetstream.MsgIDHeader, "signal-"+strconv.FormatUint(seq, 10))
 	ev.Header.Set(schema.HeaderWorkflowID, st.ID)
+	tracing.Inject(ctx, ev.Header) // the sender's trace, if it sent one
 	if !adm.fenced {
 		// Recorded once, however often the signal is redelivered.
 		written, err := streams.PublishFirst(ctx, o.cfg.JS, ev)

@@ -58,6 +58,9 @@ type TimerEntry struct {
 	WorkflowID string    `json:"workflow_id"`
 	TimerID    int       `json:"timer_id"`
 	Due        time.Time `json:"due"`
+	// Trace is the W3C traceparent of the decision that started the
+	// timer: its fire joins the workflow's trace.
+	Trace string `json:"trace,omitempty"`
 }
 
 // TimerKey is the bucket key of a timer.
@@ -75,6 +78,8 @@ type timers struct {
 	hist  *streams.History
 	// park parks a workflow whose timer cannot fire, with the reason.
 	park func(ctx context.Context, id, reason string) error
+	// onFire observes the lateness of each fire recorded (metrics).
+	onFire func(lateness time.Duration)
 
 	mu   sync.Mutex
 	live map[string]uint64 // key → revision of the entry we hold
@@ -118,7 +123,7 @@ func (t *timers) dropAll(ctx context.Context, id string, pending map[int]*schema
 }
 
 func (t *timers) put(ctx context.Context, id string, d *schema.TimerStarted) error {
-	b, _ := json.Marshal(TimerEntry{WorkflowID: id, TimerID: d.ID, Due: d.Due})
+	b, _ := json.Marshal(TimerEntry{WorkflowID: id, TimerID: d.ID, Due: d.Due, Trace: traceParent(ctx)})
 	if _, err := t.kv.Put(ctx, TimerKey(id, d.ID), b); err != nil {
 		return fmt.Errorf("put timer: %w", err)
 	}
@@ -351,6 +356,7 @@ func (t *timers) fire(ctx context.Context, d *dueTimer) {
 	}
 	m.Header.Set(jetstream.MsgIDHeader, "fired-"+d.key+"-"+strconv.FormatInt(d.entry.Due.UnixNano(), 10))
 	m.Header.Set(schema.HeaderWorkflowID, d.entry.WorkflowID)
+	defer traceFire(ctx, d.entry, m.Header)()
 	// A timer fires once: a second fire (another instance, a crash between
 	// fire and delete) is refused by the server.
 	written, err := streams.PublishFirst(ctx, t.js, m)
@@ -384,6 +390,9 @@ func (t *timers) fire(ctx context.Context, d *dueTimer) {
 	t.mu.Lock()
 	t.fired++
 	t.mu.Unlock()
+	if written && t.onFire != nil {
+		t.onFire(t.clock.Now().Sub(d.entry.Due))
+	}
 	failpoint.Hit("timers.after-fire")
 	t.drop(ctx, d)
 }

@@ -33,6 +33,8 @@ var (
 type state struct {
 	id      string
 	lastSeq uint64
+	// trace is the traceparent of the start event: the workflow's trace.
+	trace   string
 	events  []workflow.Event
 	start   *schema.WorkflowStarted
 	status  schema.Status
@@ -88,6 +90,7 @@ func (s *state) add(evs []streams.Event) {
 				continue // stray message before the start
 			}
 			s.start, s.status = st, schema.StatusRunning
+			s.trace = ev.TraceParent
 		}
 		s.operator(ev)
 		switch v := ev.Value.(type) {
@@ -173,6 +176,9 @@ func (c *cache) drop(id string) {
 type worker struct {
 	o     *Orchestrator
 	cache *cache
+	// trace holds the trace headers of the decision being taken: every
+	// message it appends carries them.
+	trace nats.Header
 }
 
 // admit makes the checks that concern one message, before it joins its
@@ -258,7 +264,10 @@ func (w *worker) decideWake(ctx context.Context, id string, wake uint64) error {
 	if st := w.cache.peek(id); wake > 0 && st != nil && wake <= st.decidedSeq {
 		return nil
 	}
-	if err := w.decide(ctx, id, wake); err != nil {
+	begin := time.Now()
+	err := w.decide(ctx, id, wake)
+	w.o.cfg.Metrics.Decision(time.Since(begin))
+	if err != nil {
 		return err
 	}
 	// decide leaves the state at the sequence its stored (or empty)
@@ -296,11 +305,14 @@ const maxFenceRetries = 8
 // clustered stream) is retried rather than taken for "nothing to do".
 func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 	st := w.cache.get(id)
+	w.o.cfg.Metrics.CacheLookup(st.lastSeq > 0)
+	defer func() { w.trace = nil }()
 	for attempt := 0; attempt < maxFenceRetries; attempt++ {
 		evs, err := w.o.hist.Read(ctx, id, st.lastSeq)
 		if err != nil {
 			return err
 		}
+		w.o.cfg.Metrics.HistoryRead(len(evs))
 		st.add(evs)
 		if st.lastSeq < wakeSeq {
 			if attempt == maxFenceRetries-1 {
@@ -324,6 +336,9 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			w.cache.drop(id) // late results for it are ignored; a miss costs one read
 			return nil
 		}
+		span := w.startDecision(ctx, id, st)
+		defer span.End()
+		first := !hasDecision(st.events)
 		var out workflow.Outcome
 		if end := st.operatorEnd(); end != nil {
 			// terminate, resolve: the end is the operator's, the code is
@@ -334,7 +349,9 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			if !ok {
 				return fmt.Errorf("%w: %q", errUnknownType, st.start.Type)
 			}
+			replayed := time.Now()
 			out = workflow.Replay(fn, id, st.events, w.o.log)
+			w.o.cfg.Metrics.Replay(time.Since(replayed))
 		}
 		msgs, vals, err := w.messages(id, st, out)
 		if err != nil || len(msgs) == 0 {
@@ -358,6 +375,7 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		if err == nil {
 			failpoint.Hit("orchestrator.after-append")
 			w.logOutcome(id, out)
+			w.observeAppend(st, first, out, span)
 			if err := w.applyTimers(ctx, id, st, vals); err != nil {
 				return err
 			}
@@ -414,6 +432,7 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 // applyTimers mirrors the timer decisions among vals, which are in the
 // history, into the timers bucket.
 func (w *worker) applyTimers(ctx context.Context, id string, st *state, vals []schema.Kinded) error {
+	ctx = w.traced(ctx) // a timer's entry keeps its decision's trace
 	if err := w.o.timers.apply(ctx, id, vals); err != nil {
 		return err
 	}
@@ -472,6 +491,9 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 		}
 		m.Header.Set(jetstream.MsgIDHeader, id+":"+strconv.FormatUint(st.lastSeq, 10)+":"+strconv.Itoa(len(msgs)))
 		m.Header.Set(schema.HeaderWorkflowID, id)
+		for k, v := range w.trace {
+			m.Header[k] = v
+		}
 		msgs = append(msgs, m)
 		return nil
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
@@ -172,6 +173,9 @@ type Config struct {
 	// (unlimited) or more ends there. At least 2. Default
 	// streams.DefaultParticipantMaxDeliver (100).
 	MaxDeliver int
+	// Metrics receives the service's metrics: step latency and attempts,
+	// dead letters, readiness (internal/metrics). Default: none.
+	Metrics *metrics.Metrics
 }
 
 // Defaults of Config.
@@ -237,16 +241,25 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 	}
 	log = log.With("service", svc.Name)
 
-	kv, err := js.KeyValue(ctx, streams.IdempotencyBucket)
-	if err != nil {
+	// A server that is away at start is waited for (streams.Await).
+	var kv jetstream.KeyValue
+	err := streams.AwaitTopology(ctx, log, "open the idempotency bucket", func(ctx context.Context) (err error) {
+		kv, err = js.KeyValue(ctx, streams.IdempotencyBucket)
+		return err
+	})
+	if err != nil || kv == nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("participants: %s: idempotency bucket: %w", svc.Name, err)
 	}
 	consCfg := streams.ParticipantConsumerConfig(svc.Name, ackWait, conc, maxDeliver)
-	cons, err := js.CreateOrUpdateConsumer(ctx, streams.HistoryStream, consCfg)
-	if err != nil {
+	var cons jetstream.Consumer
+	err = streams.AwaitTopology(ctx, log, "create the consumer", func(ctx context.Context) (err error) {
+		cons, err = js.CreateOrUpdateConsumer(ctx, streams.HistoryStream, consCfg)
+		return err
+	})
+	if err != nil || cons == nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -259,6 +272,9 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 	// would wait out AckWait.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	w := &worker{js: js, kv: kv, svc: svc, log: log, ackWait: ackWait, maxDeliver: maxDeliver, runCtx: hctx}
+	w.metrics = cfg.Metrics
+	cfg.Metrics.SetReady("participant-"+svc.Name, true)
+	defer cfg.Metrics.SetReady("participant-"+svc.Name, false)
 	var wg sync.WaitGroup
 	defer func() {
 		hcancel()

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
+	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
@@ -33,6 +34,8 @@ type worker struct {
 	maxDeliver int
 	// runCtx is Run's context: handlers are cancelled with it.
 	runCtx context.Context
+	// metrics receives the step metrics; nil: none.
+	metrics *metrics.Metrics
 }
 
 // stateDone is the state of an idempotency record that holds a result.
@@ -74,6 +77,10 @@ type job struct {
 	// hctx is the context of the running handler, nil when none runs.
 	mu   sync.Mutex
 	hctx context.Context
+
+	// trace holds the trace headers of the step's span: the result
+	// carries them.
+	trace nats.Header
 }
 
 // setHandlerCtx records the context of the running handler (nil: none).
@@ -279,7 +286,11 @@ func (j *job) deadLetter(reason, replyTo string, res *schema.Result) {
 func (j *job) storeDeadLetter(ctx context.Context, reason string) error {
 	// streams.DeadLetter cuts the copy to fit the max payload and keeps the
 	// command's stream and sequence, so the whole original can be found.
-	return streams.DeadLetter(ctx, j.js, "cmd."+j.svc.Name, j.msg, reason)
+	if err := streams.DeadLetter(ctx, j.js, "cmd."+j.svc.Name, j.msg, reason); err != nil {
+		return err
+	}
+	j.metrics.DeadLetter("cmd."+j.svc.Name, reason)
+	return nil
 }
 
 // publishResult publishes res to replyTo and waits for the stream's ack. A
@@ -292,6 +303,9 @@ func (j *job) publishResult(ctx context.Context, replyTo, msgID string, res *sch
 		return err
 	}
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	for k, v := range j.trace {
+		m.Header[k] = v
+	}
 	_, err = streams.PublishFirst(ctx, j.js, m)
 	return err
 }
@@ -389,6 +403,8 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 	// One cause ends the handler early: the workflow cancelled the step,
 	// or the handler went its heartbeat timeout without a heartbeat.
 	hctx, stepCancel := context.WithCancelCause(tctx)
+	hctx, span := j.startStep(hctx, sc)
+	defer span.End()
 	alive := func() {}
 	if hbt := sc.HeartbeatTimeout; hbt > 0 {
 		watchdog := time.AfterFunc(hbt, func() { stepCancel(errNoHeartbeat) })
@@ -410,12 +426,14 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 	unwatch := j.watchCancel(sc, stepCancel)
 	var out any
 	var herr error
+	began := time.Now()
 	if j.cancelledBefore(sc) {
 		stepCancel(errStepCancelled)
 	} else {
 		j.setHandlerCtx(hctx)
 		out, herr = j.call(hctx, handler, cmd)
 	}
+	took := time.Since(began)
 	cancelled := errors.Is(context.Cause(hctx), errStepCancelled)
 	timedOut := !cancelled && errors.Is(tctx.Err(), context.DeadlineExceeded)
 	missedHeartbeat := !cancelled && errors.Is(context.Cause(hctx), errNoHeartbeat)
@@ -427,6 +445,10 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		// Whatever the handler returned, the workflow stopped waiting.
 		out, herr = nil, &failure{kind: KindCancelled, final: true, err: errStepCancelled}
 	}
+	// outcome is the step metric's outcome label; "" observes nothing
+	// (a crash, a stop).
+	outcome := ""
+	defer func() { j.observeStep(sc, outcome, took, span) }()
 
 	if errors.Is(herr, ErrCrash) {
 		j.log.Warn("handler crashed: leaving the command for redelivery")
@@ -486,11 +508,16 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		}
 		if !final {
 			j.log.Info("attempt failed, retrying", "kind", c.kind, "err", herr, "delay", delay)
+			outcome = metrics.StepRetried
 			j.nak(delay)
 			return
 		}
 		j.log.Info("command failed", "kind", c.kind, "err", herr)
 		res.Error = &schema.Error{Kind: c.kind, Message: streams.Clip(msg, maxErrorMessage)}
+	}
+	outcome = metrics.StepOK
+	if res.Error != nil {
+		outcome = metrics.StepFailed
 	}
 	if j.finish(sc, key, msgID, res) && (len(details) > 0 || heartbeated.Load()) {
 		j.forgetHeartbeat(hbKey)

@@ -108,3 +108,56 @@ func deadLetterMsg(subject string, src jetstream.Msg, reason string, limit int) 
 	}
 	return m
 }
+
+// Reason classes: the short, bounded names of ReasonClass.
+const (
+	ReasonLastDelivery         = "last_delivery"
+	ReasonUndecodable          = "undecodable"
+	ReasonUnknownWorkflow      = "unknown_workflow"
+	ReasonFinishedWorkflow     = "finished_workflow"
+	ReasonUnknownAction        = "unknown_action"
+	ReasonBadSubject           = "bad_subject"
+	ReasonTooLarge             = "too_large"
+	ReasonConflictingDuplicate = "conflicting_duplicate"
+	ReasonSignalCap            = "signal_cap"
+	ReasonSignalRule           = "signal_rule"
+	ReasonInvalid              = "invalid"
+	ReasonOther                = "other"
+)
+
+// reasonClasses maps a phrase of a dead-letter reason to its class; the
+// first that matches wins.
+var reasonClasses = []struct{ phrase, class string }{
+	{"crashed or timed out", ReasonLastDelivery},
+	{"undecodable", ReasonUndecodable},
+	{"message kind", ReasonUndecodable},
+	{"unknown workflow", ReasonUnknownWorkflow},
+	{"finished workflow", ReasonFinishedWorkflow},
+	{"has no handler for action", ReasonUnknownAction},
+	{"conflicting duplicate", ReasonConflictingDuplicate},
+	{"signals waiting, the limit", ReasonSignalCap},
+	{"the limit is", ReasonTooLarge},
+	{"bytes, more than", ReasonTooLarge},
+	{"max payload", ReasonTooLarge},
+	{"does not belong on subject", ReasonBadSubject},
+	{"is not a result subject", ReasonBadSubject},
+	{"subject must be", ReasonBadSubject},
+	{"not a workflow history subject", ReasonBadSubject},
+	{"already holds a message", ReasonBadSubject},
+	{"already recorded at history seq", ReasonSignalRule},
+	{" refused: ", ReasonSignalRule},
+	{"invalid", ReasonInvalid},
+}
+
+// ReasonClass reduces a dead-letter reason (the Jetflow-Reason header) to
+// one of a few short classes (ReasonLastDelivery, ReasonTooLarge, ...,
+// ReasonOther), for a metric label or a summary: a reason quotes values,
+// a class does not.
+func ReasonClass(reason string) string {
+	for _, c := range reasonClasses {
+		if strings.Contains(reason, c.phrase) {
+			return c.class
+		}
+	}
+	return ReasonOther
+}

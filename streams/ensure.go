@@ -205,6 +205,13 @@ func orDefault(n, def int) int {
 	return n
 }
 
+// missingStreams is Check's error: errors.Is matches it with
+// jetstream.ErrStreamNotFound.
+type missingStreams struct{ msg string }
+
+func (e missingStreams) Error() string        { return e.msg }
+func (e missingStreams) Is(target error) bool { return target == jetstream.ErrStreamNotFound }
+
 // Check reports an error naming every one of the given streams that does
 // not exist. A process whose credentials may not create streams (a
 // participant) checks the topology instead of ensuring it.
@@ -220,7 +227,7 @@ func Check(ctx context.Context, js jetstream.JetStream, names ...string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing streams %s: an orchestrator (or jetflow dev) creates them; start one first", strings.Join(missing, ", "))
+		return missingStreams{fmt.Sprintf("missing streams %s: an orchestrator (or jetflow dev) creates them; start one first", strings.Join(missing, ", "))}
 	}
 	return nil
 }

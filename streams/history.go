@@ -51,7 +51,9 @@ type Event struct {
 	Kind   schema.Kind
 	Schema string
 	MsgID  string
-	Body   []byte
+	// TraceParent is the message's W3C traceparent header, if any.
+	TraceParent string
+	Body        []byte
 	// Value is the decoded body, nil when DecodeErr is set.
 	Value     schema.Kinded
 	DecodeErr error
@@ -66,6 +68,8 @@ func eventFromMsg(subject string, seq uint64, ts time.Time, h nats.Header, body 
 		Schema:  h.Get(schema.HeaderSchema),
 		MsgID:   h.Get(jetstream.MsgIDHeader),
 		Body:    body,
+		// The W3C trace context header (internal/tracing).
+		TraceParent: h.Get("traceparent"),
 	}
 	ev.Value, ev.DecodeErr = schema.Decode(string(ev.Kind), ev.Schema, body)
 	return ev

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
@@ -71,6 +72,8 @@ type stack struct {
 	// auth: the server enforces the role permissions and every part
 	// connects with its own role (newAuthStack).
 	auth bool
+	// metrics, when set, is the registry every part reports to.
+	metrics *metrics.Metrics
 }
 
 func newStack(t *testing.T) *stack { return newStackOn(t, natstest.RunJetStream(t)) }
@@ -166,7 +169,7 @@ func (s *stack) orchestrator() *part {
 		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: late,
 		SignalRules: fulfillment.SignalRules(), MaxPendingSignals: s.maxPendingSignals,
 		Logger: testLogger(), AckWait: s.ackWait, Clock: s.clock, TimerSweep: time.Second,
-		MaxDeliver: s.maxDeliver,
+		MaxDeliver: s.maxDeliver, Metrics: s.metrics,
 	})
 	if err != nil {
 		s.t.Fatal(err)
@@ -186,7 +189,7 @@ func (s *stack) participant(name string) *part {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	cfg := participants.Config{NC: nc, JS: js, Logger: testLogger(), AckWait: s.ackWait}
+	cfg := participants.Config{NC: nc, JS: js, Logger: testLogger(), AckWait: s.ackWait, Metrics: s.metrics}
 	return s.run(func(ctx context.Context) error { return participants.Run(ctx, cfg, svc) })
 }
 

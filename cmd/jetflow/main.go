@@ -394,7 +394,7 @@ func isTerminal(f *os.File) bool {
 // connect dials the server named by the connection flags, as role (whose
 // inbox prefix the connection uses unless the flags name one), and ensures
 // the topology.
-func connect(ctx context.Context, c *common, name, role string, ensure bool) (*nats.Conn, jetstream.JetStream, error) {
+func connect(ctx context.Context, c *common, name, role string, ensure bool, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	flags, err := c.conn.Resolve(os.Getenv)
 	if err != nil {
 		return nil, nil, err
@@ -420,6 +420,7 @@ func connect(ctx context.Context, c *common, name, role string, ensure bool) (*n
 			}
 		}
 	}))
+	opts = append(opts, extra...)
 	nc, err := streams.Connect(url, name, opts...)
 	if err != nil {
 		return nil, nil, err

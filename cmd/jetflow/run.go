@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/console"
+	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/internal/natsconn"
 	"github.com/jetflow-io/jetflow/orchestrator"
@@ -55,11 +56,14 @@ type engineFlags struct {
 	// simulation: the flags of registerSimulation are registered.
 	simulation bool
 	faults     sim.Faults
+	// obs: --metrics, and the process's metrics and tracing.
+	obs obsFlags
 }
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
 	e.common.register(fs, false)
 	e.log.register(fs, "info")
+	e.obs.register(fs)
 	fs.IntVar(&e.replicas, "replicas", 1, "replicas of every stream and bucket (3 on a cluster)")
 	fs.DurationVar(&e.ackWait, "ack-wait", 30*time.Second, "how long a command or event may stay unacknowledged before JetStream redelivers it")
 }
@@ -162,17 +166,22 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 	fulfillment.Register(reg, e.workflow)
 	intake := fulfillment.Intake()
 	intake.MaxSize = e.maxOrderSize
-	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: intake,
-		LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
-		MaxPendingSignals: e.maxPendingSignals,
-		Logger:            log.With("component", "orchestrator"), AckWait: e.ackWait,
+	var o *orchestrator.Orchestrator
+	err := streams.Await(ctx, log, "open the timers bucket", func(context.Context) (err error) {
+		o, err = orchestrator.New(orchestrator.Config{
+			NC: nc, JS: js, Registry: reg, Intake: intake,
+			LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
+			MaxPendingSignals: e.maxPendingSignals,
+			Logger:            log.With("component", "orchestrator"), AckWait: e.ackWait,
+			Metrics: e.obs.metrics,
+		})
+		return err
 	})
-	if err != nil {
+	if err != nil || o == nil {
 		return err
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); errs <- o.Run(ctx) }()
+	go func() { defer wg.Done(); errs <- supervise(ctx, log, o.Run) }()
 	return nil
 }
 
@@ -183,14 +192,19 @@ func startParticipant(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js
 	if cb != nil {
 		opts = append(opts, reference.CallbacksVia(cb))
 	}
-	svc, err := reference.Service(ctx, js, e.topology(), name, e.faults, opts...)
-	if err != nil {
+	var svc participants.Service
+	err := streams.AwaitTopology(ctx, log, "open the "+name+" buckets", func(ctx context.Context) (err error) {
+		svc, err = reference.Service(ctx, js, e.topology(), name, e.faults, opts...)
+		return err
+	})
+	if err != nil || svc.Name == "" {
 		return err
 	}
+	cfg := participants.Config{NC: nc, JS: js, Logger: log.With("component", name), AckWait: e.ackWait, Metrics: e.obs.metrics}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errs <- participants.Run(ctx, participants.Config{NC: nc, JS: js, Logger: log.With("component", name), AckWait: e.ackWait}, svc)
+		errs <- supervise(ctx, log, func(ctx context.Context) error { return participants.Run(ctx, cfg, svc) })
 	}()
 	return nil
 }
@@ -219,14 +233,20 @@ func runOrchestrator(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectEngine(ctx, &e, "jetflow orchestrator", natsauth.Orchestrator)
+	flush, err := e.obs.init(ctx, log, "jetflow-orchestrator")
 	if err != nil {
+		return err
+	}
+	defer flush()
+	nc, js, err := connectEngine(ctx, &e, log, "jetflow orchestrator", natsauth.Orchestrator)
+	if err != nil || nc == nil {
 		return err
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
+	e.obs.poll(ctx, log, metrics.PollConfig{NC: nc, JS: js, Queues: true, Consumers: metrics.EngineConsumers}, nc)
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		cancel()
 		return err
@@ -252,8 +272,13 @@ func runParticipant(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectEngine(ctx, &e, "jetflow participant "+pos[0], natsauth.Participant(pos[0]))
+	flush, err := e.obs.init(ctx, log, "jetflow-participant-"+pos[0])
 	if err != nil {
+		return err
+	}
+	defer flush()
+	nc, js, err := connectEngine(ctx, &e, log, "jetflow participant "+pos[0], natsauth.Participant(pos[0]))
+	if err != nil || nc == nil {
 		return err
 	}
 	defer nc.Close()
@@ -269,7 +294,7 @@ func runParticipant(ctx context.Context, args []string) error {
 		}
 		// The same server and TLS, as the calling party.
 		cc.conn.Context, cc.conn.NKey, cc.conn.Creds, cc.conn.User, cc.conn.Token, cc.conn.InboxPrefix = "", callbackNKey, "", "", "", ""
-		cnc, cjs, err := connect(ctx, &cc, "jetflow "+role+" (simulated)", role, false)
+		cnc, cjs, err := connect(ctx, &cc, "jetflow "+role+" (simulated)", role, false, e.obs.connOptions(log)...)
 		if err != nil {
 			return err
 		}
@@ -279,6 +304,7 @@ func runParticipant(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
+	e.obs.poll(ctx, log, metrics.PollConfig{NC: nc, JS: js, Consumers: []metrics.Consumer{metrics.ParticipantConsumer(pos[0])}}, nc)
 	if err := startParticipant(ctx, &wg, nc, js, cb, log, &e, pos[0], errs); err != nil {
 		cancel()
 		return err
@@ -289,18 +315,28 @@ func runParticipant(ctx context.Context, args []string) error {
 
 // connectEngine connects a part of the engine as role. The orchestrator
 // ensures the topology; a participant, whose credentials may not create
-// streams, checks that it exists.
-func connectEngine(ctx context.Context, e *engineFlags, name, role string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, js, err := connect(ctx, &e.common, name, role, false)
+// streams, checks that it exists. A server that is not there yet is waited
+// for, as long as ctx lasts (nil connection and error when ctx ended).
+func connectEngine(ctx context.Context, e *engineFlags, log *slog.Logger, name, role string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, js, err := connect(ctx, &e.common, name, role, false, e.obs.connOptions(log)...)
 	if err != nil {
 		return nil, nil, err
 	}
-	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	what := "check the streams"
 	if role == natsauth.Orchestrator {
-		err = streams.Ensure(ectx, js, e.topology())
-	} else {
-		err = streams.Check(ectx, js, streams.HistoryStream, "KV_"+streams.IdempotencyBucket)
+		what = "ensure the streams"
+	}
+	err = streams.AwaitTopology(ctx, log, what, func(ctx context.Context) error {
+		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if role == natsauth.Orchestrator {
+			return streams.Ensure(ectx, js, e.topology())
+		}
+		return streams.Check(ectx, js, streams.HistoryStream, "KV_"+streams.IdempotencyBucket)
+	})
+	if err == nil && ctx.Err() != nil {
+		nc.Close()
+		return nil, nil, nil
 	}
 	if err != nil {
 		nc.Close()
@@ -326,6 +362,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.BoolVar(&auth, "auth", false, "enforce the role permissions (deploy/nats-server.conf): every part connects with its own role's nkey, kept in <data>/auth")
 	fs.IntVar(&demo, "demo", 0, "publish N sample orders with a mix of outcomes")
 	fs.BoolVar(&demoExit, "demo-exit", false, "exit once every demo order has finished")
+	e.obs.devDefaults(fs)
 	if _, err := parseEngine(fs, &e, args); err != nil {
 		return err
 	}
@@ -347,9 +384,14 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	flush, err := e.obs.init(ctx, log, "jetflow-dev")
+	if err != nil {
+		return err
+	}
+	defer flush()
 	var dial func(role string) (*nats.Conn, jetstream.JetStream, error)
 	if external {
-		nc, js, err := connect(ctx, &e.common, "jetflow dev", "", false)
+		nc, js, err := connect(ctx, &e.common, "jetflow dev", "", false, e.obs.connOptions(log)...)
 		if err != nil {
 			return err
 		}
@@ -404,6 +446,8 @@ func runDev(ctx context.Context, args []string) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2+len(reference.Names))
+	poll := metrics.PollConfig{NC: nc, JS: js, Queues: true, Consumers: append(append([]metrics.Consumer(nil), metrics.EngineConsumers...), participantConsumers()...)}
+	e.obs.poll(ctx, log, poll, nc)
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		return err
 	}

@@ -246,6 +246,7 @@ func TestSoak(t *testing.T) {
 	// Exits at fault points, from the processes' exit statuses.
 	// Other exits are not injected: a process gave up (an error at start-up
 	// while the servers were down, ...) and the supervisor restarted it.
+	// Processes wait for their servers, so there must be none.
 	exits, crashes := map[string]int{}, map[string]int{}
 	for _, r := range append(append([]*role(nil), orchs...), parts...) {
 		for _, c := range r.exitCodes() {
@@ -290,9 +291,12 @@ func TestSoak(t *testing.T) {
 		crashKinds = append(crashKinds, k)
 	}
 	sort.Strings(crashKinds)
+	selfExits := 0
 	for _, k := range crashKinds {
 		fmt.Fprintf(tw, "not injected: %s, restarted\t%d\n", k, crashes[k])
+		selfExits += crashes[k]
 	}
+	fmt.Fprintf(tw, "engine processes that exited on their own (gave up)\t%d\n", selfExits)
 	fmt.Fprintf(tw, "double effects\t%d\n", len(rep.DoubleEffects))
 	fmt.Fprintf(tw, "stuck (not ended within %s)\t%d\n", bound, len(rep.Stuck))
 	fmt.Fprintf(tw, "lost (acknowledged, never started)\t%d\n", len(rep.Lost))
@@ -315,6 +319,9 @@ func TestSoak(t *testing.T) {
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Errorf("write report: %v", err)
 		}
+	}
+	if selfExits > 0 {
+		t.Errorf("%d engine process exits that no fault caused: %v (a process must wait for NATS, not exit)", selfExits, crashKinds)
 	}
 	if !rep.OK() {
 		t.Errorf("invariants broken: %s", rep)

@@ -1,0 +1,253 @@
+package metrics
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// exercised returns a Metrics on which every collector has a child, so a
+// Gather lists every family.
+func exercised() *Metrics {
+	m := New()
+	m.WorkflowStarted("t")
+	m.WorkflowFinished("t", "completed")
+	m.Decision(time.Millisecond)
+	m.Replay(time.Millisecond)
+	m.CacheLookup(true)
+	m.CacheLookup(false)
+	m.HistoryRead(3)
+	m.DeadLetter("wf", "undecodable history event")
+	m.Signal(SignalRecorded)
+	m.TimerFired(time.Millisecond)
+	m.Step("payment", "charge", StepOK, time.Millisecond, 1)
+	m.PendingTimers(func() int { return 0 })
+	m.SetReady("orchestrator", true)
+	m.ConnState("reconnected", true)
+	m.deadStored.WithLabelValues("wf").Set(0)
+	m.consumerPending.WithLabelValues("s", "c").Set(0)
+	m.consumerAckPending.WithLabelValues("s", "c").Set(0)
+	m.consumerRedelivered.WithLabelValues("s", "c").Set(0)
+	m.manualQueue.Set(0)
+	m.blocked.Set(0)
+	m.pollErrors.Add(0)
+	return m
+}
+
+// families returns the type of every metric family m exports.
+func families(t *testing.T, m *Metrics) map[string]dto.MetricType {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]dto.MetricType{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf.GetType()
+	}
+	return out
+}
+
+// TestDeployUsesExportedMetrics checks that every jetflow_ metric the
+// alert rules and the Grafana dashboard query is one the registry
+// exports (a histogram's _bucket, _sum and _count included), so neither
+// can drift from the code.
+func TestDeployUsesExportedMetrics(t *testing.T) {
+	have := families(t, exercised())
+	name := regexp.MustCompile(`\bjetflow_[a-z0-9_]+`)
+	for _, f := range []string{"../../deploy/prometheus/alerts.yml", "../../deploy/grafana/jetflow.json"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used := map[string]bool{}
+		for _, n := range name.FindAllString(string(data), -1) {
+			used[n] = true
+		}
+		if len(used) < 5 {
+			t.Errorf("%s: only %d jetflow_ metrics found; the check reads nothing", f, len(used))
+		}
+		for n := range used {
+			if _, ok := have[n]; ok {
+				continue
+			}
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_sum"), "_count")
+			if typ, ok := have[base]; ok && typ == dto.MetricType_HISTOGRAM {
+				continue
+			}
+			t.Errorf("%s uses %s, which the registry does not export", f, n)
+		}
+	}
+}
+
+// TestAlertRulesPassPromtool runs `promtool check rules` on the alert
+// rules, when promtool is installed (.ci/run installs it).
+func TestAlertRulesPassPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (Debian package prometheus)")
+	}
+	out, err := exec.Command(promtool, "check", "rules", filepath.Join("..", "..", "deploy", "prometheus", "alerts.yml")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+}
+
+// TestLabelsAreBounded checks that no family has a label that could hold
+// a workflow ID.
+func TestLabelsAreBounded(t *testing.T) {
+	allowed := map[string]bool{"type": true, "status": true, "service": true, "action": true, "outcome": true,
+		"origin": true, "reason": true, "stream": true, "consumer": true, "component": true, "state": true, "le": true}
+	mfs, err := exercised().Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), Namespace+"_") {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if !allowed[l.GetName()] {
+					t.Errorf("%s has label %q", mf.GetName(), l.GetName())
+				}
+			}
+		}
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestServeHealthAndReadiness checks /healthz, /readyz and /metrics:
+// readiness follows the components' reports and the NATS connection.
+func TestServeHealthAndReadiness(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	nc, _ := natstest.Connect(t, env.Server)
+	m := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m.Watch(nc)
+	s, err := Serve(ctx, "127.0.0.1:0", m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + s.Addr()
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Errorf("/healthz: %d, want 200", code)
+	}
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "no component") {
+		t.Errorf("/readyz before any component: %d %q, want 503 naming no component", code, body)
+	}
+	m.SetReady("orchestrator", true)
+	m.SetReady("participant-payment", false)
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "participant-payment is not running") {
+		t.Errorf("/readyz with payment not running: %d %q", code, body)
+	}
+	m.SetReady("participant-payment", true)
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("/readyz with all running: %d %q, want 200", code, body)
+	}
+	m.WorkflowStarted("order.fulfillment")
+	if code, body := get(t, base+"/metrics"); code != 200 || !strings.Contains(body, `jetflow_workflows_started_total{type="order.fulfillment"} 1`) {
+		t.Errorf("/metrics: %d, want the started counter in:\n%s", code, body)
+	}
+	env.Server.Stop()
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		code, body := get(t, base+"/readyz")
+		return code == 503 && strings.Contains(body, "NATS connection")
+	}, "/readyz stayed ready with the server stopped")
+	cancel()
+	s.Wait()
+}
+
+// TestPollReadsQueuesAndConsumers checks the gauges read from JetStream:
+// the manual queue's depth, the blocked workflows (a blocked workflow that
+// ended since is not), dead letters stored by origin, consumer pending.
+func TestPollReadsQueuesAndConsumers(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := natstest.Context(t)
+	pub := func(subject string) {
+		t.Helper()
+		if _, err := env.JS.Publish(ctx, subject, []byte("x")); err != nil {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+	}
+	for _, s := range []string{
+		streams.DoneSubject("a", string(schema.StatusManual)),
+		streams.DoneSubject("b", string(schema.StatusManual)),
+		streams.DoneSubject("c", string(schema.StatusCompleted)),
+		streams.BlockedSubject("d", 3),
+		streams.BlockedSubject("d", 7),
+		streams.BlockedSubject("e", 2),
+		streams.DoneSubject("e", string(schema.StatusCompensated)),
+		streams.DeadLetterSubject("signal"),
+		streams.DeadLetterSubject("signal"),
+		streams.DeadLetterSubject("cmd.payment"),
+	} {
+		pub(s)
+	}
+	if _, err := env.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, jetstream.ConsumerConfig{Durable: "probe", FilterSubject: streams.DoneFilter}); err != nil {
+		t.Fatal(err)
+	}
+	m := New()
+	cfg := PollConfig{NC: env.NC, JS: env.JS, Queues: true, Consumers: []Consumer{{streams.HistoryStream, "probe"}, {streams.HistoryStream, "absent"}}}
+	if err := m.PollOnce(ctx, cfg, streams.NewHistory(env.NC, env.JS)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			key := mf.GetName()
+			var ls []string
+			for _, l := range mt.GetLabel() {
+				ls = append(ls, l.GetName()+"="+l.GetValue())
+			}
+			sort.Strings(ls)
+			if len(ls) > 0 {
+				key += "{" + strings.Join(ls, ",") + "}"
+			}
+			if g := mt.GetGauge(); g != nil {
+				got[key] = g.GetValue()
+			}
+		}
+	}
+	for k, want := range map[string]float64{
+		"jetflow_manual_queue_depth":                                                             2,
+		"jetflow_workflows_blocked":                                                              1,
+		"jetflow_dead_letters_stored{origin=signal}":                                             2,
+		"jetflow_dead_letters_stored{origin=cmd.payment}":                                        1,
+		"jetflow_consumer_pending_messages{consumer=probe,stream=" + streams.HistoryStream + "}": 4,
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+}
