@@ -240,6 +240,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		return startErr(ctx, err)
 	}
 	defer stopSignals()
+	stopHandlers, err := o.runHandlers(ctx)
+	if err != nil {
+		return startErr(ctx, err)
+	}
+	defer stopHandlers()
 	timersDone := make(chan error, 1)
 	go func() { timersDone <- o.timers.run(ctx) }()
 	defer func() { cancel(); <-timersDone }()

@@ -484,6 +484,8 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 			err = add(streams.TimerSubject(id, v.ID), v)
 		case *schema.TimerCancelled:
 			err = add(streams.TimerSubject(id, v.ID), v)
+		case *schema.UpdateCompleted:
+			err = add(streams.UpdateDoneSubject(id, v.UpdateID), v)
 		}
 		if err != nil {
 			return nil, nil, err

@@ -378,6 +378,10 @@ func New(kind Kind) (Kinded, error) {
 		return &TimerFired{}, nil
 	case KindSignal:
 		return &Signal{}, nil
+	case KindUpdateAccepted:
+		return &UpdateAccepted{}, nil
+	case KindUpdateCompleted:
+		return &UpdateCompleted{}, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 }

@@ -63,6 +63,10 @@ func OnItsSubject(ev Event) bool {
 		return ev.Subject == ResultSubject(id, v.CommandID, v.Service, v.Action)
 	case *schema.Signal:
 		return strings.HasPrefix(ev.Subject, "wf."+id+"."+tokSignal+".")
+	case *schema.UpdateAccepted:
+		return isUpdateSubject(ev.Subject, id, v.UpdateID, false)
+	case *schema.UpdateCompleted:
+		return isUpdateSubject(ev.Subject, id, v.UpdateID, true)
 	}
 	return true
 }

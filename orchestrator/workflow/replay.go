@@ -91,6 +91,9 @@ type replayer struct {
 	fedAll   bool
 	failure  error
 	finished *schema.WorkflowFinished
+	// handlers are the query and update handlers the code set (query.go,
+	// update.go).
+	handlers handlers
 }
 
 // isReplaying reports whether the code is re-executing decisions that the
@@ -109,6 +112,13 @@ func (r *replayer) fail(err error) {
 // Replay runs fn over the history of workflow id and returns what to do
 // next. history must start with the WorkflowStarted event.
 func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
+	return replay(fn, id, history, logger, nil)
+}
+
+// replay is Replay; inspect, when set, is called with the replayed state
+// once every event is fed, before the workflow's coroutines are unwound
+// (queries and update validators run there).
+func replay(fn Func, id string, history []Event, logger *slog.Logger, inspect func(*replayer)) Outcome {
 	if logger == nil {
 		logger = slog.New(discard{})
 	}
@@ -135,9 +145,9 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 	fed := 0
 	for _, ev := range history[1:] {
 		switch v := ev.Value.(type) {
-		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled:
+		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled, *schema.UpdateCompleted:
 			r.history = append(r.history, recorded{seq: ev.Seq, value: v})
-		case *schema.Result, *schema.TimerFired, *schema.Signal:
+		case *schema.Result, *schema.TimerFired, *schema.Signal, *schema.UpdateAccepted:
 			feed = append(feed, ev)
 		}
 	}
@@ -171,6 +181,8 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 			r.fire(v)
 		case *schema.Signal:
 			r.queue(v.Name).push(v.Payload, r.tick, ev.Seq, v)
+		case *schema.UpdateAccepted:
+			r.acceptUpdate(v)
 		}
 		r.sched.run()
 	}
@@ -180,6 +192,9 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 			Decision: r.issued + 1, EventSeq: next.seq,
 			Recorded: describe(next.value), Issued: "nothing (the code did not reach it)",
 		}
+	}
+	if inspect != nil {
+		inspect(r)
 	}
 	waiting := r.unreceived(feed[fed:])
 	if r.failure != nil {
@@ -241,6 +256,9 @@ func (r *replayer) deliver(res *schema.Result) {
 // the recorded value when the decision was already made, or nil when it is
 // new (and then queues it to be written).
 func (r *replayer) decide(d schema.Kinded) schema.Kinded {
+	if r.handlers.readOnly {
+		panic(readOnlyViolation{what: "issued " + describe(d)})
+	}
 	r.issued++
 	if r.issued <= len(r.history) {
 		rec := r.history[r.issued-1]
@@ -271,6 +289,9 @@ func sameDecision(a, b schema.Kinded) bool {
 	case *schema.TimerCancelled:
 		y, ok := b.(*schema.TimerCancelled)
 		return ok && x.TimerID == y.TimerID
+	case *schema.UpdateCompleted:
+		y, ok := b.(*schema.UpdateCompleted)
+		return ok && x.UpdateID == y.UpdateID
 	}
 	return false
 }
@@ -288,11 +309,14 @@ func describe(v schema.Kinded) string {
 		return fmt.Sprintf("timer %s", x.Duration)
 	case *schema.TimerCancelled:
 		return fmt.Sprintf("cancel of timer %d", x.TimerID)
+	case *schema.UpdateCompleted:
+		return fmt.Sprintf("completion of update %q (%s)", x.UpdateID, x.Name)
 	}
 	return string(v.Kind())
 }
 
 func (r *replayer) finish(out any, err error) {
+	r.abandonUpdates()
 	f := &schema.WorkflowFinished{Status: schema.StatusCompleted}
 	if err != nil {
 		f.Status, f.Reason = endStatus(err)
