@@ -7,6 +7,8 @@
 //	jetflow list [--status S]         workflows and their status
 //	jetflow ledger SYSTEM [--order ID] a simulated system's effects
 //	jetflow signal ID NAME [JSON]     send a signal to a workflow
+//	jetflow query ID NAME [JSON]      ask a workflow's query handler
+//	jetflow update ID NAME [JSON]     update a workflow, wait for the result
 //	jetflow decode                    msgpack on stdin → JSON on stdout
 //	jetflow auth config|keys          role permissions for nats-server, nkeys
 //
@@ -57,6 +59,8 @@ func init() {
 		{"list", "[--status S] [--output json]", "list workflows with their status", runList},
 		{"ledger", "SYSTEM [--order ID] [--output json]", "list the effects recorded by a simulated system", runLedger},
 		{"signal", "WORKFLOW_ID NAME [JSON]", "send a signal to a workflow (signal.<name>.<id>)", runSignal},
+		{"query", "WORKFLOW_ID NAME [JSON] [--output json]", "ask a workflow's query handler; any orchestrator answers by replaying the history", runQuery},
+		{"update", "WORKFLOW_ID NAME [JSON] [--output json]", "send an update to a workflow and wait for its handler's result", runUpdate},
 		{"decode", "", "decode one msgpack message body from stdin and print JSON", runDecode},
 		{"auth", "config|keys [--out DIR]", "write the nats-server permissions of the jetflow roles, or an nkey seed per role", runAuth},
 		{"bench", "[--orders N] [flags]", "measure orders/s, latency and JetStream writes per order, in process", runBench},
