@@ -113,11 +113,14 @@ func (o *Orchestrator) acceptUpdate(ctx context.Context, id, uid, name string, a
 				}
 			}
 		}
+		if st.status.Terminal() {
+			if accepted {
+				return nil, fmt.Errorf("%w: %s ended %s before update %q completed", ErrWorkflowFinished, id, st.status, name)
+			}
+			return nil, fmt.Errorf("%w: %s ended %s; update %q not recorded", ErrWorkflowFinished, id, st.status, name)
+		}
 		if accepted {
 			return nil, nil // a retry of the caller: recorded once
-		}
-		if st.status.Terminal() {
-			return nil, fmt.Errorf("%w: %s ended %s; update %q not recorded", ErrWorkflowFinished, id, st.status, name)
 		}
 		if err := workflow.ValidateUpdate(fn, id, st.events, name, arg, o.log); err != nil {
 			return nil, err

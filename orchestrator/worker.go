@@ -105,7 +105,7 @@ func (s *state) add(evs []streams.Event) {
 			s.timers = nil
 		case *schema.WorkflowBlocked:
 			s.status, s.blocked = schema.StatusBlocked, v.Reason
-		case *schema.Command, *schema.Marker:
+		case *schema.Command, *schema.Marker, *schema.UpdateCompleted:
 			if s.status == schema.StatusBlocked {
 				s.status, s.blocked = schema.StatusRunning, ""
 			}

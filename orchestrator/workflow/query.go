@@ -91,7 +91,7 @@ func Query(fn Func, id string, history []Event, name string, arg schema.Raw, log
 			qerr = unknown("query", name, keys(r.handlers.queries))
 			return
 		}
-		v, err := r.handlers.call("query handler "+name, func() (any, error) { return h(arg) })
+		v, err := r.call("query handler "+name, func() (any, error) { return h(arg) })
 		if err != nil {
 			qerr = err
 			return
@@ -107,20 +107,37 @@ func Query(fn Func, id string, history []Event, name string, arg schema.Raw, log
 }
 
 // call runs f in read-only mode: a decision, a wait or a new coroutine in
-// f is an ErrNotReadOnly error, a panic an error naming it.
-func (h *handlers) call(what string, f func() (any, error)) (out any, err error) {
-	h.readOnly = true
-	defer func() {
-		h.readOnly = false
-		if p := recover(); p != nil {
-			if v, ok := p.(readOnlyViolation); ok {
+// f is an ErrNotReadOnly error, a panic an error naming it. f runs on a
+// goroutine of its own, so workflow code that ends its goroutine (as a
+// step whose input cannot be encoded does) ends only that one; the
+// replay's state is left as it was for the decisions.
+func (r *replayer) call(what string, f func() (any, error)) (out any, err error) {
+	failure, aborted := r.failure, r.sched.aborted
+	done := make(chan struct{})
+	go func() {
+		returned := false
+		defer close(done)
+		defer func() {
+			r.handlers.readOnly = false
+			p := recover()
+			switch v := p.(type) {
+			case nil:
+				if !returned {
+					err = fmt.Errorf("%s %w: it issued a decision that failed", what, ErrNotReadOnly)
+				}
+			case readOnlyViolation:
 				err = fmt.Errorf("%s %w: it %s", what, ErrNotReadOnly, v.what)
-				return
+			default:
+				err = fmt.Errorf("%s panicked: %v", what, p)
 			}
-			err = fmt.Errorf("%s panicked: %v", what, p)
-		}
+		}()
+		r.handlers.readOnly = true
+		out, err = f()
+		returned = true
 	}()
-	return f()
+	<-done
+	r.failure, r.sched.aborted = failure, aborted
+	return out, err
 }
 
 func unknown(kind, name string, known []string) error {

@@ -152,7 +152,7 @@ func ValidateUpdate(fn Func, id string, history []Event, name string, arg schema
 			verr = unknown("update", name, keys(r.handlers.updates))
 			return
 		}
-		_, err := r.handlers.call("update validator "+name, func() (any, error) { return nil, h.validate(arg) })
+		_, err := r.call("update validator "+name, func() (any, error) { return nil, h.validate(arg) })
 		if err != nil {
 			verr = fmt.Errorf("%w: %w", ErrRejected, err)
 		}
