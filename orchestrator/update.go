@@ -41,8 +41,14 @@ import (
 // before answering "pending" (the caller asks again).
 const maxUpdateWait = 30 * time.Second
 
-// defaultUpdateWait is the wait of a request that names none.
-const defaultUpdateWait = 10 * time.Second
+// defaultUpdateWait is the wait of a request that names none, and the
+// wait Update asks for; a request unanswered for it plus updateGrace is
+// sent again.
+var defaultUpdateWait = 10 * time.Second
+
+// updateGrace is how much longer than its wait Update gives a request
+// before it takes the orchestrator for gone and asks again.
+var updateGrace = 5 * time.Second
 
 // answerUpdate validates and records an update, then waits for its result.
 func (o *Orchestrator) answerUpdate(ctx context.Context, m *nats.Msg) handlerReply {
@@ -189,7 +195,7 @@ func UpdateWithID(ctx context.Context, nc *nats.Conn, id, updateID, name string,
 	}
 	backoff := 100 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, wait+5*time.Second)
+		actx, cancel := context.WithTimeout(ctx, wait+updateGrace)
 		m, err := nc.RequestWithContext(actx, streams.UpdateRequestSubject(id), body)
 		cancel()
 		if ctx.Err() != nil {

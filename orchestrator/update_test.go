@@ -3,6 +3,7 @@ package orchestrator_test
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,8 +35,9 @@ func slowCounter(ctx workflow.Context, _ struct{}) (int, error) {
 }
 
 // runOrchestrator runs an orchestrator on a connection of its own: a fresh
-// process state against the same streams. stop ends it and waits.
-func runOrchestrator(t *testing.T, env *natstest.Env) (stop func()) {
+// process state against the same streams. stop ends it and waits; crash
+// first closes its connection, so nothing it was doing is answered.
+func runOrchestrator(t *testing.T, env *natstest.Env) (stop, crash func()) {
 	t.Helper()
 	nc, js := natstest.Connect(t, env.Server)
 	reg := workflow.NewRegistry()
@@ -47,20 +49,21 @@ func runOrchestrator(t *testing.T, env *natstest.Env) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- o.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("orchestrator: %v", err)
-		}
-		nc.Close()
+	var once sync.Once
+	end := func(crashed bool) {
+		once.Do(func() {
+			if crashed {
+				nc.Close()
+			}
+			cancel()
+			if err := <-done; err != nil && !crashed {
+				t.Errorf("orchestrator: %v", err)
+			}
+			nc.Close()
+		})
 	}
-	t.Cleanup(stop)
-	return stop
+	t.Cleanup(func() { end(false) })
+	return func() { end(false) }, func() { end(true) }
 }
 
 func historyKinds(t *testing.T, env *natstest.Env, id string) map[schema.Kind]int {
@@ -78,14 +81,22 @@ func historyKinds(t *testing.T, env *natstest.Env, id string) map[schema.Kind]in
 	return n
 }
 
-// An orchestrator stopped after it recorded an update and before the
-// update's handler returned: the caller keeps waiting, another
-// orchestrator replays the history (the handler runs again from the
-// recorded acceptance), and the caller gets the result of the one update,
-// applied once.
+// An orchestrator stopped (or crashed: its connection gone, its caller
+// unanswered) after it recorded an update and before the update's handler
+// returned: the caller keeps asking, another orchestrator replays the
+// history (the handler runs again from the recorded acceptance), and the
+// caller gets the result of the one update, applied once.
 func TestUpdateSurvivesOrchestratorRestartBetweenAcceptAndCompletion(t *testing.T) {
+	defer orchestrator.SetUpdateWait(time.Second, time.Second)()
+	for _, crashed := range []bool{false, true} {
+		name := map[bool]string{false: "stopped", true: "crashed"}[crashed]
+		t.Run(name, func(t *testing.T) { updateAcrossRestart(t, crashed) })
+	}
+}
+
+func updateAcrossRestart(t *testing.T, crashed bool) {
 	env := natstest.RunJetStream(t)
-	stopFirst := runOrchestrator(t, env)
+	stopFirst, crashFirst := runOrchestrator(t, env)
 	if _, err := orchestrator.Start(context.Background(), env.JS, "slow-counter", "u-1", struct{}{}, "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +116,11 @@ func TestUpdateSurvivesOrchestratorRestartBetweenAcceptAndCompletion(t *testing.
 	natstest.Eventually(t, 20*time.Second, func() bool {
 		return historyKinds(t, env, "u-1")[schema.KindUpdateAccepted] == 1
 	}, "update never recorded")
-	stopFirst()
+	if crashed {
+		crashFirst()
+	} else {
+		stopFirst()
+	}
 	if k := historyKinds(t, env, "u-1"); k[schema.KindUpdateCompleted] != 0 {
 		t.Fatalf("update completed before the restart: %v", k)
 	}
