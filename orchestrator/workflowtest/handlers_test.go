@@ -26,6 +26,15 @@ func QueryState(ctx workflow.Context, _ struct{}) (string, error) {
 	}); err != nil {
 		return "", err
 	}
+	// A query with an argument, whose handler may answer an error.
+	if err := workflow.SetQueryHandler(ctx, "echo", func(s string) (string, error) {
+		if s == "" {
+			return "", errors.New("say something")
+		}
+		return s, nil
+	}); err != nil {
+		return "", err
+	}
 	state = "waiting on timer"
 	if err := workflow.Sleep(ctx, 2*time.Minute); err != nil {
 		return "", err
@@ -59,8 +68,15 @@ func TestSampleQueryWhileWaitingAndAfter(t *testing.T) {
 		t.Fatalf("state while the timer runs: %q, want %q", state, "waiting on timer")
 	}
 	err := env.Query("q-1", "nope", nil, nil)
-	if !errors.Is(err, workflow.ErrUnknownHandler) || !strings.Contains(err.Error(), "meddle, state") {
-		t.Fatalf("unknown query: %v; want ErrUnknownHandler listing meddle, state", err)
+	if !errors.Is(err, workflow.ErrUnknownHandler) || !strings.Contains(err.Error(), "echo, meddle, state") {
+		t.Fatalf("unknown query: %v; want ErrUnknownHandler listing echo, meddle, state", err)
+	}
+	var echo string
+	if err := env.Query("q-1", "echo", "hello", &echo); err != nil || echo != "hello" {
+		t.Fatalf("echo: %q, %v", echo, err)
+	}
+	if err := env.Query("q-1", "echo", "", nil); !errors.Is(err, orchestrator.ErrHandlerFailed) || !strings.Contains(err.Error(), "say something") {
+		t.Fatalf("a query handler's error: %v; want ErrHandlerFailed with its text", err)
 	}
 	err = env.Query("q-1", "meddle", nil, nil)
 	if !errors.Is(err, workflow.ErrNotReadOnly) {
