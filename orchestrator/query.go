@@ -128,7 +128,11 @@ const maxHandlerConcurrency = 32
 
 // runHandlers answers queries and updates until stop is called.
 func (o *Orchestrator) runHandlers(ctx context.Context) (stop func(), err error) {
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		stopped bool
+	)
 	sem := make(chan struct{}, maxHandlerConcurrency)
 	serve := func(fn func(context.Context, *nats.Msg) handlerReply) nats.MsgHandler {
 		return func(m *nats.Msg) {
@@ -137,7 +141,14 @@ func (o *Orchestrator) runHandlers(ctx context.Context) (stop func(), err error)
 			case <-ctx.Done():
 				return
 			}
+			mu.Lock()
+			if stopped {
+				mu.Unlock()
+				<-sem
+				return
+			}
 			wg.Add(1)
+			mu.Unlock()
 			go func() {
 				defer func() { <-sem; wg.Done() }()
 				rep := fn(ctx, m)
@@ -160,6 +171,9 @@ func (o *Orchestrator) runHandlers(ctx context.Context) (stop func(), err error)
 	return func() {
 		_ = qs.Unsubscribe()
 		_ = us.Unsubscribe()
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
 		wg.Wait()
 	}, nil
 }
