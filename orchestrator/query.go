@@ -242,7 +242,9 @@ func (o *Orchestrator) answerQuery(ctx context.Context, m *nats.Msg) handlerRepl
 // Query asks workflow id's query handler name, with arg (JSON; nil for
 // none), and returns its answer as JSON. Any orchestrator answers it by
 // replaying the history; nothing is written. It works on a finished
-// workflow too. An error answer is an *AnswerError (see its sentinels).
+// workflow too. While no orchestrator is subscribed (one is starting or
+// restarting) it asks again until ctx ends (30s when ctx has no deadline).
+// An error answer is an *AnswerError (see its sentinels).
 func Query(ctx context.Context, nc *nats.Conn, id, name string, arg []byte) (json.RawMessage, error) {
 	if err := streams.ValidID(id); err != nil {
 		return nil, err
@@ -256,14 +258,24 @@ func Query(ctx context.Context, nc *nats.Conn, id, name string, arg []byte) (jso
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 	}
-	m, err := nc.RequestWithContext(ctx, streams.QuerySubject(id), body)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, fmt.Errorf("query %s of %s: no orchestrator is running: %w", name, id, err)
+	backoff := 50 * time.Millisecond
+	for {
+		m, err := nc.RequestWithContext(ctx, streams.QuerySubject(id), body)
+		if err == nil {
+			return parseReply(m.Data)
 		}
-		return nil, fmt.Errorf("query %s of %s: %w", name, id, err)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return nil, fmt.Errorf("query %s of %s: %w", name, id, err)
+		}
+		// No orchestrator subscribed (yet, or during a restart): ask again
+		// until ctx ends.
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("query %s of %s: no orchestrator answered: %w", name, id, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
 	}
-	return parseReply(m.Data)
 }
 
 // requestBody encodes a request, refusing one the orchestrators would.

@@ -20,7 +20,7 @@ import (
 // runQuery is `jetflow query ID NAME [JSON]`: orchestrator.Query, asked
 // with the operator role's inbox.
 func runQuery(ctx context.Context, args []string) error {
-	return runHandler(ctx, args, "query", natsauth.Operator, 30*time.Second, orchestrator.Query)
+	return runHandler(ctx, args, "query", natsauth.Operator, 10*time.Second, orchestrator.Query)
 }
 
 // runUpdate is `jetflow update ID NAME [JSON]`: orchestrator.Update, sent
