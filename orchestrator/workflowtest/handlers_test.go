@@ -154,6 +154,11 @@ func TestSampleUpdatesCounterWithValidator(t *testing.T) {
 	if a, c := kindCount(d, schema.KindUpdateAccepted), kindCount(d, schema.KindUpdateCompleted); a != 2 || c != 2 {
 		t.Fatalf("history holds %d accepted and %d completed updates, want 2 and 2 (the rejected one not recorded)", a, c)
 	}
+	for _, h := range d.History {
+		if (h.Type == string(schema.KindUpdateAccepted) || h.Type == string(schema.KindUpdateCompleted)) && !strings.HasPrefix(h.Step, "update add ") {
+			t.Fatalf("history entry %+v: want its step named after the update", h)
+		}
+	}
 	env.Signal("c-1", "done", nil)
 	env.Wait("c-1")
 	var out int
