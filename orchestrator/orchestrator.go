@@ -150,6 +150,8 @@ type Orchestrator struct {
 	timers *timers
 	// waiting memoizes the signal cap's replays.
 	waiting waitingMemo
+	// accepting serializes the update acceptances of one workflow here.
+	accepting keyedMutex
 }
 
 // New validates cfg and returns an Orchestrator. The streams and buckets

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,6 +70,9 @@ func (o *Orchestrator) answerUpdate(ctx context.Context, m *nats.Msg) handlerRep
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	completed, err := o.acceptUpdate(ctx, id, req.UpdateID, req.Name, arg)
+	if errors.Is(err, errContended) {
+		return handlerReply{Code: codePending, Error: err.Error()}
+	}
 	if err != nil {
 		return errorReply(err)
 	}
@@ -103,7 +108,19 @@ func (o *Orchestrator) answerUpdate(ctx context.Context, m *nats.Msg) handlerRep
 // acceptUpdate records update uid unless it is recorded already. It
 // returns the update's completion when the history holds it.
 func (o *Orchestrator) acceptUpdate(ctx context.Context, id, uid, name string, arg schema.Raw) (*schema.UpdateCompleted, error) {
-	for attempt := 0; attempt < maxFenceRetries; attempt++ {
+	// Updates of one workflow taken here are accepted one at a time;
+	// those of other orchestrators and the workflow's own decisions still
+	// move the history on, and a lost fence validates again after a
+	// random pause that grows with the attempts.
+	defer o.accepting.lock(id)()
+	for attempt := 0; attempt < maxAcceptRetries; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(mrand.Int64N(int64(attempt) * int64(5*time.Millisecond)))):
+			}
+		}
 		st, fn, err := o.replayable(ctx, id)
 		if err != nil {
 			return nil, err
@@ -150,7 +167,49 @@ func (o *Orchestrator) acceptUpdate(ctx context.Context, id, uid, name string, a
 		}
 		return nil, fmt.Errorf("record update %q: %w", name, err)
 	}
-	return nil, fmt.Errorf("record update %q: %w %d times in a row", name, streams.ErrFenced, maxFenceRetries)
+	return nil, fmt.Errorf("%w: record update %q: %w %d times in a row", errContended, name, streams.ErrFenced, maxAcceptRetries)
+}
+
+// maxAcceptRetries bounds how often one request validates again after
+// losing the fence; then the caller is answered "pending" and asks again.
+const maxAcceptRetries = 32
+
+// errContended: the history moved on at every attempt to record an update.
+var errContended = errors.New("the workflow's history is busy")
+
+// keyedMutex is a mutex per key, dropped when nobody holds or waits for it.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu    sync.Mutex
+	users int
+}
+
+// lock locks key and returns its unlock.
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.users++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.users--; e.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 func completionReply(c *schema.UpdateCompleted) handlerReply {

@@ -169,3 +169,46 @@ func TestSampleUpdatesCounterWithValidator(t *testing.T) {
 		t.Fatalf("update of a finished workflow: %v, want ErrWorkflowFinished", err)
 	}
 }
+
+// Concurrent updates each validate on the state they read and are recorded
+// once each, in some order: the fence makes a request that lost the race
+// validate again on the new tail.
+func TestConcurrentUpdatesAreEachAppliedOnce(t *testing.T) {
+	env := workflowtest.New(t)
+	workflow.Register(env.Registry(), "counter", Counter)
+	env.Run()
+	env.Start("counter", "cc-1", struct{}{})
+	const n = 12
+	results := make(chan int, n)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			var got int
+			if err := env.Update("cc-1", "add", 1, &got); err != nil {
+				errs <- err
+				return
+			}
+			results <- got
+		}()
+	}
+	seen := map[int]bool{}
+	for i := 0; i < n; i++ {
+		select {
+		case err := <-errs:
+			t.Fatalf("update: %v", err)
+		case got := <-results:
+			if seen[got] {
+				t.Fatalf("two updates answered %d: each must see the one before it", got)
+			}
+			seen[got] = true
+		}
+	}
+	d, _ := env.Describe("cc-1")
+	if a := kindCount(d, schema.KindUpdateAccepted); a != n {
+		t.Fatalf("%d updates recorded, want %d", a, n)
+	}
+	var total int
+	if err := env.Query("cc-1", "counter", nil, &total); err != nil || total != n {
+		t.Fatalf("counter %d, %v; want %d", total, err, n)
+	}
+}
