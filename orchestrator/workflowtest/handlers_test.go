@@ -75,6 +75,9 @@ func TestSampleQueryWhileWaitingAndAfter(t *testing.T) {
 	if err := env.Query("q-1", "echo", "hello", &echo); err != nil || echo != "hello" {
 		t.Fatalf("echo: %q, %v", echo, err)
 	}
+	if err := env.Query("q-1", "echo", strings.Repeat("x", 2<<20), nil); err == nil || !strings.Contains(err.Error(), "the limit is") {
+		t.Fatalf("a 2 MiB argument: %v; want it refused with the limit", err)
+	}
 	if err := env.Query("q-1", "echo", "", nil); !errors.Is(err, orchestrator.ErrHandlerFailed) || !strings.Contains(err.Error(), "say something") {
 		t.Fatalf("a query handler's error: %v; want ErrHandlerFailed with its text", err)
 	}
