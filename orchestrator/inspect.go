@@ -108,6 +108,10 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 			e.Step = v.Name
 		case *schema.Marker:
 			e.Step, e.CommandID = v.Name, v.ID
+		case *schema.UpdateAccepted:
+			e.Step = "update " + v.Name + " " + v.UpdateID
+		case *schema.UpdateCompleted:
+			e.Step, e.CommandID, e.Error = "update "+v.Name+" "+v.UpdateID, v.ID, v.Error
 		case *schema.WorkflowFinished:
 			d.Status, d.Reason, d.Error = v.Status, v.Reason, v.Error
 			e.Step, e.Operator = string(v.Status), v.Identity

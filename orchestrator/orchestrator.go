@@ -156,6 +156,8 @@ type Orchestrator struct {
 	timers *timers
 	// waiting memoizes the signal cap's replays.
 	waiting waitingMemo
+	// accepting serializes the update acceptances of one workflow here.
+	accepting keyedMutex
 }
 
 // New validates cfg and returns an Orchestrator. The streams and buckets
@@ -256,6 +258,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		return startErr(ctx, err)
 	}
 	defer stopSignals()
+	stopHandlers, err := o.runHandlers(ctx)
+	if err != nil {
+		return startErr(ctx, err)
+	}
+	defer stopHandlers()
 	timersDone := make(chan error, 1)
 	go func() { timersDone <- o.timers.run(ctx) }()
 	defer func() { cancel(); <-timersDone }()

@@ -111,7 +111,7 @@ func (s *state) add(evs []streams.Event) {
 			s.finished, s.ending = v, nil
 		case *schema.WorkflowBlocked:
 			s.status, s.blocked = schema.StatusBlocked, v.Reason
-		case *schema.Command, *schema.Marker:
+		case *schema.Command, *schema.Marker, *schema.UpdateCompleted:
 			if s.status == schema.StatusBlocked {
 				s.status, s.blocked = schema.StatusRunning, ""
 			}
@@ -527,6 +527,8 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 			err = add(streams.TimerSubject(id, v.ID), v)
 		case *schema.StepCancelled:
 			err = add(streams.StepCancelSubject(id, v.CommandID), v)
+		case *schema.UpdateCompleted:
+			err = add(streams.UpdateDoneSubject(id, v.UpdateID), v)
 		}
 		if err != nil {
 			return nil, nil, err

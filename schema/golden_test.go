@@ -42,6 +42,9 @@ var goldens = []struct {
 	{"operator.resume", &OperatorRequest{Verb: VerbResume, Reason: "fix deployed", Identity: "bob@ops-2"}},
 	{"step.cancelled", &StepCancelled{ID: 6, CommandID: 3}},
 	{"signal", &Signal{Name: "carrier.picked_up", Payload: mustRaw(map[string]any{"carrier": "DHL"}), Source: "signal.carrier.picked_up.o-1#3"}},
+	{"update.accepted", &UpdateAccepted{UpdateID: "u-1", Name: "add", Arg: mustRaw(5)}},
+	{"update.completed", &UpdateCompleted{ID: 3, UpdateID: "u-1", Name: "add", Output: mustRaw(8)}},
+	{"update.completed.error", &UpdateCompleted{ID: 4, UpdateID: "u-2", Name: "add", Error: "workflow finished before the update completed"}},
 }
 
 func mustRaw(v any) Raw {

@@ -464,6 +464,10 @@ func New(kind Kind) (Kinded, error) {
 		return &StepCancelled{}, nil
 	case KindCancelRequested, KindTerminateRequested, KindRetryRequested, KindResolveRequested, KindResumeRequested:
 		return &OperatorRequest{Verb: strings.TrimPrefix(string(kind), "operator.")}, nil
+	case KindUpdateAccepted:
+		return &UpdateAccepted{}, nil
+	case KindUpdateCompleted:
+		return &UpdateCompleted{}, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 }

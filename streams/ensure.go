@@ -239,7 +239,7 @@ func OrchestratorConsumerConfig(ackWait time.Duration, maxDeliver int) jetstream
 	return jetstream.ConsumerConfig{
 		Durable:        OrchestratorConsumer,
 		Description:    "jetflow orchestrators: history events that call for a decision",
-		FilterSubjects: []string{StartFilter, ResultFilter, FiredFilter, SignalFilter, OperatorFilter},
+		FilterSubjects: []string{StartFilter, ResultFilter, FiredFilter, SignalFilter, OperatorFilter, UpdateFilter},
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckWait:        ackWait,

@@ -69,6 +69,10 @@ func OnItsSubject(ev Event) bool {
 		_, rest, _ := ParseSubject(ev.Subject)
 		_, verb, ok := ParseOperator(rest)
 		return ok && verb == v.Verb
+	case *schema.UpdateAccepted:
+		return isUpdateSubject(ev.Subject, id, v.UpdateID, false)
+	case *schema.UpdateCompleted:
+		return isUpdateSubject(ev.Subject, id, v.UpdateID, true)
 	}
 	return true
 }

@@ -7,6 +7,8 @@
 //	jetflow list [--status S]          workflows and their status
 //	jetflow ledger SYSTEM [--order ID] a simulated system's effects
 //	jetflow signal ID NAME [JSON]      send a signal to a workflow
+//	jetflow query ID NAME [JSON]       ask a workflow's query handler
+//	jetflow update ID NAME [JSON]      update a workflow, wait for the result
 //	jetflow ui [--listen ADDR]         the web console (127.0.0.1:8233)
 //	jetflow decode                     msgpack on stdin → JSON on stdout
 //	jetflow auth config|keys           role permissions for nats-server, nkeys
@@ -72,6 +74,8 @@ func init() {
 		{"ledger", "SYSTEM", "list the effects recorded by a simulated system", runLedger},
 		{"signal", "WORKFLOW_ID NAME [JSON]", "send a signal to a workflow (signal.<name>.<id>)", runSignal},
 		{"ui", "", "serve the web console: workflows, timelines, actions, dead letters", runUI},
+		{"query", "WORKFLOW_ID NAME [JSON]", "ask a workflow's query handler; any orchestrator answers by replaying the history", runQuery},
+		{"update", "WORKFLOW_ID NAME [JSON]", "send an update to a workflow and wait for its handler's result", runUpdate},
 		{"decode", "", "decode one msgpack message body from stdin and print JSON", runDecode},
 		{"auth", "config|keys", "write the nats-server permissions of the jetflow roles, or an nkey seed per role", runAuth},
 		{"bench", "", "measure orders/s, latency and JetStream writes per order, in process", runBench},

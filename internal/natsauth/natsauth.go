@@ -193,6 +193,9 @@ func Roles(services []string) []Role {
 			Allow: []string{
 				"wf.*.start", "wf.*.cmd.>", "wf.*.marker.*", "wf.*.timer.*", "wf.*.fired.*",
 				"wf.*.signal.*", "wf.*.done.>", "wf.*.blocked.*", "wf.*.cancel.*",
+				streams.UpdateFilter, streams.UpdateDoneFilter,
+				// Answers to queries and updates, in the askers' inboxes.
+				inbox(Client), inbox(Operator),
 				streams.DeadLetterPrefix + ".>",
 				kvPub + streams.TimersBucket + ".>",
 				api + "INFO",
@@ -218,7 +221,13 @@ func Roles(services []string) []Role {
 			},
 			Deny: deny,
 		},
-		Subscribe: Rule{Allow: []string{inbox(Orchestrator)}},
+		Subscribe: Rule{Allow: []string{
+			inbox(Orchestrator),
+			streams.QueryPrefix + ".*", streams.UpdatePrefix + ".*",
+			// An update's completion, which the orchestrator that accepted
+			// it waits for.
+			streams.UpdateDoneFilter,
+		}},
 	}
 	roles := []Role{orch}
 	for _, svc := range services {
@@ -256,9 +265,12 @@ func Roles(services []string) []Role {
 	}
 	roles = append(roles,
 		Role{
-			Name:      Client,
-			Doc:       "publishes orders",
-			Publish:   Rule{Allow: []string{streams.OrderCreated}, Deny: deny},
+			Name: Client,
+			Doc:  "publishes orders; queries and updates workflows (jetflow query, jetflow update)",
+			Publish: Rule{
+				Allow: []string{streams.OrderCreated, streams.QueryPrefix + ".*", streams.UpdatePrefix + ".*"},
+				Deny:  deny,
+			},
 			Subscribe: Rule{Allow: []string{inbox(Client)}},
 		},
 		Role{
@@ -281,8 +293,8 @@ func Roles(services []string) []Role {
 		},
 		Role{
 			Name:      Operator,
-			Doc:       "reads everything (jetflow show, list, ledger; nats stream view); acts only through the verbs (jetflow start, cancel, terminate, retry, resolve, resume)",
-			Publish:   Rule{Allow: append(append([]string{}, readAPI...), "wf.*.start", streams.OperatorFilter), Deny: append(append([]string{}, deny...), othersDurables(services)...)},
+			Doc:       "reads everything (jetflow show, list, ledger, query; nats stream view); acts only through the verbs (jetflow start, cancel, terminate, retry, resolve, resume)",
+			Publish:   Rule{Allow: append(append([]string{}, readAPI...), "wf.*.start", streams.OperatorFilter, streams.QueryPrefix+".*"), Deny: append(append([]string{}, deny...), othersDurables(services)...)},
 			Subscribe: Rule{Allow: []string{inbox(Operator), "wf.>", streams.DeadLetterPrefix + ".>", streams.OrderCreated, streams.SignalPrefix + ".>"}},
 		},
 		Role{

@@ -53,6 +53,9 @@ type scheduler struct {
 // spawn creates a coroutine in cancellation scope sc; it starts running at
 // the next scheduling pass.
 func (s *scheduler) spawn(name string, sc *cancelScope, fn func(ctx Context)) *coroutine {
+	if s.r.handlers.readOnly {
+		panic(readOnlyViolation{what: "started a coroutine"})
+	}
 	c := &coroutine{r: s.r, name: name, resume: make(chan struct{}), sc: sc}
 	started := false
 	c.waiting = func() bool {
@@ -90,6 +93,9 @@ func (c *coroutine) block(ready func() bool) {
 	}
 	if ready() {
 		return
+	}
+	if c.r.handlers.readOnly {
+		panic(readOnlyViolation{what: "waited"})
 	}
 	c.waiting = ready
 	s.yield <- struct{}{}

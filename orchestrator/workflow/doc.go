@@ -19,6 +19,13 @@
 // the error a kind its caller can branch on), compensated when the error
 // came from Saga.Compensate, manual with a ManualError.
 //
+// SetQueryHandler lets anyone read the workflow's state (`jetflow query`):
+// an orchestrator replays the history and calls the handler, writing
+// nothing. SetUpdateHandler lets a caller change it and get an answer
+// (`jetflow update`): a validator runs on the replayed state, an accepted
+// update is recorded in the history and its handler runs at that point,
+// like a signal, its return recorded as the caller's answer.
+//
 // Workflow code must be deterministic: given the same history it must issue
 // the same commands in the same order. Use Now, SideEffect and GetVersion
 // instead of time.Now, math/rand or flags; do the I/O in participants. A

@@ -97,6 +97,9 @@ type replayer struct {
 	// while the code waits for one (awaitRetry).
 	retries int
 	manual  *ManualError
+	// handlers are the query and update handlers the code set (query.go,
+	// update.go).
+	handlers handlers
 }
 
 // isReplaying reports whether the code is re-executing decisions that the
@@ -115,6 +118,13 @@ func (r *replayer) fail(err error) {
 // Replay runs fn over the history of workflow id and returns what to do
 // next. history must start with the WorkflowStarted event.
 func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
+	return replay(fn, id, history, logger, nil)
+}
+
+// replay is Replay; inspect, when set, is called with the replayed state
+// once every event is fed, before the workflow's coroutines are unwound
+// (queries and update validators run there).
+func replay(fn Func, id string, history []Event, logger *slog.Logger, inspect func(*replayer)) Outcome {
 	if logger == nil {
 		logger = slog.New(discard{})
 	}
@@ -141,9 +151,9 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 	fed := 0
 	for _, ev := range history[1:] {
 		switch v := ev.Value.(type) {
-		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled, *schema.StepCancelled:
+		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled, *schema.StepCancelled, *schema.UpdateCompleted:
 			r.history = append(r.history, recorded{seq: ev.Seq, value: v})
-		case *schema.Result, *schema.TimerFired, *schema.Signal, *schema.OperatorRequest:
+		case *schema.Result, *schema.TimerFired, *schema.Signal, *schema.OperatorRequest, *schema.UpdateAccepted:
 			feed = append(feed, ev)
 		}
 	}
@@ -180,6 +190,8 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 			r.queue(v.Name).push(v.Payload, r.tick, ev.Seq, v)
 		case *schema.OperatorRequest:
 			r.operator(v)
+		case *schema.UpdateAccepted:
+			r.acceptUpdate(v)
 		}
 		r.sched.run()
 	}
@@ -189,6 +201,9 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 			Decision: r.issued + 1, EventSeq: next.seq,
 			Recorded: describe(next.value), Issued: "nothing (the code did not reach it)",
 		}
+	}
+	if inspect != nil {
+		inspect(r)
 	}
 	waiting := r.unreceived(feed[fed:])
 	if r.failure != nil {
@@ -264,6 +279,9 @@ func (r *replayer) decide(d schema.Kinded) schema.Kinded {
 // delivery of a cancel request): ok=false when the decision diverged, and
 // the replay has failed.
 func (r *replayer) match(d schema.Kinded) (schema.Kinded, bool) {
+	if r.handlers.readOnly {
+		panic(readOnlyViolation{what: "issued " + describe(d)})
+	}
 	r.issued++
 	if r.issued <= len(r.history) {
 		rec := r.history[r.issued-1]
@@ -297,6 +315,9 @@ func sameDecision(a, b schema.Kinded) bool {
 	case *schema.StepCancelled:
 		y, ok := b.(*schema.StepCancelled)
 		return ok && x.CommandID == y.CommandID
+	case *schema.UpdateCompleted:
+		y, ok := b.(*schema.UpdateCompleted)
+		return ok && x.UpdateID == y.UpdateID
 	}
 	return false
 }
@@ -316,11 +337,14 @@ func describe(v schema.Kinded) string {
 		return fmt.Sprintf("cancel of timer %d", x.TimerID)
 	case *schema.StepCancelled:
 		return fmt.Sprintf("cancel of step %d", x.CommandID)
+	case *schema.UpdateCompleted:
+		return fmt.Sprintf("completion of update %q (%s)", x.UpdateID, x.Name)
 	}
 	return string(v.Kind())
 }
 
 func (r *replayer) finish(out any, err error) {
+	r.abandonUpdates()
 	f := &schema.WorkflowFinished{Status: schema.StatusCompleted}
 	if err != nil {
 		f.Status, f.Reason = endStatus(err)
