@@ -302,7 +302,7 @@ func kinds(effects []sim.Effect) map[string]int {
 func (s *stack) deadLetterList(subject string) []jetstream.Msg {
 	s.t.Helper()
 	ctx := context.Background()
-	cons, err := s.env.JS.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	cons, err := s.env.JS.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject, subject + ".>"}})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -321,7 +321,8 @@ func (s *stack) deadLetterList(subject string) []jetstream.Msg {
 	return out
 }
 
-// deadLetters returns the reasons of the dead letters on subject, sorted.
+// deadLetters returns the reasons of the dead letters on subject and below
+// it (a signal's is on dlq.signal.<seq>), sorted.
 func (s *stack) deadLetters(subject string) []string {
 	s.t.Helper()
 	var reasons []string

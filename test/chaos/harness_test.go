@@ -842,7 +842,7 @@ func (h *harness) deadLetters(subject string) []*nats.Msg {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := h.js.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	cons, err := h.js.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject, subject + ".>"}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
