@@ -81,9 +81,9 @@ func sortBySeq(msgs []jetstream.Msg) {
 type turnVerdict int
 
 const (
-	turnGo      turnVerdict = iota // every earlier signal is settled
-	turnHandBack                   // an earlier signal waits in this process: hand the batch back
-	turnLater                      // still unsettled: nak, try again later
+	turnGo       turnVerdict = iota // every earlier signal is settled
+	turnHandBack                    // an earlier signal waits in this process: hand the batch back
+	turnLater                       // still unsettled: nak, try again later
 )
 
 // waitTurn waits until the signal with sequence seq to workflow id may be
