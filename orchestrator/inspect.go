@@ -137,12 +137,21 @@ type PendingTimer struct {
 	Key string `json:"key"`
 }
 
-// Summary is one line of List.
+// Summary is one line of List and ListPage.
 type Summary struct {
 	ID     string        `json:"id"`
 	Status schema.Status `json:"status"`
 	// Type is the workflow type, when known.
 	Type string `json:"type,omitempty"`
+	// StartedAt is when its start event was stored (ListPage).
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// UpdatedAt is when its last event was stored (ListPage).
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Reason says why it is manual or blocked, or how it failed
+	// (ListPage).
+	Reason string `json:"reason,omitempty"`
+
+	lastBlocked uint64 // sequence of its last blocked event
 }
 
 // List returns every workflow with its status, sorted by ID; status ""

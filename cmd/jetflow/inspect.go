@@ -90,15 +90,33 @@ func runShow(ctx context.Context, args []string) error {
 
 func runList(ctx context.Context, args []string) error {
 	var c common
-	var status string
+	var status, wfType, since, until, cursor string
+	var limit int
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	c.register(fs, true)
-	fs.StringVar(&status, "status", "", "only workflows in this status: running, completed, compensated, manual, blocked")
+	fs.StringVar(&status, "status", "", "only workflows in this status: running, blocked, or a final status (completed, compensated, manual, ...)")
+	fs.StringVar(&wfType, "type", "", "only workflows of this type")
+	fs.StringVar(&since, "since", "", "only workflows started at or after this time (RFC 3339, or a duration ago such as 2h)")
+	fs.StringVar(&until, "until", "", "only workflows started at or before this time (RFC 3339, or a duration ago)")
+	fs.IntVar(&limit, "limit", orchestrator.DefaultListLimit, fmt.Sprintf("most workflows in a page (1 to %d)", orchestrator.MaxListLimit))
+	fs.StringVar(&cursor, "cursor", "", "the next-page cursor a previous list printed")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if status != "" && !schema.Status(status).Valid() {
 		return fmt.Errorf("--status %q: want running, completed, compensated, manual or blocked", status)
+	}
+	if limit < 1 || limit > orchestrator.MaxListLimit {
+		return fmt.Errorf("--limit %d: want 1 to %d", limit, orchestrator.MaxListLimit)
+	}
+	now := time.Now()
+	opts := orchestrator.ListOptions{Status: schema.Status(status), Type: wfType, Limit: limit, Cursor: cursor}
+	var err error
+	if opts.Since, err = parseWhen("--since", since, now); err != nil {
+		return err
+	}
+	if opts.Until, err = parseWhen("--until", until, now); err != nil {
+		return err
 	}
 	asJSON, err := c.json()
 	if err != nil {
@@ -109,21 +127,49 @@ func runList(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	list, err := orchestrator.List(ctx, js, schema.Status(status))
+	page, err := orchestrator.ListPage(ctx, js, opts)
 	if err != nil {
 		return err
 	}
 	if asJSON {
-		return printJSON(list)
+		return printJSON(page)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS")
-	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\n", s.ID, s.Status)
+	fmt.Fprintln(tw, "ID\tTYPE\tSTARTED\tUPDATED\tSTATUS\tREASON")
+	for _, s := range page.Workflows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Type, s.StartedAt.Local().Format(time.DateTime), s.UpdatedAt.Local().Format(time.DateTime), s.Status, streams.Clip(oneLine(s.Reason), 80))
 	}
-	fmt.Fprintf(tw, "(%d workflows)\n", len(list))
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	switch n := len(page.Workflows); {
+	case page.Next == "" && n == 1:
+		fmt.Println("(1 workflow, last page)")
+	case page.Next == "":
+		fmt.Printf("(%d workflows, last page)\n", n)
+	default:
+		fmt.Printf("(%d workflows) next page: --cursor %s\n", n, page.Next)
+	}
+	return nil
 }
+
+// parseWhen reads a --since/--until value: RFC 3339, or a duration before
+// now ("2h"); "" is no bound.
+func parseWhen(flagName, v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%s %q: want an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago (90m)", flagName, v)
+}
+
+// oneLine folds a multi-line reason into one line for a table cell.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // systems are the simulated external systems with a ledger.
 var systems = []string{"payment", "inventory", "shipping", "notification"}

@@ -1,0 +1,419 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// Listing workflows at scale. Start events are stored in start order, so
+// the start events of the history stream (wf.*.start) are the workflows
+// sorted by start time, and a stream sequence is a cursor into them: a
+// page is one batched direct get from the cursor on that filter, which the
+// server answers from its subject index (and, with --since, from the first
+// message at that time, found by binary search), plus, for the page's
+// workflows only, one multi_last of their end and blocked events and one
+// direct get of each one's last event. Nothing is proportional to the
+// number of workflows in the stream. A status filter walks that status's
+// own events instead (wf.*.done.<status>, wf.*.blocked.*), so the manual
+// queue is paged without reading the completed orders: those pages are
+// sorted by the time the workflows reached the status.
+
+// DefaultListLimit is the page size of ListPage when ListOptions.Limit is 0.
+const DefaultListLimit = 100
+
+// MaxListLimit bounds ListOptions.Limit.
+const MaxListLimit = 10000
+
+// ListOptions selects the workflows ListPage returns.
+type ListOptions struct {
+	// Status keeps the workflows in this status only; "" keeps all. A
+	// final status (completed, manual, ...) or blocked pages the events
+	// of that status, sorted by the time they were reached; any other
+	// pages start events, sorted by start time.
+	Status schema.Status
+	// Type keeps the workflows of this type only; "" keeps all.
+	Type string
+	// Since and Until keep the workflows started in [Since, Until]; zero
+	// is unbounded.
+	Since, Until time.Time
+	// Limit is the most workflows in a page. Default DefaultListLimit, at
+	// most MaxListLimit.
+	Limit int
+	// Cursor is the Next of the previous page, "" for the first.
+	Cursor string
+}
+
+// Page is one page of ListPage.
+type Page struct {
+	Workflows []Summary `json:"workflows"`
+	// Next is the cursor of the next page; "" on the last page. A page
+	// may hold fewer than Limit workflows and still have a next one when
+	// the filters matched few of those it examined.
+	Next string `json:"next,omitempty"`
+}
+
+// listScanBudget bounds the events one ListPage call examines, so a
+// filter that matches few workflows returns a short page with a cursor in
+// bounded time rather than walking the whole stream.
+func listScanBudget(limit int) int { return max(limit*20, 5000) }
+
+// cursor kinds: which events a page walks.
+const (
+	cursorStarts  = "s"
+	cursorDone    = "d"
+	cursorBlocked = "b"
+)
+
+// ListPage returns one page of the workflows opts selects, and the cursor
+// of the next. See ListOptions for the order.
+func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Page, error) {
+	limit := opts.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultListLimit
+	case limit < 0 || limit > MaxListLimit:
+		return Page{}, fmt.Errorf("limit %d: want 1 to %d", limit, MaxListLimit)
+	}
+	if !opts.Since.IsZero() && !opts.Until.IsZero() && opts.Until.Before(opts.Since) {
+		return Page{}, fmt.Errorf("until %s is before since %s", opts.Until.Format(time.RFC3339), opts.Since.Format(time.RFC3339))
+	}
+	kind, filter := cursorStarts, streams.StartFilter
+	switch st := opts.Status; {
+	case st == "" || st == schema.StatusRunning:
+	case st == schema.StatusBlocked:
+		kind, filter = cursorBlocked, streams.BlockedFilter
+	default:
+		if err := validStatusToken(st); err != nil {
+			return Page{}, err
+		}
+		kind, filter = cursorDone, "wf.*.done."+string(st)
+	}
+	from, err := parseCursor(opts.Cursor, kind)
+	if err != nil {
+		return Page{}, err
+	}
+	h := streams.NewHistory(js.Conn(), js)
+	page := Page{Workflows: []Summary{}}
+	budget := listScanBudget(limit)
+	for scanned := 0; len(page.Workflows) < limit && scanned < budget; {
+		batch := min(max(limit-len(page.Workflows), 64), budget-scanned, 1000)
+		var since time.Time
+		if from == 0 {
+			// A workflow reached any status after it started: its
+			// events of that status are at or after Since too.
+			since = opts.Since
+		}
+		evs, pending, err := h.Scan(ctx, filter, from, since, batch)
+		if err != nil {
+			return Page{}, fmt.Errorf("list: %w", err)
+		}
+		scanned += len(evs)
+		rows, stop, err := listRows(ctx, h, kind, evs, opts)
+		if err != nil {
+			return Page{}, fmt.Errorf("list: %w", err)
+		}
+		for i, r := range rows {
+			if r == nil {
+				continue
+			}
+			page.Workflows = append(page.Workflows, *r)
+			if len(page.Workflows) == limit {
+				from = evs[i].Seq + 1
+				if i == len(evs)-1 && pending == 0 {
+					return page, nil
+				}
+				page.Next = kind + strconv.FormatUint(from, 10)
+				return page, nil
+			}
+		}
+		if stop || len(evs) == 0 || pending == 0 {
+			return page, nil
+		}
+		from = evs[len(evs)-1].Seq + 1
+	}
+	// The scan budget is spent: the next page goes on from here.
+	page.Next = kind + strconv.FormatUint(from, 10)
+	return page, nil
+}
+
+// listRows turns the events a page walked into its rows: one per event,
+// nil where the filters drop it. stop is set once Until is passed on a
+// walk in start order.
+func listRows(ctx context.Context, h *streams.History, kind string, evs []streams.Event, opts ListOptions) ([]*Summary, bool, error) {
+	rows := make([]*Summary, len(evs))
+	stop := false
+	for i, ev := range evs {
+		id, _, ok := streams.ParseSubject(ev.Subject)
+		if !ok {
+			continue
+		}
+		r := &Summary{ID: id}
+		if kind == cursorStarts {
+			if !opts.Until.IsZero() && ev.Time.After(opts.Until) {
+				rows, stop = rows[:i], true
+				evs = evs[:i]
+				break
+			}
+			st, ok := ev.Value.(*schema.WorkflowStarted)
+			if !ok || (opts.Type != "" && st.Type != opts.Type) {
+				continue
+			}
+			r.Type, r.StartedAt = st.Type, ev.Time
+		}
+		rows[i] = r
+	}
+	if err := describeRows(ctx, h, rows, kind != cursorStarts); err != nil {
+		return nil, false, err
+	}
+	for i, r := range rows {
+		if r == nil {
+			continue
+		}
+		keep := true
+		switch kind {
+		case cursorStarts:
+			keep = opts.Status == "" || r.Status == opts.Status
+		case cursorDone:
+			// Its end event is the one walked (a workflow ends once).
+			keep = r.Status == opts.Status
+		case cursorBlocked:
+			// Listed once, at its last blocked event, while not ended.
+			keep = r.Status == schema.StatusBlocked && r.lastBlocked == evs[i].Seq
+		}
+		keep = keep && (opts.Type == "" || r.Type == opts.Type) &&
+			(opts.Since.IsZero() || !r.StartedAt.Before(opts.Since)) &&
+			(opts.Until.IsZero() || !r.StartedAt.After(opts.Until))
+		if !keep {
+			rows[i] = nil
+		}
+	}
+	return rows, stop, nil
+}
+
+// validStatusToken checks that a status can be the last token of
+// wf.<id>.done.<status>.
+func validStatusToken(st schema.Status) error {
+	if st == "" || strings.ContainsAny(string(st), ".*> \t\r\n") {
+		return fmt.Errorf("status %q: want running, blocked or a final status such as completed, compensated, manual", st)
+	}
+	return nil
+}
+
+// parseCursor reads a cursor of kind; "" is the first page (0).
+func parseCursor(c, kind string) (uint64, error) {
+	if c == "" {
+		return 0, nil
+	}
+	if !strings.HasPrefix(c, kind) {
+		return 0, fmt.Errorf("cursor %q: from a list with another status filter", c)
+	}
+	seq, err := strconv.ParseUint(c[len(kind):], 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("cursor %q: not a cursor jetflow gave", c)
+	}
+	return seq, nil
+}
+
+// describeRows fills in each row's status, reason and last update, and,
+// with starts, its type and start time: one multi_last for every row's
+// end and blocked events, and the direct gets of each row's last event
+// (and start) in parallel.
+func describeRows(ctx context.Context, h *streams.History, rows []*Summary, starts bool) error {
+	byID := map[string][]*Summary{}
+	var filters []string
+	for _, r := range rows {
+		if r == nil {
+			continue
+		}
+		if byID[r.ID] == nil {
+			filters = append(filters, streams.DoneFilterOf(r.ID), "wf."+r.ID+".blocked.*")
+		}
+		byID[r.ID] = append(byID[r.ID], r)
+	}
+	if len(byID) == 0 {
+		return nil
+	}
+	ends, err := h.LastOfEach(ctx, filters)
+	if err != nil {
+		return err
+	}
+	type end struct {
+		done    *streams.Event
+		blocked *streams.Event
+	}
+	endOf := map[string]*end{}
+	for i := range ends {
+		ev := &ends[i]
+		id, rest, ok := streams.ParseSubject(ev.Subject)
+		if !ok {
+			continue
+		}
+		e := endOf[id]
+		if e == nil {
+			e = &end{}
+			endOf[id] = e
+		}
+		if strings.HasPrefix(rest, "done.") {
+			e.done = ev
+		} else if e.blocked == nil || ev.Seq > e.blocked.Seq {
+			e.blocked = ev
+		}
+	}
+	for id, rs := range byID {
+		for _, r := range rs {
+			r.Status = schema.StatusRunning
+			e := endOf[id]
+			if e == nil {
+				continue
+			}
+			if e.blocked != nil {
+				r.lastBlocked = e.blocked.Seq
+			}
+			switch {
+			case e.done != nil:
+				_, rest, _ := streams.ParseSubject(e.done.Subject)
+				r.Status = schema.Status(strings.TrimPrefix(rest, "done."))
+				if f, ok := e.done.Value.(*schema.WorkflowFinished); ok {
+					r.Reason = f.Reason
+					if r.Reason == "" && r.Status != schema.StatusCompleted {
+						r.Reason = f.Error
+					}
+				}
+			case e.blocked != nil:
+				r.Status = schema.StatusBlocked
+				if b, ok := e.blocked.Value.(*schema.WorkflowBlocked); ok {
+					r.Reason = b.Reason
+				}
+			}
+		}
+	}
+
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, 32)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		first = errors.Join(first, err)
+		mu.Unlock()
+	}
+	for id, rs := range byID {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			last, err := h.Last(ctx, streams.Tree(id))
+			if err != nil {
+				fail(err)
+				return
+			}
+			var start *streams.Event
+			if starts {
+				if start, err = h.Last(ctx, streams.StartSubject(id)); err != nil {
+					fail(err)
+					return
+				}
+			}
+			for _, r := range rs {
+				if last != nil {
+					r.UpdatedAt = last.Time
+				}
+				if start != nil {
+					r.StartedAt = start.Time
+					if st, ok := start.Value.(*schema.WorkflowStarted); ok {
+						r.Type = st.Type
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// finalStatuses are the statuses Counts counts one by one; a workflow
+// that ended with another is counted by none of them but is not running.
+var finalStatuses = []schema.Status{schema.StatusCompleted, schema.StatusCompensated, schema.StatusManual}
+
+// Counts returns how many workflows are in each status: running, blocked
+// and each final status. Every count but blocked is the server's count of
+// messages on a filter (wf.*.start, wf.*.done.<status>), answered from its
+// subject index without reading them; blocked reads the blocked events,
+// which are few unless a code change blocked many workflows.
+func Counts(ctx context.Context, js jetstream.JetStream) (map[schema.Status]int, error) {
+	h := streams.NewHistory(js.Conn(), js)
+	out := map[schema.Status]int{}
+	starts, err := h.Count(ctx, streams.StartFilter)
+	if err != nil {
+		return nil, fmt.Errorf("count: %w", err)
+	}
+	ended, err := h.Count(ctx, streams.DoneFilter)
+	if err != nil {
+		return nil, fmt.Errorf("count: %w", err)
+	}
+	for _, st := range finalStatuses {
+		n, err := h.Count(ctx, "wf.*.done."+string(st))
+		if err != nil {
+			return nil, fmt.Errorf("count: %w", err)
+		}
+		out[st] = int(n)
+	}
+	blocked, err := blockedCount(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("count: %w", err)
+	}
+	out[schema.StatusBlocked] = blocked
+	out[schema.StatusRunning] = max(int(starts)-int(ended)-blocked, 0)
+	return out, nil
+}
+
+// blockedCount counts the workflows with a blocked event and no end.
+func blockedCount(ctx context.Context, h *streams.History) (int, error) {
+	ids := map[string]bool{}
+	var from uint64
+	for {
+		evs, pending, err := h.Scan(ctx, streams.BlockedFilter, from, time.Time{}, 1000)
+		if err != nil {
+			return 0, err
+		}
+		var filters []string
+		for _, ev := range evs {
+			if id, _, ok := streams.ParseSubject(ev.Subject); ok && !ids[id] {
+				ids[id] = true
+				filters = append(filters, streams.DoneFilterOf(id))
+			}
+		}
+		done, err := h.LastOfEach(ctx, filters)
+		if err != nil {
+			return 0, err
+		}
+		for _, ev := range done {
+			if id, _, ok := streams.ParseSubject(ev.Subject); ok {
+				ids[id] = false
+			}
+		}
+		if len(evs) == 0 || pending == 0 {
+			break
+		}
+		from = evs[len(evs)-1].Seq + 1
+	}
+	n := 0
+	for _, b := range ids {
+		if b {
+			n++
+		}
+	}
+	return n, nil
+}
