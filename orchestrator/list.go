@@ -105,8 +105,9 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 	h := streams.NewHistory(js.Conn(), js)
 	page := Page{Workflows: []Summary{}}
 	budget := listScanBudget(limit)
-	for scanned := 0; len(page.Workflows) < limit && scanned < budget; {
-		batch := min(max(limit-len(page.Workflows), 64), budget-scanned, 1000)
+	for scanned, round := 0, 0; len(page.Workflows) < limit && scanned < budget; round++ {
+		// Filters that drop most events take larger batches each round.
+		batch := min(max(limit-len(page.Workflows), 64)<<min(round, 4), budget-scanned, 1000)
 		var since time.Time
 		if from == 0 {
 			// A workflow reached any status after it started: its
@@ -172,7 +173,9 @@ func listRows(ctx context.Context, h *streams.History, kind string, evs []stream
 		}
 		rows[i] = r
 	}
-	if err := describeRows(ctx, h, rows, kind != cursorStarts); err != nil {
+	// The status first, for every row (one multi_last): the rows it drops
+	// cost nothing more.
+	if err := statusOfRows(ctx, h, rows); err != nil {
 		return nil, false, err
 	}
 	for i, r := range rows {
@@ -190,10 +193,17 @@ func listRows(ctx context.Context, h *streams.History, kind string, evs []stream
 			// Listed once, at its last blocked event, while not ended.
 			keep = r.Status == schema.StatusBlocked && r.lastBlocked == evs[i].Seq
 		}
-		keep = keep && (opts.Type == "" || r.Type == opts.Type) &&
-			(opts.Since.IsZero() || !r.StartedAt.Before(opts.Since)) &&
-			(opts.Until.IsZero() || !r.StartedAt.After(opts.Until))
 		if !keep {
+			rows[i] = nil
+		}
+	}
+	if err := timesOfRows(ctx, h, rows, kind != cursorStarts); err != nil {
+		return nil, false, err
+	}
+	for i, r := range rows {
+		if r != nil && !((opts.Type == "" || r.Type == opts.Type) &&
+			(opts.Since.IsZero() || !r.StartedAt.Before(opts.Since)) &&
+			(opts.Until.IsZero() || !r.StartedAt.After(opts.Until))) {
 			rows[i] = nil
 		}
 	}
@@ -224,11 +234,20 @@ func parseCursor(c, kind string) (uint64, error) {
 	return seq, nil
 }
 
-// describeRows fills in each row's status, reason and last update, and,
-// with starts, its type and start time: one multi_last for every row's
-// end and blocked events, and the direct gets of each row's last event
-// (and start) in parallel.
-func describeRows(ctx context.Context, h *streams.History, rows []*Summary, starts bool) error {
+// rowsByID groups the rows (nil ones skipped) by workflow ID.
+func rowsByID(rows []*Summary) map[string][]*Summary {
+	byID := map[string][]*Summary{}
+	for _, r := range rows {
+		if r != nil {
+			byID[r.ID] = append(byID[r.ID], r)
+		}
+	}
+	return byID
+}
+
+// statusOfRows fills in each row's status and reason from one multi_last
+// of every row's end and blocked events.
+func statusOfRows(ctx context.Context, h *streams.History, rows []*Summary) error {
 	byID := map[string][]*Summary{}
 	var filters []string
 	for _, r := range rows {
@@ -297,7 +316,14 @@ func describeRows(ctx context.Context, h *streams.History, rows []*Summary, star
 			}
 		}
 	}
+	return nil
+}
 
+// timesOfRows fills in each row's last update and, with starts, its type
+// and start time: the direct gets of each workflow's last event (and
+// start), 32 at a time.
+func timesOfRows(ctx context.Context, h *streams.History, rows []*Summary, starts bool) error {
+	byID := rowsByID(rows)
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
