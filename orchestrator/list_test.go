@@ -28,6 +28,8 @@ type synthetic struct {
 // it returns.
 func writeHistories(tb testing.TB, js jetstream.JetStream, wfs []synthetic) {
 	tb.Helper()
+	var flush func()
+	sent := 0
 	pub := func(subject string, v schema.Kinded) {
 		m, err := streams.NewMsg(subject, v)
 		if err != nil {
@@ -36,30 +38,27 @@ func writeHistories(tb testing.TB, js jetstream.JetStream, wfs []synthetic) {
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			tb.Fatal(err)
 		}
+		if sent++; sent%1000 == 0 {
+			flush()
+		}
 	}
-	flush := func() {
+	flush = func() {
 		select {
 		case <-js.PublishAsyncComplete():
 		case <-time.After(5 * time.Minute):
 			tb.Fatal("async publishes not acknowledged")
 		}
 	}
-	for i, w := range wfs {
+	for _, w := range wfs {
 		pub(streams.StartSubject(w.id), &schema.WorkflowStarted{WorkflowID: w.id, Type: w.wfType, Source: "test"})
-		if i%10000 == 9999 {
-			flush()
-		}
 	}
 	flush()
-	for i, w := range wfs {
+	for _, w := range wfs {
 		for b := range w.blocked {
 			pub(streams.BlockedSubject(w.id, uint64(b+1)), &schema.WorkflowBlocked{Reason: fmt.Sprintf("%s blocked %d", w.id, b+1)})
 		}
 		if w.end != "" {
 			pub(streams.DoneSubject(w.id, string(w.end)), &schema.WorkflowFinished{Status: w.end, Reason: w.reason})
-		}
-		if i%10000 == 9999 {
-			flush()
 		}
 	}
 	flush()

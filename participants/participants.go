@@ -191,6 +191,17 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 		}
 		return fmt.Errorf("participants: %s: idempotency bucket: %w", svc.Name, err)
 	}
+	// Failed attempts are noted for `jetflow show` when the bucket exists
+	// (an orchestrator of this version creates it); without it, commands
+	// are retried the same, unnoted.
+	attempts, err := js.KeyValue(ctx, streams.AttemptsBucket)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("no attempts bucket: failed attempts will not be shown", "bucket", streams.AttemptsBucket, "err", err)
+		attempts = nil
+	}
 	consCfg := streams.ParticipantConsumerConfig(svc.Name, ackWait, conc, maxDeliver)
 	cons, err := js.CreateOrUpdateConsumer(ctx, streams.HistoryStream, consCfg)
 	if err != nil {
@@ -205,7 +216,7 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 	// next instance at once, not into this one's stopped iterator where it
 	// would wait out AckWait.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
-	w := &worker{js: js, kv: kv, svc: svc, log: log, ackWait: ackWait, maxDeliver: maxDeliver, runCtx: hctx}
+	w := &worker{js: js, kv: kv, attempts: attempts, svc: svc, log: log, ackWait: ackWait, maxDeliver: maxDeliver, runCtx: hctx}
 	var wg sync.WaitGroup
 	defer func() {
 		hcancel()

@@ -42,6 +42,10 @@ const (
 	// TimersBucket holds every pending durable timer, keyed
 	// <workflow id>.<timer id>; `nats kv ls jetflow_timers` shows them.
 	TimersBucket = "jetflow_timers"
+	// AttemptsBucket holds the last failed attempt of each command a
+	// participant will retry (schema.FailedAttempt), keyed
+	// <service>.<idempotency key>.
+	AttemptsBucket = "jetflow_attempts"
 )
 
 // Consumer names.
@@ -229,3 +233,6 @@ func ParseSubject(subject string) (id, rest string, ok bool) {
 	id, rest, found = strings.Cut(s, ".")
 	return id, rest, found && id != ""
 }
+
+// AttemptKey is the key of a command's failed attempts in AttemptsBucket.
+func AttemptKey(service, idempotencyKey string) string { return service + "." + idempotencyKey }

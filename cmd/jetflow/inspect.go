@@ -59,8 +59,8 @@ func runShow(ctx context.Context, args []string) error {
 		fmt.Printf("error     %s\n", d.Error)
 	}
 	fmt.Printf("started   %s\nupdated   %s (%s later)\n", d.StartedAt.Format(time.RFC3339Nano), d.UpdatedAt.Format(time.RFC3339Nano), d.UpdatedAt.Sub(d.StartedAt).Round(time.Millisecond))
-	for _, w := range d.Waiting {
-		fmt.Printf("waiting   %s\n", w)
+	for _, w := range d.Steps {
+		fmt.Printf("waiting   %s\n", waitingLine(w, time.Now()))
 	}
 	for _, t := range d.Timers {
 		fmt.Printf("timer     #%d %s, due %s (in %s), key %s.%s\n", t.ID, t.Duration, t.Due.Format(time.RFC3339), time.Until(t.Due).Round(time.Second), streams.TimersBucket, t.Key)
@@ -79,6 +79,9 @@ func runShow(ctx context.Context, args []string) error {
 		detail := e.Error
 		if detail == "" && e.Type == string(schema.KindResult) {
 			detail = "ok"
+			if e.Attempts > 1 {
+				detail = fmt.Sprintf("ok after %d attempts", e.Attempts)
+			}
 		}
 		if e.Type == string(schema.KindWorkflowFinished) || e.Type == string(schema.KindWorkflowBlocked) {
 			detail = strings.TrimPrefix(e.Subject, "wf."+d.ID+".")
@@ -86,6 +89,27 @@ func runShow(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("15:04:05.000"), e.Type, step, detail)
 	}
 	return tw.Flush()
+}
+
+// waitingLine is a waiting step for show: what was sent when, and its
+// last failed attempt with the next retry.
+func waitingLine(w orchestrator.WaitingStep, now time.Time) string {
+	line := fmt.Sprintf("#%d %s", w.CommandID, w.Step)
+	if w.Compensation {
+		line += " (compensation)"
+	}
+	line += ", sent " + w.SentAt.Local().Format("15:04:05.000")
+	if w.FailedAttempts == 0 {
+		return line + ", no attempt failed"
+	}
+	line += fmt.Sprintf("; attempt %d failed at %s: %s: %s", w.FailedAttempts, w.LastFailedAt.Local().Format("15:04:05.000"), w.LastErrorKind, oneLine(w.LastError))
+	switch wait := w.NextRetry.Sub(now).Round(time.Second); {
+	case wait > 0:
+		line += fmt.Sprintf("; attempt %d due %s (in %s)", w.FailedAttempts+1, w.NextRetry.Local().Format("15:04:05"), wait)
+	default:
+		line += fmt.Sprintf("; attempt %d due since %s", w.FailedAttempts+1, w.NextRetry.Local().Format("15:04:05"))
+	}
+	return line
 }
 
 func runList(ctx context.Context, args []string) error {
