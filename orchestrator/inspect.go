@@ -184,7 +184,7 @@ type Summary struct {
 	// (ListPage).
 	Reason string `json:"reason,omitempty"`
 
-	lastBlocked uint64 // sequence of its last blocked event
+	lastBlocked string // its last blocked event, as the index names it
 }
 
 // List returns every workflow with its status, sorted by ID; status ""

@@ -87,16 +87,16 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 	if !opts.Since.IsZero() && !opts.Until.IsZero() && opts.Until.Before(opts.Since) {
 		return Page{}, fmt.Errorf("until %s is before since %s", opts.Until.Format(time.RFC3339), opts.Since.Format(time.RFC3339))
 	}
-	kind, filter := cursorStarts, streams.StartFilter
+	kind, stream, filter := cursorStarts, streams.HistoryStream, streams.StartFilter
 	switch st := opts.Status; {
 	case st == "" || st == schema.StatusRunning:
 	case st == schema.StatusBlocked:
-		kind, filter = cursorBlocked, streams.BlockedFilter
+		kind, stream, filter = cursorBlocked, streams.IndexStream, streams.IndexBlockedFilter
 	default:
 		if err := validStatusToken(st); err != nil {
 			return Page{}, err
 		}
-		kind, filter = cursorDone, "wf.*.done."+string(st)
+		kind, stream, filter = cursorDone, streams.IndexStream, streams.IndexDoneFilter(string(st))
 	}
 	from, err := parseCursor(opts.Cursor, kind)
 	if err != nil {
@@ -114,7 +114,7 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 			// events of that status are at or after Since too.
 			since = opts.Since
 		}
-		evs, pending, err := h.Scan(ctx, filter, from, since, batch)
+		evs, end, err := h.Scan(ctx, stream, filter, from, since, batch)
 		if err != nil {
 			return Page{}, fmt.Errorf("list: %w", err)
 		}
@@ -130,14 +130,14 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 			page.Workflows = append(page.Workflows, *r)
 			if len(page.Workflows) == limit {
 				from = evs[i].Seq + 1
-				if i == len(evs)-1 && pending == 0 {
+				if i == len(evs)-1 && end {
 					return page, nil
 				}
 				page.Next = kind + strconv.FormatUint(from, 10)
 				return page, nil
 			}
 		}
-		if stop || len(evs) == 0 || pending == 0 {
+		if stop || len(evs) == 0 || end {
 			return page, nil
 		}
 		from = evs[len(evs)-1].Seq + 1
@@ -155,6 +155,9 @@ func listRows(ctx context.Context, h *streams.History, kind string, evs []stream
 	stop := false
 	for i, ev := range evs {
 		id, _, ok := streams.ParseSubject(ev.Subject)
+		if kind != cursorStarts {
+			id, _, ok = streams.ParseIndexSubject(ev.Subject)
+		}
 		if !ok {
 			continue
 		}
@@ -191,7 +194,7 @@ func listRows(ctx context.Context, h *streams.History, kind string, evs []stream
 			keep = r.Status == opts.Status
 		case cursorBlocked:
 			// Listed once, at its last blocked event, while not ended.
-			keep = r.Status == schema.StatusBlocked && r.lastBlocked == evs[i].Seq
+			keep = r.Status == schema.StatusBlocked && r.lastBlocked == strings.TrimPrefix(evs[i].Subject, streams.IndexPrefix+".")
 		}
 		if !keep {
 			rows[i] = nil
@@ -296,7 +299,9 @@ func statusOfRows(ctx context.Context, h *streams.History, rows []*Summary) erro
 				continue
 			}
 			if e.blocked != nil {
-				r.lastBlocked = e.blocked.Seq
+				// As the index names it: blocked.<id>.<seq>.
+				_, rest, _ := streams.ParseSubject(e.blocked.Subject)
+				r.lastBlocked = "blocked." + id + strings.TrimPrefix(rest, "blocked")
 			}
 			switch {
 			case e.done != nil:
@@ -375,9 +380,13 @@ var finalStatuses = []schema.Status{schema.StatusCompleted, schema.StatusCompens
 
 // Counts returns how many workflows are in each status: running, blocked
 // and each final status. Every count but blocked is the server's count of
-// messages on a filter (wf.*.start, wf.*.done.<status>), answered from its
-// subject index without reading them; blocked reads the blocked events,
-// which are few unless a code change blocked many workflows.
+// the messages on a filter, answered from its subject index without
+// reading them: the start events of the history stream, and each
+// status's end events in the index stream, whose subjects put the status
+// first so that counting the manual queue walks the manual queue only.
+// Blocked reads the index's blocked events, which are few unless a code
+// change blocked many workflows. The index follows the history by
+// milliseconds: a workflow that just ended may be counted running.
 func Counts(ctx context.Context, js jetstream.JetStream) (map[schema.Status]int, error) {
 	h := streams.NewHistory(js.Conn(), js)
 	out := map[schema.Status]int{}
@@ -385,12 +394,12 @@ func Counts(ctx context.Context, js jetstream.JetStream) (map[schema.Status]int,
 	if err != nil {
 		return nil, fmt.Errorf("count: %w", err)
 	}
-	ended, err := h.Count(ctx, streams.DoneFilter)
+	ended, err := h.CountOn(ctx, streams.IndexStream, streams.IndexDoneFilter(""))
 	if err != nil {
 		return nil, fmt.Errorf("count: %w", err)
 	}
 	for _, st := range finalStatuses {
-		n, err := h.Count(ctx, "wf.*.done."+string(st))
+		n, err := h.CountOn(ctx, streams.IndexStream, streams.IndexDoneFilter(string(st)))
 		if err != nil {
 			return nil, fmt.Errorf("count: %w", err)
 		}
@@ -410,13 +419,13 @@ func blockedCount(ctx context.Context, h *streams.History) (int, error) {
 	ids := map[string]bool{}
 	var from uint64
 	for {
-		evs, pending, err := h.Scan(ctx, streams.BlockedFilter, from, time.Time{}, 1000)
+		evs, end, err := h.Scan(ctx, streams.IndexStream, streams.IndexBlockedFilter, from, time.Time{}, 1000)
 		if err != nil {
 			return 0, err
 		}
 		var filters []string
 		for _, ev := range evs {
-			if id, _, ok := streams.ParseSubject(ev.Subject); ok && !ids[id] {
+			if id, _, ok := streams.ParseIndexSubject(ev.Subject); ok && !ids[id] {
 				ids[id] = true
 				filters = append(filters, streams.DoneFilterOf(id))
 			}
@@ -430,7 +439,7 @@ func blockedCount(ctx context.Context, h *streams.History) (int, error) {
 				ids[id] = false
 			}
 		}
-		if len(evs) == 0 || pending == 0 {
+		if len(evs) == 0 || end {
 			break
 		}
 		from = evs[len(evs)-1].Seq + 1

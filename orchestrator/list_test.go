@@ -62,6 +62,24 @@ func writeHistories(tb testing.TB, js jetstream.JetStream, wfs []synthetic) {
 		}
 	}
 	flush()
+	// The index stream sources the end and blocked events: wait until it
+	// holds them all.
+	var want uint64
+	for _, w := range wfs {
+		want += uint64(w.blocked)
+		if w.end != "" {
+			want++
+		}
+	}
+	var got uint64
+	natstest.Eventually(tb, 10*time.Minute, func() bool {
+		ix, err := js.Stream(context.Background(), streams.IndexStream)
+		if err != nil {
+			return false
+		}
+		got = ix.CachedInfo().State.Msgs
+		return got == want
+	}, "the index holds %d of the %d end and blocked events", got, want)
 }
 
 // listAll follows the cursor to the end and returns the IDs in order and

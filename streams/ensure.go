@@ -93,6 +93,25 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			MaxMsgSize:        t.MaxMsgSize,
 		},
 		{
+			Name:        IndexStream,
+			Description: "jetflow index: the end and blocked events of the histories, by status first (ix.done.<status>.<id>, ix.blocked.<id>.<seq>)",
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			AllowDirect: true,
+			// Kept by the server: it sources the history stream through
+			// subject transforms, in history order, from the first message
+			// (a new index is filled from the whole history). Deleted, it
+			// is rebuilt the same by the next Ensure.
+			Sources: []*jetstream.StreamSource{{
+				Name: HistoryStream,
+				SubjectTransforms: []jetstream.SubjectTransformConfig{
+					{Source: DoneFilter, Destination: IndexPrefix + "." + tokDone + ".{{wildcard(2)}}.{{wildcard(1)}}"},
+					{Source: BlockedFilter, Destination: IndexPrefix + "." + tokBlocked + ".{{wildcard(1)}}.{{wildcard(2)}}"},
+				},
+			}},
+		},
+		{
 			Name:        DeadLetterStream,
 			Description: "jetflow dead letters: every refused message with its reason",
 			Subjects:    []string{DeadLetterPrefix + ".>"},

@@ -29,6 +29,12 @@ const (
 	SignalsStream = "JETFLOW_SIGNALS"
 	// DeadLetterStream keeps every message jetflow refused, with the reason.
 	DeadLetterStream = "JETFLOW_DLQ"
+	// IndexStream holds a copy of every end and blocked event of
+	// HistoryStream under subjects that put the status first
+	// (IndexDoneFilter), sourced by the server: a status's events are
+	// found from the subject index in proportion to their number, not to
+	// the number of workflows.
+	IndexStream = "JETFLOW_INDEX"
 )
 
 // KV bucket names.
@@ -236,3 +242,32 @@ func ParseSubject(subject string) (id, rest string, ok bool) {
 
 // AttemptKey is the key of a command's failed attempts in AttemptsBucket.
 func AttemptKey(service, idempotencyKey string) string { return service + "." + idempotencyKey }
+
+// IndexPrefix starts the subjects of IndexStream.
+const IndexPrefix = "ix"
+
+// IndexDoneFilter matches the end events of status in IndexStream:
+// ix.done.<status>.*; "" matches every status.
+func IndexDoneFilter(status string) string {
+	if status == "" {
+		return IndexPrefix + "." + tokDone + ".*.*"
+	}
+	return IndexPrefix + "." + tokDone + "." + status + ".*"
+}
+
+// IndexBlockedFilter matches the blocked events in IndexStream:
+// ix.blocked.<id>.<seq>.
+const IndexBlockedFilter = IndexPrefix + "." + tokBlocked + ".*.*"
+
+// ParseIndexSubject returns the workflow ID of an IndexStream subject and
+// what it holds: "done.<status>" or "blocked".
+func ParseIndexSubject(subject string) (id, what string, ok bool) {
+	t := strings.Split(subject, ".")
+	switch {
+	case len(t) == 4 && t[0] == IndexPrefix && t[1] == tokDone:
+		return t[3], tokDone + "." + t[2], t[3] != ""
+	case len(t) == 4 && t[0] == IndexPrefix && t[1] == tokBlocked:
+		return t[2], tokBlocked, t[2] != ""
+	}
+	return "", "", false
+}
