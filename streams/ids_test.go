@@ -63,3 +63,23 @@ func TestOnItsSubject(t *testing.T) {
 		})
 	}
 }
+
+func TestSubjectMatches(t *testing.T) {
+	for _, c := range []struct {
+		filter, subject string
+		want            bool
+	}{
+		{"wf.*.start", "wf.o-1.start", true},
+		{"wf.*.start", "wf.o-1.done.completed", false},
+		{"ix.done.manual.*", "ix.done.manual.o-1", true},
+		{"ix.done.manual.*", "ix.done.completed.o-1", false},
+		{"ix.blocked.*.*", "ix.blocked.o-1.12", true},
+		{"ix.>", "ix.blocked.o-1.12", true},
+		{"ix.>", "ix", false},
+		{"wf.*.start", "wf.o-1", false},
+	} {
+		if got := subjectMatches(c.filter, c.subject); got != c.want {
+			t.Errorf("subjectMatches(%q, %q) = %v", c.filter, c.subject, got)
+		}
+	}
+}

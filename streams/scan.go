@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,38 +23,98 @@ const maxMultiLast = 1024
 // get, it does not make the server count every match of the filter first,
 // which costs in proportion to the subjects it matches (a million start
 // events) whatever the page size.
+//
+// A next_by_subj get from the stream's first sequence makes the server
+// count the filter's matches too (to skip ahead), so a scan from the start
+// reads message 1 by sequence and goes on from 2.
 func (h *History) Scan(ctx context.Context, stream, filter string, from uint64, since time.Time, n int) (evs []Event, end bool, err error) {
-	seq := max(from, 1)
-	for i := 0; i < n; i++ {
-		req := map[string]any{"next_by_subj": filter}
-		if i == 0 && from == 0 && !since.IsZero() {
-			req["start_time"] = since.UTC()
-		} else {
-			req["seq"] = seq
-		}
-		body, _ := json.Marshal(req)
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		m, err := h.nc.RequestWithContext(rctx, "$JS.API.DIRECT.GET."+stream, body)
-		cancel()
+	seq := from
+	if seq == 0 && !since.IsZero() {
+		// The first message stored at or after since, whatever its subject.
+		ev, found, err := h.direct(ctx, stream, filter, map[string]any{"start_time": since.UTC()})
 		if err != nil {
-			return nil, false, fmt.Errorf("scan %s: %w", filter, err)
+			return nil, false, err
 		}
-		switch m.Header.Get("Status") {
-		case "":
-		case "404":
+		if !found {
+			// Nothing stored since, or the message there was removed: ask
+			// for the first match since, at the price of the count.
+			if ev, found, err = h.direct(ctx, stream, filter, map[string]any{"next_by_subj": filter, "start_time": since.UTC()}); err != nil || !found {
+				return nil, !found, err
+			}
+			if n <= 0 {
+				return nil, false, nil
+			}
+			evs = append(evs, ev)
+		}
+		seq = ev.Seq
+		if found && len(evs) > 0 {
+			seq++
+		}
+	}
+	if seq <= 1 {
+		ev, found, err := h.direct(ctx, stream, filter, map[string]any{"seq": 1})
+		if err != nil {
+			return nil, false, err
+		}
+		if found && subjectMatches(filter, ev.Subject) && n > 0 {
+			evs = append(evs, ev)
+		}
+		seq = 2
+	}
+	for len(evs) < n {
+		ev, found, err := h.direct(ctx, stream, filter, map[string]any{"next_by_subj": filter, "seq": seq})
+		if err != nil {
+			return nil, false, err
+		}
+		if !found {
 			return evs, true, nil
-		default:
-			return nil, false, fmt.Errorf("scan %s: status %s %s", filter, m.Header.Get("Status"), m.Header.Get("Description"))
 		}
-		got, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-		if err != nil {
-			return nil, false, fmt.Errorf("scan %s: bad sequence header", filter)
-		}
-		ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-		evs = append(evs, eventFromMsg(m.Header.Get(jetstream.SubjectHeader), got, ts, m.Header, m.Data))
-		seq = got + 1
+		evs = append(evs, ev)
+		seq = ev.Seq + 1
 	}
 	return evs, false, nil
+}
+
+// direct sends one direct-get request to stream and returns its message;
+// found is false on "no message".
+func (h *History) direct(ctx context.Context, stream, filter string, req map[string]any) (Event, bool, error) {
+	body, _ := json.Marshal(req)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := h.nc.RequestWithContext(rctx, "$JS.API.DIRECT.GET."+stream, body)
+	if err != nil {
+		return Event{}, false, fmt.Errorf("scan %s: %w", filter, err)
+	}
+	switch m.Header.Get("Status") {
+	case "":
+	case "404":
+		return Event{}, false, nil
+	default:
+		return Event{}, false, fmt.Errorf("scan %s: status %s %s", filter, m.Header.Get("Status"), m.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return Event{}, false, fmt.Errorf("scan %s: bad sequence header", filter)
+	}
+	ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+	return eventFromMsg(m.Header.Get(jetstream.SubjectHeader), seq, ts, m.Header, m.Data), true, nil
+}
+
+// subjectMatches reports whether subject matches filter, whose tokens may
+// be * (one token) or, last, > (one or more).
+func subjectMatches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		switch {
+		case tok == ">":
+			return len(s) > i
+		case i >= len(s):
+			return false
+		case tok != "*" && tok != s[i]:
+			return false
+		}
+	}
+	return len(f) == len(s)
 }
 
 // LastOfEach returns the last message of every subject of the history
