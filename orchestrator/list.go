@@ -91,7 +91,7 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 	switch st := opts.Status; {
 	case st == "" || st == schema.StatusRunning:
 	case st == schema.StatusBlocked:
-		kind, stream, filter = cursorBlocked, streams.IndexStream, streams.IndexBlockedFilter
+		kind, stream, filter = cursorBlocked, streams.IndexStream, streams.IndexBlockedSubject
 	default:
 		if err := validStatusToken(st); err != nil {
 			return Page{}, err
@@ -156,7 +156,7 @@ func listRows(ctx context.Context, h *streams.History, kind string, evs []stream
 	for i, ev := range evs {
 		id, _, ok := streams.ParseSubject(ev.Subject)
 		if kind != cursorStarts {
-			id, _, ok = streams.ParseIndexSubject(ev.Subject)
+			id, _, ok = streams.ParseSubject(ev.Origin)
 		}
 		if !ok {
 			continue
@@ -194,7 +194,7 @@ func listRows(ctx context.Context, h *streams.History, kind string, evs []stream
 			keep = r.Status == opts.Status
 		case cursorBlocked:
 			// Listed once, at its last blocked event, while not ended.
-			keep = r.Status == schema.StatusBlocked && r.lastBlocked == strings.TrimPrefix(evs[i].Subject, streams.IndexPrefix+".")
+			keep = r.Status == schema.StatusBlocked && r.lastBlocked == evs[i].Origin
 		}
 		if !keep {
 			rows[i] = nil
@@ -299,9 +299,7 @@ func statusOfRows(ctx context.Context, h *streams.History, rows []*Summary) erro
 				continue
 			}
 			if e.blocked != nil {
-				// As the index names it: blocked.<id>.<seq>.
-				_, rest, _ := streams.ParseSubject(e.blocked.Subject)
-				r.lastBlocked = "blocked." + id + strings.TrimPrefix(rest, "blocked")
+				r.lastBlocked = e.blocked.Subject
 			}
 			switch {
 			case e.done != nil:
@@ -419,13 +417,13 @@ func blockedCount(ctx context.Context, h *streams.History) (int, error) {
 	ids := map[string]bool{}
 	var from uint64
 	for {
-		evs, end, err := h.Scan(ctx, streams.IndexStream, streams.IndexBlockedFilter, from, time.Time{}, 1000)
+		evs, end, err := h.Scan(ctx, streams.IndexStream, streams.IndexBlockedSubject, from, time.Time{}, 1000)
 		if err != nil {
 			return 0, err
 		}
 		var filters []string
 		for _, ev := range evs {
-			if id, _, ok := streams.ParseIndexSubject(ev.Subject); ok && !ids[id] {
+			if id, _, ok := streams.ParseSubject(ev.Origin); ok && !ids[id] {
 				ids[id] = true
 				filters = append(filters, streams.DoneFilterOf(id))
 			}

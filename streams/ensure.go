@@ -94,7 +94,7 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 		},
 		{
 			Name:        IndexStream,
-			Description: "jetflow index: the end and blocked events of the histories, by status first (ix.done.<status>.<id>, ix.blocked.<id>.<seq>)",
+			Description: "jetflow index: the end and blocked events of the histories, one subject per status (ix.done.<status>, ix.blocked)",
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
@@ -106,8 +106,8 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Sources: []*jetstream.StreamSource{{
 				Name: HistoryStream,
 				SubjectTransforms: []jetstream.SubjectTransformConfig{
-					{Source: DoneFilter, Destination: IndexPrefix + "." + tokDone + ".{{wildcard(2)}}.{{wildcard(1)}}"},
-					{Source: BlockedFilter, Destination: IndexPrefix + "." + tokBlocked + ".{{wildcard(1)}}.{{wildcard(2)}}"},
+					{Source: DoneFilter, Destination: IndexPrefix + "." + tokDone + ".{{wildcard(2)}}"},
+					{Source: BlockedFilter, Destination: IndexBlockedSubject},
 				},
 			}},
 		},

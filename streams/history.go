@@ -55,6 +55,9 @@ type Event struct {
 	// Value is the decoded body, nil when DecodeErr is set.
 	Value     schema.Kinded
 	DecodeErr error
+	// Origin is, for a message of IndexStream, its subject in the history
+	// stream (from Nats-Stream-Source); "" otherwise.
+	Origin string
 }
 
 func eventFromMsg(subject string, seq uint64, ts time.Time, h nats.Header, body []byte) Event {
@@ -66,6 +69,7 @@ func eventFromMsg(subject string, seq uint64, ts time.Time, h nats.Header, body 
 		Schema:  h.Get(schema.HeaderSchema),
 		MsgID:   h.Get(jetstream.MsgIDHeader),
 		Body:    body,
+		Origin:  SourceSubject(h.Get(HeaderStreamSource)),
 	}
 	ev.Value, ev.DecodeErr = schema.Decode(string(ev.Kind), ev.Schema, body)
 	return ev

@@ -83,3 +83,13 @@ func TestSubjectMatches(t *testing.T) {
 		}
 	}
 }
+
+func TestSourceSubject(t *testing.T) {
+	h := "JETFLOW_HISTORY 2 wf.*.done.*\fwf.*.blocked.* ix.done.{{wildcard(2)}}\fix.blocked wf.x-1.done.manual xRgZOcvN"
+	if got := SourceSubject(h); got != "wf.x-1.done.manual" {
+		t.Fatalf("SourceSubject = %q", got)
+	}
+	if got := SourceSubject("garbage"); got != "" {
+		t.Fatalf("SourceSubject of garbage = %q", got)
+	}
+}

@@ -30,10 +30,9 @@ const (
 	// DeadLetterStream keeps every message jetflow refused, with the reason.
 	DeadLetterStream = "JETFLOW_DLQ"
 	// IndexStream holds a copy of every end and blocked event of
-	// HistoryStream under subjects that put the status first
-	// (IndexDoneFilter), sourced by the server: a status's events are
-	// found from the subject index in proportion to their number, not to
-	// the number of workflows.
+	// HistoryStream on one subject per status (IndexDoneFilter), sourced
+	// by the server: a status's events are counted and found from the
+	// subject index without walking every workflow's subjects.
 	IndexStream = "JETFLOW_INDEX"
 )
 
@@ -246,28 +245,33 @@ func AttemptKey(service, idempotencyKey string) string { return service + "." + 
 // IndexPrefix starts the subjects of IndexStream.
 const IndexPrefix = "ix"
 
-// IndexDoneFilter matches the end events of status in IndexStream:
-// ix.done.<status>.*; "" matches every status.
+// IndexDoneFilter is the subject of the end events of status in
+// IndexStream, ix.done.<status>; "" gives ix.done.*, every status. One
+// subject per status: the server counts its messages from one entry of
+// its subject index, and pages them by skipping to the blocks that hold
+// them.
 func IndexDoneFilter(status string) string {
 	if status == "" {
-		return IndexPrefix + "." + tokDone + ".*.*"
+		return IndexPrefix + "." + tokDone + ".*"
 	}
-	return IndexPrefix + "." + tokDone + "." + status + ".*"
+	return IndexPrefix + "." + tokDone + "." + status
 }
 
-// IndexBlockedFilter matches the blocked events in IndexStream:
-// ix.blocked.<id>.<seq>.
-const IndexBlockedFilter = IndexPrefix + "." + tokBlocked + ".*.*"
+// IndexBlockedSubject is the subject of the blocked events in IndexStream.
+const IndexBlockedSubject = IndexPrefix + "." + tokBlocked
 
-// ParseIndexSubject returns the workflow ID of an IndexStream subject and
-// what it holds: "done.<status>" or "blocked".
-func ParseIndexSubject(subject string) (id, what string, ok bool) {
-	t := strings.Split(subject, ".")
-	switch {
-	case len(t) == 4 && t[0] == IndexPrefix && t[1] == tokDone:
-		return t[3], tokDone + "." + t[2], t[3] != ""
-	case len(t) == 4 && t[0] == IndexPrefix && t[1] == tokBlocked:
-		return t[2], tokBlocked, t[2] != ""
+// HeaderStreamSource is set by the server on a sourced message:
+// "<stream> <seq> <filters> <destinations> <original subject> <ident>".
+const HeaderStreamSource = "Nats-Stream-Source"
+
+// SourceSubject returns the subject a message of IndexStream had in the
+// history stream, from its Nats-Stream-Source header value.
+func SourceSubject(header string) string {
+	// Split on spaces only: a source with several transforms lists their
+	// filters joined by form feeds, in one field.
+	f := strings.Split(header, " ")
+	if len(f) < 5 {
+		return ""
 	}
-	return "", "", false
+	return f[4]
 }
