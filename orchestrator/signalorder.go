@@ -92,6 +92,11 @@ const (
 // earlier signal of the workflow is pending in this process (the caller
 // hands the batch back, so the next take routes that one first).
 func (o *Orchestrator) waitTurn(ctx context.Context, m jetstream.Msg, t *signalTurn, id string, seq uint64) turnVerdict {
+	if t.settled != 0 && t.settled == seq-1 {
+		// The message just before it in the stream is this workflow's
+		// signal this loop settled: no read needed (a flood's common case).
+		return turnGo
+	}
 	prev, err := o.hist.PrevSignal(ctx, id, seq)
 	if err != nil {
 		o.log.Warn("signal: read the signals before it, will retry", "workflow_id", id, "seq", seq, "err", err)
