@@ -32,6 +32,8 @@ type HistoryEntry struct {
 	// (Step is its verb) and on an end an operator asked for.
 	Operator string `json:"operator,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// Attempts is how many attempts a result took.
+	Attempts int `json:"attempts,omitempty"`
 	// Data is the whole event body as JSON.
 	Data json.RawMessage `json:"data,omitempty"`
 }
@@ -48,12 +50,31 @@ type Description struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// Waiting lists the steps sent and not yet answered.
 	Waiting []string `json:"waiting,omitempty"`
+	// Steps are the same steps with their attempts so far.
+	Steps []WaitingStep `json:"steps,omitempty"`
 	// Timers lists the timers started and neither fired nor cancelled.
 	Timers  []PendingTimer `json:"timers,omitempty"`
 	History []HistoryEntry `json:"history"`
 }
 
-// Describe reads the history of workflow id and returns its state.
+// WaitingStep is a step a workflow waits on: sent, not yet answered.
+type WaitingStep struct {
+	CommandID    int       `json:"command_id"`
+	Step         string    `json:"step"`
+	Compensation bool      `json:"compensation,omitempty"`
+	SentAt       time.Time `json:"sent_at"`
+	// FailedAttempts is the number of the last attempt that failed and
+	// will be retried (0: none failed). The fields below describe it.
+	FailedAttempts int       `json:"failed_attempts,omitempty"`
+	LastErrorKind  string    `json:"last_error_kind,omitempty"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastFailedAt   time.Time `json:"last_failed_at,omitzero"`
+	NextRetry      time.Time `json:"next_retry,omitzero"`
+}
+
+// Describe reads the history of workflow id and returns its state. The
+// steps it waits on come with their last failed attempt, which
+// participants note in the attempts bucket (one direct get per step).
 func Describe(ctx context.Context, h *streams.History, id string) (*Description, error) {
 	if err := streams.ValidID(id); err != nil {
 		return nil, err
@@ -63,7 +84,8 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 		return nil, err
 	}
 	d := &Description{ID: id, Status: schema.StatusRunning, History: []HistoryEntry{}}
-	open := map[int]string{}
+	open := map[int]*schema.Command{}
+	sentAt := map[int]time.Time{}
 	timers := map[int]*schema.TimerStarted{}
 	started := false
 	for _, ev := range evs {
@@ -83,9 +105,9 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 			d.Type, d.StartedAt = v.Type, ev.Time
 		case *schema.Command:
 			e.Step, e.CommandID, e.Compensation = v.Service+"."+v.Action, v.ID, v.Compensation
-			open[v.ID] = e.Step
+			open[v.ID], sentAt[v.ID] = v, ev.Time
 		case *schema.Result:
-			e.Step, e.CommandID = v.Service+"."+v.Action, v.CommandID
+			e.Step, e.CommandID, e.Attempts = v.Service+"."+v.Action, v.CommandID, v.Attempts
 			if v.Error != nil {
 				e.Error = v.Error.Kind + ": " + v.Error.Message
 			}
@@ -147,8 +169,19 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 			ids = append(ids, id)
 		}
 		sort.Ints(ids)
-		for _, id := range ids {
-			d.Waiting = append(d.Waiting, fmt.Sprintf("%s (command %d)", open[id], id))
+		for _, n := range ids {
+			c := open[n]
+			step := WaitingStep{CommandID: n, Step: c.Service + "." + c.Action, Compensation: c.Compensation, SentAt: sentAt[n]}
+			a, err := h.LastAttempt(ctx, c.Service, c.IdempotencyKey)
+			if err != nil {
+				return nil, err
+			}
+			if a != nil && a.WorkflowID == id && a.CommandID == n {
+				step.FailedAttempts, step.LastErrorKind, step.LastError = a.Attempt, a.Kind, a.Error
+				step.LastFailedAt, step.NextRetry = a.At, a.NextRetry
+			}
+			d.Steps = append(d.Steps, step)
+			d.Waiting = append(d.Waiting, fmt.Sprintf("%s (command %d)", step.Step, n))
 		}
 		for _, t := range timers {
 			d.Timers = append(d.Timers, PendingTimer{ID: t.ID, Due: t.Due, Duration: t.Duration, Key: TimerKey(id, t.ID)})
@@ -167,12 +200,22 @@ type PendingTimer struct {
 	Key string `json:"key"`
 }
 
-// Summary is one line of List.
+// Summary is one line of List and ListPage.
 type Summary struct {
 	ID     string        `json:"id"`
 	Status schema.Status `json:"status"`
 	// Type is the workflow type, when known.
 	Type string `json:"type,omitempty"`
+	// StartedAt is when its start event was stored (ListPage).
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// UpdatedAt is when its last event was stored (ListPage).
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Reason says why it is manual or blocked, or how it failed
+	// (ListPage).
+	Reason string `json:"reason,omitempty"`
+
+	lastBlocked string // its last blocked event, as the index names it
+	lastDone    string // the end that made its final status, as the index names it
 }
 
 // List returns every workflow with its status, sorted by ID; status ""

@@ -145,3 +145,55 @@ func (s *scheduler) close() {
 	s.mu.Unlock()
 	s.cond.Broadcast()
 }
+
+// hasBelow reports whether a message with a stream sequence below seq is
+// pending for workflow id (delivered, not yet taken by a loop).
+func (s *scheduler) hasBelow(id string, seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.flows[id]
+	if f == nil {
+		return false
+	}
+	for q := range f.seqs {
+		if q < seq {
+			return true
+		}
+	}
+	return false
+}
+
+// putBack returns msgs, taken and not settled, to workflow id's pending
+// messages ahead of those delivered since. The caller still holds the
+// workflow: its done queues it again.
+func (s *scheduler) putBack(id string, msgs []jetstream.Msg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.flows[id]
+	if f == nil {
+		f = &flow{busy: true}
+		s.flows[id] = f
+	}
+	pending := make([]jetstream.Msg, 0, len(msgs)+len(f.pending))
+	seqs := map[uint64]int{}
+	for _, m := range msgs {
+		if seq := streamSeq(m); seq != 0 {
+			if _, dup := seqs[seq]; dup {
+				continue
+			}
+			seqs[seq] = len(pending)
+		}
+		pending = append(pending, m)
+	}
+	for _, m := range f.pending {
+		if seq := streamSeq(m); seq != 0 {
+			if i, dup := seqs[seq]; dup {
+				pending[i] = m // a newer delivery of a handed-back one
+				continue
+			}
+			seqs[seq] = len(pending)
+		}
+		pending = append(pending, m)
+	}
+	f.pending, f.seqs = pending, seqs
+}

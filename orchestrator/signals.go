@@ -95,7 +95,7 @@ func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
 				if !ok {
 					return
 				}
-				o.routeBatch(ctx, msgs, func() { sched.touch(id) })
+				o.routeBatch(ctx, id, msgs, &signalTurn{cons: cons, sched: sched})
 				sched.done(id)
 			}
 		}()
@@ -116,12 +116,14 @@ func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
 	return func() { cc.Stop(); sched.close(); wg.Wait() }, nil
 }
 
-// routeBatch routes the signals of one workflow in stream order. The ones
+// routeBatch routes the signals of workflow id in stream order. The ones
 // still waiting, in the batch and queued behind it (touch), are kept alive
 // (InProgress) every third of AckWait, so a long batch is not redelivered
-// while it is being routed.
-func (o *Orchestrator) routeBatch(ctx context.Context, msgs []jetstream.Msg, touch func()) {
+// while it is being routed. A batch whose signal waits for an earlier one
+// pending in this process is handed back whole from that signal on.
+func (o *Orchestrator) routeBatch(ctx context.Context, id string, msgs []jetstream.Msg, turn *signalTurn) {
 	var memo capMemo
+	sortBySeq(msgs)
 	touched := time.Now()
 	for i, m := range msgs {
 		if ctx.Err() != nil {
@@ -131,10 +133,17 @@ func (o *Orchestrator) routeBatch(ctx context.Context, msgs []jetstream.Msg, tou
 			for _, w := range msgs[i:] {
 				_ = w.InProgress()
 			}
-			touch()
+			turn.sched.touch(id)
 			touched = time.Now()
 		}
-		o.signal(ctx, m, &memo)
+		spy := &ackSpy{Msg: m}
+		if o.signal(ctx, spy, &memo, turn) == turnHandBack {
+			turn.sched.putBack(id, msgs[i:])
+			return
+		}
+		if spy.acked {
+			turn.settled = streamSeq(m)
+		}
 	}
 }
 
@@ -153,48 +162,64 @@ func (o *Orchestrator) refuse(ctx context.Context, m jetstream.Msg, origin, reas
 // signal records one signal.<name>.<id> message in the workflow's history,
 // once its rule and the workflow's cap on waiting signals admit it. memo
 // carries a cap refusal to the next signal of the same batch.
-func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg, memo *capMemo) {
+// It returns turnHandBack, with m neither settled nor nak'ed, when an
+// earlier signal of the workflow waits in this process.
+func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg, memo *capMemo, turn *signalTurn) turnVerdict {
 	ctx, end := traceSignal(ctx, m)
 	defer end()
 	if o.lastDelivery(ctx, m, "signal", o.cfg.MaxDeliver.Signals, nil) {
-		return
+		return turnGo
 	}
+	return o.routeSignal(ctx, m, memo, turn)
+}
+
+// routeSignal is signal once m's last delivery is ruled out.
+func (o *Orchestrator) routeSignal(ctx context.Context, m jetstream.Msg, memo *capMemo, turn *signalTurn) turnVerdict {
 	name, id, ok := streams.ParseSignalSubject(m.Subject())
 	if !ok || streams.ValidID(id) != nil {
 		o.refuse(ctx, m, "signal", "signal subject must be signal.<name>.<workflow id>")
-		return
+		return turnGo
 	}
 	if reason := o.signalTooLarge(m); reason != "" {
 		o.refuse(ctx, m, "signal", reason)
-		return
+		return turnGo
 	}
 	payload, err := signalPayload(m.Data(), m.Headers())
 	if err != nil {
 		o.refuse(ctx, m, "signal", "signal "+name+": "+err.Error())
-		return
+		return turnGo
 	}
 	if err := streams.CheckScheduled(name, id, m.Headers().Get(streams.HeaderScheduler)); err != nil {
 		o.refuse(ctx, m, "signal", err.Error())
-		return
+		return turnGo
 	}
 	md, err := m.Metadata()
 	if err != nil {
 		_ = m.NakWithDelay(time.Second)
-		return
+		return turnGo
 	}
 	seq := md.Sequence.Stream
+	if turn != nil {
+		switch o.waitTurn(ctx, m, turn, id, seq) {
+		case turnHandBack:
+			return turnHandBack
+		case turnLater:
+			_ = m.NakWithDelay(retryDelay(m))
+			return turnLater
+		}
+	}
 	if o.refusedAgain(ctx, m, memo, name, id, seq) {
-		return
+		return turnGo
 	}
 	st, err := o.status(ctx, id)
 	switch {
 	case err != nil:
 		o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
-		return
+		return turnGo
 	case st == nil:
 		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for unknown workflow %s", name, id))
-		return
+		return turnGo
 	case st.Status.Terminal():
 		// A redelivery of a signal recorded before the workflow ended is
 		// not a late one: the end took it (received it, or routed it as
@@ -203,27 +228,27 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg, memo *capMem
 		if err != nil {
 			o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
 			_ = m.NakWithDelay(retryDelay(m))
-			return
+			return turnGo
 		}
 		if before {
 			_ = m.Ack()
-			return
+			return turnGo
 		}
 		o.routeLate(ctx, m, st, name, payload, seq, "")
-		return
+		return turnGo
 	}
 	adm, err := o.record(ctx, st, name, payload, seq, m.Subject())
 	if err != nil {
 		o.log.Warn("signal: record, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
-		return
+		return turnGo
 	}
 	if adm.reason != "" {
 		if adm.capLast != 0 {
 			*memo = capMemo{id: id, wfType: st.Type, last: adm.capLast, reason: adm.reason}
 		}
 		o.refuse(ctx, m, "signal", adm.reason)
-		return
+		return turnGo
 	}
 	// The workflow may have ended between the status read and the record:
 	// then no replay will ever see the signal, and it is a late one.
@@ -231,17 +256,18 @@ func (o *Orchestrator) signal(ctx context.Context, m jetstream.Msg, memo *capMem
 	if err != nil {
 		o.log.Warn("signal: read the end, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
-		return
+		return turnGo
 	}
 	if done != nil && !before {
 		if f, ok := done.Value.(*schema.WorkflowFinished); ok {
 			st.Status = f.Status
 		}
 		o.routeLate(ctx, m, st, name, payload, seq, ", recorded after its end")
-		return
+		return turnGo
 	}
 	o.observeRecorded()
 	_ = m.Ack()
+	return turnGo
 }
 
 // capMemo remembers, while one loop routes one workflow's signals one

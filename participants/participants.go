@@ -253,6 +253,17 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 		}
 		return fmt.Errorf("participants: %s: idempotency bucket: %w", svc.Name, err)
 	}
+	// Failed attempts are noted for `jetflow show` when the bucket exists
+	// (an orchestrator of this version creates it); without it, commands
+	// are retried the same, unnoted.
+	attempts, err := js.KeyValue(ctx, streams.AttemptsBucket)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("no attempts bucket: failed attempts will not be shown", "bucket", streams.AttemptsBucket, "err", err)
+		attempts = nil
+	}
 	consCfg := streams.ParticipantConsumerConfig(svc.Name, ackWait, conc, maxDeliver)
 	var cons jetstream.Consumer
 	err = streams.AwaitTopology(ctx, log, "create the consumer", func(ctx context.Context) (err error) {
@@ -271,7 +282,7 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 	// next instance at once, not into this one's stopped iterator where it
 	// would wait out AckWait.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
-	w := &worker{js: js, kv: kv, svc: svc, log: log, ackWait: ackWait, maxDeliver: maxDeliver, runCtx: hctx}
+	w := &worker{js: js, kv: kv, attempts: attempts, svc: svc, log: log, ackWait: ackWait, maxDeliver: maxDeliver, runCtx: hctx}
 	w.metrics = cfg.Metrics
 	cfg.Metrics.SetReady("participant-"+svc.Name, true)
 	defer cfg.Metrics.SetReady("participant-"+svc.Name, false)

@@ -2,6 +2,7 @@ package participants
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,11 +25,13 @@ import (
 
 // worker holds what every message handler of one Run shares.
 type worker struct {
-	js      jetstream.JetStream
-	kv      jetstream.KeyValue
-	svc     Service
-	log     *slog.Logger
-	ackWait time.Duration
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+	// attempts is the bucket of failed attempts; nil when it does not exist.
+	attempts jetstream.KeyValue
+	svc      Service
+	log      *slog.Logger
+	ackWait  time.Duration
 	// maxDeliver is the consumer's MaxDeliver: the delivery that reaches
 	// it is dead-lettered unhandled (lastDelivery).
 	maxDeliver int
@@ -509,6 +512,7 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		if !final {
 			j.log.Info("attempt failed, retrying", "kind", c.kind, "err", herr, "delay", delay)
 			outcome = metrics.StepRetried
+			j.noteAttempt(sc, key, c.kind, msg, delay)
 			j.nak(delay)
 			return
 		}
@@ -607,6 +611,33 @@ func (j *job) cancelledBefore(sc *schema.Command) bool {
 		return false
 	}
 	return reply.Header.Get("Status") == "" && reply.Header.Get("Nats-Subject") == subject
+}
+
+// maxAttemptError bounds the error of a failed attempt's note.
+const maxAttemptError = 1 << 10
+
+// noteAttempt records this failed attempt of sc in the attempts bucket
+// (key = the idempotency key), for `jetflow show`: its number, error and
+// when the next one is due. Only a failed attempt that will be retried
+// pays for it, one put; a note that cannot be written is logged and the
+// retry goes on.
+func (j *job) noteAttempt(sc *schema.Command, key, kind, msg string, delay time.Duration) {
+	if j.attempts == nil {
+		return
+	}
+	now := time.Now().UTC()
+	b, err := json.Marshal(schema.FailedAttempt{
+		WorkflowID: sc.WorkflowID, CommandID: sc.ID, Attempt: j.attempt,
+		Kind: kind, Error: streams.Clip(msg, maxAttemptError), At: now, NextRetry: now.Add(delay),
+	})
+	if err != nil {
+		return
+	}
+	ctx, cancel := j.finishCtx()
+	defer cancel()
+	if _, err := j.attempts.Put(ctx, key, b); err != nil {
+		j.log.Warn("note failed attempt", "key", key, "err", err)
+	}
 }
 
 // maxErrorMessage bounds the message of a failure result: a handler's

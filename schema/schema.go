@@ -274,6 +274,25 @@ type Error struct {
 	Message string `msgpack:"message" json:"message"`
 }
 
+// FailedAttempt is a participant's note of the last failed attempt of a
+// command it will try again: the JSON value of key
+// <service>.<idempotency key> in the attempts bucket, rewritten at each
+// failed attempt. It is not part of any history: `jetflow show` reads it
+// for the steps a workflow waits on. A command's final failure, like its
+// success, is its Result.
+type FailedAttempt struct {
+	WorkflowID string `json:"workflow_id"`
+	CommandID  int    `json:"command_id"`
+	// Attempt is the number of the attempt that failed, from 1.
+	Attempt int `json:"attempt"`
+	// Kind and Error are its failure, as a Result's Error would carry it.
+	Kind  string `json:"kind"`
+	Error string `json:"error"`
+	// At is when it failed; NextRetry when the next attempt is due.
+	At        time.Time `json:"at"`
+	NextRetry time.Time `json:"next_retry"`
+}
+
 // Result is a participant's answer to a command.
 type Result struct {
 	WorkflowID string `msgpack:"workflow_id" json:"workflow_id"`

@@ -9,10 +9,18 @@ import (
 // (wf.<id>.signal.*). One batched direct get answers it from the stream's
 // subject index (the server's Nats-Num-Pending): the messages are not read.
 func (h *History) Count(ctx context.Context, subject string) (uint64, error) {
+	return h.CountOn(ctx, HistoryStream, subject)
+}
+
+// CountOn is Count on any stream that allows direct gets. The server
+// counts by walking the subjects that match: the cost grows with their
+// number, which a filter with a literal prefix (ix.done.manual.*) keeps to
+// the matches.
+func (h *History) CountOn(ctx context.Context, stream, subject string) (uint64, error) {
 	if err := h.mux(); err != nil {
 		return 0, err
 	}
-	evs, pending, err := h.get(ctx, subject, map[string]any{"seq": 1, "next_by_subj": subject, "batch": 1})
+	evs, pending, err := h.getFrom(ctx, stream, subject, map[string]any{"seq": 1, "next_by_subj": subject, "batch": 1})
 	if err != nil {
 		return 0, err
 	}

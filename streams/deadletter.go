@@ -45,8 +45,16 @@ const (
 // 1012345; header Orig-X 66560 bytes, kept 1024"). Nothing is lost: the
 // original stays whole in its stream, named by Jetflow-Source-Stream and
 // Jetflow-Source-Seq.
+//
+// A signal's dead letter goes to dlq.signal.<seq>, seq being the signal's
+// sequence in SignalsStream, so the verdict on one signal is found by
+// subject (SignalDeadLetter) without reading the others.
 func DeadLetter(ctx context.Context, js jetstream.JetStream, origin string, src jetstream.Msg, reason string) error {
-	m := deadLetterMsg(DeadLetterSubject(origin), src, reason, MaxPayload(js.Conn()))
+	subject := DeadLetterSubject(origin)
+	if md, err := src.Metadata(); err == nil && origin == SignalOrigin && md.Stream == SignalsStream {
+		subject = SignalDeadLetterSubject(md.Sequence.Stream)
+	}
+	m := deadLetterMsg(subject, src, reason, MaxPayload(js.Conn()))
 	_, err := js.PublishMsg(ctx, m)
 	return err
 }

@@ -93,6 +93,28 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			MaxMsgSize:        t.MaxMsgSize,
 		},
 		{
+			Name:        IndexStream,
+			Description: "jetflow index: the end and blocked events of the histories, one subject per status (ix.done.<status>, ix.blocked)",
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			AllowDirect: true,
+			// Kept by the server: it sources the history stream through
+			// subject transforms, in history order, from the first message
+			// (a new index is filled from the whole history). Deleted, it
+			// is rebuilt the same by the next Ensure.
+			Sources: []*jetstream.StreamSource{{
+				Name: HistoryStream,
+				SubjectTransforms: []jetstream.SubjectTransformConfig{
+					// A first end, wf.<id>.done.<status>, and an end after an
+					// operator's retry, wf.<id>.done.<status>.<retry seq>.
+					{Source: "wf.*." + tokDone + ".*", Destination: IndexPrefix + "." + tokDone + ".{{wildcard(2)}}"},
+					{Source: "wf.*." + tokDone + ".*.*", Destination: IndexPrefix + "." + tokDone + ".{{wildcard(2)}}"},
+					{Source: BlockedFilter, Destination: IndexBlockedSubject},
+				},
+			}},
+		},
+		{
 			Name:        DeadLetterStream,
 			Description: "jetflow dead letters: every refused message with its reason",
 			Subjects:    []string{DeadLetterPrefix + ".>"},
@@ -131,6 +153,25 @@ func (t Topology) LedgerConfig(system string) jetstream.KeyValueConfig {
 	}
 }
 
+// attemptsMaxAge is how long a failed attempt's note is kept when nothing
+// rewrites it: longer than any retry delay a policy may ask for.
+const attemptsMaxAge = 30 * 24 * time.Hour
+
+// AttemptsConfig is the configuration of the bucket of failed attempts.
+// A note is rewritten at each failed attempt of its command and expires
+// 30 days after the last one: the command has long been answered by then.
+func (t Topology) AttemptsConfig() jetstream.KeyValueConfig {
+	t = t.withDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      AttemptsBucket,
+		Description: "jetflow participants: the last failed attempt of each command being retried",
+		History:     1,
+		TTL:         attemptsMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+	}
+}
+
 // TimersConfig is the configuration of the durable timers bucket.
 func (t Topology) TimersConfig() jetstream.KeyValueConfig {
 	t = t.withDefaults()
@@ -152,7 +193,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
-	for _, kv := range []jetstream.KeyValueConfig{t.IdempotencyConfig(), t.TimersConfig()} {
+	for _, kv := range []jetstream.KeyValueConfig{t.IdempotencyConfig(), t.TimersConfig(), t.AttemptsConfig()} {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", kv.Bucket, err)
 		}

@@ -57,6 +57,9 @@ type Event struct {
 	// Value is the decoded body, nil when DecodeErr is set.
 	Value     schema.Kinded
 	DecodeErr error
+	// Origin is, for a message of IndexStream, its subject in the history
+	// stream (from Nats-Stream-Source); "" otherwise.
+	Origin string
 }
 
 func eventFromMsg(subject string, seq uint64, ts time.Time, h nats.Header, body []byte) Event {
@@ -70,6 +73,7 @@ func eventFromMsg(subject string, seq uint64, ts time.Time, h nats.Header, body 
 		Body:    body,
 		// The W3C trace context header (internal/tracing).
 		TraceParent: h.Get("traceparent"),
+		Origin:      SourceSubject(h.Get(HeaderStreamSource)),
 	}
 	ev.Value, ev.DecodeErr = schema.Decode(string(ev.Kind), ev.Schema, body)
 	return ev
@@ -202,6 +206,11 @@ func (h *History) Read(ctx context.Context, id string, after uint64) ([]Event, e
 // Every reply names the sequence of the one before it (Nats-Last-Sequence),
 // so a lost reply is an error, never a history with a hole.
 func (h *History) get(ctx context.Context, id string, request map[string]any) ([]Event, uint64, error) {
+	return h.getFrom(ctx, HistoryStream, id, request)
+}
+
+// getFrom is get on any stream that allows direct gets.
+func (h *History) getFrom(ctx context.Context, stream, id string, request map[string]any) ([]Event, uint64, error) {
 	token := strconv.FormatUint(h.next.Add(1), 36)
 	c := &call{ready: make(chan struct{}, 1)}
 	h.mu.Lock()
@@ -213,7 +222,7 @@ func (h *History) get(ctx context.Context, id string, request map[string]any) ([
 		h.mu.Unlock()
 	}()
 	req, _ := json.Marshal(request)
-	if err := h.nc.PublishRequest("$JS.API.DIRECT.GET."+HistoryStream, h.prefix+token, req); err != nil {
+	if err := h.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, h.prefix+token, req); err != nil {
 		return nil, 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -63,3 +63,33 @@ func TestOnItsSubject(t *testing.T) {
 		})
 	}
 }
+
+func TestSubjectMatches(t *testing.T) {
+	for _, c := range []struct {
+		filter, subject string
+		want            bool
+	}{
+		{"wf.*.start", "wf.o-1.start", true},
+		{"wf.*.start", "wf.o-1.done.completed", false},
+		{"ix.done.manual.*", "ix.done.manual.o-1", true},
+		{"ix.done.manual.*", "ix.done.completed.o-1", false},
+		{"ix.blocked.*.*", "ix.blocked.o-1.12", true},
+		{"ix.>", "ix.blocked.o-1.12", true},
+		{"ix.>", "ix", false},
+		{"wf.*.start", "wf.o-1", false},
+	} {
+		if got := subjectMatches(c.filter, c.subject); got != c.want {
+			t.Errorf("subjectMatches(%q, %q) = %v", c.filter, c.subject, got)
+		}
+	}
+}
+
+func TestSourceSubject(t *testing.T) {
+	h := "JETFLOW_HISTORY 2 wf.*.done.*\fwf.*.blocked.* ix.done.{{wildcard(2)}}\fix.blocked wf.x-1.done.manual xRgZOcvN"
+	if got := SourceSubject(h); got != "wf.x-1.done.manual" {
+		t.Fatalf("SourceSubject = %q", got)
+	}
+	if got := SourceSubject("garbage"); got != "" {
+		t.Fatalf("SourceSubject of garbage = %q", got)
+	}
+}

@@ -29,6 +29,11 @@ const (
 	SignalsStream = "JETFLOW_SIGNALS"
 	// DeadLetterStream keeps every message jetflow refused, with the reason.
 	DeadLetterStream = "JETFLOW_DLQ"
+	// IndexStream holds a copy of every end and blocked event of
+	// HistoryStream on one subject per status (IndexDoneFilter), sourced
+	// by the server: a status's events are counted and found from the
+	// subject index without walking every workflow's subjects.
+	IndexStream = "JETFLOW_INDEX"
 )
 
 // KV bucket names.
@@ -42,6 +47,10 @@ const (
 	// TimersBucket holds every pending durable timer, keyed
 	// <workflow id>.<timer id>; `nats kv ls jetflow_timers` shows them.
 	TimersBucket = "jetflow_timers"
+	// AttemptsBucket holds the last failed attempt of each command a
+	// participant will retry (schema.FailedAttempt), keyed
+	// <service>.<idempotency key>.
+	AttemptsBucket = "jetflow_attempts"
 )
 
 // Consumer names.
@@ -288,4 +297,41 @@ func ParseSubject(subject string) (id, rest string, ok bool) {
 	}
 	id, rest, found = strings.Cut(s, ".")
 	return id, rest, found && id != ""
+}
+
+// AttemptKey is the key of a command's failed attempts in AttemptsBucket.
+func AttemptKey(service, idempotencyKey string) string { return service + "." + idempotencyKey }
+
+// IndexPrefix starts the subjects of IndexStream.
+const IndexPrefix = "ix"
+
+// IndexDoneFilter is the subject of the end events of status in
+// IndexStream, ix.done.<status>; "" gives ix.done.*, every status. One
+// subject per status: the server counts its messages from one entry of
+// its subject index, and pages them by skipping to the blocks that hold
+// them.
+func IndexDoneFilter(status string) string {
+	if status == "" {
+		return IndexPrefix + "." + tokDone + ".*"
+	}
+	return IndexPrefix + "." + tokDone + "." + status
+}
+
+// IndexBlockedSubject is the subject of the blocked events in IndexStream.
+const IndexBlockedSubject = IndexPrefix + "." + tokBlocked
+
+// HeaderStreamSource is set by the server on a sourced message:
+// "<stream> <seq> <filters> <destinations> <original subject> <ident>".
+const HeaderStreamSource = "Nats-Stream-Source"
+
+// SourceSubject returns the subject a message of IndexStream had in the
+// history stream, from its Nats-Stream-Source header value.
+func SourceSubject(header string) string {
+	// Split on spaces only: a source with several transforms lists their
+	// filters joined by form feeds, in one field.
+	f := strings.Split(header, " ")
+	if len(f) < 5 {
+		return ""
+	}
+	return f[4]
 }

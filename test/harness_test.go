@@ -305,7 +305,7 @@ func kinds(effects []sim.Effect) map[string]int {
 func (s *stack) deadLetterList(subject string) []jetstream.Msg {
 	s.t.Helper()
 	ctx := context.Background()
-	cons, err := s.env.JS.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	cons, err := s.env.JS.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: deadLetterFilters(subject)})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -324,7 +324,8 @@ func (s *stack) deadLetterList(subject string) []jetstream.Msg {
 	return out
 }
 
-// deadLetters returns the reasons of the dead letters on subject, sorted.
+// deadLetters returns the reasons of the dead letters on subject and below
+// it (a signal's is on dlq.signal.<seq>), sorted.
 func (s *stack) deadLetters(subject string) []string {
 	s.t.Helper()
 	var reasons []string
@@ -448,4 +449,13 @@ func (s *stack) mix(prefix string, n int) (map[string]fulfillment.Order, map[str
 	}
 	wg.Wait()
 	return orders, want, ids
+}
+
+// deadLetterFilters matches the dead letters on subject and below it (a
+// signal's are on dlq.signal.<seq>).
+func deadLetterFilters(subject string) []string {
+	if strings.HasSuffix(subject, ">") {
+		return []string{subject}
+	}
+	return []string{subject, subject + ".>"}
 }

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"github.com/jetflow-io/jetflow/orchestrator"
 	"io"
 	"net/http"
 	"regexp"
@@ -113,7 +114,7 @@ func TestMetricsMatchOutcomes(t *testing.T) {
 	if want[schema.StatusManual] == 0 || want[schema.StatusCompensated] == 0 || want[schema.StatusCompleted] == 0 {
 		t.Fatalf("the mix did not produce every outcome: %v", want)
 	}
-	poll := metrics.PollConfig{NC: s.env.NC, JS: s.env.JS, Queues: true, Consumers: metrics.EngineConsumers}
+	poll := metrics.PollConfig{NC: s.env.NC, JS: s.env.JS, Queues: true, QueueDepth: func(ctx context.Context) (int, int, error) { return orchestrator.QueueDepth(ctx, s.env.JS) }, Consumers: metrics.EngineConsumers}
 	if err := s.metrics.PollOnce(ctx, poll, streams.NewHistory(s.env.NC, s.env.JS)); err != nil {
 		t.Fatal(err)
 	}

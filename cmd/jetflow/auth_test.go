@@ -97,10 +97,10 @@ func TestConnectionFlags(t *testing.T) {
 		}
 	})
 	t.Run("signal with its owner's key only", func(t *testing.T) {
-		if out, stderr, ok := run(t, nil, "signal", "o-1", "carrier.picked_up", "{}", "--nats", url, "--nkey", carrier); !ok {
+		if out, stderr, ok := run(t, nil, "signal", "o-1", "carrier.picked_up", "{}", "--no-wait", "--nats", url, "--nkey", carrier); !ok {
 			t.Fatalf("carrier signal: %s %s", out, stderr)
 		}
-		_, stderr, ok := run(t, nil, "signal", "o-1", "payment.settled", "{}", "--nats", url, "--nkey", carrier)
+		_, stderr, ok := run(t, nil, "signal", "o-1", "payment.settled", "{}", "--no-wait", "--nats", url, "--nkey", carrier)
 		if ok {
 			t.Error("the carrier sent payment.settled")
 		}
@@ -239,6 +239,43 @@ func TestSplitDeploymentUnderAuth(t *testing.T) {
 	}
 	waitStatus(t, url, key(natsauth.Operator), "o-split-1", "completed")
 	waitStatus(t, url, key(natsauth.Operator), "o-split-2", "completed")
+
+	// `jetflow signal` waits for the verdict, with the carrier's own key:
+	// refused for a finished order (with the reason, exit 1), recorded for
+	// an order waiting for its pickup (with the history sequence).
+	carrier := key(natsauth.Carrier)
+	out, stderr, ok := run(t, nil, "signal", "o-split-1", "carrier.picked_up", `{"shipment_id":"x","carrier":"y"}`, "--nats", url, "--nkey", carrier)
+	if ok || !strings.Contains(stderr, "refused") || !strings.Contains(stderr, "finished workflow o-split-1") {
+		t.Fatalf("signal to a finished order: ok=%v\n%s\n%s", ok, out, stderr)
+	}
+	if _, err := client.Publish(natstest.Context(t), streams.OrderCreated, []byte(`{"order_id":"o-split-3","customer_id":"c-7","amount_cents":700,"currency":"EUR","items":[{"sku":"sku-1","qty":1}],"simulate":{"pickup":"never"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, url, key(natsauth.Operator), "o-split-3", func(show string) bool { return strings.Contains(show, "timer     #") })
+	out, stderr, ok = run(t, nil, "signal", "o-split-3", "carrier.picked_up", `{"shipment_id":"x","carrier":"y"}`, "--nats", url, "--nkey", carrier, "--output", "json")
+	var v struct {
+		Verdict    string `json:"verdict"`
+		StreamSeq  uint64 `json:"stream_seq"`
+		HistorySeq uint64 `json:"history_seq"`
+	}
+	if !ok || json.Unmarshal([]byte(out), &v) != nil || v.Verdict != "recorded" || v.HistorySeq == 0 || v.StreamSeq == 0 {
+		t.Fatalf("signal to an order waiting for it: ok=%v\n%s\n%s", ok, out, stderr)
+	}
+	waitStatus(t, url, key(natsauth.Operator), "o-split-3", "completed")
+	if strings.Contains(stderr, "iolation") {
+		t.Errorf("permission violation waiting for the verdict:\n%s", stderr)
+	}
+}
+
+// waitFor polls `jetflow show ID` (text) as operator until cond holds.
+func waitFor(t *testing.T, url, operator, id string, cond func(show string) bool) {
+	t.Helper()
+	var last string
+	natstest.Eventually(t, 90*time.Second, func() bool {
+		out, _, ok := run(t, nil, "show", id, "--nats", url, "--nkey", operator)
+		last = out
+		return ok && cond(out)
+	}, "%s: show never matched; last:\n%s", id, last)
 }
 
 // TestDevAuth: `jetflow dev --auth` creates a seed per role (0600) in the

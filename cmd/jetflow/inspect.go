@@ -58,8 +58,8 @@ func runShow(ctx context.Context, args []string) error {
 		fmt.Printf("error     %s\n", d.Error)
 	}
 	fmt.Printf("started   %s\nupdated   %s (%s later)\n", d.StartedAt.Format(time.RFC3339Nano), d.UpdatedAt.Format(time.RFC3339Nano), d.UpdatedAt.Sub(d.StartedAt).Round(time.Millisecond))
-	for _, w := range d.Waiting {
-		fmt.Printf("waiting   %s\n", w)
+	for _, w := range d.Steps {
+		fmt.Printf("waiting   %s\n", waitingLine(w, time.Now()))
 	}
 	for _, t := range d.Timers {
 		fmt.Printf("timer     #%d %s, due %s (in %s), key %s.%s\n", t.ID, t.Duration, t.Due.Format(time.RFC3339), time.Until(t.Due).Round(time.Second), streams.TimersBucket, t.Key)
@@ -78,6 +78,9 @@ func runShow(ctx context.Context, args []string) error {
 		detail := e.Error
 		if detail == "" && e.Type == string(schema.KindResult) {
 			detail = "ok"
+			if e.Attempts > 1 {
+				detail = fmt.Sprintf("ok after %d attempts", e.Attempts)
+			}
 		}
 		if e.Type == string(schema.KindWorkflowFinished) || e.Type == string(schema.KindWorkflowBlocked) {
 			detail = strings.TrimPrefix(e.Subject, "wf."+d.ID+".")
@@ -94,12 +97,39 @@ func runShow(ctx context.Context, args []string) error {
 	return tw.Flush()
 }
 
+// waitingLine is a waiting step for show: what was sent when, and its
+// last failed attempt with the next retry.
+func waitingLine(w orchestrator.WaitingStep, now time.Time) string {
+	line := fmt.Sprintf("#%d %s", w.CommandID, w.Step)
+	if w.Compensation {
+		line += " (compensation)"
+	}
+	line += ", sent " + w.SentAt.Local().Format("15:04:05.000")
+	if w.FailedAttempts == 0 {
+		return line + ", no attempt failed"
+	}
+	line += fmt.Sprintf("; attempt %d failed at %s: %s: %s", w.FailedAttempts, w.LastFailedAt.Local().Format("15:04:05.000"), w.LastErrorKind, oneLine(w.LastError))
+	switch wait := w.NextRetry.Sub(now).Round(time.Second); {
+	case wait > 0:
+		line += fmt.Sprintf("; attempt %d due %s (in %s)", w.FailedAttempts+1, w.NextRetry.Local().Format("15:04:05"), wait)
+	default:
+		line += fmt.Sprintf("; attempt %d due since %s", w.FailedAttempts+1, w.NextRetry.Local().Format("15:04:05"))
+	}
+	return line
+}
+
 func runList(ctx context.Context, args []string) error {
 	var c common
-	var status string
+	var status, wfType, since, until, cursor string
+	var limit int
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	c.register(fs, true)
-	fs.StringVar(&status, "status", "", "only workflows in this status: running, completed, compensated, manual, blocked, failed, cancelled, terminated, resolved")
+	fs.StringVar(&status, "status", "", "only workflows in this status: running, blocked, or a final status (completed, compensated, manual, ...)")
+	fs.StringVar(&wfType, "type", "", "only workflows of this type")
+	fs.StringVar(&since, "since", "", "only workflows started at or after this time (RFC 3339, or a duration ago such as 2h)")
+	fs.StringVar(&until, "until", "", "only workflows started at or before this time (RFC 3339, or a duration ago)")
+	fs.IntVar(&limit, "limit", orchestrator.DefaultListLimit, fmt.Sprintf("most workflows in a page (1 to %d)", orchestrator.MaxListLimit))
+	fs.StringVar(&cursor, "cursor", "", "the next-page cursor a previous list printed")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -110,6 +140,17 @@ func runList(ctx context.Context, args []string) error {
 	if status != "" && !schema.Status(status).Valid() {
 		return fmt.Errorf("--status %q: want running, completed, compensated, manual, blocked, failed, cancelled, terminated or resolved", status)
 	}
+	if limit < 1 || limit > orchestrator.MaxListLimit {
+		return fmt.Errorf("--limit %d: want 1 to %d", limit, orchestrator.MaxListLimit)
+	}
+	now := time.Now()
+	opts := orchestrator.ListOptions{Status: schema.Status(status), Type: wfType, Limit: limit, Cursor: cursor}
+	if opts.Since, err = parseWhen("--since", since, now); err != nil {
+		return err
+	}
+	if opts.Until, err = parseWhen("--until", until, now); err != nil {
+		return err
+	}
 	asJSON, err := c.json()
 	if err != nil {
 		return err
@@ -119,21 +160,49 @@ func runList(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	list, err := orchestrator.List(ctx, js, schema.Status(status))
+	page, err := orchestrator.ListPage(ctx, js, opts)
 	if err != nil {
 		return err
 	}
 	if asJSON {
-		return printJSON(list)
+		return printJSON(page)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS")
-	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\n", s.ID, s.Status)
+	fmt.Fprintln(tw, "ID\tTYPE\tSTARTED\tUPDATED\tSTATUS\tREASON")
+	for _, s := range page.Workflows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Type, s.StartedAt.Local().Format(time.DateTime), s.UpdatedAt.Local().Format(time.DateTime), s.Status, streams.Clip(oneLine(s.Reason), 80))
 	}
-	fmt.Fprintf(tw, "(%s)\n", count(len(list), "workflow", "workflows"))
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	switch n := len(page.Workflows); {
+	case page.Next == "" && n == 1:
+		fmt.Println("(1 workflow, last page)")
+	case page.Next == "":
+		fmt.Printf("(%d workflows, last page)\n", n)
+	default:
+		fmt.Printf("(%d workflows) next page: --cursor %s\n", n, page.Next)
+	}
+	return nil
 }
+
+// parseWhen reads a --since/--until value: RFC 3339, or a duration before
+// now ("2h"); "" is no bound.
+func parseWhen(flagName, v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%s %q: want an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago (90m)", flagName, v)
+}
+
+// oneLine folds a multi-line reason into one line for a table cell.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // systems are the simulated external systems with a ledger.
 var systems = []string{"payment", "inventory", "shipping", "notification"}

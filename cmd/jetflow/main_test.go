@@ -129,12 +129,18 @@ func TestDevShowListLedgerDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var list []struct{ ID, Status string }
-	if err := json.Unmarshal(out, &list); err != nil {
+	var page struct {
+		Workflows []struct {
+			ID, Status, Type string
+			StartedAt        time.Time `json:"started_at"`
+		}
+		Next string
+	}
+	if err := json.Unmarshal(out, &page); err != nil {
 		t.Fatalf("list JSON: %v\n%s", err, out)
 	}
 	found := false
-	for _, w := range list {
+	for _, w := range page.Workflows {
 		found = found || w.ID == "o-1001"
 		if w.Status != "completed" {
 			t.Errorf("--status completed listed %+v", w)
@@ -142,6 +148,16 @@ func TestDevShowListLedgerDecode(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("o-1001 not in list: %s", out)
+	}
+	// The text list pages in start order and prints the next page's cursor.
+	text = string(jetflow(t, nil, "list", "--limit", "2", "--nats", url))
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[0], "STARTED") || !strings.Contains(lines[3], "next page: --cursor ") {
+		t.Fatalf("list --limit 2:\n%s", text)
+	}
+	cursor := lines[3][strings.LastIndex(lines[3], " ")+1:]
+	if next := string(jetflow(t, nil, "list", "--limit", "2", "--cursor", cursor, "--nats", url)); strings.Contains(next, strings.Fields(lines[1])[0]+" ") {
+		t.Fatalf("the next page repeats %s:\n%s", strings.Fields(lines[1])[0], next)
 	}
 
 	var effects []struct {

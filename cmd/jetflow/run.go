@@ -246,7 +246,7 @@ func runOrchestrator(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
-	e.obs.poll(ctx, log, metrics.PollConfig{NC: nc, JS: js, Queues: true, Consumers: metrics.EngineConsumers}, nc)
+	e.obs.poll(ctx, log, metrics.PollConfig{NC: nc, JS: js, Queues: true, QueueDepth: queueDepth(js), Consumers: metrics.EngineConsumers}, nc)
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		cancel()
 		return err
@@ -446,7 +446,7 @@ func runDev(ctx context.Context, args []string) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2+len(reference.Names))
-	poll := metrics.PollConfig{NC: nc, JS: js, Queues: true, Consumers: append(append([]metrics.Consumer(nil), metrics.EngineConsumers...), participantConsumers()...)}
+	poll := metrics.PollConfig{NC: nc, JS: js, Queues: true, QueueDepth: queueDepth(js), Consumers: append(append([]metrics.Consumer(nil), metrics.EngineConsumers...), participantConsumers()...)}
 	e.obs.poll(ctx, log, poll, nc)
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		return err
@@ -674,4 +674,10 @@ func (p *progress) finished(ids []string) bool {
 		}
 	}
 	return true
+}
+
+// queueDepth is the metrics' reading of the manual queue and the blocked
+// workflows.
+func queueDepth(js jetstream.JetStream) metrics.QueueDepth {
+	return func(ctx context.Context) (int, int, error) { return orchestrator.QueueDepth(ctx, js) }
 }

@@ -5,23 +5,32 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/jetflow-io/jetflow/internal/natsauth"
+	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/streams"
 )
 
 // runSignal publishes signal NAME to a workflow, as
-// `nats pub signal.<name>.<id> '<json>'` would.
+// `nats pub signal.<name>.<id> '<json>'` would, and waits for its verdict:
+// recorded in the history (with the event's sequence) or refused (with the
+// dead letter's reason, and a non-zero exit). --no-wait only sends it.
 func runSignal(ctx context.Context, args []string) error {
 	var c common
 	fs := flag.NewFlagSet("signal", flag.ContinueOnError)
 	c.register(fs, true)
+	noWait := fs.Bool("no-wait", false, "send the signal and return without waiting for its verdict")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the verdict")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) < 2 || len(pos) > 3 {
 		return errUsage(fs, "want a workflow ID, a signal name and an optional JSON payload, got %q", pos)
+	}
+	if *timeout <= 0 {
+		return fmt.Errorf("--timeout %v: must be positive", *timeout)
 	}
 	asJSON, err := c.json()
 	if err != nil {
@@ -44,18 +53,47 @@ func runSignal(ctx context.Context, args []string) error {
 	}
 	defer nc.Close()
 	subject := streams.SignalSubject(name, id)
-	ack, err := js.Publish(ctx, subject, body)
+	seq, err := orchestrator.SendSignal(ctx, js, id, name, body)
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+		return err
+	}
+	if *noWait {
+		if asJSON {
+			return printJSON(signalOutput{Workflow: id, Signal: name, Subject: subject, StreamSeq: seq, Verdict: "sent"})
+		}
+		fmt.Printf("signal %s sent to %s (%s, stream sequence %d)\n", name, id, subject, seq)
+		return nil
+	}
+	wctx, cancel := context.WithTimeoutCause(ctx, *timeout, fmt.Errorf("--timeout %v passed", *timeout))
+	defer cancel()
+	v, err := orchestrator.WaitSignalVerdict(wctx, js, id, seq)
+	if err != nil {
+		return err
+	}
+	out := signalOutput{Workflow: id, Signal: name, Subject: subject, StreamSeq: seq, HistorySeq: v.HistorySeq, Reason: v.Reason, Verdict: "recorded"}
+	if !v.Recorded {
+		out.Verdict = "refused"
 	}
 	if asJSON {
-		return printJSON(struct {
-			WorkflowID string `json:"workflow_id"`
-			Signal     string `json:"signal"`
-			Subject    string `json:"subject"`
-			StreamSeq  uint64 `json:"stream_seq"`
-		}{id, name, subject, ack.Sequence})
+		if err := printJSON(out); err != nil {
+			return err
+		}
+	} else if v.Recorded {
+		fmt.Printf("signal %s recorded in the history of %s at sequence %d (signals stream sequence %d)\n", name, id, v.HistorySeq, seq)
 	}
-	fmt.Printf("signal %s sent to %s (%s, stream sequence %d)\n", name, id, subject, ack.Sequence)
+	if !v.Recorded {
+		return fmt.Errorf("signal %s to %s refused (signals stream sequence %d, dead letter %s): %s", name, id, seq, streams.SignalDeadLetterSubject(seq), v.Reason)
+	}
 	return nil
+}
+
+// signalOutput is `jetflow signal --output json`.
+type signalOutput struct {
+	Workflow   string `json:"workflow_id"`
+	Signal     string `json:"signal"`
+	Subject    string `json:"subject"`
+	Verdict    string `json:"verdict"` // sent (--no-wait), recorded or refused
+	StreamSeq  uint64 `json:"stream_seq"`
+	HistorySeq uint64 `json:"history_seq,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
 
@@ -31,6 +30,9 @@ func ParticipantConsumer(service string) Consumer {
 	return Consumer{streams.HistoryStream, streams.ParticipantConsumerPrefix + service}
 }
 
+// QueueDepth reads the manual queue's depth and the blocked count.
+type QueueDepth func(ctx context.Context) (manual, blocked int, err error)
+
 // PollConfig says what Poll reads, and how often.
 type PollConfig struct {
 	// NC and JS are the connection. Required.
@@ -41,6 +43,10 @@ type PollConfig struct {
 	// Queues reads the manual queue's depth, the blocked workflows and the
 	// dead letters stored (an orchestrator's or an operator's process).
 	Queues bool
+	// QueueDepth, with Queues, reads how many workflows are in the manual
+	// queue and blocked now (orchestrator.QueueDepth); nil leaves those
+	// gauges out.
+	QueueDepth QueueDepth
 	// Consumers are the consumers whose pending, ack-pending and
 	// redelivered counts are exported.
 	Consumers []Consumer
@@ -52,16 +58,11 @@ type PollConfig struct {
 // ends. Failed reads are counted (jetflow_poll_errors_total) and leave the
 // gauges at their last value.
 //
-// Cost: the manual queue's depth is one batched direct get answered from
-// the history stream's subject index (Nats-Num-Pending of
-// wf.*.done.manual): the server walks its in-memory subject tree, reading
-// no message: one poll visits the workflows' subject nodes once, every
-// 15 s by default. The blocked count reads the subjects of wf.*.blocked.*
-// (one stream info, as large as the number of workflows ever parked,
-// normally small) and, for each, whether it has ended (one direct get
-// each). Each consumer is one consumer info. At 1,000,000 ended workflows
-// the manual depth took 0.32 s and the whole poll 0.68 s
-// (BenchmarkPollQueues, docs/ARCHITECTURE.md "Observability").
+// Cost: the manual queue's depth and the blocked count are whatever
+// cfg.QueueDepth costs (orchestrator.QueueDepth: the index events of the
+// manual ends and blocked events ever recorded, and one multi_last per
+// 1,000 of them); the dead letters stored are one stream info, and each
+// consumer one consumer info.
 func (m *Metrics) Poll(ctx context.Context, cfg PollConfig) {
 	if m == nil {
 		return
@@ -94,7 +95,7 @@ func (m *Metrics) PollOnce(ctx context.Context, cfg PollConfig, hist *streams.Hi
 	defer cancel()
 	var errs []error
 	if cfg.Queues {
-		errs = append(errs, m.pollQueues(ctx, cfg.JS, hist))
+		errs = append(errs, m.pollQueues(ctx, cfg.JS, hist, cfg.QueueDepth))
 	}
 	for _, c := range cfg.Consumers {
 		errs = append(errs, m.pollConsumer(ctx, cfg.JS, c))
@@ -102,38 +103,15 @@ func (m *Metrics) PollOnce(ctx context.Context, cfg PollConfig, hist *streams.Hi
 	return errors.Join(errs...)
 }
 
-func (m *Metrics) pollQueues(ctx context.Context, js jetstream.JetStream, hist *streams.History) error {
-	manual, err := hist.Count(ctx, streams.DoneSubject("*", string(schema.StatusManual)))
-	if err != nil {
-		return err
-	}
-	m.manualQueue.Set(float64(manual))
-
-	hs, err := js.Stream(ctx, streams.HistoryStream)
-	if err != nil {
-		return err
-	}
-	info, err := hs.Info(ctx, jetstream.WithSubjectFilter(streams.BlockedFilter))
-	if err != nil {
-		return err
-	}
-	seen := map[string]bool{}
-	blocked := 0
-	for subj := range info.State.Subjects {
-		id, _, ok := streams.ParseSubject(subj)
-		if !ok || seen[id] {
-			continue
-		}
-		seen[id] = true
-		done, err := hist.Count(ctx, streams.DoneFilterOf(id))
+func (m *Metrics) pollQueues(ctx context.Context, js jetstream.JetStream, hist *streams.History, depth QueueDepth) error {
+	if depth != nil {
+		manual, blocked, err := depth(ctx)
 		if err != nil {
 			return err
 		}
-		if done == 0 {
-			blocked++
-		}
+		m.manualQueue.Set(float64(manual))
+		m.blocked.Set(float64(blocked))
 	}
-	m.blocked.Set(float64(blocked))
 
 	ds, err := js.Stream(ctx, streams.DeadLetterStream)
 	if err != nil {

@@ -1,4 +1,4 @@
-package metrics
+package metrics_test
 
 import (
 	"context"
@@ -10,7 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
@@ -66,8 +68,8 @@ func BenchmarkPollQueues(b *testing.B) {
 	}
 	flush()
 	b.Logf("%d workflows written in %s", n, time.Since(began).Round(time.Millisecond))
-	m := New()
-	cfg := PollConfig{NC: env.NC, JS: env.JS, Queues: true}
+	m := metrics.New()
+	cfg := metrics.PollConfig{NC: env.NC, JS: env.JS, Queues: true, QueueDepth: func(ctx context.Context) (int, int, error) { return orchestrator.QueueDepth(ctx, env.JS) }}
 	hist := streams.NewHistory(env.NC, env.JS)
 	b.Run("poll", func(b *testing.B) {
 		for range b.N {
@@ -80,17 +82,17 @@ func BenchmarkPollQueues(b *testing.B) {
 			b.Fatalf("manual queue depth %v, want %d", got, n/100)
 		}
 	})
-	// The manual queue's depth alone: one batched direct get.
-	b.Run("manual-depth", func(b *testing.B) {
+	// The manual queue's depth and the blocked count alone.
+	b.Run("queue-depth", func(b *testing.B) {
 		for range b.N {
-			if _, err := hist.Count(ctx, streams.DoneSubject("*", string(schema.StatusManual))); err != nil {
+			if _, _, err := orchestrator.QueueDepth(ctx, env.JS); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 }
 
-func testGauge(m *Metrics) float64 {
+func testGauge(m *metrics.Metrics) float64 {
 	mfs, _ := m.Registry.Gather()
 	for _, mf := range mfs {
 		if mf.GetName() == "jetflow_manual_queue_depth" {

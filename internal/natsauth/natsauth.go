@@ -159,6 +159,16 @@ func contains(list []string, s string) bool {
 
 func inbox(role string) string { return InboxPrefix(role) + ".>" }
 
+// signalVerdictReads let a role that sends signals wait for their verdict
+// (orchestrator.WaitSignalVerdict): direct gets addressed by subject of a
+// recorded signal, a workflow's end and a signal's dead letter, nothing
+// else of the streams.
+var signalVerdictReads = []string{
+	api + "DIRECT.GET." + streams.HistoryStream + ".wf.*.signal.*",
+	api + "DIRECT.GET." + streams.HistoryStream + ".wf.*.done.*",
+	api + "DIRECT.GET." + streams.DeadLetterStream + "." + streams.DeadLetterSubject(streams.SignalOrigin) + ".*",
+}
+
 // readAPI is the read-only JetStream API: stream and consumer information,
 // direct and message gets, and ephemeral consumers (KV watches, ordered
 // consumers) to read with.
@@ -243,10 +253,12 @@ func Roles(services []string) []Role {
 					"wf.*.res.*." + svc + ".*",
 					streams.DeadLetterSubject("cmd." + svc),
 					kvPub + idem,
+					kvPub + streams.AttemptsBucket + "." + svc + ".>",
 					kvPub + streams.LedgerBucketPrefix + svc + ".>",
 					api + "INFO",
 					api + "STREAM.INFO." + streams.HistoryStream,
 					api + "STREAM.INFO." + kvPfx + streams.IdempotencyBucket,
+					api + "STREAM.INFO." + kvPfx + streams.AttemptsBucket,
 					api + "STREAM.INFO." + ledger,
 					api + "STREAM.CREATE." + ledger,
 					api + "STREAM.UPDATE." + ledger,
@@ -277,7 +289,7 @@ func Roles(services []string) []Role {
 			Name: Carrier,
 			Doc:  "the carrier: sends (and schedules) signal.carrier.>",
 			Publish: Rule{
-				Allow: []string{streams.SignalPrefix + ".carrier.>", streams.ScheduleSubject("*.carrier.>")},
+				Allow: append([]string{streams.SignalPrefix + ".carrier.>", streams.ScheduleSubject("*.carrier.>")}, signalVerdictReads...),
 				Deny:  deny,
 			},
 			Subscribe: Rule{Allow: []string{inbox(Carrier)}},
@@ -286,7 +298,7 @@ func Roles(services []string) []Role {
 			Name: PaymentGateway,
 			Doc:  "the payment gateway: sends (and schedules) signal.payment.settled.<id>",
 			Publish: Rule{
-				Allow: []string{streams.SignalPrefix + ".payment.settled.*", streams.ScheduleSubject("*.payment.settled")},
+				Allow: append([]string{streams.SignalPrefix + ".payment.settled.*", streams.ScheduleSubject("*.payment.settled")}, signalVerdictReads...),
 				Deny:  deny,
 			},
 			Subscribe: Rule{Allow: []string{inbox(PaymentGateway)}},

@@ -165,7 +165,7 @@ func TestOversizedSignalDeadLettered(t *testing.T) {
 	if _, err := env.JS().Publish(ctx, streams.SignalSubject("go", "sig-1"), body); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := env.JS().OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{streams.DeadLetterSubject("signal")}})
+	cons, err := env.JS().OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{streams.SignalDeadLetterFilter}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -842,7 +842,7 @@ func (h *harness) deadLetters(subject string) []*nats.Msg {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := h.js.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	cons, err := h.js.OrderedConsumer(ctx, streams.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: deadLetterFilters(subject)})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -990,4 +990,13 @@ func (h *harness) clusterHealthy() bool {
 		}
 	}
 	return names.Err() == nil && n > 0
+}
+
+// deadLetterFilters matches the dead letters on subject and below it (a
+// signal's are on dlq.signal.<seq>).
+func deadLetterFilters(subject string) []string {
+	if strings.HasSuffix(subject, ">") {
+		return []string{subject}
+	}
+	return []string{subject, subject + ".>"}
 }

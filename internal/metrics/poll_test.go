@@ -1,0 +1,97 @@
+package metrics_test
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetflow-io/jetflow/internal/metrics"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// TestPollReadsQueuesAndConsumers checks the gauges read from JetStream:
+// the manual queue's depth, the blocked workflows (a blocked workflow that
+// ended since is not), dead letters stored by origin, consumer pending.
+func TestPollReadsQueuesAndConsumers(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := natstest.Context(t)
+	pub := func(subject string) {
+		t.Helper()
+		if _, err := env.JS.Publish(ctx, subject, []byte("x")); err != nil {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+	}
+	for _, s := range []string{
+		streams.DoneSubject("a", string(schema.StatusManual)),
+		streams.DoneSubject("b", string(schema.StatusManual)),
+		streams.DoneSubject("c", string(schema.StatusCompleted)),
+		streams.BlockedSubject("d", 3),
+		streams.BlockedSubject("d", 7),
+		streams.BlockedSubject("e", 2),
+		streams.DoneSubject("e", string(schema.StatusCompensated)),
+		// f was manual, then resolved by an operator: out of the queue.
+		streams.DoneSubject("f", string(schema.StatusManual)),
+		streams.DoneSubject("f", string(schema.StatusResolved)),
+		// g was manual, retried, and manual again: in it once.
+		streams.DoneSubject("g", string(schema.StatusManual)),
+		streams.OperatorSubject("g", 40, schema.VerbRetry),
+		streams.DoneSubjectAfter("g", string(schema.StatusManual), 41),
+		streams.DeadLetterSubject("signal"),
+		streams.DeadLetterSubject("signal"),
+		streams.DeadLetterSubject("cmd.payment"),
+	} {
+		pub(s)
+	}
+	if _, err := env.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, jetstream.ConsumerConfig{Durable: "probe", FilterSubject: streams.DoneFilter}); err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	cfg := metrics.PollConfig{NC: env.NC, JS: env.JS, Queues: true, QueueDepth: func(ctx context.Context) (int, int, error) { return orchestrator.QueueDepth(ctx, env.JS) }, Consumers: []metrics.Consumer{{streams.HistoryStream, "probe"}, {streams.HistoryStream, "absent"}}}
+	// The index follows the history by milliseconds.
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		n, err := streams.NewHistory(env.NC, env.JS).CountOn(ctx, streams.IndexStream, streams.IndexDoneFilter(""))
+		return err == nil && n == 8
+	}, "the index did not catch up with the history")
+	if err := m.PollOnce(ctx, cfg, streams.NewHistory(env.NC, env.JS)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			key := mf.GetName()
+			var ls []string
+			for _, l := range mt.GetLabel() {
+				ls = append(ls, l.GetName()+"="+l.GetValue())
+			}
+			sort.Strings(ls)
+			if len(ls) > 0 {
+				key += "{" + strings.Join(ls, ",") + "}"
+			}
+			if g := mt.GetGauge(); g != nil {
+				got[key] = g.GetValue()
+			}
+		}
+	}
+	for k, want := range map[string]float64{
+		"jetflow_manual_queue_depth":                                                             3,
+		"jetflow_workflows_blocked":                                                              1,
+		"jetflow_dead_letters_stored{origin=signal}":                                             2,
+		"jetflow_dead_letters_stored{origin=cmd.payment}":                                        1,
+		"jetflow_consumer_pending_messages{consumer=probe,stream=" + streams.HistoryStream + "}": 8,
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+}
