@@ -152,6 +152,12 @@ func (o *Orchestrator) runHandlers(ctx context.Context) (stop func(), err error)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
 				rep := fn(ctx, m)
+				if ctx.Err() != nil {
+					// This orchestrator is stopping: what failed here is its
+					// own end, not an answer. The caller, unanswered, asks
+					// again and another orchestrator answers.
+					return
+				}
 				body, _ := json.Marshal(rep)
 				if err := m.Respond(body); err != nil {
 					o.log.Debug("handler reply", "subject", m.Subject, "err", err)
