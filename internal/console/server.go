@@ -314,7 +314,8 @@ func (s *server) failFor(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // statuses are the statuses in the order the pages show them.
-var statuses = []schema.Status{schema.StatusRunning, schema.StatusBlocked, schema.StatusManual, schema.StatusCompleted, schema.StatusCompensated}
+var statuses = []schema.Status{schema.StatusRunning, schema.StatusBlocked, schema.StatusManual, schema.StatusCompleted,
+	schema.StatusCompensated, schema.StatusFailed, schema.StatusCancelled, schema.StatusTerminated, schema.StatusResolved}
 
 // listData is the workflow list page.
 type listData struct {
@@ -363,7 +364,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	opts := ListOptions{Status: schema.Status(d.Status), Type: d.Type, Prefix: d.Prefix, Cursor: q.Get("cursor")}
 	var errs []error
 	if d.Status != "" && !opts.Status.Valid() {
-		errs = append(errs, fmt.Errorf("status %q: want running, blocked, manual, completed or compensated", d.Status))
+		errs = append(errs, fmt.Errorf("status %q: want one of %s", d.Status, statusNames()))
 	}
 	var err error
 	if opts.Since, err = parseTime("since", d.Since); err != nil {

@@ -107,7 +107,7 @@ func actionsFor(s schema.Status) []Verb {
 	case schema.StatusRunning:
 		return []Verb{VerbCancel, VerbTerminate}
 	case schema.StatusBlocked:
-		return []Verb{VerbResume, VerbRetry, VerbCancel, VerbTerminate}
+		return []Verb{VerbResume, VerbResolve, VerbCancel, VerbTerminate}
 	case schema.StatusManual:
 		return []Verb{VerbRetry, VerbResolve}
 	}
@@ -233,7 +233,7 @@ func (v Verb) Help() string {
 	case VerbTerminate:
 		return "End the workflow at once, without compensation."
 	case VerbRetry:
-		return "Run the failed step again."
+		return "Send the failed compensations again, with fresh attempts."
 	case VerbResolve:
 		return "Close the workflow as settled by hand."
 	case VerbResume:
