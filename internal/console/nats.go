@@ -302,7 +302,7 @@ func (b *NATSBackend) Signal(ctx context.Context, id, name string, payload []byt
 
 // signalWait bounds the wait for a signal's verdict: the page answers
 // with the signal's sequence after it.
-const signalWait = 10 * time.Second
+const signalWait = 5 * time.Second
 
 // Start starts a workflow with orchestrator.StartAs: the start records who
 // asked and why as its source.
