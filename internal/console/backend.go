@@ -19,7 +19,8 @@ import (
 // Backend is what the console's pages read and do. Every call does I/O and
 // takes ctx first.
 type Backend interface {
-	// List returns one page of workflows, newest start first.
+	// List returns one page of workflows, oldest start first, or, with a
+	// status filter other than running, in the order they reached it.
 	List(ctx context.Context, opts ListOptions) (Page, error)
 	// Counts returns how many workflows are in each status.
 	Counts(ctx context.Context) (map[schema.Status]int, error)
@@ -80,7 +81,8 @@ type Request struct {
 type ListOptions struct {
 	Status schema.Status
 	Type   string
-	// Prefix keeps the IDs that start with it.
+	// Prefix keeps the IDs that start with it, out of the pages the other
+	// filters select.
 	Prefix string
 	// Since and Until bound the start time (Until exclusive).
 	Since, Until time.Time

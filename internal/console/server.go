@@ -328,6 +328,9 @@ type listData struct {
 	Rows                               []Summary
 	Next, First                        string
 	Filtered                           bool
+	// ByStatusTime: the rows are in the order they reached the status
+	// filtered on, not in start order.
+	ByStatusTime bool
 }
 
 type countLink struct {
@@ -406,6 +409,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Rows = page.Workflows
+	d.ByStatusTime = d.Status != "" && d.Status != string(schema.StatusRunning)
 	d.Filtered = d.Status != "" || d.Type != "" || d.Prefix != "" || d.Since != "" || d.Until != ""
 	keep := url.Values{}
 	for _, k := range []string{"status", "type", "prefix", "since", "until", "limit"} {
