@@ -112,8 +112,8 @@ type Page struct {
 
 // SignalVerdict is what became of a signal: recorded in the history (at
 // HistorySeq), or refused with Reason. StreamSeq is the signal's sequence
-// in the signal stream. Recorded false with no Reason means the console
-// did not wait for the verdict.
+// in the signal stream. Recorded false with no Reason means no
+// orchestrator gave a verdict while the console waited.
 type SignalVerdict struct {
 	Recorded   bool   `json:"recorded"`
 	HistorySeq uint64 `json:"history_seq,omitempty"`

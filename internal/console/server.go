@@ -534,7 +534,7 @@ func (s *server) act(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, http.StatusConflict, fmt.Errorf("signal %s to %s refused: %s", name, id, v.Reason))
 			return
 		default:
-			msg = fmt.Sprintf("Signal %s sent to %s (signal stream sequence %d).", name, id, v.StreamSeq)
+			msg = fmt.Sprintf("Signal %s sent to %s (signal stream sequence %d); no orchestrator has recorded or refused it yet.", name, id, v.StreamSeq)
 		}
 	} else {
 		seq, err := s.cfg.Backend.Act(r.Context(), Verb(verb), id, req)
