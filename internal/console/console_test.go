@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -418,5 +420,41 @@ func TestVerbsAreTheEnginesAndShowOnTheTimeline(t *testing.T) {
 	// A second cancel is refused: one is recorded already.
 	if code, body := post(t, c, s.url+"/workflows/"+s.id+"/cancel", form); code != http.StatusConflict || !strings.Contains(body, "has a cancel requested at history seq") {
 		t.Errorf("second cancel: %d, want 409 naming the first", code)
+	}
+}
+
+// TestWaitingStepShowsItsLastFailedAttempt: the workflow's page shows the
+// step it waits on with the attempt that failed last, its error and when
+// the next attempt is due, as the participant noted them.
+func TestWaitingStepShowsItsLastFailedAttempt(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	cmd := &schema.Command{WorkflowID: s.id, ID: 1, Service: "payment", Action: "charge", IdempotencyKey: s.id + "-1"}
+	m, err := streams.NewMsg(streams.CommandSubject(s.id, 1, "payment", "charge"), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := s.js.KeyValue(ctx, streams.AttemptsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC()
+	note, err := json.Marshal(schema.FailedAttempt{WorkflowID: s.id, CommandID: 1, Attempt: 2, Kind: "gateway_error",
+		Error: "gateway down", At: at, NextRetry: at.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, streams.AttemptKey("payment", cmd.IdempotencyKey), note); err != nil {
+		t.Fatal(err)
+	}
+	_, page := get(t, client(t), s.url+"/workflows/"+s.id)
+	for _, want := range []string{`data-step="payment.charge"`, "step #1 payment.charge", "attempt 2 failed",
+		"gateway_error: gateway down", "next retry", `class="countdown next-retry" data-due="` + at.Add(time.Hour).Format(time.RFC3339Nano) + `"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("workflow page lacks %q", want)
+		}
 	}
 }
