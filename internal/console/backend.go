@@ -19,7 +19,8 @@ import (
 // Backend is what the console's pages read and do. Every call does I/O and
 // takes ctx first.
 type Backend interface {
-	// List returns one page of workflows, newest start first.
+	// List returns one page of workflows, oldest start first, or, with a
+	// status filter other than running, in the order they reached it.
 	List(ctx context.Context, opts ListOptions) (Page, error)
 	// Counts returns how many workflows are in each status.
 	Counts(ctx context.Context) (map[schema.Status]int, error)
@@ -80,7 +81,8 @@ type Request struct {
 type ListOptions struct {
 	Status schema.Status
 	Type   string
-	// Prefix keeps the IDs that start with it.
+	// Prefix keeps the IDs that start with it, out of the pages the other
+	// filters select.
 	Prefix string
 	// Since and Until bound the start time (Until exclusive).
 	Since, Until time.Time
@@ -110,8 +112,8 @@ type Page struct {
 
 // SignalVerdict is what became of a signal: recorded in the history (at
 // HistorySeq), or refused with Reason. StreamSeq is the signal's sequence
-// in the signal stream. Recorded false with no Reason means the console
-// did not wait for the verdict.
+// in the signal stream. Recorded false with no Reason means no
+// orchestrator gave a verdict while the console waited.
 type SignalVerdict struct {
 	Recorded   bool   `json:"recorded"`
 	HistorySeq uint64 `json:"history_seq,omitempty"`

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -370,5 +372,89 @@ func TestLongTimelineShowsBothEnds(t *testing.T) {
 	}
 	if _, js := get(t, c, s.url+"/workflows/"+s.id+"/json"); !strings.Contains(js, `"m100"`) {
 		t.Error("JSON view lacks event m100")
+	}
+}
+
+// TestVerbsAreTheEnginesAndShowOnTheTimeline: a verb that does not apply
+// to the workflow's status is refused with 409 and the engine's reason,
+// and records nothing; one that applies is recorded in the history, and
+// the timeline shows who asked and why.
+func TestVerbsAreTheEnginesAndShowOnTheTimeline(t *testing.T) {
+	s := newSite(t, console.Config{})
+	c := client(t)
+	get(t, c, s.url+"/workflows/"+s.id)
+	form := url.Values{"reason": {"customer called"}, "confirm": {"yes"}, "csrf": {csrfOf(t, c, s.url)}}
+
+	code, body := post(t, c, s.url+"/workflows/"+s.id+"/resume", form)
+	if code != http.StatusConflict || !strings.Contains(body, "resume applies to blocked workflows") {
+		t.Errorf("resume of a running workflow: %d, want 409 with the engine's reason; page:\n%s", code, body)
+	}
+	resp, err := c.PostForm(s.url+"/workflows/"+s.id+"/cancel", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	msg, _ := url.QueryUnescape(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(msg, "Cancel of "+s.id+" recorded (history sequence ") {
+		t.Fatalf("cancel: %d to %q, want 303 with the history sequence", resp.StatusCode, msg)
+	}
+	d, err := orchestrator.Describe(context.Background(), streams.NewHistory(s.js.Conn(), s.js), s.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, e := range d.History {
+		if strings.HasPrefix(e.Type, "operator.") {
+			ops = append(ops, e.Step+" by "+e.Operator+": "+e.Reason)
+		}
+	}
+	if len(ops) != 1 || ops[0] != "cancel by console: customer called" {
+		t.Fatalf("operator events in the history %v, want the one cancel by console", ops)
+	}
+	_, page := get(t, c, s.url+"/workflows/"+s.id)
+	for _, want := range []string{`class="ev operator"`, "operator cancel", "by console", "customer called"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("workflow page lacks %q", want)
+		}
+	}
+	// A second cancel is refused: one is recorded already.
+	if code, body := post(t, c, s.url+"/workflows/"+s.id+"/cancel", form); code != http.StatusConflict || !strings.Contains(body, "has a cancel requested at history seq") {
+		t.Errorf("second cancel: %d, want 409 naming the first", code)
+	}
+}
+
+// TestWaitingStepShowsItsLastFailedAttempt: the workflow's page shows the
+// step it waits on with the attempt that failed last, its error and when
+// the next attempt is due, as the participant noted them.
+func TestWaitingStepShowsItsLastFailedAttempt(t *testing.T) {
+	s := newSite(t, console.Config{})
+	ctx := context.Background()
+	cmd := &schema.Command{WorkflowID: s.id, ID: 1, Service: "payment", Action: "charge", IdempotencyKey: s.id + "-1"}
+	m, err := streams.NewMsg(streams.CommandSubject(s.id, 1, "payment", "charge"), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := s.js.KeyValue(ctx, streams.AttemptsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC()
+	note, err := json.Marshal(schema.FailedAttempt{WorkflowID: s.id, CommandID: 1, Attempt: 2, Kind: "gateway_error",
+		Error: "gateway down", At: at, NextRetry: at.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, streams.AttemptKey("payment", cmd.IdempotencyKey), note); err != nil {
+		t.Fatal(err)
+	}
+	_, page := get(t, client(t), s.url+"/workflows/"+s.id)
+	for _, want := range []string{`data-step="payment.charge"`, "step #1 payment.charge", "attempt 2 failed",
+		"gateway_error: gateway down", "next retry", `class="countdown next-retry" data-due="` + at.Add(time.Hour).Format(time.RFC3339Nano) + `"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("workflow page lacks %q", want)
+		}
 	}
 }

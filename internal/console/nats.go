@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -28,40 +27,20 @@ const (
 )
 
 // NATSBackend is the Backend over the engine's Go API on a JetStream
-// connection with the operator's credentials.
-//
-// Each operation the engine does not have yet is one adapter function
-// below (cancel, terminate, retry, resolve, resume, listPage, counts,
-// signalAndWait), so wiring the engine's function is a one-line change.
+// connection with the operator's credentials: the list is
+// orchestrator.ListPage, the counts orchestrator.Counts, the verbs
+// orchestrator.Cancel, Terminate, Retry, Resolve and Resume, a signal
+// orchestrator.SignalAndWait and a start orchestrator.StartAs. It keeps no
+// state of its own between requests.
 type NATSBackend struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	hist *streams.History
-
-	// The index of starts and endings, in stream order, for listPage and
-	// counts until the engine pages its list itself.
-	mu    sync.Mutex
-	order []*entry
-	byID  map[string]*entry
-	next  uint64 // the history sequence to read from
-	// names interns the types and statuses, which repeat.
-	names map[string]string
-}
-
-// entry is one workflow in the index.
-type entry struct {
-	seq    uint64
-	id     string
-	typ    string
-	time   time.Time
-	status schema.Status
-	reason string
-	done   bool
 }
 
 // NewNATSBackend returns the backend on nc.
 func NewNATSBackend(nc *nats.Conn, js jetstream.JetStream) *NATSBackend {
-	return &NATSBackend{nc: nc, js: js, hist: streams.NewHistory(nc, js), byID: map[string]*entry{}, next: 1, names: map[string]string{}}
+	return &NATSBackend{nc: nc, js: js, hist: streams.NewHistory(nc, js)}
 }
 
 // Describe returns a workflow's state and decoded history.
@@ -69,196 +48,63 @@ func (b *NATSBackend) Describe(ctx context.Context, id string) (*orchestrator.De
 	return orchestrator.Describe(ctx, b.hist, id)
 }
 
-// List returns one page of workflows, newest start first.
+// prefixRounds bounds the engine's pages one List with an ID prefix reads
+// to fill its page.
+const prefixRounds = 10
+
+// List returns one page of workflows in the order of
+// orchestrator.ListPage: by start time, or, with a final status or
+// blocked, by the time the workflows reached it.
+//
+// The engine does not filter by ID: with opts.Prefix the console keeps
+// the matching workflows of the engine's pages, reading up to
+// prefixRounds of them until it has opts.Limit; the page may then hold
+// fewer (its Next goes on) or, from the last page read, more.
 func (b *NATSBackend) List(ctx context.Context, opts ListOptions) (Page, error) {
 	if opts.Limit <= 0 {
 		opts.Limit = DefaultLimit
 	}
 	opts.Limit = min(opts.Limit, MaxLimit)
 	if opts.Status != "" && !opts.Status.Valid() {
-		return Page{}, fmt.Errorf("status %q: want running, completed, compensated, manual or blocked", opts.Status)
+		return Page{}, fmt.Errorf("status %q: want one of %s", opts.Status, statusNames())
 	}
-	p, err := b.listPage(ctx, opts)
-	if err != nil {
-		return Page{}, err
+	eo := orchestrator.ListOptions{Status: opts.Status, Type: opts.Type, Since: opts.Since, Limit: opts.Limit, Cursor: opts.Cursor}
+	if !opts.Until.IsZero() {
+		// The engine's Until is inclusive; the console's is not.
+		eo.Until = opts.Until.Add(-time.Nanosecond)
 	}
-	for i := range p.Workflows {
-		b.fillSummary(ctx, &p.Workflows[i])
+	p := Page{Workflows: []Summary{}}
+	for round := 0; round < prefixRounds; round++ {
+		ep, err := orchestrator.ListPage(ctx, b.js, eo)
+		if err != nil {
+			return Page{}, err
+		}
+		for _, w := range ep.Workflows {
+			if strings.HasPrefix(w.ID, opts.Prefix) {
+				p.Workflows = append(p.Workflows, Summary{ID: w.ID, Status: w.Status, Type: w.Type, StartedAt: w.StartedAt, UpdatedAt: w.UpdatedAt, Reason: w.Reason})
+			}
+		}
+		p.Next = ep.Next
+		if opts.Prefix == "" || ep.Next == "" || len(p.Workflows) >= opts.Limit {
+			break
+		}
+		eo.Cursor = ep.Next
 	}
 	return p, nil
+}
+
+// statusNames lists the statuses a list may be filtered by.
+func statusNames() string {
+	names := make([]string, len(statuses))
+	for i, s := range statuses {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
 }
 
 // Counts returns how many workflows are in each status.
 func (b *NATSBackend) Counts(ctx context.Context) (map[schema.Status]int, error) {
-	return b.counts(ctx)
-}
-
-// listPage pages the workflows. The engine's paged list replaces it:
-// orchestrator.ListPage. Until then it keeps an index of the starts and
-// endings in the history stream, brought up to date with what was written
-// since the last page (the first page reads them all), and reads only the
-// page's rows further.
-func (b *NATSBackend) listPage(ctx context.Context, opts ListOptions) (Page, error) {
-	var before uint64
-	if opts.Cursor != "" {
-		var err error
-		if before, err = strconv.ParseUint(opts.Cursor, 10, 64); err != nil {
-			return Page{}, fmt.Errorf("cursor %q: not a cursor of this list", opts.Cursor)
-		}
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.refresh(ctx); err != nil {
-		return Page{}, err
-	}
-	p := Page{Workflows: []Summary{}}
-	var last uint64
-	for i := len(b.order) - 1; i >= 0; i-- {
-		e := b.order[i]
-		if before != 0 && e.seq >= before ||
-			opts.Status != "" && e.status != opts.Status ||
-			opts.Type != "" && e.typ != opts.Type ||
-			!strings.HasPrefix(e.id, opts.Prefix) ||
-			!opts.Since.IsZero() && e.time.Before(opts.Since) ||
-			!opts.Until.IsZero() && !e.time.Before(opts.Until) {
-			continue
-		}
-		if len(p.Workflows) == opts.Limit {
-			p.Next = strconv.FormatUint(last, 10)
-			break
-		}
-		last = e.seq
-		p.Workflows = append(p.Workflows, Summary{ID: e.id, Status: e.status, Type: e.typ, StartedAt: e.time, Reason: e.reason})
-	}
-	return p, nil
-}
-
-// counts counts the workflows by status. The engine's Counts replaces it:
-// orchestrator.Counts.
-func (b *NATSBackend) counts(ctx context.Context) (map[schema.Status]int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.refresh(ctx); err != nil {
-		return nil, err
-	}
-	out := map[schema.Status]int{}
-	for _, e := range b.order {
-		out[e.status]++
-	}
-	return out, nil
-}
-
-// refresh reads the starts, blocks and endings written since the last
-// refresh into the index; the status follows orchestrator.List: an ending
-// over a block over a start. The caller holds b.mu.
-func (b *NATSBackend) refresh(ctx context.Context) error {
-	cons, err := b.js.OrderedConsumer(ctx, streams.HistoryStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{streams.StartFilter, streams.BlockedFilter, streams.DoneFilter},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    b.next,
-		// A console stopped mid-read leaves nothing behind for long.
-		InactiveThreshold: 30 * time.Second,
-	})
-	if err != nil {
-		return err
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return err
-	}
-	// One consumer per refresh: deleted once read, not left to expire.
-	defer func() { _ = b.js.DeleteConsumer(context.WithoutCancel(ctx), streams.HistoryStream, info.Name) }()
-	if info.NumPending == 0 {
-		return nil
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	// One refresh reads for at most refreshFor; what it read stays in the
-	// index, so the next page goes on from there.
-	rctx, cancel := context.WithTimeout(ctx, refreshFor)
-	defer cancel()
-	for n := uint64(0); n < info.NumPending; n++ {
-		m, err := it.Next(jetstream.NextContext(rctx))
-		if err != nil {
-			return fmt.Errorf("reading the workflow index: %d of %d starts and endings read (reload to go on): %w", n, info.NumPending, err)
-		}
-		b.add(m)
-	}
-	return nil
-}
-
-// refreshFor bounds one refresh of the index.
-const refreshFor = 20 * time.Second
-
-// add puts one start, block or ending into the index.
-func (b *NATSBackend) add(m jetstream.Msg) {
-	md, err := m.Metadata()
-	if err != nil {
-		return
-	}
-	b.next = md.Sequence.Stream + 1
-	id, rest, ok := streams.ParseSubject(m.Subject())
-	if !ok {
-		return
-	}
-	v, _ := schema.Decode(m.Headers().Get(schema.HeaderKind), m.Headers().Get(schema.HeaderSchema), m.Data())
-	e := b.byID[id]
-	switch {
-	case rest == "start":
-		if e != nil {
-			return
-		}
-		e = &entry{seq: md.Sequence.Stream, id: id, time: md.Timestamp, status: schema.StatusRunning}
-		if ws, ok := v.(*schema.WorkflowStarted); ok {
-			e.typ = b.intern(ws.Type)
-		}
-		b.byID[id] = e
-		b.order = append(b.order, e)
-	case e == nil:
-	case strings.HasPrefix(rest, "blocked."):
-		if !e.done {
-			e.status = schema.StatusBlocked
-			if wb, ok := v.(*schema.WorkflowBlocked); ok {
-				e.reason = wb.Reason
-			}
-		}
-	case strings.HasPrefix(rest, "done."):
-		e.done, e.status = true, schema.Status(b.intern(strings.TrimPrefix(rest, "done.")))
-		if wf, ok := v.(*schema.WorkflowFinished); ok {
-			e.reason = wf.Reason
-			if e.reason == "" {
-				e.reason = wf.Error
-			}
-		}
-	}
-}
-
-// intern returns the one copy of s the index keeps.
-func (b *NATSBackend) intern(s string) string {
-	if v, ok := b.names[s]; ok {
-		return v
-	}
-	if len(b.names) >= 10000 { // not a name that repeats: keep it as it is
-		return s
-	}
-	s = strings.Clone(s)
-	b.names[s] = s
-	return s
-}
-
-// fillSummary reads when one listed workflow last moved.
-func (b *NATSBackend) fillSummary(ctx context.Context, s *Summary) {
-	s.UpdatedAt = s.StartedAt
-	stream, err := b.js.Stream(ctx, streams.HistoryStream)
-	if err != nil {
-		return
-	}
-	if m, err := stream.GetLastMsgForSubject(ctx, streams.Tree(s.ID)); err == nil {
-		s.UpdatedAt = m.Time
-	}
+	return orchestrator.Counts(ctx, b.js)
 }
 
 // DeadLetters returns one page of dead letters, newest first, reading only
@@ -396,55 +242,39 @@ func indent(js []byte) string {
 	return strings.TrimRight(out.String(), "\n")
 }
 
-// Act applies an operator verb to workflow id.
+// Act applies an operator verb to workflow id. A verb that does not apply
+// to the workflow in its status is an error wrapping ErrNotApplicable
+// with the engine's reason.
 func (b *NATSBackend) Act(ctx context.Context, verb Verb, id string, r Request) (uint64, error) {
 	if err := streams.ValidID(id); err != nil {
 		return 0, err
 	}
-	var do func(context.Context, jetstream.JetStream, string, Request) (uint64, error)
+	var do func(context.Context, jetstream.JetStream, string, orchestrator.Request) (uint64, error)
 	switch verb {
 	case VerbCancel:
-		do = cancel
+		do = orchestrator.Cancel
 	case VerbTerminate:
-		do = terminate
+		do = orchestrator.Terminate
 	case VerbRetry:
-		do = retry
+		do = orchestrator.Retry
 	case VerbResolve:
-		do = resolve
+		do = orchestrator.Resolve
 	case VerbResume:
-		do = resume
+		do = orchestrator.Resume
 	default:
 		return 0, fmt.Errorf("verb %q: want one of cancel, terminate, retry, resolve, resume", verb)
 	}
-	return do(ctx, b.js, id, r)
+	seq, err := do(ctx, b.js, id, orchestrator.Request(r))
+	if errors.Is(err, orchestrator.ErrNotApplicable) {
+		return 0, fmt.Errorf("%w: %w", ErrNotApplicable, err)
+	}
+	return seq, err
 }
 
-// The operator verbs: each becomes the engine's function of that name,
-// orchestrator.Cancel(ctx, js, id, orchestrator.Request(r)) and so on, with
-// orchestrator.ErrNotApplicable wrapped as ErrNotApplicable (the page
-// answers 409 Conflict with the engine's message).
-
-func cancel(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
-	return 0, fmt.Errorf("cancel: %w", ErrNotAvailable)
-}
-
-func terminate(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
-	return 0, fmt.Errorf("terminate: %w", ErrNotAvailable)
-}
-
-func retry(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
-	return 0, fmt.Errorf("retry: %w", ErrNotAvailable)
-}
-
-func resolve(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
-	return 0, fmt.Errorf("resolve: %w", ErrNotAvailable)
-}
-
-func resume(_ context.Context, _ jetstream.JetStream, _ string, _ Request) (uint64, error) {
-	return 0, fmt.Errorf("resume: %w", ErrNotAvailable)
-}
-
-// Signal sends signal name to workflow id, as `jetflow signal` does.
+// Signal sends signal name to workflow id, as `jetflow signal` does, and
+// waits for its verdict: recorded in the history, or refused with the
+// reason. If no orchestrator gives one before ctx ends (or signalWait
+// passes), the verdict says only where the signal is stored.
 func (b *NATSBackend) Signal(ctx context.Context, id, name string, payload []byte, _ Request) (SignalVerdict, error) {
 	if err := streams.ValidID(id); err != nil {
 		return SignalVerdict{}, err
@@ -455,21 +285,27 @@ func (b *NATSBackend) Signal(ctx context.Context, id, name string, payload []byt
 	if len(payload) > 0 && !json.Valid(payload) {
 		return SignalVerdict{}, fmt.Errorf("payload %q: not valid JSON", clip(string(payload), 80))
 	}
-	return signalAndWait(ctx, b.js, id, name, payload)
-}
-
-// signalAndWait publishes the signal and returns once JetStream stored it.
-// The engine's orchestrator.SignalAndWait replaces it, and waits for the
-// verdict too.
-func signalAndWait(ctx context.Context, js jetstream.JetStream, id, name string, payload []byte) (SignalVerdict, error) {
-	ack, err := js.Publish(ctx, streams.SignalSubject(name, id), payload)
-	if err != nil {
-		return SignalVerdict{}, fmt.Errorf("publish %s: %w", streams.SignalSubject(name, id), err)
+	if len(payload) == 0 {
+		payload = nil
 	}
-	return SignalVerdict{StreamSeq: ack.Sequence}, nil
+	wctx, cancel := context.WithTimeout(ctx, signalWait)
+	defer cancel()
+	v, err := orchestrator.SignalAndWait(wctx, b.js, id, name, payload)
+	if errors.Is(err, orchestrator.ErrNoVerdict) {
+		return SignalVerdict{StreamSeq: v.StreamSeq}, nil
+	}
+	if err != nil {
+		return SignalVerdict{}, err
+	}
+	return SignalVerdict{Recorded: v.Recorded, HistorySeq: v.HistorySeq, Reason: v.Reason, StreamSeq: v.StreamSeq}, nil
 }
 
-// Start starts a workflow, as orchestrator.Start does for any caller.
+// signalWait bounds the wait for a signal's verdict: the page answers
+// with the signal's sequence after it.
+const signalWait = 5 * time.Second
+
+// Start starts a workflow with orchestrator.StartAs: the start records who
+// asked and why as its source.
 func (b *NATSBackend) Start(ctx context.Context, wfType, id string, input []byte, r Request) (bool, error) {
 	if !validType(wfType) {
 		return false, fmt.Errorf("workflow type %q: want dot-separated names of letters, digits, - and _", wfType)
@@ -480,11 +316,7 @@ func (b *NATSBackend) Start(ctx context.Context, wfType, id string, input []byte
 			return false, fmt.Errorf("input %q: not valid JSON: %w", clip(string(input), 80), err)
 		}
 	}
-	source := "console"
-	if r.Identity != "" {
-		source += " (" + r.Identity + ")"
-	}
-	return orchestrator.Start(ctx, b.js, wfType, id, v, source)
+	return orchestrator.StartAs(ctx, b.js, wfType, id, v, orchestrator.Request(r))
 }
 
 // validType accepts dotted names such as the workflow type

@@ -314,7 +314,8 @@ func (s *server) failFor(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // statuses are the statuses in the order the pages show them.
-var statuses = []schema.Status{schema.StatusRunning, schema.StatusBlocked, schema.StatusManual, schema.StatusCompleted, schema.StatusCompensated}
+var statuses = []schema.Status{schema.StatusRunning, schema.StatusBlocked, schema.StatusManual, schema.StatusCompleted,
+	schema.StatusCompensated, schema.StatusFailed, schema.StatusCancelled, schema.StatusTerminated, schema.StatusResolved}
 
 // listData is the workflow list page.
 type listData struct {
@@ -327,6 +328,9 @@ type listData struct {
 	Rows                               []Summary
 	Next, First                        string
 	Filtered                           bool
+	// ByStatusTime: the rows are in the order they reached the status
+	// filtered on, not in start order.
+	ByStatusTime bool
 }
 
 type countLink struct {
@@ -363,7 +367,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	opts := ListOptions{Status: schema.Status(d.Status), Type: d.Type, Prefix: d.Prefix, Cursor: q.Get("cursor")}
 	var errs []error
 	if d.Status != "" && !opts.Status.Valid() {
-		errs = append(errs, fmt.Errorf("status %q: want running, blocked, manual, completed or compensated", d.Status))
+		errs = append(errs, fmt.Errorf("status %q: want one of %s", d.Status, statusNames()))
 	}
 	var err error
 	if opts.Since, err = parseTime("since", d.Since); err != nil {
@@ -405,6 +409,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Rows = page.Workflows
+	d.ByStatusTime = d.Status != "" && d.Status != string(schema.StatusRunning)
 	d.Filtered = d.Status != "" || d.Type != "" || d.Prefix != "" || d.Since != "" || d.Until != ""
 	keep := url.Values{}
 	for _, k := range []string{"status", "type", "prefix", "since", "until", "limit"} {
@@ -529,7 +534,7 @@ func (s *server) act(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, http.StatusConflict, fmt.Errorf("signal %s to %s refused: %s", name, id, v.Reason))
 			return
 		default:
-			msg = fmt.Sprintf("Signal %s sent to %s (signal stream sequence %d).", name, id, v.StreamSeq)
+			msg = fmt.Sprintf("Signal %s sent to %s (signal stream sequence %d); no orchestrator has recorded or refused it yet.", name, id, v.StreamSeq)
 		}
 	} else {
 		seq, err := s.cfg.Backend.Act(r.Context(), Verb(verb), id, req)

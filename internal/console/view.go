@@ -99,6 +99,15 @@ var labels = map[schema.Kind]string{
 	schema.KindSignal:           "signal",
 	schema.KindWorkflowFinished: "finished",
 	schema.KindWorkflowBlocked:  "blocked",
+	schema.KindStepCancelled:    "step cancelled",
+	schema.KindUpdateAccepted:   "update accepted",
+	schema.KindUpdateCompleted:  "update completed",
+	// The operator requests: "operator cancel", ...
+	schema.KindCancelRequested:    "operator cancel",
+	schema.KindTerminateRequested: "operator terminate",
+	schema.KindRetryRequested:     "operator retry",
+	schema.KindResolveRequested:   "operator resolve",
+	schema.KindResumeRequested:    "operator resume",
 }
 
 // actionsFor lists the verbs that apply to a workflow in status s.
@@ -107,7 +116,7 @@ func actionsFor(s schema.Status) []Verb {
 	case schema.StatusRunning:
 		return []Verb{VerbCancel, VerbTerminate}
 	case schema.StatusBlocked:
-		return []Verb{VerbResume, VerbRetry, VerbCancel, VerbTerminate}
+		return []Verb{VerbResume, VerbResolve, VerbCancel, VerbTerminate}
 	case schema.StatusManual:
 		return []Verb{VerbRetry, VerbResolve}
 	}
@@ -154,6 +163,9 @@ func newWorkflowView(b base, d *orchestrator.Description, readOnly bool) workflo
 				r.Class = "failed"
 			}
 			r.Attempts = f.Attempts
+			if e.Attempts != 0 {
+				r.Attempts = e.Attempts
+			}
 			if t, ok := sent[e.CommandID]; ok {
 				r.Duration = e.Time.Sub(t)
 			}
@@ -165,6 +177,9 @@ func newWorkflowView(b base, d *orchestrator.Description, readOnly bool) workflo
 			r.Class = "signal"
 		case schema.KindMarker:
 			r.Class = "decision"
+		case schema.KindCancelRequested, schema.KindTerminateRequested, schema.KindRetryRequested,
+			schema.KindResolveRequested, schema.KindResumeRequested:
+			r.Class = "operator"
 		case schema.KindWorkflowFinished, schema.KindWorkflowBlocked:
 			r.Class = "end"
 			if r.Step == "" {
@@ -233,7 +248,7 @@ func (v Verb) Help() string {
 	case VerbTerminate:
 		return "End the workflow at once, without compensation."
 	case VerbRetry:
-		return "Run the failed step again."
+		return "Send the failed compensations again, with fresh attempts."
 	case VerbResolve:
 		return "Close the workflow as settled by hand."
 	case VerbResume:

@@ -11,6 +11,7 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +32,7 @@ import (
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/participants"
+	"github.com/jetflow-io/jetflow/participants/payment"
 	"github.com/jetflow-io/jetflow/participants/reference"
 	"github.com/jetflow-io/jetflow/participants/sim"
 	"github.com/jetflow-io/jetflow/schema"
@@ -151,11 +154,23 @@ func startDemo(t *testing.T) *demo {
 		t.Fatal(err)
 	}
 	go func() { _ = o.Run(ctx) }()
+	// The payment gateway refuses the retry order's refunds until
+	// TestConsoleRetryManualOrder clears the fault.
+	refundDown.Store(true)
 	for _, name := range reference.Names {
 		nc, js := natstest.Connect(ft, env.Server)
 		svc, err := reference.Service(ctx, js, streams.Topology{}, name, sim.Faults{})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if name == "payment" {
+			refund := svc.Handlers[payment.Refund.Action]
+			svc.Handlers[payment.Refund.Action] = participants.HandlerFunc(func(ctx context.Context, cmd *participants.Command) (any, error) {
+				if strings.HasPrefix(cmd.WorkflowID, "retry-") && refundDown.Load() {
+					return nil, participants.Retryable("gateway_error", errors.New("gateway down"))
+				}
+				return refund.Handle(ctx, cmd)
+			})
 		}
 		go func() {
 			_ = participants.Run(ctx, participants.Config{NC: nc, JS: js, Logger: log, AckWait: 2 * time.Second}, svc)
@@ -190,17 +205,31 @@ func startDemo(t *testing.T) *demo {
 		publish(o)
 		want[o.OrderID] = st
 	}
-	d.ids["completed"] = "demo-00001"
-	d.ids["compensated"] = "demo-00006" // shipping rejected: release, then refund
-	d.ids["manual"] = "demo-00063"
+	// One order of each outcome of the mix, the first one published; a
+	// compensated one whose shipping was rejected (release, then refund).
+	for _, i := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 63} {
+		o, st := fulfillment.MixedOrder("demo-", i)
+		if st == schema.StatusCompensated && o.Simulate["shipping"] != "fail" {
+			continue
+		}
+		if _, ok := d.ids[string(st)]; !ok {
+			d.ids[string(st)] = o.OrderID
+		}
+	}
+	for _, st := range []string{"completed", "compensated", "manual"} {
+		if d.ids[st] == "" {
+			t.Fatalf("the demo orders hold no %s order with a rejected shipment: %v", st, d.ids)
+		}
+	}
 	waiting, _ := fulfillment.MixedOrder("waiting-", 1)
 	waiting.Simulate = map[string]string{"pickup": "never"}
 	publish(waiting)
 	d.ids["running"] = waiting.OrderID
-	// A manual order whose refund fault clears after 12 failures (issue
-	// 10's retry case): retried from its page, it ends compensated.
-	retry, _ := fulfillment.MixedOrder("retry-", 6)
-	retry.Simulate = map[string]string{"shipping": "fail", "refund": "fail_n:12"}
+	// A manual order: shipping rejected, then its refund fails past its
+	// attempts (refundDown). Retried from its page once the fault has
+	// cleared, it ends compensated (issue 10's retry case).
+	retry, _ := fulfillment.MixedOrder("retry-", 1)
+	retry.Simulate = map[string]string{"shipping": "fail"}
 	publish(retry)
 	d.ids["retry"] = retry.OrderID
 	want[retry.OrderID] = schema.StatusManual
@@ -236,6 +265,10 @@ func startDemo(t *testing.T) *demo {
 	}, "demo did not settle: got %v, want %v", lazy(func() any { return got }), want)
 	return d
 }
+
+// refundDown makes the payment gateway refuse the refunds of the retry-
+// orders while it is true.
+var refundDown atomic.Bool
 
 // cleanups release the shared deployment, in reverse order, when the
 // package's tests are done.
@@ -323,7 +356,7 @@ func TestConsoleListFindsEveryStatus(t *testing.T) {
 		t.Errorf("prefix waiting- lists %v, want only %s", got, d.ids["running"])
 	}
 
-	// Pages of 5, newest first, through every workflow.
+	// Pages of 5, oldest start first, through every workflow.
 	do(t, ctx, "first page", chromedp.Navigate(d.URL+"/workflows?limit=5"))
 	var seen, started []string
 	for page := 0; page < 10; page++ {
@@ -349,8 +382,8 @@ func TestConsoleListFindsEveryStatus(t *testing.T) {
 	for i := 1; i < len(started); i++ {
 		a, _ := time.Parse(time.RFC3339Nano, started[i-1])
 		b, _ := time.Parse(time.RFC3339Nano, started[i])
-		if a.Before(b) {
-			t.Errorf("row %d started %s, after row %d (%s): want newest first", i, started[i], i-1, started[i-1])
+		if b.Before(a) {
+			t.Errorf("row %d started %s, before row %d (%s): want oldest first", i, started[i], i-1, started[i-1])
 		}
 	}
 }
@@ -492,10 +525,15 @@ func TestConsoleDeadLetterReason(t *testing.T) {
 // reason and a confirmation, runs the failed refund again with fresh
 // attempts; once the fault has cleared the order ends compensated.
 func TestConsoleRetryManualOrder(t *testing.T) {
-	t.Skip("needs operator verbs")
 	ctx := tab(t) // a missing browser fails before the demo runs
 	d := runDemo(t)
 	id := d.ids["retry"]
+	// The manual order's page says why, and offers retry and resolve.
+	do(t, ctx, "manual page", chromedp.Navigate(d.URL+"/workflows/"+id), chromedp.WaitVisible(chromedp.CSS(`#retry-form`)))
+	if st := run(t, ctx, "status", chromedp.Text(chromedp.CSS(`#status`))); st != "manual" {
+		t.Fatalf("order %s is %s, want manual", id, st)
+	}
+	refundDown.Store(false) // the gateway is fixed
 	do(t, ctx, "retry",
 		chromedp.Navigate(d.URL+"/workflows/"+id),
 		chromedp.SendKeys(chromedp.CSS(`#r-retry`), "refund gateway fixed"),
@@ -510,6 +548,25 @@ func TestConsoleRetryManualOrder(t *testing.T) {
 		_ = chromedp.Do(ctx, chromedp.Reload())
 		return false
 	}, "manual order %s did not end compensated after retry", id)
+	// The retry is on the timeline with who asked and why.
+	ops := run(t, ctx, "operator events", chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll("li.ev.operator summary")).map(e => e.textContent.replace(/\s+/g, " ").trim())`))
+	if len(ops) != 1 || !strings.Contains(ops[0], "operator retry") || !strings.Contains(ops[0], "by console") || !strings.Contains(ops[0], "refund gateway fixed") {
+		t.Errorf("operator events on the timeline %q, want the one retry by console with its reason", ops)
+	}
+	effects, err := sim.List(context.Background(), d.env.JS, "payment", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refunds := 0
+	for _, e := range effects {
+		if e.Kind == "refund" {
+			refunds++
+		}
+	}
+	if refunds != 1 {
+		t.Errorf("order %s has %d refunds in the payment ledger, want exactly 1: %+v", id, refunds, effects)
+	}
 }
 
 // screenshot writes a PNG of the page (url, or the current page when
