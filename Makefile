@@ -40,8 +40,9 @@ auth-config: ## regenerate deploy/nats-server.conf from internal/natsauth
 	$(GO) run ./cmd/jetflow auth config --out deploy
 
 .PHONY: test
-test: ## run every test with the race detector (real embedded nats-server), then each fuzz target for 5000 inputs
+test: ## run every test with the race detector (real embedded nats-server), the examples module's, then each fuzz target for 5000 inputs
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	cd examples && $(GO) test -race -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
 
 # A run that ends on "context deadline exceeded" without writing a failing
@@ -72,6 +73,7 @@ lint: ## gofmt, go vet, and go mod tidy must change nothing
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) mod tidy -diff
+	cd examples && $(GO) vet ./... && $(GO) mod tidy -diff
 
 .PHONY: clean
 clean: ## remove the binary and the data of `make run`

@@ -394,8 +394,9 @@ func timesOfRows(ctx context.Context, h *streams.History, rows []*Summary, start
 }
 
 // finalStatuses are the statuses Counts reads from the index's counts:
-// a workflow that reaches one never leaves it. A status jetflow does not
-// know is counted by none of them (and the workflow counted running).
+// a workflow that reaches one never leaves it. A workflow that ended with
+// a status this version does not know is counted by none of them, and
+// not running.
 var finalStatuses = []schema.Status{schema.StatusCompleted, schema.StatusCompensated, schema.StatusFailed,
 	schema.StatusCancelled, schema.StatusTerminated, schema.StatusResolved}
 
@@ -417,12 +418,22 @@ func Counts(ctx context.Context, js jetstream.JetStream) (map[schema.Status]int,
 	if err != nil {
 		return nil, fmt.Errorf("count: %w", err)
 	}
-	for _, st := range finalStatuses {
+	// The ends of statuses this version does not know (a newer engine's)
+	// are one per workflow: the ends of every status, less the known ones.
+	ended, err := h.CountOn(ctx, streams.IndexStream, streams.IndexDoneFilter(""))
+	if err != nil {
+		return nil, fmt.Errorf("count: %w", err)
+	}
+	unknown := int(ended)
+	for _, st := range append(finalStatuses, schema.StatusManual) {
 		n, err := h.CountOn(ctx, streams.IndexStream, streams.IndexDoneFilter(string(st)))
 		if err != nil {
 			return nil, fmt.Errorf("count: %w", err)
 		}
-		out[st] = int(n)
+		unknown -= int(n)
+		if st != schema.StatusManual {
+			out[st] = int(n)
+		}
 	}
 	// Manual is the one final status a workflow leaves (an operator's
 	// retry or resolve): its ends are checked one workflow at a time.
@@ -436,7 +447,7 @@ func Counts(ctx context.Context, js jetstream.JetStream) (map[schema.Status]int,
 		return nil, fmt.Errorf("count: %w", err)
 	}
 	out[schema.StatusBlocked] = blocked
-	final := 0
+	final := max(unknown, 0)
 	for _, n := range out {
 		final += n
 	}

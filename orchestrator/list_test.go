@@ -123,7 +123,7 @@ func TestListPageSortsFiltersAndPages(t *testing.T) {
 	}
 	const n = 250
 	var wfs []synthetic
-	var all, manual, running, blocked, typeBCompleted, cancelled []string
+	var all, manual, running, blocked, typeBCompleted, expired []string
 	for i := 1; i <= n; i++ {
 		w := synthetic{id: fmt.Sprintf("bulk-%d", i), wfType: "a"}
 		if i%2 == 0 {
@@ -139,8 +139,8 @@ func TestListPageSortsFiltersAndPages(t *testing.T) {
 		case i%13 == 0:
 			w.blocked, w.end = 1, schema.StatusCompleted // blocked, then resumed and completed
 		case i%17 == 0:
-			w.end = "cancelled" // a status this package does not know
-			cancelled = append(cancelled, w.id)
+			w.end = "expired" // a status this package does not know
+			expired = append(expired, w.id)
 		case i%3 == 0:
 			running = append(running, w.id)
 		default:
@@ -176,7 +176,7 @@ func TestListPageSortsFiltersAndPages(t *testing.T) {
 		want []string
 	}{
 		{"manual queue", ListOptions{Status: schema.StatusManual, Limit: 7}, manual},
-		{"a final status the engine adds later", ListOptions{Status: "cancelled"}, cancelled},
+		{"a final status the engine adds later", ListOptions{Status: "expired"}, expired},
 		{"blocked, each once, not the resumed ones", ListOptions{Status: schema.StatusBlocked, Limit: 5}, blocked},
 		{"running", ListOptions{Status: schema.StatusRunning, Limit: 9}, running},
 		{"type and status", ListOptions{Status: schema.StatusCompleted, Type: "b", Limit: 10}, typeBCompleted},
@@ -228,10 +228,11 @@ func TestListPageSortsFiltersAndPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	completed := n - len(manual) - len(blocked) - len(running) - len(cancelled)
+	completed := n - len(manual) - len(blocked) - len(running) - len(expired)
 	want := map[schema.Status]int{
 		schema.StatusRunning: len(running), schema.StatusBlocked: len(blocked),
 		schema.StatusManual: len(manual), schema.StatusCompleted: completed, schema.StatusCompensated: 0,
+		schema.StatusFailed: 0, schema.StatusCancelled: 0, schema.StatusTerminated: 0, schema.StatusResolved: 0,
 	}
 	if !reflect.DeepEqual(counts, want) {
 		t.Fatalf("counts %v, want %v", counts, want)

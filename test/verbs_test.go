@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -49,12 +50,30 @@ func (s *stack) listed(id string, status schema.Status) bool {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	in := false
 	for _, w := range list {
-		if w.ID == id {
-			return true
-		}
+		in = in || w.ID == id
 	}
-	return false
+	// The paged list reads the index, which follows the history by
+	// milliseconds: it agrees with List once it caught up.
+	natstest.Eventually(s.t, 10*time.Second, func() bool {
+		paged := false
+		opts := orchestrator.ListOptions{Status: status, Limit: 1000}
+		for {
+			page, err := orchestrator.ListPage(context.Background(), s.env.JS, opts)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			for _, w := range page.Workflows {
+				paged = paged || w.ID == id
+			}
+			if page.Next == "" {
+				return paged == in
+			}
+			opts.Cursor = page.Next
+		}
+	}, fmt.Sprintf("ListPage(%s) disagrees with List on %s (List: %v)", status, id, in))
+	return in
 }
 
 // participantWith starts reference participant name with wrap applied to
