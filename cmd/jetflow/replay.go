@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,25 +26,62 @@ func (h *historyFiles) Set(v string) error {
 // registers and prints the first divergence of each.
 func runReplay(_ context.Context, args []string) error {
 	var files historyFiles
+	var output string
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.Var(&files, "history", "a history saved with `jetflow show ID --output json` (repeatable; - for stdin)")
+	fs.StringVar(&output, "output", "text", "output format: text or json")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	files = append(files, pos...)
 	if len(files) == 0 {
-		return errors.New("usage: jetflow replay --history FILE [--history FILE ...]")
+		return errUsage(fs, "want at least one --history FILE")
 	}
-	return replayFiles(os.Stdout, files)
+	switch output {
+	case "text":
+		return replayFiles(os.Stdout, files)
+	case "json":
+		return replayJSON(files)
+	}
+	return fmt.Errorf("--output %q: want text or json", output)
+}
+
+// replayResult is one line of `jetflow replay --output json`.
+type replayResult struct {
+	File string `json:"file"`
+	OK   bool   `json:"ok"`
+	// Divergence is the first difference between the code and the history.
+	Divergence string `json:"divergence,omitempty"`
+}
+
+// replayJSON replays each file and prints the results as JSON; it fails
+// when one does not replay.
+func replayJSON(files []string) error {
+	rp := referenceReplayer()
+	out := make([]replayResult, 0, len(files))
+	failed := 0
+	for _, f := range files {
+		r := replayResult{File: f, OK: true}
+		if err := replayFile(rp, f); err != nil {
+			r.OK, r.Divergence = false, err.Error()
+			failed++
+		}
+		out = append(out, r)
+	}
+	if err := printJSON(out); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d histories do not replay", failed, len(files))
+	}
+	return nil
 }
 
 // replayFiles replays each file and reports on w; it fails when one does
 // not replay.
 func replayFiles(w io.Writer, files []string) error {
-	reg := workflow.NewRegistry()
-	fulfillment.Register(reg, fulfillment.Config{})
-	rp := workflow.NewReplayer(reg)
+	rp := referenceReplayer()
 	failed := 0
 	for _, f := range files {
 		err := replayFile(rp, f)
@@ -72,4 +108,11 @@ func replayFile(rp *workflow.Replayer, name string) error {
 	}
 	defer f.Close()
 	return rp.ReplayHistoryJSON(f)
+}
+
+// referenceReplayer replays the workflows this binary registers.
+func referenceReplayer() *workflow.Replayer {
+	reg := workflow.NewRegistry()
+	fulfillment.Register(reg, fulfillment.Config{})
+	return workflow.NewReplayer(reg)
 }

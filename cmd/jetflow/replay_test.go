@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,5 +33,17 @@ func TestReplayPrintsTheFirstDivergence(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ok   "+good) ||
 		!strings.Contains(lines[1], "FAIL "+bad) || !strings.Contains(lines[1], "history has command payment.refund, code issued command payment.charge") {
 		t.Fatalf("output:\n%s", out.String())
+	}
+}
+
+func TestReplayJSON(t *testing.T) {
+	good, err := filepath.Abs(filepath.Join(savedHistories, "completed.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runStatus(t, nil, "replay", "--history", good, "--output", "json")
+	var res []replayResult
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res) != 1 || !res[0].OK || res[0].File != good {
+		t.Fatalf("replay --output json: exit %d, %q %s", code, out, stderr)
 	}
 }
