@@ -262,7 +262,10 @@ func statusOfRows(ctx context.Context, h *streams.History, rows []*Summary) erro
 			continue
 		}
 		if byID[r.ID] == nil {
-			filters = append(filters, streams.DoneFilterOf(r.ID), "wf."+r.ID+".blocked.*", "wf."+r.ID+".op.>")
+			filters = append(filters, streams.DoneFilterOf(r.ID), "wf."+r.ID+".blocked.*", "wf."+r.ID+".op.>",
+				// Its decisions: one stored after its last blocked event
+				// means it decided again (an event woke it on fixed code).
+				"wf."+r.ID+".cmd.>", "wf."+r.ID+".marker.*", "wf."+r.ID+".timer.*")
 		}
 		byID[r.ID] = append(byID[r.ID], r)
 	}
@@ -274,9 +277,10 @@ func statusOfRows(ctx context.Context, h *streams.History, rows []*Summary) erro
 		return err
 	}
 	type seen struct {
-		marks   subjectMarks
-		ends    []*streams.Event
-		blocked *streams.Event
+		marks    subjectMarks
+		ends     []*streams.Event
+		blocked  *streams.Event
+		decision uint64 // the sequence of its last decision
 	}
 	of := map[string]*seen{}
 	for i := range evs {
@@ -292,6 +296,8 @@ func statusOfRows(ctx context.Context, h *streams.History, rows []*Summary) erro
 		}
 		e.marks.add(rest)
 		switch {
+		case strings.HasPrefix(rest, "cmd.") || strings.HasPrefix(rest, "marker.") || strings.HasPrefix(rest, "timer."):
+			e.decision = max(e.decision, ev.Seq)
 		case strings.HasPrefix(rest, "done."):
 			e.ends = append(e.ends, ev)
 		case strings.HasPrefix(rest, "blocked."):
@@ -311,6 +317,9 @@ func statusOfRows(ctx context.Context, h *streams.History, rows []*Summary) erro
 				r.lastBlocked = e.blocked.Subject
 			}
 			r.Status = e.marks.status()
+			if r.Status == schema.StatusBlocked && e.blocked != nil && e.decision > e.blocked.Seq {
+				r.Status = schema.StatusRunning
+			}
 			switch r.Status {
 			case schema.StatusRunning:
 			case schema.StatusBlocked:

@@ -266,14 +266,20 @@ func Query(ctx context.Context, nc *nats.Conn, id, name string, arg []byte) (jso
 	}
 	backoff := 50 * time.Millisecond
 	for {
-		m, err := nc.RequestWithContext(ctx, streams.QuerySubject(id), body)
+		actx, cancel := context.WithTimeout(ctx, queryAttempt)
+		m, err := nc.RequestWithContext(actx, streams.QuerySubject(id), body)
+		cancel()
 		if err == nil {
 			return parseReply(m.Data)
 		}
-		if !errors.Is(err, nats.ErrNoResponders) {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("query %s of %s: no orchestrator answered: %w", name, id, ctx.Err())
+		}
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 			return nil, fmt.Errorf("query %s of %s: %w", name, id, err)
 		}
-		// No orchestrator subscribed (yet, or during a restart): ask again
+		// No orchestrator subscribed (yet, or during a restart), or the one
+		// asked went away without answering (it was stopping): ask again
 		// until ctx ends.
 		select {
 		case <-ctx.Done():
@@ -283,6 +289,10 @@ func Query(ctx context.Context, nc *nats.Conn, id, name string, arg []byte) (jso
 		backoff = min(2*backoff, time.Second)
 	}
 }
+
+// queryAttempt bounds one query request: an orchestrator that stops
+// while it answers leaves it unanswered, and the caller asks again.
+const queryAttempt = 5 * time.Second
 
 // requestBody encodes a request, refusing one the orchestrators would.
 func requestBody(nc *nats.Conn, req handlerRequest) ([]byte, error) {

@@ -76,6 +76,9 @@ type job struct {
 	// scheduled is when the command was recorded (its stream timestamp):
 	// where its schedule-to-close timeout counts from.
 	scheduled time.Time
+	// cancelledBeforeRun is set when the step was cancelled before its
+	// handler ran: it did not run.
+	cancelledBeforeRun bool
 
 	// hctx is the context of the running handler, nil when none runs.
 	mu   sync.Mutex
@@ -379,6 +382,7 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 			j.log.Info("schedule-to-close timeout passed before the attempt", "timeout", sc.ScheduleToClose)
 			j.finish(sc, key, msgID, j.failureResult(sc, KindTimeout,
 				fmt.Sprintf("schedule-to-close timeout %v passed before attempt %d", sc.ScheduleToClose, j.attempt)))
+			j.metrics.Step(sc.Service, sc.Action, metrics.StepFailed, 0, j.attempt)
 			return
 		}
 	}
@@ -431,6 +435,7 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 	var herr error
 	began := time.Now()
 	if j.cancelledBefore(sc) {
+		j.cancelledBeforeRun = true
 		stepCancel(errStepCancelled)
 	} else {
 		j.setHandlerCtx(hctx)
@@ -444,8 +449,10 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 	j.setHandlerCtx(nil)
 	stepCancel(nil)
 	hcancel()
-	if cancelled {
-		// Whatever the handler returned, the workflow stopped waiting.
+	if cancelled && (herr != nil || j.cancelledBeforeRun) {
+		// The workflow stopped waiting: a handler that did not finish its
+		// work is answered cancelled. One that succeeded keeps its result,
+		// recorded (and ignored by the workflow): the effect happened.
 		out, herr = nil, &failure{kind: KindCancelled, final: true, err: errStepCancelled}
 	}
 	// outcome is the step metric's outcome label; "" observes nothing
@@ -595,13 +602,13 @@ func (j *job) watchCancel(sc *schema.Command, cancel context.CancelCauseFunc) (s
 }
 
 // cancelledBefore reports whether the workflow cancelled the step before
-// this attempt: looked up on a redelivery only (a first delivery is
-// watched from its start), with one direct get of the cancellation's
-// subject. A failed lookup counts as not cancelled.
+// this attempt, with one direct get of the cancellation's subject. Every
+// attempt looks, the first too: a command may wait in the stream while
+// its workflow is cancelled, and running it then would make an effect
+// (a charge) that nothing compensates. The watch (watchCancel) is
+// subscribed before this read on the same connection, so a cancellation
+// is seen by one or the other. A failed lookup counts as not cancelled.
 func (j *job) cancelledBefore(sc *schema.Command) bool {
-	if j.attempt <= 1 {
-		return false
-	}
 	subject := streams.StepCancelSubject(sc.WorkflowID, sc.ID)
 	ctx, cancel := j.finishCtx()
 	defer cancel()

@@ -520,3 +520,51 @@ func TestVerbsWithRolePermissions(t *testing.T) {
 		t.Fatal("a client's retry was accepted")
 	}
 }
+
+// A charge command waiting in the stream while its order is cancelled is
+// not run when the payment participant comes up: the participant looks
+// the step's cancellation up on its first delivery too, and answers it
+// cancelled. Nothing is charged, so nothing needs a refund.
+func TestCancelledStepWaitingInTheStreamIsNotRun(t *testing.T) {
+	s := newStack(t)
+	s.orchestrator()
+	for _, n := range reference.Names {
+		if n != "payment" {
+			s.participant(n)
+		}
+	}
+	o := order("cancel-queued-", 1, map[string]string{"pickup": "never"})
+	s.publishOrder(o)
+	id := o.OrderID
+	charge := streams.CommandSubject(id, 1, "payment", "charge")
+	natstest.Eventually(t, time.Minute, func() bool {
+		for _, ev := range s.history(id) {
+			if ev.Subject == charge {
+				return true
+			}
+		}
+		return false
+	}, "charge of %s not recorded", id)
+	if _, err := orchestrator.Cancel(context.Background(), s.env.JS, id, alice); err != nil {
+		t.Fatal(err)
+	}
+	s.waitStatus(id, schema.StatusCancelled)
+	s.participant("payment")
+	result := streams.ResultSubject(id, 1, "payment", "charge")
+	var res *schema.Result
+	natstest.Eventually(t, time.Minute, func() bool {
+		for _, ev := range s.history(id) {
+			if r, ok := ev.Value.(*schema.Result); ok && ev.Subject == result {
+				res = r
+				return true
+			}
+		}
+		return false
+	}, "the waiting charge of %s was never answered", id)
+	if res.Error == nil || res.Error.Kind != participants.KindCancelled {
+		t.Fatalf("charge answered %+v, want a cancelled failure", res)
+	}
+	if k, _ := s.payments(id); k["charge"] != 0 {
+		t.Fatalf("payment ledger %v: a cancelled charge was made", k)
+	}
+}

@@ -348,6 +348,11 @@ func (r *replayer) finish(out any, err error) {
 	f := &schema.WorkflowFinished{Status: schema.StatusCompleted}
 	if err != nil {
 		f.Status, f.Reason = endStatus(err)
+		if f.Status == schema.StatusCancelled && (r.root == nil || r.root.cause == nil) {
+			// The code cancelled a scope of its own and returned that:
+			// nobody cancelled the workflow, it failed.
+			f.Status = schema.StatusFailed
+		}
 		f.Error = err.Error()
 		f.ErrorKind, f.NonRetryable = errorKind(err)
 	} else if raw, ok := out.(schema.Raw); ok {
