@@ -95,4 +95,3 @@ func run() error {
 		}
 	}
 }
-
