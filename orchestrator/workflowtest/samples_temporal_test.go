@@ -309,8 +309,8 @@ func TestSampleTemporalPickFirst(t *testing.T) {
 	if out != "fast" {
 		t.Fatalf("winner %q, want fast", out)
 	}
-	if cause := received(t, slowTold, "the loser's cancellation"); cause == nil {
-		t.Fatal("the loser's handler context ended without a cause")
+	if cause := received(t, slowTold, "the loser's cancellation"); cause == nil || cause.Error() != "the workflow cancelled this step" {
+		t.Fatalf("the loser's handler context ended by %v, want the workflow's cancellation", cause)
 	}
 }
 
@@ -361,13 +361,23 @@ func LockedWork(ctx workflow.Context, lock string) (string, error) {
 	return out, nil
 }
 
-// span is when a workflow used the shared resource.
-type span struct{ from, to time.Time }
+// lockEvent is a grant, use or release of the lock as a stub saw it.
+type lockEvent struct {
+	what, who string
+	at        time.Time
+}
 
 func TestSampleTemporalMutex(t *testing.T) {
 	env := workflowtest.New(t)
 	workflow.Register(env.Registry(), "lock", LockWorkflow)
 	workflow.Register(env.Registry(), "locked-work", LockedWork)
+	var mu sync.Mutex
+	var events []lockEvent
+	note := func(what, who string) {
+		mu.Lock()
+		events = append(events, lockEvent{what: what, who: who, at: time.Now()})
+		mu.Unlock()
+	}
 	signal := func(ctx context.Context, id, name, payload string) error {
 		body, _ := json.Marshal(payload)
 		_, err := orchestrator.SendSignal(ctx, env.JS(), id, name, body)
@@ -381,31 +391,18 @@ func TestSampleTemporalMutex(t *testing.T) {
 	env.Stub(mutexGrant, func(ctx context.Context, cmd *participants.Command) (any, error) {
 		var who string
 		_ = cmd.Decode(&who)
+		note("grant", who)
 		return "granted", signal(ctx, who, "granted", cmd.WorkflowID)
 	})
 	env.Stub(mutexRelease, func(ctx context.Context, cmd *participants.Command) (any, error) {
 		var lock string
 		_ = cmd.Decode(&lock)
+		note("release", cmd.WorkflowID)
 		return "released", signal(ctx, lock, "release", cmd.WorkflowID)
 	})
-	var mu sync.Mutex
-	holders := 0
-	overlapped := false
-	spans := map[string]span{}
 	env.Stub(mutexCritical, func(_ context.Context, cmd *participants.Command) (any, error) {
-		mu.Lock()
-		holders++
-		overlapped = overlapped || holders > 1
-		from := time.Now()
-		mu.Unlock()
-		// The resource is used outside the stubs' lock, so two holders at
-		// once would be seen.
-		used := fmt.Sprintf("used by %s", cmd.WorkflowID)
-		mu.Lock()
-		defer mu.Unlock()
-		holders--
-		spans[cmd.WorkflowID] = span{from: from, to: time.Now()}
-		return used, nil
+		note("use", cmd.WorkflowID)
+		return "used by " + cmd.WorkflowID, nil
 	})
 	env.Run()
 	env.Start("lock", "lock-1", 2)
@@ -424,27 +421,22 @@ func TestSampleTemporalMutex(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	a, b := spans["w-1"], spans["w-2"]
-	if overlapped || len(spans) != 2 || !(a.to.Before(b.from) || b.to.Before(a.from)) {
-		t.Fatalf("uses %v (overlapped %v): want two uses, one after the other", spans, overlapped)
+	var seq []string
+	for _, e := range events {
+		seq = append(seq, e.what+" "+e.who)
 	}
-	// The grants follow the releases in the lock's history: acquire,
-	// grant, release, acquire, grant, release.
-	d, err := env.Describe("lock-1")
-	if err != nil {
-		t.Fatal(err)
+	// Each holder is granted, uses and releases the lock before the next
+	// is granted: the holding times [grant, release] never overlap.
+	if len(events) != 6 || events[0].who == events[3].who {
+		t.Fatalf("lock events %q: want grant, use, release for each workflow in turn", seq)
 	}
-	var seen []string
-	for _, e := range d.History {
-		switch {
-		case e.Type == "signal":
-			seen = append(seen, e.Step)
-		case e.Type == string(schema.KindResult) && e.Step == mutexGrant.String():
-			seen = append(seen, "grant")
+	for i, want := range []string{"grant", "use", "release", "grant", "use", "release"} {
+		if events[i].what != want || events[i].who != events[i/3*3].who {
+			t.Fatalf("lock events %q: want grant, use, release for each workflow in turn", seq)
 		}
 	}
-	if got := strings.Join(seen, " "); strings.Count(got, "grant") != 2 {
-		t.Fatalf("lock history %q: want two grants", got)
+	if first, second := events[2], events[3]; second.at.Before(first.at) {
+		t.Fatalf("%s granted at %s, before %s released it at %s", second.who, second.at, first.who, first.at)
 	}
 }
 
