@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -30,6 +31,9 @@ type obsFlags struct {
 	// soft: the address is jetflow dev's default, not asked for; when it
 	// is taken (another jetflow dev) the process runs without metrics.
 	soft bool
+	// announce, when set, prints where the metrics are served on a line
+	// of its own (jetflow dev: the log may be quieted).
+	announce func(url string)
 }
 
 func (o *obsFlags) register(fs *flag.FlagSet) {
@@ -43,6 +47,7 @@ func (o *obsFlags) devDefaults(fs *flag.FlagSet) {
 	f.DefValue = devMetricsAddr
 	_ = f.Value.Set(devMetricsAddr)
 	o.soft = true
+	o.announce = func(url string) { fmt.Fprintf(os.Stderr, "jetflow dev: metrics on %s\n", url) }
 }
 
 // init creates the process's metrics and serves them when --metrics is
@@ -76,12 +81,16 @@ func (o *obsFlags) serve(ctx context.Context, log *slog.Logger) error {
 	if o.soft && o.fs != nil {
 		o.fs.Visit(func(f *flag.Flag) { o.soft = o.soft && f.Name != "metrics" })
 	}
-	if _, err := metrics.Serve(ctx, o.metricsAddr, o.metrics, log.With("component", "metrics")); err != nil {
+	srv, err := metrics.Serve(ctx, o.metricsAddr, o.metrics, log.With("component", "metrics"))
+	if err != nil {
 		if o.soft {
 			log.Warn("no metrics: the default address is taken (pass --metrics ADDR)", "err", err)
 			return nil
 		}
 		return err
+	}
+	if o.announce != nil {
+		o.announce("http://" + srv.Addr() + "/metrics")
 	}
 	return nil
 }

@@ -590,15 +590,21 @@ func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*p
 			if p.status[id] == "" {
 				p.status[id] = schema.StatusRunning
 			}
-		case rest == "blocked":
+		case strings.HasPrefix(rest, "blocked."):
 			p.status[id] = schema.StatusBlocked
 		case strings.HasPrefix(rest, "done."):
 			if status, _, ok := streams.ParseDone(rest); ok {
 				p.status[id] = schema.Status(status)
 			}
+		default:
+			// An operator's retry of a manual workflow, or resume of a
+			// blocked one, runs it again.
+			if _, verb, ok := streams.ParseOperator(rest); ok && (verb == schema.VerbRetry || verb == schema.VerbResume) {
+				p.status[id] = schema.StatusRunning
+			}
 		}
 	}
-	for _, f := range []string{streams.StartFilter, streams.DoneFilter, streams.BlockedFilter} {
+	for _, f := range []string{streams.StartFilter, streams.DoneFilter, streams.BlockedFilter, streams.OperatorFilter} {
 		if _, err := nc.Subscribe(f, on); err != nil {
 			return nil, err
 		}
@@ -639,9 +645,17 @@ func (p *progress) line() string {
 	for _, s := range p.status {
 		counts[s]++
 	}
-	return fmt.Sprintf("workflows %d | running %d | completed %d | compensated %d | manual %d | blocked %d | dead letters %d",
+	line := fmt.Sprintf("workflows %d | running %d | completed %d | compensated %d | manual %d | blocked %d",
 		len(p.status), counts[schema.StatusRunning], counts[schema.StatusCompleted], counts[schema.StatusCompensated],
-		counts[schema.StatusManual], counts[schema.StatusBlocked], p.dead.Load())
+		counts[schema.StatusManual], counts[schema.StatusBlocked])
+	// The ends an operator or an application error makes, once there are
+	// any: the counts add up to the workflows.
+	for _, st := range []schema.Status{schema.StatusFailed, schema.StatusCancelled, schema.StatusTerminated, schema.StatusResolved} {
+		if n := counts[st]; n > 0 {
+			line += fmt.Sprintf(" | %s %d", st, n)
+		}
+	}
+	return line + fmt.Sprintf(" | dead letters %d", p.dead.Load())
 }
 
 func (p *progress) print(w io.Writer) {

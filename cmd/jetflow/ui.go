@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +29,8 @@ type uiFlags struct {
 	listen   string
 	auth     string
 	readOnly bool
+	// bound is the address the console listens on, once it does.
+	bound string
 }
 
 func (u *uiFlags) register(fs *flag.FlagSet, listenFlag, listenHelp string) {
@@ -90,7 +93,8 @@ func startUI(ctx context.Context, wg *sync.WaitGroup, u *uiFlags, nc *nats.Conn,
 		return fmt.Errorf("web console: %w", err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
-	log.Info("web console ready", "url", "http://"+ln.Addr().String()+"/", "auth", authKind(u.auth), "read_only", u.readOnly)
+	u.bound = ln.Addr().String()
+	log.Info("web console ready", "url", "http://"+u.bound+"/", "auth", authKind(u.auth), "read_only", u.readOnly)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -119,6 +123,10 @@ func startDevUI(ctx context.Context, wg *sync.WaitGroup, u *uiFlags, explicit bo
 	if err != nil && !explicit && errors.Is(err, syscall.EADDRINUSE) {
 		log.Warn("web console not started: its address is taken", "addr", u.listen, "hint", "--ui ADDR picks another")
 		return nil
+	}
+	if err == nil {
+		// On a line of its own: make run quiets the log.
+		fmt.Fprintf(os.Stderr, "jetflow dev: web console on http://%s/\n", u.bound)
 	}
 	return err
 }

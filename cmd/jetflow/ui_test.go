@@ -37,7 +37,8 @@ func TestUIRefusesOpenAddressWithoutAuth(t *testing.T) {
 // its address, and the list shows the demo orders.
 func TestDevServesConsole(t *testing.T) {
 	ui := freeAddr(t)
-	dev := exec.Command(binary, "dev", "--listen", freeAddr(t), "--ui", ui, "--data", t.TempDir(), "--demo", "3", "--log-level", "info")
+	// At warn, as make run runs it: the address is on a line of its own.
+	dev := exec.Command(binary, "dev", "--listen", freeAddr(t), "--ui", ui, "--data", t.TempDir(), "--demo", "3", "--log-level", "warn", "--metrics", "")
 	devErr := &syncBuffer{}
 	dev.Stderr = devErr
 	if err := dev.Start(); err != nil {
@@ -55,7 +56,7 @@ func TestDevServesConsole(t *testing.T) {
 		page = string(b)
 		return resp.StatusCode == 200 && strings.Contains(page, `data-count="all">3<`)
 	}, "console on %s does not list the 3 demo orders; jetflow dev said:\n%s", ui, devErr)
-	if !strings.Contains(devErr.String(), "http://"+ui+"/") {
+	if !strings.Contains(devErr.String(), "jetflow dev: web console on http://"+ui+"/") {
 		t.Errorf("jetflow dev did not print the console's address http://%s/:\n%s", ui, devErr.String())
 	}
 }
