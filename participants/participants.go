@@ -284,6 +284,12 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	w := &worker{js: js, kv: kv, attempts: attempts, svc: svc, log: log, ackWait: ackWait, maxDeliver: maxDeliver, runCtx: hctx}
 	w.metrics = cfg.Metrics
+	stopWatch, err := w.watchCancels()
+	if err != nil {
+		hcancel()
+		return err
+	}
+	defer stopWatch()
 	cfg.Metrics.SetReady("participant-"+svc.Name, true)
 	defer cfg.Metrics.SetReady("participant-"+svc.Name, false)
 	var wg sync.WaitGroup

@@ -39,6 +39,9 @@ type worker struct {
 	runCtx context.Context
 	// metrics receives the step metrics; nil: none.
 	metrics *metrics.Metrics
+	// running maps the step cancellation subject of each command whose
+	// handler runs here to the handler's cancel (watchCancels).
+	running sync.Map
 }
 
 // stateDone is the state of an idempotency record that holds a result.
@@ -586,28 +589,38 @@ func (j *job) forgetHeartbeat(hbKey string) {
 // the workflow cancelled the step.
 var errStepCancelled = errors.New("the workflow cancelled this step")
 
-// watchCancel subscribes to the step's cancellation subject while the
-// handler runs and cancels it with errStepCancelled when the workflow
-// records one. It returns the function that stops watching.
-func (j *job) watchCancel(sc *schema.Command, cancel context.CancelCauseFunc) (stop func()) {
-	sub, err := j.js.Conn().Subscribe(streams.StepCancelSubject(sc.WorkflowID, sc.ID), func(*nats.Msg) {
-		j.log.Info("step cancelled by its workflow: cancelling the handler")
-		cancel(errStepCancelled)
+// watchCancels subscribes, once per Run, to every step cancellation:
+// the cancellation of a step whose handler runs here cancels it with
+// errStepCancelled. One subscription for the process, not one made and
+// dropped per command. It returns the function that stops watching.
+func (w *worker) watchCancels() (stop func(), err error) {
+	sub, err := w.js.Conn().Subscribe(streams.StepCancelFilter, func(m *nats.Msg) {
+		if cancel, ok := w.running.Load(m.Subject); ok {
+			w.log.Info("step cancelled by its workflow: cancelling the handler", "subject", m.Subject)
+			cancel.(context.CancelCauseFunc)(errStepCancelled)
+		}
 	})
 	if err != nil {
-		j.log.Debug("watch the step's cancellation", "err", err)
-		return func() {}
+		return nil, fmt.Errorf("participants: watch step cancellations: %w", err)
 	}
-	return func() { _ = sub.Unsubscribe() }
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// watchCancel registers the running handler of sc with the process's
+// watch (watchCancels). It returns the function that unregisters it.
+func (j *job) watchCancel(sc *schema.Command, cancel context.CancelCauseFunc) (stop func()) {
+	subject := streams.StepCancelSubject(sc.WorkflowID, sc.ID)
+	j.running.Store(subject, cancel)
+	return func() { j.running.Delete(subject) }
 }
 
 // cancelledBefore reports whether the workflow cancelled the step before
 // this attempt, with one direct get of the cancellation's subject. Every
 // attempt looks, the first too: a command may wait in the stream while
 // its workflow is cancelled, and running it then would make an effect
-// (a charge) that nothing compensates. The watch (watchCancel) is
-// subscribed before this read on the same connection, so a cancellation
-// is seen by one or the other. A failed lookup counts as not cancelled.
+// (a charge) that nothing compensates. The handler is registered with the
+// process's watch (watchCancel) before this read, so a cancellation is
+// seen by one or the other. A failed lookup counts as not cancelled.
 func (j *job) cancelledBefore(sc *schema.Command) bool {
 	subject := streams.StepCancelSubject(sc.WorkflowID, sc.ID)
 	ctx, cancel := j.finishCtx()
