@@ -6,6 +6,8 @@
 //	jetflow show WORKFLOW_ID           status and decoded history
 //	jetflow list [--status S]          workflows and their status
 //	jetflow ledger SYSTEM [--order ID] a simulated system's effects
+//	jetflow reconcile [--fix]          payment ledger against the orders' outcomes
+//	jetflow schedule                   the schedules, their next and last runs
 //	jetflow signal ID NAME [JSON]      send a signal to a workflow
 //	jetflow query ID NAME [JSON]       ask a workflow's query handler
 //	jetflow update ID NAME [JSON]      update a workflow, wait for the result
@@ -79,6 +81,8 @@ func init() {
 		{"decode", "", "decode one msgpack message body from stdin and print JSON", runDecode},
 		{"auth", "config|keys", "write the nats-server permissions of the jetflow roles, or an nkey seed per role", runAuth},
 		{"bench", "", "measure orders/s, latency and JetStream writes per order, in process", runBench},
+		{"reconcile", "", "compare the payment ledger with the orders' outcomes; --fix refunds what was charged and neither fulfilled nor refunded; exit 3 on critical findings", runReconcile},
+		{"schedule", "", "list the schedules: spec, next run, last run and its result", runSchedule},
 		{"replay", "", "replay saved histories (jetflow show ID --output json, with --history FILE) against this build's workflows; print the first divergence", runReplay},
 		{"help", "[COMMAND]", "show a command's usage and flags", runHelp},
 		{"completion", "bash|zsh", "print a shell completion script: source <(jetflow completion bash)", runCompletion},

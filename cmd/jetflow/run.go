@@ -23,8 +23,10 @@ import (
 	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/internal/natsconn"
+	"github.com/jetflow-io/jetflow/internal/reconcile"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/orchestrator/schedule"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/participants"
 	"github.com/jetflow-io/jetflow/participants/reference"
@@ -52,6 +54,8 @@ type engineFlags struct {
 	// maxPendingSignals caps each workflow's signals recorded and not yet
 	// received (orchestrator.Config.MaxPendingSignals).
 	maxPendingSignals int
+	// reconcileSchedule is when the reconciliation runs ("" never).
+	reconcileSchedule string
 
 	// simulation: the flags of registerSimulation are registered.
 	simulation bool
@@ -76,6 +80,7 @@ func (e *engineFlags) registerOrchestrator(fs *flag.FlagSet) {
 	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
 	fs.IntVar(&e.maxPendingSignals, "max-pending-signals", orchestrator.DefaultMaxPendingSignals, "signals a workflow may hold recorded and not yet received; more are dead-lettered")
 	fs.IntVar(&e.maxOrderSize, "max-order-size", orchestrator.DefaultMaxOrderSize, "largest order.created body in bytes; a larger order is dead-lettered (at most a quarter of the server's max payload)")
+	fs.StringVar(&e.reconcileSchedule, "reconcile-schedule", "", "run the payment reconciliation with --fix on this schedule (cron fields in UTC, @daily, @every 6h; \"\" never), and serve `jetflow reconcile --fix`")
 }
 
 // registerSimulation adds the flags of the simulated external systems the
@@ -164,6 +169,8 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 	}
 	reg := workflow.NewRegistry()
 	fulfillment.Register(reg, e.workflow)
+	reconcile.Register(reg, reconcile.Config{})
+	schedule.Register(reg)
 	intake := fulfillment.Intake()
 	intake.MaxSize = e.maxOrderSize
 	var o *orchestrator.Orchestrator
@@ -245,10 +252,15 @@ func runOrchestrator(ctx context.Context, args []string) error {
 	defer nc.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	errs := make(chan error, 1)
+	errs := make(chan error, 3) // the orchestrator, the reconciliation's two services
 	e.obs.poll(ctx, log, metrics.PollConfig{NC: nc, JS: js, Queues: true, QueueDepth: queueDepth(js), Consumers: metrics.EngineConsumers}, nc)
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		cancel()
+		return err
+	}
+	if err := startReconcile(ctx, &wg, nc, js, log, &e, e.reconcileSchedule, errs); err != nil {
+		cancel()
+		wg.Wait()
 		return err
 	}
 	return wait(ctx, cancel, &wg, errs)
@@ -363,6 +375,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.IntVar(&demo, "demo", 0, "publish N sample orders with a mix of outcomes")
 	fs.BoolVar(&demoExit, "demo-exit", false, "exit once every demo order has finished")
 	e.obs.devDefaults(fs)
+	devReconcileDefault(fs)
 	if _, err := parseEngine(fs, &e, args); err != nil {
 		return err
 	}
@@ -445,10 +458,19 @@ func runDev(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2+len(reference.Names))
+	errs := make(chan error, 4+len(reference.Names))
 	poll := metrics.PollConfig{NC: nc, JS: js, Queues: true, QueueDepth: queueDepth(js), Consumers: append(append([]metrics.Consumer(nil), metrics.EngineConsumers...), participantConsumers()...)}
 	e.obs.poll(ctx, log, poll, nc)
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
+		return err
+	}
+	if auth && e.reconcileSchedule != "" {
+		// No role of deploy/nats-server.conf reads the payment ledger and
+		// starts workflows; run it with `jetflow orchestrator` instead.
+		log.Warn("--auth: the reconciliation schedule does not run", "reconcile_schedule", e.reconcileSchedule)
+	} else if err := startReconcile(ctx, &wg, nc, js, log, &e, e.reconcileSchedule, errs); err != nil {
+		cancel()
+		wg.Wait()
 		return err
 	}
 	for _, name := range reference.Names {

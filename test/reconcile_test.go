@@ -1,0 +1,246 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetflow-io/jetflow/internal/natsauth"
+	"github.com/jetflow-io/jetflow/internal/reconcile"
+	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/orchestrator/schedule"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/participants"
+	"github.com/jetflow-io/jetflow/participants/inventory"
+	"github.com/jetflow-io/jetflow/participants/payment"
+	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// newReconcileStack is a stack whose orchestrators also run the
+// reconciliation and schedule workflows, with the reference participants
+// and the reconciliation's scan service.
+func newReconcileStack(t *testing.T) *stack {
+	s := newStack(t)
+	s.workflows = func(r *workflow.Registry) {
+		fulfillment.Register(r, fulfillment.Config{Steps: fastSteps, Compensation: fastCompensation})
+		reconcile.Register(r, reconcile.Config{Refund: fastCompensation})
+		schedule.Register(r)
+	}
+	s.orchestrator()
+	s.participants()
+	s.reconcileService()
+	return s
+}
+
+// reconcileService runs the scan step on its own connection.
+func (s *stack) reconcileService() *part {
+	nc, js := s.connect(natsauth.Orchestrator)
+	cfg := participants.Config{NC: nc, JS: js, Logger: testLogger(), AckWait: s.ackWait}
+	return s.run(func(ctx context.Context) error { return participants.Run(ctx, cfg, reconcile.Service(js)) })
+}
+
+func reconcileOrder(id string, simulate map[string]string) fulfillment.Order {
+	return fulfillment.Order{OrderID: id, CustomerID: "c-1", AmountCents: 4200, Currency: "EUR",
+		Items: []inventory.Item{{SKU: "sku-1", Qty: 1}}, Simulate: simulate}
+}
+
+// gateway writes an effect straight into the payment ledger, as the
+// gateway (or a person at its console) does without the engine knowing.
+func (s *stack) gateway(e sim.Effect) sim.Effect {
+	s.t.Helper()
+	sys, err := sim.Open(context.Background(), s.env.JS, payment.Name, streams.Topology{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if e.Ref == "" {
+		prefix := map[string]string{"charge": "ch", "refund": "re"}[e.Kind]
+		e.Ref = sim.Ref(prefix, e.IdempotencyKey)
+	}
+	out, first, err := sys.Apply(context.Background(), e)
+	if err != nil || !first {
+		s.t.Fatalf("gateway %s %s: first %v, %v", e.Kind, e.IdempotencyKey, first, err)
+	}
+	return out
+}
+
+// paymentLedger is the payment ledger as "order kind ref key" lines,
+// sorted: two equal snapshots mean nothing moved.
+func (s *stack) paymentLedger() []string {
+	s.t.Helper()
+	effects, err := sim.List(context.Background(), s.env.JS, payment.Name, "")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range effects {
+		out = append(out, fmt.Sprintf("%s %s %d %s %s", e.OrderID, e.Kind, e.AmountCents, e.Ref, e.IdempotencyKey))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// findings maps "class order" to the finding.
+func findings(rep reconcile.Report) map[string]reconcile.Finding {
+	out := map[string]reconcile.Finding{}
+	for _, f := range rep.Findings {
+		out[f.Class+" "+f.OrderID] = f
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestReconcile injects what the engine cannot see and checks that the
+// job finds each case, refunds the fixable ones exactly once through the
+// payment participant, and that a second run changes nothing:
+//
+//   - a charge the gateway made whose result never came back (the order
+//     ended compensated without it): refunded;
+//   - a charge of an order that has no workflow: refunded;
+//   - the same, refunded by hand at the gateway: settled, left alone;
+//   - a charge younger than the grace period: left alone (in flight);
+//   - a completed order charged a second time: critical, not touched;
+//   - a compensated order refunded again by hand: critical, not touched;
+//   - completed and compensated orders: no finding.
+func TestReconcile(t *testing.T) {
+	s := newReconcileStack(t)
+	ctx := context.Background()
+	orders := map[string]map[string]string{
+		"rc-lost":          {"payment": "decline"},
+		"rc-hand":          {"payment": "decline"},
+		"rc-young":         {"payment": "decline"},
+		"rc-double-charge": nil,
+		"rc-double-refund": {"inventory": "out_of_stock"},
+		"rc-ok":            nil,
+		"rc-compensated":   {"inventory": "out_of_stock"},
+	}
+	var ids []string
+	for id, sim := range orders {
+		s.publishOrder(reconcileOrder(id, sim))
+		ids = append(ids, id)
+	}
+	st := s.waitSettled(ids, 30*time.Second)
+	want := map[string]schema.Status{
+		"rc-lost": schema.StatusCompensated, "rc-hand": schema.StatusCompensated, "rc-young": schema.StatusCompensated,
+		"rc-double-charge": schema.StatusCompleted, "rc-ok": schema.StatusCompleted,
+		"rc-double-refund": schema.StatusCompensated, "rc-compensated": schema.StatusCompensated,
+	}
+	for id, w := range want {
+		if st[id] != w {
+			t.Fatalf("order %s is %s, want %s", id, st[id], w)
+		}
+	}
+	hourAgo := time.Now().Add(-time.Hour).UTC()
+	charge := func(order, key string, at time.Time) sim.Effect {
+		return s.gateway(sim.Effect{IdempotencyKey: key, OrderID: order, Kind: "charge", AmountCents: 4200, Currency: "EUR", Time: at})
+	}
+	lost := charge("rc-lost", "lost-charge", hourAgo)
+	absent := charge("rc-absent", "absent-charge", hourAgo)
+	charge("rc-hand", "hand-charge", hourAgo)
+	s.gateway(sim.Effect{IdempotencyKey: "console-refund-1", OrderID: "rc-hand", Kind: "refund", AmountCents: 4200, Currency: "EUR", Time: hourAgo})
+	charge("rc-young", "young-charge", time.Now().UTC())
+	charge("rc-double-charge", "second-charge", hourAgo)
+	s.gateway(sim.Effect{IdempotencyKey: "console-refund-2", OrderID: "rc-double-refund", Kind: "refund", AmountCents: 4200, Currency: "EUR", Time: hourAgo})
+
+	opts := reconcile.Options{Since: 24 * time.Hour, Grace: 10 * time.Minute}
+	rep, err := reconcile.Scan(ctx, s.env.JS, opts, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := findings(rep)
+	wantKeys := []string{
+		"charged_not_refunded rc-absent", "charged_not_refunded rc-lost",
+		"double_charge rc-double-charge", "double_refund rc-double-refund",
+	}
+	if strings.Join(sortedKeys(got), "|") != strings.Join(wantKeys, "|") {
+		t.Fatalf("findings %v, want %v", sortedKeys(got), wantKeys)
+	}
+	if f := got["charged_not_refunded rc-lost"]; !f.Fixable || f.Critical || f.ChargeID != lost.Ref || f.AmountCents != 4200 || f.Status != schema.StatusCompensated {
+		t.Errorf("lost charge: %+v", f)
+	}
+	if f := got["charged_not_refunded rc-absent"]; !f.Fixable || f.ChargeID != absent.Ref || f.Status != "" {
+		t.Errorf("charge without a workflow: %+v", f)
+	}
+	for _, k := range wantKeys[2:] {
+		if f := got[k]; !f.Critical || f.Fixable {
+			t.Errorf("%s: want critical and not fixable: %+v", k, f)
+		}
+	}
+	if rep.Critical() != 2 {
+		t.Errorf("critical %d, want 2", rep.Critical())
+	}
+	before := s.paymentLedger()
+
+	// The fix: a reconciliation workflow refunds through the participant.
+	fix := func(at time.Time) reconcile.Report {
+		t.Helper()
+		id, err := reconcile.StartFix(ctx, s.env.JS, reconcile.Params{Options: opts, Fix: true}, "test", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		rep, fin, err := reconcile.Await(actx, s.env.JS, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fin.Status != schema.StatusCompleted {
+			t.Fatalf("reconciliation %s ended %s: %s %s", id, fin.Status, fin.Reason, fin.Error)
+		}
+		return rep
+	}
+	rep = fix(time.Now())
+	got = findings(rep)
+	for _, k := range wantKeys[:2] {
+		if a := got[k].Action; !strings.HasPrefix(a, "refunded re_") {
+			t.Errorf("%s: action %q, want refunded", k, a)
+		}
+	}
+	after := s.paymentLedger()
+	added := diff(after, before)
+	wantAdded := []string{
+		fmt.Sprintf("rc-absent refund 4200 %s refund.%s", sim.Ref("re", "refund."+absent.Ref), absent.Ref),
+		fmt.Sprintf("rc-lost refund 4200 %s refund.%s", sim.Ref("re", "refund."+lost.Ref), lost.Ref),
+	}
+	if strings.Join(added, "|") != strings.Join(wantAdded, "|") {
+		t.Fatalf("the fix wrote %q to the ledger, want %q", added, wantAdded)
+	}
+
+	// A second run finds only the critical ones and writes nothing.
+	rep = fix(time.Now().Add(time.Second))
+	if k := sortedKeys(findings(rep)); strings.Join(k, "|") != strings.Join(wantKeys[2:], "|") {
+		t.Errorf("second run: findings %v, want %v", k, wantKeys[2:])
+	}
+	if again := s.paymentLedger(); strings.Join(again, "\n") != strings.Join(after, "\n") {
+		t.Errorf("the second run changed the ledger: %q", diff(again, after))
+	}
+}
+
+// diff is what a has and b has not (both sorted).
+func diff(a, b []string) []string {
+	in := map[string]int{}
+	for _, x := range b {
+		in[x]++
+	}
+	var out []string
+	for _, x := range a {
+		if in[x] > 0 {
+			in[x]--
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
