@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/jetflow-io/jetflow/internal/natsauth"
+	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/internal/reconcile"
+	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
 	"github.com/jetflow-io/jetflow/orchestrator/schedule"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
@@ -243,4 +245,78 @@ func diff(a, b []string) []string {
 		out = append(out, x)
 	}
 	return out
+}
+
+// TestReconcileSchedule runs the reconciliation on a schedule, with two
+// processes firing the runs and both starting the chain: every slot starts
+// one reconciliation, the lost charge is refunded once however many run,
+// each run's history stays short, and `jetflow schedule` (schedule.List)
+// shows the next run and the last one with its result.
+func TestReconcileSchedule(t *testing.T) {
+	s := newReconcileStack(t)
+	ctx := context.Background()
+	s.publishOrder(reconcileOrder("rs-lost", map[string]string{"payment": "decline"}))
+	s.waitSettled([]string{"rs-lost"}, 30*time.Second)
+	lost := s.gateway(sim.Effect{IdempotencyKey: "rs-lost-charge", OrderID: "rs-lost", Kind: "charge", AmountCents: 4200, Currency: "EUR", Time: time.Now().Add(-time.Hour).UTC()})
+
+	sc := schedule.Schedule{
+		Name: "reconcile", Spec: "@every 2s", WorkflowType: reconcile.WorkflowType,
+		Input: reconcile.Params{Options: reconcile.Options{Grace: time.Minute}, Fix: true},
+	}
+	for range 2 { // two processes
+		nc, js := s.connect(natsauth.Orchestrator)
+		sched, err := schedule.New(js, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := participants.Config{NC: nc, JS: js, Logger: testLogger(), AckWait: s.ackWait}
+		s.run(func(ctx context.Context) error { return participants.Run(ctx, cfg, sched.Service()) })
+		if err := sched.Ensure(ctx, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var runs []orchestrator.Summary
+	natstest.Eventually(t, 60*time.Second, func() bool {
+		page, err := orchestrator.ListPage(ctx, s.env.JS, orchestrator.ListOptions{Type: reconcile.WorkflowType, Status: schema.StatusCompleted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs = page.Workflows
+		return len(runs) >= 3
+	}, "fewer than 3 scheduled reconciliations completed")
+	refunds := 0
+	for _, line := range s.paymentLedger() {
+		if strings.HasPrefix(line, "rs-lost refund ") {
+			refunds++
+			if !strings.HasSuffix(line, " refund."+lost.Ref) {
+				t.Errorf("refund not keyed on the charge: %s", line)
+			}
+		}
+	}
+	if refunds != 1 {
+		t.Errorf("%d refunds of the lost charge after %d runs, want 1", refunds, len(runs))
+	}
+	for _, r := range runs {
+		if !strings.HasPrefix(r.ID, streams.ReservedIDPrefix+"reconcile-") {
+			t.Errorf("scheduled reconciliation %s: not a derived id", r.ID)
+		}
+	}
+	var list []schedule.Info
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		var err error
+		if list, err = schedule.List(ctx, s.env.JS, time.Now().Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		return len(list) == 1 && list[0].LastStatus == schema.StatusCompleted
+	}, "schedule list: %+v", list)
+	in := list[0]
+	if in.Name != "reconcile" || in.Spec != "@every 2s" || in.Type != reconcile.WorkflowType ||
+		!in.NextRun.After(in.LastRun) || in.LastWorkflow != schedule.TargetID("reconcile", in.LastRun) ||
+		!strings.Contains(in.LastResult, `"orders"`) {
+		t.Errorf("schedule list: %+v", in)
+	}
+	d := s.describe(schedule.RunID("reconcile", in.LastRun))
+	if d.Status != schema.StatusCompleted || len(d.History) > 12 {
+		t.Errorf("run %s: %s with %d events, want completed in a short history", d.ID, d.Status, len(d.History))
+	}
 }
