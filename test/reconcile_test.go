@@ -320,3 +320,67 @@ func TestReconcileSchedule(t *testing.T) {
 		t.Errorf("run %s: %s with %d events, want completed in a short history", d.ID, d.Status, len(d.History))
 	}
 }
+
+// TestReconcileRefundFailsForGood: with the payment gateway too slow for
+// every attempt, the fix's refund runs out of attempts and the run ends in
+// the manual queue naming the order, its report (the report query) saying
+// what failed, and nothing was refunded; the next run, with the gateway
+// back, refunds the charge once.
+func TestReconcileRefundFailsForGood(t *testing.T) {
+	s := newStack(t)
+	s.workflows = func(r *workflow.Registry) {
+		fulfillment.Register(r, fulfillment.Config{Steps: fastSteps, Compensation: fastCompensation})
+		reconcile.Register(r, reconcile.Config{Refund: fastCompensation})
+	}
+	s.orchestrator()
+	s.reconcileService()
+	s.faults.Latency = time.Minute // longer than every attempt's 2s
+	slow := s.participant(payment.Name)
+	ctx := context.Background()
+	lost := s.gateway(sim.Effect{IdempotencyKey: "rf-charge", OrderID: "rf-1", Kind: "charge", AmountCents: 700, Currency: "EUR", Time: time.Now().Add(-time.Hour).UTC()})
+	params := reconcile.Params{Options: reconcile.Options{Grace: time.Minute}, Fix: true}
+	run := func(at time.Time) (reconcile.Report, *schema.WorkflowFinished) {
+		t.Helper()
+		id, err := reconcile.StartFix(ctx, s.env.JS, params, "test", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		rep, fin, err := reconcile.Await(actx, s.env.JS, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep, fin
+	}
+	refunds := func() []string {
+		var out []string
+		for _, line := range s.paymentLedger() {
+			if strings.Contains(line, " refund ") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	rep, fin := run(time.Now())
+	if fin.Status != schema.StatusManual || !strings.Contains(fin.Reason, "1 refund(s) failed: orders rf-1") {
+		t.Fatalf("run against a gateway that never answers in time ended %s: %q", fin.Status, fin.Reason)
+	}
+	if len(rep.Findings) != 1 || !strings.HasPrefix(rep.Findings[0].Action, "manual: refund failed") {
+		t.Fatalf("report of the failed run: %+v", rep.Findings)
+	}
+	if got := refunds(); len(got) != 0 {
+		t.Fatalf("the failed run refunded: %q", got)
+	}
+
+	slow.stop(t)
+	s.faults.Latency = 0
+	s.participant(payment.Name)
+	rep, fin = run(time.Now().Add(time.Second))
+	if fin.Status != schema.StatusCompleted || len(rep.Findings) != 1 || !strings.HasPrefix(rep.Findings[0].Action, "refunded ") {
+		t.Fatalf("second run ended %s: %+v", fin.Status, rep.Findings)
+	}
+	if got := refunds(); len(got) != 1 || !strings.HasSuffix(got[0], " refund."+lost.Ref) {
+		t.Errorf("refunds %q, want one keyed on %s", got, lost.Ref)
+	}
+}

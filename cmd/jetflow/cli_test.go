@@ -283,7 +283,8 @@ func TestProgressCountsStoredDeadLetters(t *testing.T) {
 	addr := freeAddr(t)
 	url := "nats://" + addr
 	start := func() (*exec.Cmd, *syncBuffer) {
-		cmd := exec.Command(binary, "dev", "--listen", addr, "--data", data, "--log-level", "warn", "--pickup-delay", "0s")
+		// No reconciliation schedule: its pending run would count as a workflow.
+		cmd := exec.Command(binary, "dev", "--listen", addr, "--data", data, "--log-level", "warn", "--pickup-delay", "0s", "--reconcile-schedule", "")
 		out := &syncBuffer{}
 		cmd.Stderr = out
 		if err := cmd.Start(); err != nil {

@@ -38,9 +38,13 @@ func startReconcile(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js j
 	if spec == "" {
 		return nil
 	}
+	parsed, err := schedule.Parse(spec)
+	if err != nil {
+		return fmt.Errorf("--reconcile-schedule: %w", err)
+	}
 	sched, err := schedule.New(js, schedule.Schedule{
 		Name: reconcileScheduleName, Spec: spec, WorkflowType: reconcile.WorkflowType,
-		Input: reconcile.Params{Fix: true},
+		Input: reconcile.Params{Options: reconcile.Options{Since: scheduledSince(parsed, time.Now())}, Fix: true},
 	})
 	if err != nil {
 		return fmt.Errorf("--reconcile-schedule: %w", err)
@@ -60,6 +64,24 @@ func startReconcile(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js j
 	}()
 	log.Info("reconciliation scheduled", "spec", spec, "workflow", reconcile.WorkflowType)
 	return nil
+}
+
+// scheduledSince is how far back a scheduled reconciliation looks: at least
+// DefaultSince, and the longest gap between two runs of spec (over the
+// next few) plus twice the grace, so that a charge too young for one run
+// is still in the next run's window.
+func scheduledSince(spec schedule.Spec, now time.Time) time.Duration {
+	since := reconcile.DefaultSince
+	t := spec.Next(now)
+	for range 8 {
+		n := spec.Next(t)
+		if n.IsZero() {
+			break
+		}
+		since = max(since, n.Sub(t)+2*reconcile.DefaultGrace)
+		t = n
+	}
+	return since
 }
 
 func runReconcile(ctx context.Context, args []string) error {

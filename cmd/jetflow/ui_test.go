@@ -38,7 +38,8 @@ func TestUIRefusesOpenAddressWithoutAuth(t *testing.T) {
 func TestDevServesConsole(t *testing.T) {
 	ui := freeAddr(t)
 	// At warn, as make run runs it: the address is on a line of its own.
-	dev := exec.Command(binary, "dev", "--listen", freeAddr(t), "--ui", ui, "--data", t.TempDir(), "--demo", "3", "--log-level", "warn", "--metrics", "")
+	// No reconciliation schedule: its pending run would count as a workflow.
+	dev := exec.Command(binary, "dev", "--listen", freeAddr(t), "--ui", ui, "--data", t.TempDir(), "--demo", "3", "--log-level", "warn", "--metrics", "", "--reconcile-schedule", "")
 	devErr := &syncBuffer{}
 	dev.Stderr = devErr
 	if err := dev.Start(); err != nil {

@@ -140,6 +140,23 @@ type Report struct {
 	// Deferred is how many fixable findings were left for the next run
 	// (more than MaxFixes).
 	Deferred int `msgpack:"deferred,omitempty" json:"deferred,omitempty"`
+	// Omitted is how many findings were left out of Findings to keep the
+	// report within a message (Truncate); critical ones are kept first.
+	Omitted int `msgpack:"omitted,omitempty" json:"omitted,omitempty"`
+}
+
+// MaxReported is the most findings a reconciliation workflow's report
+// carries: it is recorded in the history as a step result, which must fit
+// in one message.
+const MaxReported = 1000
+
+// Truncate keeps the first n findings (critical first, then fixable
+// ones, as Scan sorts them) and counts the others in Omitted.
+func (r *Report) Truncate(n int) {
+	if len(r.Findings) > n {
+		r.Omitted += len(r.Findings) - n
+		r.Findings = r.Findings[:n]
+	}
 }
 
 // Critical is the number of critical findings.
@@ -212,6 +229,9 @@ func Scan(ctx context.Context, js jetstream.JetStream, opts Options, now time.Ti
 		a, b := rep.Findings[i], rep.Findings[j]
 		if a.Critical != b.Critical {
 			return a.Critical
+		}
+		if a.Fixable != b.Fixable {
+			return a.Fixable
 		}
 		if a.Class != b.Class {
 			return a.Class < b.Class

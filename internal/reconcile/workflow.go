@@ -76,8 +76,9 @@ func Register(reg *workflow.Registry, cfg Config) {
 
 // run scans, then refunds each fixable finding through the payment
 // participant. A refund that fails for good is marked and the run ends
-// in the manual queue once the others are done; `jetflow retry` sends the
-// failed refunds again.
+// in the manual queue once the others are done, naming the orders; the
+// next run tries them again (the refund is keyed on the charge, so
+// whichever attempt reaches the gateway first refunds it, once).
 func (c Config) run(ctx workflow.Context, p Params) (Report, error) {
 	var rep Report
 	if err := workflow.SetQueryHandler(ctx, ReportQuery, func(struct{}) (Report, error) { return rep, nil }); err != nil {
@@ -143,7 +144,12 @@ func Service(js jetstream.JetStream) participants.Service {
 				if err := p.Validate(); err != nil {
 					return nil, participants.NonRetryable("bad_request", err)
 				}
-				return Scan(ctx, js, p.Options, time.Now())
+				rep, err := Scan(ctx, js, p.Options, time.Now())
+				if err != nil {
+					return nil, err
+				}
+				rep.Truncate(MaxReported)
+				return rep, nil
 			}),
 		},
 	}
