@@ -284,7 +284,7 @@ func settle(id string, effects []sim.Effect) *order {
 			o.refunds = append(o.refunds, e)
 			o.refunded += e.AmountCents
 			o.refundCount++
-			if ch, ok := strings.CutPrefix(e.IdempotencyKey, "refund."); ok && byRefOrLater(effects, ch) {
+			if ch, ok := strings.CutPrefix(e.IdempotencyKey, "refund."); ok && isCharge(effects, ch) {
 				keyed[ch] = true
 			} else {
 				loose = append(loose, e)
@@ -311,8 +311,8 @@ func settle(id string, effects []sim.Effect) *order {
 	return o
 }
 
-// byRefOrLater reports whether ref is a charge of the order's effects.
-func byRefOrLater(effects []sim.Effect, ref string) bool {
+// isCharge reports whether ref is a charge among effects.
+func isCharge(effects []sim.Effect, ref string) bool {
 	for _, e := range effects {
 		if (e.Kind == "charge" || e.Kind == "settle") && e.Ref == ref {
 			return true

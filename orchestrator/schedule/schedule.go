@@ -93,7 +93,7 @@ type Result struct {
 	// WorkflowID is the target the run started ("" when skipped).
 	WorkflowID string `msgpack:"workflow_id,omitempty" json:"workflow_id,omitempty"`
 	// Next is the slot of the run it started.
-	Next time.Time `msgpack:"next,omitzero" json:"next,omitzero"`
+	Next time.Time `msgpack:"next,omitempty" json:"next,omitzero"`
 	// Skipped says why the run started nothing: its schedule was removed
 	// or its specification changed since the run was started.
 	Skipped string `msgpack:"skipped,omitempty" json:"skipped,omitempty"`
