@@ -92,6 +92,7 @@ func runReconcile(ctx context.Context, args []string) error {
 	c.register(fs, true)
 	fs.DurationVar(&p.Since, "since", reconcile.DefaultSince, "reconcile the orders with a payment ledger entry this recent")
 	fs.DurationVar(&p.Grace, "grace", reconcile.DefaultGrace, "leave charges younger than this alone (their order may still be compensating)")
+	fs.DurationVar(&p.OrphanWithin, "orphan-within", reconcile.DefaultOrphanWithin, "refund a charge whose order has no workflow only while it is this recent (an older one may be of an archived order; keep it below the history retention)")
 	fs.BoolVar(&p.Fix, "fix", false, "refund what can be refunded, through a reconciliation workflow (an orchestrator with --reconcile-schedule and the payment participant must run)")
 	fs.DurationVar(&wait, "wait", 5*time.Minute, "with --fix, how long to wait for the reconciliation workflow to end")
 	pos, err := parse(fs, args)
@@ -104,7 +105,7 @@ func runReconcile(ctx context.Context, args []string) error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"since", p.Since}, {"grace", p.Grace}, {"wait", wait}} {
+	}{{"since", p.Since}, {"grace", p.Grace}, {"orphan-within", p.OrphanWithin}, {"wait", wait}} {
 		if err := positive(d.name, d.v); err != nil {
 			return err
 		}

@@ -5,8 +5,9 @@
 //
 //   - charged_not_refunded: an order charged, neither completed nor
 //     refunded, whose workflow ended (failed, compensated, cancelled,
-//     terminated) or does not exist; fixable by refunding the charge
-//     through the payment participant. An order whose workflow is manual
+//     terminated) or does not exist (for a charge younger than
+//     OrphanWithin); fixable by refunding the charge through the payment
+//     participant. An order whose workflow is manual
 //     or resolved is reported and left to the person who holds it; a
 //     running or blocked one, and a charge younger than the grace period,
 //     is in flight and not looked at.
@@ -63,6 +64,9 @@ const (
 	// DefaultMaxFixes bounds the refunds one run makes; the rest wait for
 	// the next run.
 	DefaultMaxFixes = 500
+	// DefaultOrphanWithin is Options.OrphanWithin by default: well inside
+	// the default history retention of a week.
+	DefaultOrphanWithin = 72 * time.Hour
 )
 
 // Options select what a scan looks at.
@@ -76,6 +80,11 @@ type Options struct {
 	// MaxFixes is the most fixable findings one run refunds. Default
 	// DefaultMaxFixes.
 	MaxFixes int `msgpack:"max_fixes,omitempty" json:"max_fixes,omitempty"`
+	// OrphanWithin is how old a charge whose order has no workflow may be
+	// and still be refunded: an older one may belong to an order whose
+	// history was archived and removed, so it is left to a person.
+	// Default DefaultOrphanWithin; keep it below the history retention.
+	OrphanWithin time.Duration `msgpack:"orphan_within,omitempty" json:"orphan_within,omitempty"`
 }
 
 func (o Options) withDefaults() Options {
@@ -87,6 +96,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxFixes <= 0 {
 		o.MaxFixes = DefaultMaxFixes
+	}
+	if o.OrphanWithin <= 0 {
+		o.OrphanWithin = DefaultOrphanWithin
 	}
 	return o
 }
@@ -102,6 +114,9 @@ func (o Options) Validate() error {
 	}
 	if o.MaxFixes < 0 {
 		errs = append(errs, fmt.Errorf("max fixes %d: must not be negative", o.MaxFixes))
+	}
+	if o.OrphanWithin < 0 {
+		errs = append(errs, fmt.Errorf("orphan within %s: must not be negative", o.OrphanWithin))
 	}
 	return errors.Join(errs...)
 }
@@ -219,6 +234,13 @@ func Scan(ctx context.Context, js jetstream.JetStream, opts Options, now time.Ti
 			f.Action = "none: the order is in the manual queue; its retry refunds the same charge once"
 		case schema.StatusResolved:
 			f.Action = "none: an operator resolved the order by hand"
+		case "":
+			if now.Sub(o.open.Time) > opts.OrphanWithin {
+				f.Action = "none: no workflow, and the charge is older than " + opts.OrphanWithin.String() + " (its history may have been archived); a person checks"
+				break
+			}
+			f.Fixable = true
+			f.Action = "refund " + f.ChargeID
 		default: // ended without completing, or no workflow
 			f.Fixable = true
 			f.Action = "refund " + f.ChargeID
