@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -51,9 +52,9 @@ func reconcileOrder(id string, simulate map[string]string) fulfillment.Order {
 		Items: []inventory.Item{{SKU: "sku-1", Qty: 1}}, Simulate: simulate}
 }
 
-// gateway writes an effect straight into the payment ledger, as the
+// gatewayApply writes an effect straight into the payment ledger, as the
 // gateway (or a person at its console) does without the engine knowing.
-func (s *stack) gateway(e sim.Effect) sim.Effect {
+func (s *stack) gatewayApply(e sim.Effect) sim.Effect {
 	s.t.Helper()
 	sys, err := sim.Open(context.Background(), s.env.JS, payment.Name, streams.Topology{})
 	if err != nil {
@@ -70,9 +71,9 @@ func (s *stack) gateway(e sim.Effect) sim.Effect {
 	return out
 }
 
-// paymentLedger is the payment ledger as "order kind ref key" lines,
+// paymentLines is the payment ledger as "order kind ref key" lines,
 // sorted: two equal snapshots mean nothing moved.
-func (s *stack) paymentLedger() []string {
+func (s *stack) paymentLines() []string {
 	s.t.Helper()
 	effects, err := sim.List(context.Background(), s.env.JS, payment.Name, "")
 	if err != nil {
@@ -86,8 +87,8 @@ func (s *stack) paymentLedger() []string {
 	return out
 }
 
-// findings maps "class order" to the finding.
-func findings(rep reconcile.Report) map[string]reconcile.Finding {
+// findingsByKey maps "class order" to the finding.
+func findingsByKey(rep reconcile.Report) map[string]reconcile.Finding {
 	out := map[string]reconcile.Finding{}
 	for _, f := range rep.Findings {
 		out[f.Class+" "+f.OrderID] = f
@@ -95,7 +96,7 @@ func findings(rep reconcile.Report) map[string]reconcile.Finding {
 	return out
 }
 
-func sortedKeys[V any](m map[string]V) []string {
+func reconcileKeys[V any](m map[string]V) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
@@ -148,30 +149,30 @@ func TestReconcile(t *testing.T) {
 	}
 	hourAgo := time.Now().Add(-time.Hour).UTC()
 	charge := func(order, key string, at time.Time) sim.Effect {
-		return s.gateway(sim.Effect{IdempotencyKey: key, OrderID: order, Kind: "charge", AmountCents: 4200, Currency: "EUR", Time: at})
+		return s.gatewayApply(sim.Effect{IdempotencyKey: key, OrderID: order, Kind: "charge", AmountCents: 4200, Currency: "EUR", Time: at})
 	}
 	lost := charge("rc-lost", "lost-charge", hourAgo)
 	absent := charge("rc-absent", "absent-charge", hourAgo)
 	charge("rc-old-orphan", "old-orphan-charge", time.Now().Add(-100*time.Hour).UTC())
 	charge("rc-hand", "hand-charge", hourAgo)
-	s.gateway(sim.Effect{IdempotencyKey: "console-refund-1", OrderID: "rc-hand", Kind: "refund", AmountCents: 4200, Currency: "EUR", Time: hourAgo})
+	s.gatewayApply(sim.Effect{IdempotencyKey: "console-refund-1", OrderID: "rc-hand", Kind: "refund", AmountCents: 4200, Currency: "EUR", Time: hourAgo})
 	charge("rc-young", "young-charge", time.Now().UTC())
 	charge("rc-double-charge", "second-charge", hourAgo)
-	s.gateway(sim.Effect{IdempotencyKey: "console-refund-2", OrderID: "rc-double-refund", Kind: "refund", AmountCents: 4200, Currency: "EUR", Time: hourAgo})
+	s.gatewayApply(sim.Effect{IdempotencyKey: "console-refund-2", OrderID: "rc-double-refund", Kind: "refund", AmountCents: 4200, Currency: "EUR", Time: hourAgo})
 
 	opts := reconcile.Options{Since: 200 * time.Hour, Grace: 10 * time.Minute}
 	rep, err := reconcile.Scan(ctx, s.env.JS, opts, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := findings(rep)
+	got := findingsByKey(rep)
 	wantKeys := []string{
 		"charged_not_refunded rc-absent", "charged_not_refunded rc-lost",
 		"double_charge rc-double-charge", "double_refund rc-double-refund",
 		"charged_not_refunded rc-old-orphan",
 	}
-	if strings.Join(sortedKeys(got), "|") != strings.Join(sorted(wantKeys), "|") {
-		t.Fatalf("findings %v, want %v", sortedKeys(got), wantKeys)
+	if strings.Join(reconcileKeys(got), "|") != strings.Join(sortedCopy(wantKeys), "|") {
+		t.Fatalf("findings %v, want %v", reconcileKeys(got), wantKeys)
 	}
 	if f := got["charged_not_refunded rc-lost"]; !f.Fixable || f.Critical || f.ChargeID != lost.Ref || f.AmountCents != 4200 || f.Status != schema.StatusCompensated {
 		t.Errorf("lost charge: %+v", f)
@@ -190,7 +191,7 @@ func TestReconcile(t *testing.T) {
 	if rep.Critical() != 2 {
 		t.Errorf("critical %d, want 2", rep.Critical())
 	}
-	before := s.paymentLedger()
+	before := s.paymentLines()
 
 	// The fix: a reconciliation workflow refunds through the participant.
 	fix := func(at time.Time) reconcile.Report {
@@ -211,14 +212,14 @@ func TestReconcile(t *testing.T) {
 		return rep
 	}
 	rep = fix(time.Now())
-	got = findings(rep)
+	got = findingsByKey(rep)
 	for _, k := range wantKeys[:2] {
 		if a := got[k].Action; !strings.HasPrefix(a, "refunded re_") {
 			t.Errorf("%s: action %q, want refunded", k, a)
 		}
 	}
-	after := s.paymentLedger()
-	added := diff(after, before)
+	after := s.paymentLines()
+	added := ledgerDiff(after, before)
 	wantAdded := []string{
 		fmt.Sprintf("rc-absent refund 4200 %s refund.%s", sim.Ref("re", "refund."+absent.Ref), absent.Ref),
 		fmt.Sprintf("rc-lost refund 4200 %s refund.%s", sim.Ref("re", "refund."+lost.Ref), lost.Ref),
@@ -229,22 +230,22 @@ func TestReconcile(t *testing.T) {
 
 	// A second run finds only the critical ones and writes nothing.
 	rep = fix(time.Now().Add(time.Second))
-	if k := sortedKeys(findings(rep)); strings.Join(k, "|") != strings.Join(sorted(wantKeys[2:]), "|") {
-		t.Errorf("second run: findings %v, want %v", k, sorted(wantKeys[2:]))
+	if k := reconcileKeys(findingsByKey(rep)); strings.Join(k, "|") != strings.Join(sortedCopy(wantKeys[2:]), "|") {
+		t.Errorf("second run: findings %v, want %v", k, sortedCopy(wantKeys[2:]))
 	}
-	if again := s.paymentLedger(); strings.Join(again, "\n") != strings.Join(after, "\n") {
-		t.Errorf("the second run changed the ledger: %q", diff(again, after))
+	if again := s.paymentLines(); strings.Join(again, "\n") != strings.Join(after, "\n") {
+		t.Errorf("the second run changed the ledger: %q", ledgerDiff(again, after))
 	}
 }
 
-func sorted(s []string) []string {
+func sortedCopy(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
 }
 
-// diff is what a has and b has not (both sorted).
-func diff(a, b []string) []string {
+// ledgerDiff is what a has and b has not (both sorted).
+func ledgerDiff(a, b []string) []string {
 	in := map[string]int{}
 	for _, x := range b {
 		in[x]++
@@ -270,7 +271,7 @@ func TestReconcileSchedule(t *testing.T) {
 	ctx := context.Background()
 	s.publishOrder(reconcileOrder("rs-lost", map[string]string{"payment": "decline"}))
 	s.waitSettled([]string{"rs-lost"}, 30*time.Second)
-	lost := s.gateway(sim.Effect{IdempotencyKey: "rs-lost-charge", OrderID: "rs-lost", Kind: "charge", AmountCents: 4200, Currency: "EUR", Time: time.Now().Add(-time.Hour).UTC()})
+	lost := s.gatewayApply(sim.Effect{IdempotencyKey: "rs-lost-charge", OrderID: "rs-lost", Kind: "charge", AmountCents: 4200, Currency: "EUR", Time: time.Now().Add(-time.Hour).UTC()})
 
 	sc := schedule.Schedule{
 		Name: "reconcile", Spec: "@every 2s", WorkflowType: reconcile.WorkflowType,
@@ -298,7 +299,7 @@ func TestReconcileSchedule(t *testing.T) {
 		return len(runs) >= 3
 	}, "fewer than 3 scheduled reconciliations completed")
 	refunds := 0
-	for _, line := range s.paymentLedger() {
+	for _, line := range s.paymentLines() {
 		if strings.HasPrefix(line, "rs-lost refund ") {
 			refunds++
 			if !strings.HasSuffix(line, " refund."+lost.Ref) {
@@ -350,7 +351,7 @@ func TestReconcileRefundFailsForGood(t *testing.T) {
 	s.faults.Latency = time.Minute // longer than every attempt's 2s
 	slow := s.participant(payment.Name)
 	ctx := context.Background()
-	lost := s.gateway(sim.Effect{IdempotencyKey: "rf-charge", OrderID: "rf-1", Kind: "charge", AmountCents: 700, Currency: "EUR", Time: time.Now().Add(-time.Hour).UTC()})
+	lost := s.gatewayApply(sim.Effect{IdempotencyKey: "rf-charge", OrderID: "rf-1", Kind: "charge", AmountCents: 700, Currency: "EUR", Time: time.Now().Add(-time.Hour).UTC()})
 	params := reconcile.Params{Options: reconcile.Options{Grace: time.Minute}, Fix: true}
 	run := func(at time.Time) (reconcile.Report, *schema.WorkflowFinished) {
 		t.Helper()
@@ -368,7 +369,7 @@ func TestReconcileRefundFailsForGood(t *testing.T) {
 	}
 	refunds := func() []string {
 		var out []string
-		for _, line := range s.paymentLedger() {
+		for _, line := range s.paymentLines() {
 			if strings.Contains(line, " refund ") {
 				out = append(out, line)
 			}
@@ -396,4 +397,74 @@ func TestReconcileRefundFailsForGood(t *testing.T) {
 	if got := refunds(); len(got) != 1 || !strings.HasSuffix(got[0], " refund."+lost.Ref) {
 		t.Errorf("refunds %q, want one keyed on %s", got, lost.Ref)
 	}
+}
+
+// TestScheduleChangeEndsTheOldChain: a run the old spec of a schedule left
+// pending (overdue after an outage, say) starts nothing when it fires
+// under a new spec, neither its target nor its successor, so only the new
+// spec's chain goes on.
+func TestScheduleChangeEndsTheOldChain(t *testing.T) {
+	s := newStack(t)
+	s.workflows = func(r *workflow.Registry) {
+		fulfillment.Register(r, fulfillment.Config{Steps: fastSteps, Compensation: fastCompensation})
+		schedule.Register(r)
+		workflow.Register(r, "test.tick", func(ctx workflow.Context, _ struct{}) (string, error) { return workflow.WorkflowID(ctx), nil })
+	}
+	s.orchestrator()
+	ctx := context.Background()
+	h := streams.NewHistory(s.env.NC, s.env.JS)
+	exists := func(id string) bool {
+		_, err := orchestrator.Describe(ctx, h, id)
+		if err != nil && !errors.Is(err, streams.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	overdue := time.Now().Add(-time.Second).Truncate(time.Second).UTC()
+	if _, err := orchestrator.StartDerived(ctx, s.env.JS, schedule.RunType, schedule.RunID("tick", overdue),
+		schedule.Run{Name: "tick", Spec: "@every 1h", Type: "test.tick", At: overdue}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	nc, js := s.connect(natsauth.Orchestrator)
+	sched, err := schedule.New(js, schedule.Schedule{Name: "tick", Spec: "@every 2s", WorkflowType: "test.tick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := participants.Config{NC: nc, JS: js, Logger: testLogger(), AckWait: s.ackWait}
+	s.run(func(ctx context.Context) error { return participants.Run(ctx, cfg, sched.Service()) })
+	if err := sched.Ensure(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var end string
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		d := s.describe(schedule.RunID("tick", overdue))
+		for _, e := range d.History {
+			if e.Type == string(schema.KindWorkflowFinished) {
+				end = string(e.Data)
+			}
+		}
+		return d.Status.Terminal()
+	}, "the old spec's run did not end")
+	if !strings.Contains(end, `schedule \"tick\" is now \"@every 2s\", not \"@every 1h\"`) {
+		t.Errorf("the old spec's run ended: %s", end)
+	}
+	if exists(schedule.TargetID("tick", overdue)) {
+		t.Errorf("the old spec's run started its target")
+	}
+	if exists(schedule.RunID("tick", mustParseSpec(t, "@every 1h").Next(overdue))) {
+		t.Errorf("the old spec's run started a successor")
+	}
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		page, err := orchestrator.ListPage(ctx, s.env.JS, orchestrator.ListOptions{Type: "test.tick", Status: schema.StatusCompleted})
+		return err == nil && len(page.Workflows) >= 2
+	}, "the new spec's chain did not run")
+}
+
+func mustParseSpec(t *testing.T, s string) schedule.Spec {
+	t.Helper()
+	v, err := schedule.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

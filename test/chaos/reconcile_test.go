@@ -77,7 +77,7 @@ func TestKillDuringReconcileFix(t *testing.T) {
 	if len(fixed) != len(lost) {
 		t.Errorf("the fix refunded %d orders, want the %d lost charges", len(fixed), len(lost))
 	}
-	ledger := refunds(t, h)
+	ledger := refundKeys(t, h)
 	for order, charge := range lost {
 		if got := ledger[order]; len(got) != 1 || got[0] != "refund."+charge {
 			t.Errorf("order %s: refunds %v, want one keyed on %s", order, got, charge)
@@ -90,7 +90,7 @@ func TestKillDuringReconcileFix(t *testing.T) {
 	if len(rep.Findings) != 0 {
 		t.Errorf("second run: %+v", rep.Findings)
 	}
-	if again := refunds(t, h); fmt.Sprint(again) != fmt.Sprint(ledger) {
+	if again := refundKeys(t, h); fmt.Sprint(again) != fmt.Sprint(ledger) {
 		t.Errorf("second run changed the refunds:\n%v\nwas\n%v", again, ledger)
 	}
 	if c := h.crashes(); len(c) > 0 {
@@ -128,8 +128,8 @@ func (h *harness) reconcileFix() fixReport {
 	return rep
 }
 
-// refunds maps each order to the idempotency keys of its refunds, sorted.
-func refunds(t *testing.T, h *harness) map[string][]string {
+// refundKeys maps each order to the idempotency keys of its refunds, sorted.
+func refundKeys(t *testing.T, h *harness) map[string][]string {
 	t.Helper()
 	effects, err := sim.List(context.Background(), h.js, "payment", "")
 	if err != nil {
