@@ -116,6 +116,8 @@ func reconcileKeys[V any](m map[string]V) []string {
 //     archived): reported for a person, not refunded;
 //   - the same, refunded by hand at the gateway: settled, left alone;
 //   - a charge younger than the grace period: left alone (in flight);
+//   - a charge refunded in part by hand: reported for a person, not
+//     refunded in full on top;
 //   - a completed order charged a second time: critical, not touched;
 //   - a compensated order refunded again by hand: critical, not touched;
 //   - completed and compensated orders: no finding.
@@ -126,6 +128,7 @@ func TestReconcile(t *testing.T) {
 		"rc-lost":          {"payment": "decline"},
 		"rc-hand":          {"payment": "decline"},
 		"rc-young":         {"payment": "decline"},
+		"rc-partial":       {"payment": "decline"},
 		"rc-double-charge": nil,
 		"rc-double-refund": {"inventory": "out_of_stock"},
 		"rc-ok":            nil,
@@ -139,6 +142,7 @@ func TestReconcile(t *testing.T) {
 	st := s.waitSettled(ids, 30*time.Second)
 	want := map[string]schema.Status{
 		"rc-lost": schema.StatusCompensated, "rc-hand": schema.StatusCompensated, "rc-young": schema.StatusCompensated,
+		"rc-partial":       schema.StatusCompensated,
 		"rc-double-charge": schema.StatusCompleted, "rc-ok": schema.StatusCompleted,
 		"rc-double-refund": schema.StatusCompensated, "rc-compensated": schema.StatusCompensated,
 	}
@@ -157,6 +161,8 @@ func TestReconcile(t *testing.T) {
 	charge("rc-hand", "hand-charge", hourAgo)
 	s.gatewayApply(sim.Effect{IdempotencyKey: "console-refund-1", OrderID: "rc-hand", Kind: "refund", AmountCents: 4200, Currency: "EUR", Time: hourAgo})
 	charge("rc-young", "young-charge", time.Now().UTC())
+	charge("rc-partial", "partial-charge", hourAgo)
+	s.gatewayApply(sim.Effect{IdempotencyKey: "console-refund-3", OrderID: "rc-partial", Kind: "refund", AmountCents: 1000, Currency: "EUR", Time: hourAgo})
 	charge("rc-double-charge", "second-charge", hourAgo)
 	s.gatewayApply(sim.Effect{IdempotencyKey: "console-refund-2", OrderID: "rc-double-refund", Kind: "refund", AmountCents: 4200, Currency: "EUR", Time: hourAgo})
 
@@ -169,7 +175,7 @@ func TestReconcile(t *testing.T) {
 	wantKeys := []string{
 		"charged_not_refunded rc-absent", "charged_not_refunded rc-lost",
 		"double_charge rc-double-charge", "double_refund rc-double-refund",
-		"charged_not_refunded rc-old-orphan",
+		"charged_not_refunded rc-old-orphan", "charged_not_refunded rc-partial",
 	}
 	if strings.Join(reconcileKeys(got), "|") != strings.Join(sortedCopy(wantKeys), "|") {
 		t.Fatalf("findings %v, want %v", reconcileKeys(got), wantKeys)
@@ -182,6 +188,9 @@ func TestReconcile(t *testing.T) {
 	}
 	if f := got["charged_not_refunded rc-old-orphan"]; f.Fixable || f.Critical || !strings.Contains(f.Action, "may have been archived") {
 		t.Errorf("a charge older than OrphanWithin with no workflow: %+v", f)
+	}
+	if f := got["charged_not_refunded rc-partial"]; f.Fixable || f.Critical || f.RefundedCents != 1000 || !strings.Contains(f.Action, "refunded in part") {
+		t.Errorf("a charge refunded in part by hand: %+v", f)
 	}
 	for _, k := range wantKeys[2:4] {
 		if f := got[k]; !f.Critical || f.Fixable {

@@ -245,6 +245,10 @@ func Scan(ctx context.Context, js jetstream.JetStream, opts Options, now time.Ti
 			f.Fixable = true
 			f.Action = "refund " + f.ChargeID
 		}
+		if f.Fixable && o.partial {
+			f.Fixable = false
+			f.Action = "none: refunded in part outside the engine; a person settles the rest"
+		}
 		rep.Findings = append(rep.Findings, f)
 	}
 	sort.Slice(rep.Findings, func(i, j int) bool {
@@ -280,8 +284,11 @@ type order struct {
 	charged, refunded int64
 	refundCount       int
 	// open is a charge no refund accounts for; nil when none.
-	open   *sim.Effect
-	status schema.Status
+	open *sim.Effect
+	// partial is set when a refund made outside the engine matches no
+	// charge's amount: a partial refund, which a full refund would exceed.
+	partial bool
+	status  schema.Status
 }
 
 // settle folds an order's effects. A settled authorization is a charge
@@ -330,6 +337,7 @@ func settle(id string, effects []sim.Effect) *order {
 			o.open = c
 		}
 	}
+	o.partial = len(loose) > 0
 	return o
 }
 
