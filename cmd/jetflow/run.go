@@ -465,8 +465,8 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	if auth && e.reconcileSchedule != "" {
-		// No role of deploy/nats-server.conf reads the payment ledger and
-		// starts workflows; run it with `jetflow orchestrator` instead.
+		// No role of deploy/nats-server.conf may yet read the payment
+		// ledger and consume the reconciliation's commands.
 		log.Warn("--auth: the reconciliation schedule does not run", "reconcile_schedule", e.reconcileSchedule)
 	} else if err := startReconcile(ctx, &wg, nc, js, log, &e, e.reconcileSchedule, errs); err != nil {
 		cancel()
