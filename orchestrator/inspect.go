@@ -54,7 +54,23 @@ type Description struct {
 	Steps []WaitingStep `json:"steps,omitempty"`
 	// Timers lists the timers started and neither fired nor cancelled.
 	Timers  []PendingTimer `json:"timers,omitempty"`
+	// Run is the run described, of a workflow that continued as new
+	// (1 for the first run), RunID its history ID (wf.<run id>.>), and
+	// Runs every run of the workflow, when it has more than one.
+	Run     int            `json:"run,omitempty"`
+	RunID   string         `json:"run_id,omitempty"`
+	Runs    []RunSummary   `json:"runs,omitempty"`
 	History []HistoryEntry `json:"history"`
+}
+
+// RunSummary is one run of a workflow that continued as new.
+type RunSummary struct {
+	Run int `json:"run"`
+	// RunID is the run's history ID: the workflow ID for the first run,
+	// <workflow id>=<run> after (`jetflow show ID --run N`).
+	RunID     string        `json:"run_id"`
+	Status    schema.Status `json:"status"`
+	StartedAt time.Time     `json:"started_at,omitzero"`
 }
 
 // WaitingStep is a step a workflow waits on: sent, not yet answered.
@@ -75,8 +91,14 @@ type WaitingStep struct {
 // Describe reads the history of workflow id and returns its state. The
 // steps it waits on come with their last failed attempt, which
 // participants note in the attempts bucket (one direct get per step).
+//
+// id is a workflow ID, whose current run is described (with the list of
+// its runs when it continued as new), or a run's history ID
+// (streams.RunID), which describes that run.
 func Describe(ctx context.Context, h *streams.History, id string) (*Description, error) {
-	if err := streams.ValidID(id); err != nil {
+	wid, _ := streams.ParseRunID(id)
+	id, err := currentRun(ctx, h, id)
+	if err != nil {
 		return nil, err
 	}
 	evs, err := h.Read(ctx, id, 0)
@@ -101,6 +123,10 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 		}
 		switch v := value.(type) {
 		case *schema.WorkflowStarted:
+			if started {
+				e.Step = fmt.Sprintf("run %d started", v.Run) // a run pointer
+				break
+			}
 			started = true
 			d.Type, d.StartedAt = v.Type, ev.Time
 		case *schema.Command:
@@ -187,6 +213,9 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 			d.Timers = append(d.Timers, PendingTimer{ID: t.ID, Due: t.Due, Duration: t.Duration, Key: TimerKey(id, t.ID)})
 		}
 		sort.Slice(d.Timers, func(i, j int) bool { return d.Timers[i].ID < d.Timers[j].ID })
+	}
+	if err := describeRuns(ctx, h, d, wid, id); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

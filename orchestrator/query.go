@@ -231,6 +231,9 @@ func (o *Orchestrator) answerQuery(ctx context.Context, m *nats.Msg) handlerRepl
 	if err != nil {
 		return errorReply(err)
 	}
+	if id, err = currentRun(ctx, o.hist, id); err != nil {
+		return errorReply(err)
+	}
 	st, fn, err := o.replayable(ctx, id)
 	if err != nil {
 		return errorReply(err)
