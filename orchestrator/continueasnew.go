@@ -18,8 +18,7 @@ import (
 // end (schema.StatusContinuedAsNew, naming the next run and carrying its
 // input), fenced on its history. Only then is the next run's start written
 // on its own tree (streams.RunID), with an expected last subject sequence
-// of 0, and after it the run pointer in the first run's tree
-// (streams.RunPointerSubject). The wake that led to the end is acked after
+// of 0, and after it the run pointer (streams.RunPointerSubject). The wake that led to the end is acked after
 // both: an orchestrator that dies between the end and the start leaves the
 // wake unacked, and its redelivery finds the run ended continued-as-new
 // and writes the start and the pointer again, each at most once.
@@ -143,4 +142,19 @@ func doneValue(ev *streams.Event) (*schema.WorkflowFinished, bool) {
 	}
 	f, ok := ev.Value.(*schema.WorkflowFinished)
 	return f, ok
+}
+
+// runToDescribe is the history ID of run of workflow id, the current run
+// when run is 0.
+func runToDescribe(ctx context.Context, h *streams.History, id string, run int) (string, error) {
+	if run < 0 {
+		return "", fmt.Errorf("run %d: want a run number from 1 (0: the current run)", run)
+	}
+	if run == 0 {
+		return currentRun(ctx, h, id)
+	}
+	if err := streams.ValidID(id); err != nil {
+		return "", err
+	}
+	return streams.RunID(id, run), nil
 }

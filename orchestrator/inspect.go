@@ -94,10 +94,16 @@ type WaitingStep struct {
 //
 // id is a workflow ID, whose current run is described (with the list of
 // its runs when it continued as new), or a run's history ID
-// (streams.RunID), which describes that run.
+// (streams.RunID), which describes that run; DescribeRun names the run.
 func Describe(ctx context.Context, h *streams.History, id string) (*Description, error) {
+	return DescribeRun(ctx, h, id, 0)
+}
+
+// DescribeRun is Describe for run number run of workflow id (1 the first);
+// 0 is the current run.
+func DescribeRun(ctx context.Context, h *streams.History, id string, run int) (*Description, error) {
 	wid, _ := streams.ParseRunID(id)
-	id, err := currentRun(ctx, h, id)
+	id, err := runToDescribe(ctx, h, id, run)
 	if err != nil {
 		return nil, err
 	}
@@ -123,10 +129,6 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 		}
 		switch v := value.(type) {
 		case *schema.WorkflowStarted:
-			if started {
-				e.Step = fmt.Sprintf("run %d started", v.Run) // a run pointer
-				break
-			}
 			started = true
 			d.Type, d.StartedAt = v.Type, ev.Time
 		case *schema.Command:

@@ -27,9 +27,10 @@ import (
 // ID of a run after the first.
 const RunSeparator = "="
 
-// tokRun is the pointer subject token: wf.<id>.run.<N> in the first run's
-// tree records that run N was started.
-const tokRun = "run"
+// runsToken names the tree of a workflow's run pointers,
+// wf.<id>=runs.<N>: outside every run's tree (no run's history, read or
+// replayed, grows with the number of runs), and matched by no consumer.
+const runsToken = "runs"
 
 // maxRunHops bounds how many continued runs CurrentRun follows past the
 // pointer. The pointer is written right after each run's start, so it is
@@ -70,15 +71,15 @@ func ValidHistoryID(hid string) error {
 	return ValidID(id)
 }
 
-// RunPointerSubject records, in the first run's tree, that run n of
-// workflow id was started: its value is a copy of that run's start event.
-// The last message of RunPointerFilter is the latest run known.
+// RunPointerSubject records that run n of workflow id was started:
+// wf.<id>=runs.<n>, whose value is a copy of that run's start event. The
+// last message of RunPointerFilter is the latest run known.
 func RunPointerSubject(id string, n int) string {
-	return "wf." + id + "." + tokRun + "." + strconv.Itoa(n)
+	return "wf." + id + RunSeparator + runsToken + "." + strconv.Itoa(n)
 }
 
 // RunPointerFilter matches every run pointer of workflow id.
-func RunPointerFilter(id string) string { return "wf." + id + "." + tokRun + ".*" }
+func RunPointerFilter(id string) string { return "wf." + id + RunSeparator + runsToken + ".*" }
 
 // CurrentRun returns the history ID of the run of workflow id that is
 // current: the latest run pointer's, followed through the continued-as-new
@@ -138,8 +139,7 @@ func doneValue(ev *Event) (*schema.WorkflowFinished, bool) {
 }
 
 // Runs returns the start events of every run of workflow id after the
-// first, in run order, from the run pointers in the first run's tree
-// (one direct get).
+// first, in run order, from its run pointers (one direct get).
 func (h *History) Runs(ctx context.Context, id string) ([]*schema.WorkflowStarted, error) {
 	evs, err := h.LastOfEach(ctx, []string{RunPointerFilter(id)})
 	if err != nil {
