@@ -53,7 +53,7 @@ type Description struct {
 	// Steps are the same steps with their attempts so far.
 	Steps []WaitingStep `json:"steps,omitempty"`
 	// Timers lists the timers started and neither fired nor cancelled.
-	Timers  []PendingTimer `json:"timers,omitempty"`
+	Timers []PendingTimer `json:"timers,omitempty"`
 	// Run is the run described, of a workflow that continued as new
 	// (1 for the first run), RunID its history ID (wf.<run id>.>), and
 	// Runs every run of the workflow, when it has more than one.

@@ -163,9 +163,9 @@ func BenchmarkContinueAsNew(b *testing.B) {
 		every int
 	}{
 		{"never/500", 500, 0},
-		{"never/2000", 2000, 0},
+		{"never/1000", 1000, 0},
 		{"every-100/500", 500, 100},
-		{"every-100/2000", 2000, 100},
+		{"every-100/1000", 1000, 100},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
