@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -447,8 +448,10 @@ func (w *worker) applyTimers(ctx context.Context, id string, st *state, vals []s
 	if n := len(vals); n > 0 {
 		if _, ok := vals[n-1].(*schema.WorkflowFinished); ok {
 			// An end drops the timers still pending (a terminated
-			// workflow's, say): none of them will be waited for.
-			if err := w.o.timers.dropAll(ctx, id, st.timers); err != nil {
+			// workflow's, or one started by the ending decision itself, as
+			// a run that continues as new may): none of them will be
+			// waited for.
+			if err := w.o.timers.dropAll(ctx, id, withStarted(st.timers, vals)); err != nil {
 				return err
 			}
 		}
@@ -459,6 +462,20 @@ func (w *worker) applyTimers(ctx context.Context, id string, st *state, vals []s
 		}
 	}
 	return nil
+}
+
+// withStarted returns pending with the timers started among vals added.
+func withStarted(pending map[int]*schema.TimerStarted, vals []schema.Kinded) map[int]*schema.TimerStarted {
+	out := maps.Clone(pending)
+	for _, v := range vals {
+		if t, ok := v.(*schema.TimerStarted); ok {
+			if out == nil {
+				out = map[int]*schema.TimerStarted{}
+			}
+			out[t.ID] = t
+		}
+	}
+	return out
 }
 
 // park appends a blocked event with reason, fenced on what was read, so an
