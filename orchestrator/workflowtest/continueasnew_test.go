@@ -1,7 +1,9 @@
 package workflowtest_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -179,6 +181,25 @@ func TestContinueAsNewDropsTheOldRunsTimers(t *testing.T) {
 	for _, e := range first.History {
 		if e.Type == string(schema.KindTimerFired) {
 			t.Errorf("run 1's timer fired after the run ended: %s", e.Subject)
+		}
+	}
+	// Each run's saved history replays as that run: run 2 takes the
+	// second run's path, and both end as recorded.
+	for run := 1; run <= 2; run++ {
+		d, err := env.DescribeRun("nap-1", run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, evs, err := workflow.ReadHistoryJSON(bytes.NewReader(saved))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := workflow.NewReplayer(env.Registry()).ReplayHistory(id, evs); err != nil {
+			t.Errorf("run %d replayed from its saved history: %v", run, err)
 		}
 	}
 }
