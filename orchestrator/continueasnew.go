@@ -158,3 +158,26 @@ func runToDescribe(ctx context.Context, h *streams.History, id string, run int) 
 	}
 	return streams.RunID(id, run), nil
 }
+
+// nextRun returns the history ID of the run that run hid continued in, ""
+// while hid has not ended continued-as-new. It reads hid's end by a
+// subject-addressed direct get, which a role allowed wf.*.done.* may make.
+func nextRun(ctx context.Context, nc *nats.Conn, hid string) (string, error) {
+	m, err := lastBySubject(ctx, nc, streams.HistoryStream, streams.DoneFilterOf(hid))
+	if err != nil || m == nil {
+		return "", err
+	}
+	v, err := schema.Decode(m.Header.Get(schema.HeaderKind), m.Header.Get(schema.HeaderSchema), m.Data)
+	if err != nil {
+		return "", nil
+	}
+	f, ok := v.(*schema.WorkflowFinished)
+	if !ok || f.Status != schema.StatusContinuedAsNew {
+		return "", nil
+	}
+	id, run := streams.ParseRunID(hid)
+	if f.NextRun != run+1 {
+		return "", nil
+	}
+	return streams.RunID(id, f.NextRun), nil
+}

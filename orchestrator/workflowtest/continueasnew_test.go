@@ -66,6 +66,12 @@ func TestContinueAsNewAddressesTheCurrentRun(t *testing.T) {
 	if err := env.Update("acct-1", "deposit", 7, &bal); err != nil || bal != 12 {
 		t.Fatalf("deposit in run 2: %d, %v; want 12", bal, err)
 	}
+	// A signal sent by the workflow ID, and its verdict, are run 2's.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if v, err := orchestrator.SignalAndWait(ctx, env.JS(), "acct-1", "ping", nil); err != nil || !v.Recorded {
+		t.Fatalf("signal to run 2: %+v, %v; want it recorded", v, err)
+	}
 	if _, err := orchestrator.Cancel(context.Background(), env.JS(), "acct-1", orchestrator.Request{Reason: "closed", Identity: "test"}); err != nil {
 		t.Fatal(err)
 	}
@@ -73,11 +79,11 @@ func TestContinueAsNewAddressesTheCurrentRun(t *testing.T) {
 	if d.Status != schema.StatusCancelled || d.Run != 2 {
 		t.Fatalf("after cancel: %s in run %d; want cancelled in run 2", d.Status, d.Run)
 	}
-	// Every request landed in run 2's tree; run 1 holds the first update
-	// and its end alone.
+	// Every request after the rollover landed in run 2's tree; run 1
+	// holds the first update, the rollover and its end alone.
 	for run, want := range map[int][]string{
-		1: {"update.accepted", "update.completed", "workflow.finished"},
-		2: {"update.accepted", "update.completed", "operator.cancel", "workflow.finished"},
+		1: {"update.accepted", "update.completed", "signal", "workflow.finished"},
+		2: {"update.accepted", "update.completed", "signal", "operator.cancel", "workflow.finished"},
 	} {
 		rd, err := env.DescribeRun("acct-1", run)
 		if err != nil {
@@ -86,7 +92,7 @@ func TestContinueAsNewAddressesTheCurrentRun(t *testing.T) {
 		var got []string
 		for _, e := range rd.History {
 			switch e.Type {
-			case "update.accepted", "update.completed", "operator.cancel", "workflow.finished":
+			case "update.accepted", "update.completed", "signal", "operator.cancel", "workflow.finished":
 				got = append(got, e.Type)
 			}
 		}
