@@ -53,8 +53,24 @@ type Description struct {
 	// Steps are the same steps with their attempts so far.
 	Steps []WaitingStep `json:"steps,omitempty"`
 	// Timers lists the timers started and neither fired nor cancelled.
-	Timers  []PendingTimer `json:"timers,omitempty"`
+	Timers []PendingTimer `json:"timers,omitempty"`
+	// Run is the run described, of a workflow that continued as new
+	// (1 for the first run), RunID its history ID (wf.<run id>.>), and
+	// Runs every run of the workflow, when it has more than one.
+	Run     int            `json:"run,omitempty"`
+	RunID   string         `json:"run_id,omitempty"`
+	Runs    []RunSummary   `json:"runs,omitempty"`
 	History []HistoryEntry `json:"history"`
+}
+
+// RunSummary is one run of a workflow that continued as new.
+type RunSummary struct {
+	Run int `json:"run"`
+	// RunID is the run's history ID: the workflow ID for the first run,
+	// <workflow id>=<run> after (`jetflow show ID --run N`).
+	RunID     string        `json:"run_id"`
+	Status    schema.Status `json:"status"`
+	StartedAt time.Time     `json:"started_at,omitzero"`
 }
 
 // WaitingStep is a step a workflow waits on: sent, not yet answered.
@@ -75,8 +91,20 @@ type WaitingStep struct {
 // Describe reads the history of workflow id and returns its state. The
 // steps it waits on come with their last failed attempt, which
 // participants note in the attempts bucket (one direct get per step).
+//
+// id is a workflow ID, whose current run is described (with the list of
+// its runs when it continued as new), or a run's history ID
+// (streams.RunID), which describes that run; DescribeRun names the run.
 func Describe(ctx context.Context, h *streams.History, id string) (*Description, error) {
-	if err := streams.ValidID(id); err != nil {
+	return DescribeRun(ctx, h, id, 0)
+}
+
+// DescribeRun is Describe for run number run of workflow id (1 the first);
+// 0 is the current run.
+func DescribeRun(ctx context.Context, h *streams.History, id string, run int) (*Description, error) {
+	wid, _ := streams.ParseRunID(id)
+	id, err := runToDescribe(ctx, h, id, run)
+	if err != nil {
 		return nil, err
 	}
 	evs, err := h.Read(ctx, id, 0)
@@ -187,6 +215,9 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 			d.Timers = append(d.Timers, PendingTimer{ID: t.ID, Due: t.Due, Duration: t.Duration, Key: TimerKey(id, t.ID)})
 		}
 		sort.Slice(d.Timers, func(i, j int) bool { return d.Timers[i].ID < d.Timers[j].ID })
+	}
+	if err := describeRuns(ctx, h, d, wid, id); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

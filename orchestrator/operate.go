@@ -113,6 +113,10 @@ func operate(ctx context.Context, js jetstream.JetStream, id, verb string, r Req
 		return 0, fmt.Errorf("resolve %s: a reason is required (say how it was settled)", id)
 	}
 	h := historyOf(js)
+	id, err := currentRun(ctx, h, id)
+	if err != nil {
+		return 0, err
+	}
 	for attempt := 0; attempt < maxFenceRetries; attempt++ {
 		evs, err := h.Read(ctx, id, 0)
 		if err != nil {

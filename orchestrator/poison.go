@@ -109,7 +109,7 @@ func (o *Orchestrator) lastDelivery(ctx context.Context, m jetstream.Msg, origin
 // parking fails the event is acked anyway: the dead letter holds it.
 func (w *worker) parkUndeliverable(ctx context.Context, m jetstream.Msg, reason string) {
 	id, _, ok := streams.ParseSubject(m.Subject())
-	if !ok || streams.ValidID(id) != nil {
+	if !ok || streams.ValidHistoryID(id) != nil {
 		return
 	}
 	w.cache.drop(id)

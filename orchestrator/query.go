@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/jetflow-io/jetflow/internal/failpoint"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
@@ -231,11 +232,15 @@ func (o *Orchestrator) answerQuery(ctx context.Context, m *nats.Msg) handlerRepl
 	if err != nil {
 		return errorReply(err)
 	}
+	if id, err = currentRun(ctx, o.hist, id); err != nil {
+		return errorReply(err)
+	}
 	st, fn, err := o.replayable(ctx, id)
 	if err != nil {
 		return errorReply(err)
 	}
 	out, err := workflow.Query(fn, id, st.events, req.Name, arg, o.log)
+	failpoint.Hit("orchestrator.query-answered")
 	if err != nil {
 		if !errors.Is(err, workflow.ErrUnknownHandler) && !errors.Is(err, workflow.ErrNotReadOnly) && !errors.Is(err, workflow.ErrNotDeciding) {
 			err = fmt.Errorf("%w: %v", ErrHandlerFailed, err)

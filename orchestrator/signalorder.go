@@ -139,6 +139,9 @@ func (o *Orchestrator) signalSettled(ctx context.Context, t *signalTurn, id stri
 	if err != nil || ev != nil {
 		return ev != nil, err
 	}
+	if ok, err := o.signalInCurrentRun(ctx, id, seq); err != nil || ok {
+		return ok, err
+	}
 	dl, err := streams.SignalDeadLetter(ctx, o.cfg.NC, seq)
 	if err != nil || dl != nil {
 		return dl != nil, err

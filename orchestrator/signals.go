@@ -211,7 +211,7 @@ func (o *Orchestrator) routeSignal(ctx context.Context, m jetstream.Msg, memo *c
 	if o.refusedAgain(ctx, m, memo, name, id, seq) {
 		return turnGo
 	}
-	st, err := o.status(ctx, id)
+	st, err := o.runStatus(ctx, id)
 	switch {
 	case err != nil:
 		o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
@@ -220,11 +220,17 @@ func (o *Orchestrator) routeSignal(ctx context.Context, m jetstream.Msg, memo *c
 	case st == nil:
 		o.refuse(ctx, m, "signal", fmt.Sprintf("signal %s for unknown workflow %s", name, id))
 		return turnGo
+	case st.Status == schema.StatusContinuedAsNew:
+		// The run ended and its next one is not started yet (an
+		// orchestrator died in between; its redelivered wake starts it):
+		// the signal is for the next run.
+		_ = m.NakWithDelay(retryDelay(m))
+		return turnGo
 	case st.Status.Terminal():
 		// A redelivery of a signal recorded before the workflow ended is
 		// not a late one: the end took it (received it, or routed it as
 		// never received). One recorded after the end is.
-		_, before, err := o.signalVsEnd(ctx, id, seq)
+		_, before, err := o.signalVsEnd(ctx, st.ID, seq)
 		if err != nil {
 			o.log.Warn("signal: read history, will retry", "workflow_id", id, "err", err)
 			_ = m.NakWithDelay(retryDelay(m))
@@ -252,7 +258,7 @@ func (o *Orchestrator) routeSignal(ctx context.Context, m jetstream.Msg, memo *c
 	}
 	// The workflow may have ended between the status read and the record:
 	// then no replay will ever see the signal, and it is a late one.
-	done, before, err := o.signalVsEnd(ctx, id, seq)
+	done, before, err := o.signalVsEnd(ctx, st.ID, seq)
 	if err != nil {
 		o.log.Warn("signal: read the end, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
@@ -261,6 +267,12 @@ func (o *Orchestrator) routeSignal(ctx context.Context, m jetstream.Msg, memo *c
 	if done != nil && !before {
 		if f, ok := done.Value.(*schema.WorkflowFinished); ok {
 			st.Status = f.Status
+		}
+		if st.Status == schema.StatusContinuedAsNew {
+			// Recorded after its run continued as new: routed again, to
+			// the next run.
+			_ = m.NakWithDelay(retryDelay(m))
+			return turnGo
 		}
 		o.routeLate(ctx, m, st, name, payload, seq, ", recorded after its end")
 		return turnGo
@@ -341,7 +353,7 @@ func (o *Orchestrator) recordAdmitted(ctx context.Context, st *Summary, name str
 		adm.reason = err.Error()
 		return false, nil
 	}
-	ev.Header.Set(jetstream.MsgIDHeader, "signal-"+strconv.FormatUint(seq, 10))
+	ev.Header.Set(jetstream.MsgIDHeader, signalMsgID(st.ID, seq))
 	ev.Header.Set(schema.HeaderWorkflowID, st.ID)
 	tracing.Inject(ctx, ev.Header) // the sender's trace, if it sent one
 	if !adm.fenced {
@@ -382,7 +394,7 @@ func (o *Orchestrator) takenBy(ctx context.Context, id string, seq uint64, adm *
 	if ev == nil {
 		return fmt.Errorf("signal refused on %s, which holds nothing: will retry", subject)
 	}
-	if ev.MsgID != "signal-"+strconv.FormatUint(seq, 10) {
+	if ev.MsgID != signalMsgID(id, seq) {
 		adm.reason = fmt.Sprintf("signal cannot be recorded: %s already holds a message that is not this signal", subject)
 	}
 	return nil

@@ -101,6 +101,10 @@ func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, s
 		return fmt.Errorf("signal #%d to %s: %w (%v): is an orchestrator running?", seq, id, ErrNoVerdict, context.Cause(ctx))
 	}
 	pause := 5 * time.Millisecond
+	// hid is the run the signal is looked for in: the first, then the
+	// next while the one looked at ended continued-as-new (the router
+	// records a signal in the current run).
+	hid := id
 	for {
 		dl, err := lastBySubject(ctx, nc, streams.DeadLetterStream, streams.SignalDeadLetterSubject(seq))
 		if err != nil {
@@ -113,7 +117,7 @@ func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, s
 			v.Reason = dl.Header.Get(schema.HeaderReason)
 			return v, nil
 		}
-		ev, err := lastBySubject(ctx, nc, streams.HistoryStream, streams.SignalEventSubject(id, seq))
+		ev, err := lastBySubject(ctx, nc, streams.HistoryStream, streams.SignalEventSubject(hid, seq))
 		if err != nil {
 			if ctx.Err() != nil {
 				return v, noVerdict()
@@ -125,7 +129,7 @@ func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, s
 			if err != nil {
 				return v, fmt.Errorf("signal #%d: bad sequence header %q", seq, ev.Header.Get(jetstream.SequenceHeader))
 			}
-			done, err := lastBySubject(ctx, nc, streams.HistoryStream, streams.DoneFilterOf(id))
+			done, err := lastBySubject(ctx, nc, streams.HistoryStream, streams.DoneFilterOf(hid))
 			if err != nil {
 				if ctx.Err() != nil {
 					return v, noVerdict()
@@ -140,7 +144,17 @@ func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, s
 				v.Recorded, v.HistorySeq = true, hseq
 				return v, nil
 			}
-			// Recorded after the end: routed late and dead-lettered next.
+			// Recorded after the end: routed late and dead-lettered next,
+			// or, after a continue-as-new, routed to the next run.
+		}
+		if next, err := nextRun(ctx, nc, hid); err != nil {
+			if ctx.Err() != nil {
+				return v, noVerdict()
+			}
+			return v, err
+		} else if next != "" {
+			hid = next
+			continue
 		}
 		select {
 		case <-ctx.Done():

@@ -58,6 +58,9 @@ func (o *Orchestrator) answerUpdate(ctx context.Context, m *nats.Msg) handlerRep
 	if err != nil {
 		return errorReply(err)
 	}
+	if id, err = currentRun(ctx, o.hist, id); err != nil {
+		return errorReply(err)
+	}
 	if err := streams.ValidToken(req.UpdateID); err != nil {
 		return errorReply(fmt.Errorf("%w: update id: %v", errBadRequest, err))
 	}

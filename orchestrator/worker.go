@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -190,7 +191,7 @@ func (w *worker) admit(ctx context.Context, m jetstream.Msg) (seq uint64, ok boo
 		return 0, false
 	}
 	id, _, ok := streams.ParseSubject(m.Subject())
-	if !ok || streams.ValidID(id) != nil {
+	if !ok || streams.ValidHistoryID(id) != nil {
 		w.deadLetter(ctx, m, "subject is not a workflow history subject")
 		return 0, false
 	}
@@ -333,6 +334,11 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			return errUnknownWorkflow
 		}
 		if st.status.Terminal() {
+			// A run that continued as new: its next run is started, again
+			// if the wake is redelivered after a crash (continueasnew.go).
+			if err := w.o.startNextRun(ctx, id, st.start, st.finished, nil); err != nil {
+				return err
+			}
 			w.cache.drop(id) // late results for it are ignored; a miss costs one read
 			return nil
 		}
@@ -362,7 +368,7 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			// it has not finished, and nothing may act as if it had.
 			out = workflow.Outcome{Blocked: vals[len(vals)-1].(*schema.WorkflowBlocked)}
 		}
-		if out.Finished != nil && len(out.Unreceived) > 0 {
+		if out.Finished != nil && len(out.Unreceived) > 0 && out.Finished.Status != schema.StatusContinuedAsNew {
 			// Signals the workflow will never receive are late ones: their
 			// routes start before the end is appended, so a crash in between
 			// only starts them again (idempotently) on the next wake.
@@ -385,6 +391,9 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			// messages back with anything that landed among them.
 			if out.Finished != nil {
 				w.cache.drop(id)
+				if err := w.o.startNextRun(ctx, id, st.start, out.Finished, w.trace); err != nil {
+					return err
+				}
 			}
 			return nil
 		}
@@ -439,8 +448,10 @@ func (w *worker) applyTimers(ctx context.Context, id string, st *state, vals []s
 	if n := len(vals); n > 0 {
 		if _, ok := vals[n-1].(*schema.WorkflowFinished); ok {
 			// An end drops the timers still pending (a terminated
-			// workflow's, say): none of them will be waited for.
-			if err := w.o.timers.dropAll(ctx, id, st.timers); err != nil {
+			// workflow's, or one started by the ending decision itself, as
+			// a run that continues as new may): none of them will be
+			// waited for.
+			if err := w.o.timers.dropAll(ctx, id, withStarted(st.timers, vals)); err != nil {
 				return err
 			}
 		}
@@ -451,6 +462,20 @@ func (w *worker) applyTimers(ctx context.Context, id string, st *state, vals []s
 		}
 	}
 	return nil
+}
+
+// withStarted returns pending with the timers started among vals added.
+func withStarted(pending map[int]*schema.TimerStarted, vals []schema.Kinded) map[int]*schema.TimerStarted {
+	out := maps.Clone(pending)
+	for _, v := range vals {
+		if t, ok := v.(*schema.TimerStarted); ok {
+			if out == nil {
+				out = map[int]*schema.TimerStarted{}
+			}
+			out[t.ID] = t
+		}
+	}
+	return out
 }
 
 // park appends a blocked event with reason, fenced on what was read, so an

@@ -67,7 +67,7 @@ func encodeRecord(r record) []byte {
 	return b
 }
 
-var idemKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+var idemKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_=-]+(\.[A-Za-z0-9_=-]+)*$`)
 
 // job is one delivery of one message.
 type job struct {

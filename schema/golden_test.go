@@ -45,6 +45,8 @@ var goldens = []struct {
 	{"update.accepted", &UpdateAccepted{UpdateID: "u-1", Name: "add", Arg: mustRaw(5)}},
 	{"update.completed", &UpdateCompleted{ID: 3, UpdateID: "u-1", Name: "add", Output: mustRaw(8)}},
 	{"update.completed.error", &UpdateCompleted{ID: 4, UpdateID: "u-2", Name: "add", Error: "workflow finished before the update completed"}},
+	{"workflow.started.run", &WorkflowStarted{WorkflowID: "loop-1", Type: "loop", Input: mustRaw(100), Source: "continue-as-new of loop-1", Run: 2}},
+	{"workflow.finished.continued-as-new", &WorkflowFinished{Status: StatusContinuedAsNew, NextRun: 2, NextInput: mustRaw(100)}},
 }
 
 func mustRaw(v any) Raw {

@@ -119,6 +119,10 @@ const (
 	// StatusResolved: a person settled a manual (or blocked) workflow by
 	// hand; it has left the manual queue.
 	StatusResolved Status = "resolved"
+	// StatusContinuedAsNew: the run returned workflow.ContinueAsNew; the
+	// workflow goes on in its next run (WorkflowFinished.NextRun), under
+	// the same workflow ID, with a history that starts empty.
+	StatusContinuedAsNew Status = "continued-as-new"
 )
 
 // Terminal reports whether no further decision will be made for s. A
@@ -129,6 +133,8 @@ func (s Status) Terminal() bool {
 	case StatusCompleted, StatusCompensated, StatusManual, StatusCancelled, StatusTerminated, StatusResolved:
 		return true
 	case StatusFailed:
+		return true
+	case StatusContinuedAsNew:
 		return true
 	}
 	return false
@@ -141,6 +147,8 @@ func (s Status) Valid() bool {
 		StatusCancelled, StatusTerminated, StatusResolved:
 		return true
 	case StatusFailed:
+		return true
+	case StatusContinuedAsNew:
 		return true
 	}
 	return false
@@ -161,6 +169,9 @@ type WorkflowStarted struct {
 	// workflow started after the move lives on the moved clock, as its
 	// timers do.
 	ClockOffset time.Duration `msgpack:"clock_offset,omitempty" json:"clock_offset,omitempty"`
+	// Run is the run number of a workflow that continued as new: 2 for
+	// the run after the first, and so on; 0 (or 1) for the first run.
+	Run int `msgpack:"run,omitempty" json:"run,omitempty"`
 }
 
 // Kind implements Kinded.
@@ -335,6 +346,11 @@ type WorkflowFinished struct {
 	// Identity names the operator who ended it (StatusTerminated,
 	// StatusResolved).
 	Identity string `msgpack:"identity,omitempty" json:"identity,omitempty"`
+	// NextRun is the run a StatusContinuedAsNew end continues in, and
+	// NextInput that run's input (msgpack): the next run's start event is
+	// written from them, again after a crash.
+	NextRun   int `msgpack:"next_run,omitempty" json:"next_run,omitempty"`
+	NextInput Raw `msgpack:"next_input,omitempty" json:"next_input,omitempty"`
 }
 
 // Kind implements Kinded.

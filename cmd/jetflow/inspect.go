@@ -26,14 +26,19 @@ func printJSON(v any) error {
 
 func runShow(ctx context.Context, args []string) error {
 	var c common
+	var run int
 	fs := flag.NewFlagSet("show", flag.ContinueOnError)
 	c.register(fs, true)
+	fs.IntVar(&run, "run", 0, "the run to show, of a workflow that continued as new (1 the first; default the current run)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
 		return errUsage(fs, "want one workflow ID, got %q", pos)
+	}
+	if run < 0 {
+		return errUsage(fs, "--run %d: want a run number from 1", run)
 	}
 	asJSON, err := c.json()
 	if err != nil {
@@ -44,7 +49,7 @@ func runShow(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	d, err := orchestrator.Describe(ctx, streams.NewHistory(nc, js), pos[0])
+	d, err := orchestrator.DescribeRun(ctx, streams.NewHistory(nc, js), pos[0], run)
 	if err != nil {
 		return err
 	}
@@ -52,6 +57,7 @@ func runShow(ctx context.Context, args []string) error {
 		return printJSON(d)
 	}
 	fmt.Printf("workflow  %s (%s)\nstatus    %s\n", d.ID, d.Type, d.Status)
+	printRuns(d)
 	if d.Reason != "" {
 		fmt.Printf("reason    %s\n", d.Reason)
 	} else if d.Error != "" {
@@ -83,7 +89,7 @@ func runShow(ctx context.Context, args []string) error {
 			}
 		}
 		if e.Type == string(schema.KindWorkflowFinished) || e.Type == string(schema.KindWorkflowBlocked) {
-			detail = strings.TrimPrefix(e.Subject, "wf."+d.ID+".")
+			detail = strings.TrimPrefix(e.Subject, "wf."+historyID(d)+".")
 		}
 		if e.Operator != "" {
 			// An operator's request, or the end one asked for: who and why.
@@ -292,4 +298,28 @@ func runDecode(_ context.Context, args []string) error {
 	}
 	_, err = fmt.Println(string(out))
 	return err
+}
+
+// historyID is the history ID of the run d describes.
+func historyID(d *orchestrator.Description) string {
+	if d.RunID != "" {
+		return d.RunID
+	}
+	return d.ID
+}
+
+// printRuns prints the run shown and every run of a workflow that
+// continued as new.
+func printRuns(d *orchestrator.Description) {
+	if d.Run == 0 {
+		return
+	}
+	fmt.Printf("run       %d of %d (history wf.%s.>)\n", d.Run, len(d.Runs), historyID(d))
+	for _, r := range d.Runs {
+		mark := " "
+		if r.Run == d.Run {
+			mark = "*"
+		}
+		fmt.Printf("runs     %s#%d %s %s (show %s --run %d)\n", mark, r.Run, r.RunID, r.Status, d.ID, r.Run)
+	}
 }

@@ -27,6 +27,9 @@ type Backend interface {
 	// Describe returns a workflow's state and decoded history; an unknown
 	// workflow is an error wrapping streams.ErrNotFound.
 	Describe(ctx context.Context, id string) (*orchestrator.Description, error)
+	// DescribeRun is Describe for run number run (1 the first) of a
+	// workflow that continued as new; 0 is the current run.
+	DescribeRun(ctx context.Context, id string, run int) (*orchestrator.Description, error)
 	// DeadLetters returns one page of dead letters, newest first.
 	DeadLetters(ctx context.Context, opts DeadLetterOptions) (DeadLetterPage, error)
 	// DeadLetter returns the dead letter at stream sequence seq.

@@ -43,6 +43,12 @@ func NewNATSBackend(nc *nats.Conn, js jetstream.JetStream) *NATSBackend {
 	return &NATSBackend{nc: nc, js: js, hist: streams.NewHistory(nc, js)}
 }
 
+// DescribeRun returns the state and decoded history of a run of a
+// workflow that continued as new (0: the current run).
+func (b *NATSBackend) DescribeRun(ctx context.Context, id string, run int) (*orchestrator.Description, error) {
+	return orchestrator.DescribeRun(ctx, b.hist, id, run)
+}
+
 // Describe returns a workflow's state and decoded history.
 func (b *NATSBackend) Describe(ctx context.Context, id string) (*orchestrator.Description, error) {
 	return orchestrator.Describe(ctx, b.hist, id)

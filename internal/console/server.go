@@ -429,11 +429,20 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) workflow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := streams.ValidID(id); err != nil {
+	if err := streams.ValidHistoryID(id); err != nil {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	desc, err := s.cfg.Backend.Describe(r.Context(), id)
+	run := 0
+	if v := r.URL.Query().Get("run"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			s.fail(w, r, http.StatusBadRequest, fmt.Errorf("run %q: want a run number from 1", v))
+			return
+		}
+		run = n
+	}
+	desc, err := s.cfg.Backend.DescribeRun(r.Context(), id, run)
 	if err != nil {
 		s.failFor(w, r, err)
 		return

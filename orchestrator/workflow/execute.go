@@ -253,8 +253,12 @@ func (r *replayer) peek() schema.Kinded {
 // the same on every replay. Use it instead of time.Now.
 func Now(ctx Context) time.Time { return ctx.co().r.now }
 
-// WorkflowID returns the ID of the running workflow.
-func WorkflowID(ctx Context) string { return ctx.co().r.id }
+// WorkflowID returns the ID of the running workflow, the same in every run
+// of a workflow that continued as new (see RunNumber).
+func WorkflowID(ctx Context) string {
+	id, _, _ := strings.Cut(ctx.co().r.id, "=")
+	return id
+}
 
 // IsReplaying reports whether the code is re-executing recorded history.
 func IsReplaying(ctx Context) bool { return ctx.co().r.isReplaying() }

@@ -345,6 +345,10 @@ func describe(v schema.Kinded) string {
 
 func (r *replayer) finish(out any, err error) {
 	r.abandonUpdates()
+	if f := continuedAsNew(r, err); f != nil {
+		r.finished = f
+		return
+	}
 	f := &schema.WorkflowFinished{Status: schema.StatusCompleted}
 	if err != nil {
 		f.Status, f.Reason = endStatus(err)

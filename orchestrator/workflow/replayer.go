@@ -135,7 +135,10 @@ func (rp *Replayer) ReplayHistoryJSON(r io.Reader) error {
 
 // historyJSON is the part of `jetflow show --output json` a replay needs.
 type historyJSON struct {
-	ID      string `json:"id"`
+	ID string `json:"id"`
+	// RunID is the history ID of a run after the first, which replays as
+	// that run (RunNumber).
+	RunID   string `json:"run_id"`
 	History []struct {
 		Seq     uint64          `json:"seq"`
 		Type    string          `json:"type"`
@@ -156,6 +159,9 @@ func ReadHistoryJSON(r io.Reader) (id string, evs []Event, err error) {
 	}
 	if h.ID == "" || len(h.History) == 0 {
 		return "", nil, errors.New("read history: no workflow id or no events: want the output of `jetflow show ID --output json`")
+	}
+	if h.RunID != "" {
+		h.ID = h.RunID
 	}
 	for _, e := range h.History {
 		if len(e.Data) == 0 || string(e.Data) == "null" {

@@ -177,6 +177,12 @@ func (e *Env) Describe(id string) (*orchestrator.Description, error) {
 	return orchestrator.Describe(context.Background(), streams.NewHistory(e.env.NC, e.env.JS), id)
 }
 
+// DescribeRun returns the state and history of run number run of
+// workflow id (1 the first), of a workflow that continued as new.
+func (e *Env) DescribeRun(id string, run int) (*orchestrator.Description, error) {
+	return orchestrator.DescribeRun(context.Background(), streams.NewHistory(e.env.NC, e.env.JS), id, run)
+}
+
 // SetWaitTimeout sets how long WaitFor and Wait poll before failing the
 // test. Default 30 seconds.
 func (e *Env) SetWaitTimeout(d time.Duration) { e.wait = d }
@@ -194,17 +200,24 @@ func (e *Env) WaitFor(id string, cond func(*orchestrator.Description) bool) *orc
 	return d
 }
 
-// Wait waits until workflow id is finished or blocked and returns it.
+// Wait waits until workflow id is finished or blocked and returns it. A
+// workflow that continues as new is waited for until its last run ends.
 func (e *Env) Wait(id string) *orchestrator.Description {
 	e.t.Helper()
 	return e.WaitFor(id, func(d *orchestrator.Description) bool {
-		return d.Status.Terminal() || d.Status == schema.StatusBlocked
+		return d.Status != schema.StatusContinuedAsNew && (d.Status.Terminal() || d.Status == schema.StatusBlocked)
 	})
 }
 
-// Output decodes the output of a completed workflow into v.
+// Output decodes the output of a completed workflow into v (of its
+// current run, when it continued as new).
 func (e *Env) Output(id string, v any) error {
-	evs, err := streams.NewHistory(e.env.NC, e.env.JS).Read(context.Background(), id, 0)
+	h := streams.NewHistory(e.env.NC, e.env.JS)
+	id, err := h.CurrentRun(context.Background(), id)
+	if err != nil {
+		return err
+	}
+	evs, err := h.Read(context.Background(), id, 0)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,12 @@ func runRole(role string) int {
 			return 1
 		}
 		return 0
+	case roleSamplesOrchestrator:
+		if err := runSamplesOrchestrator(); err != nil {
+			fmt.Fprintln(os.Stderr, role+": "+err.Error())
+			return 1
+		}
+		return 0
 	}
 	fmt.Fprintf(os.Stderr, "unknown %s %q\n", roleEnv, role)
 	return 2
