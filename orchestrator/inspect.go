@@ -53,8 +53,12 @@ type Description struct {
 	// Steps are the same steps with their attempts so far.
 	Steps []WaitingStep `json:"steps,omitempty"`
 	// Timers lists the timers started and neither fired nor cancelled.
-	Timers  []PendingTimer `json:"timers,omitempty"`
-	History []HistoryEntry `json:"history"`
+	Timers []PendingTimer `json:"timers,omitempty"`
+	// Parent names the workflow that started this one as its child.
+	Parent *ParentRef `json:"parent,omitempty"`
+	// Children lists the child workflows it started, in start order.
+	Children []ChildSummary `json:"children,omitempty"`
+	History  []HistoryEntry `json:"history"`
 }
 
 // WaitingStep is a step a workflow waits on: sent, not yet answered.
@@ -144,6 +148,8 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 			d.Status, d.Reason = schema.StatusBlocked, v.Reason
 		case *schema.OperatorRequest:
 			e.Step, e.Operator, e.Reason = v.Verb, v.Identity, v.Reason
+		default:
+			linkEntry(&e, value)
 		}
 		d.UpdatedAt = ev.Time
 		d.History = append(d.History, e)
@@ -155,6 +161,7 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 	// workflow runs again, a resumed one is no longer blocked.
 	st := &state{id: id}
 	st.add(evs)
+	d.Parent, d.Children = familyOf(st)
 	switch d.Status = st.status; {
 	case st.finished != nil:
 		d.Reason, d.Error = st.finished.Reason, st.finished.Error

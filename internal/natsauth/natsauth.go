@@ -204,6 +204,10 @@ func Roles(services []string) []Role {
 				"wf.*.start", "wf.*.cmd.>", "wf.*.marker.*", "wf.*.timer.*", "wf.*.fired.*",
 				"wf.*.signal.*", "wf.*.done.>", "wf.*.blocked.*", "wf.*.cancel.*",
 				streams.UpdateFilter, streams.UpdateDoneFilter,
+				// Children and signals between workflows: the parent's
+				// decisions and events, a child's parent-close request,
+				// the signals a workflow sends.
+				streams.ChildFilter, streams.SignalOutFilter, streams.OperatorFilter, streams.SignalPrefix + ".>",
 				// Answers to queries and updates, in the askers' inboxes.
 				inbox(Client), inbox(Operator),
 				streams.DeadLetterPrefix + ".>",
