@@ -308,39 +308,43 @@ func publishStart(ctx context.Context, js jetstream.JetStream, ev *schema.Workfl
 // Temporal's SignalWithStartWorkflow does. A workflow it starts holds the
 // signal in its start event, so the signal is there before anything else
 // the workflow waits for; one that exists gets the signal on its signal
-// subject, through the router like any other. Racing starts (this call's,
-// another's, a plain Start) end in one workflow. started reports whether
-// this call started it. A retried call that lost its answer may deliver
-// the signal twice: Temporal's does too.
-func SignalWithStart(ctx context.Context, js jetstream.JetStream, id, wfType string, input any, name string, payload any) (started bool, err error) {
+// subject, through the router like any other (seq is then its sequence
+// in the signals stream: WaitSignalVerdict waits for its verdict).
+// Racing starts (this call's, another's, a plain Start) end in one
+// workflow. started reports whether this call started it. A retried call
+// that lost its answer may deliver the signal twice, as Temporal's may.
+// input and payload are encoded with msgpack, unless they are a
+// schema.Raw already (JSONInput converts JSON).
+func SignalWithStart(ctx context.Context, js jetstream.JetStream, id, wfType string, input any, name string, payload any) (started bool, seq uint64, err error) {
 	if err := streams.ValidUserID(id); err != nil {
-		return false, err
+		return false, 0, err
 	}
-	if n, sid, ok := streams.ParseSignalSubject(streams.SignalSubject(name, id)); !ok || n != name || sid != id {
-		return false, fmt.Errorf("signal name %q: want dot-separated tokens of [A-Za-z0-9_-]", name)
+	if err := validSignalName(name); err != nil {
+		return false, 0, err
 	}
 	in, err := rawOf(input)
 	if err != nil {
-		return false, fmt.Errorf("encode input: %w", err)
+		return false, 0, fmt.Errorf("encode input: %w", err)
 	}
 	body, err := rawOf(payload)
 	if err != nil {
-		return false, fmt.Errorf("encode signal payload: %w", err)
+		return false, 0, fmt.Errorf("encode signal payload: %w", err)
 	}
 	ev := &schema.WorkflowStarted{WorkflowID: id, Type: wfType, Input: in, Source: "signal-with-start " + name,
 		Signal: &schema.Signal{Name: name, Payload: body, Source: "signal-with-start"}}
 	started, err = publishStart(ctx, js, ev)
 	if err != nil || started {
-		return started, err
+		return started, 0, err
 	}
 	m := nats.NewMsg(streams.SignalSubject(name, id))
 	m.Data = body
 	m.Header.Set(schema.HeaderContentType, schema.ContentTypeMsgpack)
 	tracing.Inject(ctx, m.Header)
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		return false, fmt.Errorf("signal %s to %s: %w", name, id, err)
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		return false, 0, fmt.Errorf("signal %s to %s: %w", name, id, err)
 	}
-	return false, nil
+	return false, ack.Sequence, nil
 }
 
 // rawOf encodes v, unless it is already an encoded schema.Raw (as

@@ -267,7 +267,7 @@ func TestSignalWithStartSignalComesFirst(t *testing.T) {
 		return in + " " + s, nil
 	})
 	env.Run()
-	started, err := orchestrator.SignalWithStart(context.Background(), env.JS(), "w-1", "first", "input", "hello", "signal")
+	started, _, err := orchestrator.SignalWithStart(context.Background(), env.JS(), "w-1", "first", "input", "hello", "signal")
 	if err != nil || !started {
 		t.Fatalf("started %v, %v", started, err)
 	}
@@ -280,7 +280,7 @@ func TestSignalWithStartSignalComesFirst(t *testing.T) {
 	}
 	// The workflow exists now: the second call signals it, and starts
 	// nothing.
-	started, err = orchestrator.SignalWithStart(context.Background(), env.JS(), "w-1", "first", "again", "hello", "late")
+	started, _, err = orchestrator.SignalWithStart(context.Background(), env.JS(), "w-1", "first", "again", "hello", "late")
 	if err != nil || started {
 		t.Fatalf("second call: started %v, %v", started, err)
 	}
@@ -320,7 +320,7 @@ func TestSignalWithStartRacingAStart(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			sws, swsErr = orchestrator.SignalWithStart(context.Background(), env.JS(), id, "collect", "sws", "item", "x")
+			sws, _, swsErr = orchestrator.SignalWithStart(context.Background(), env.JS(), id, "collect", "sws", "item", "x")
 		}()
 		go func() {
 			defer wg.Done()
