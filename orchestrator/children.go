@@ -121,7 +121,6 @@ func (o *Orchestrator) ensureLinks(ctx context.Context, id string, st *state, en
 		}
 		l.done[key] = true
 	}
-	failpoint.Hit("orchestrator.after-child-start")
 	for _, n := range sortedKeys(l.cancels) {
 		key := "cancel." + strconv.Itoa(n)
 		c := l.children[n]
@@ -197,6 +196,7 @@ func (o *Orchestrator) startChild(ctx context.Context, parent string, c *schema.
 	ref := &schema.ChildOf{WorkflowID: parent, Child: c.ID}
 	ev := &schema.WorkflowStarted{WorkflowID: c.ChildID, Type: c.Type, Input: c.Input,
 		Source: "child of " + parent + "#" + strconv.Itoa(c.ID), Parent: ref}
+	failpoint.Hit("orchestrator.before-child-start")
 	written, err := publishStart(ctx, o.cfg.JS, ev)
 	if errors.Is(err, ErrTooLarge) {
 		return o.recordChildEnd(ctx, parent, &schema.ChildEnded{Child: c.ID, ChildID: c.ChildID,
