@@ -242,8 +242,8 @@ func SignalExternal(ctx Context, workflowID, name string, payload any) Future[st
 		r.fail(fmt.Errorf("SignalExternal: %w", err))
 		runtime.Goexit()
 	}
-	if n, id, ok := streams.ParseSignalSubject(streams.SignalSubject(name, workflowID)); !ok || n != name || id != workflowID {
-		r.fail(fmt.Errorf("SignalExternal: signal name %q: want dot-separated tokens", name))
+	if !validSignalName(name) {
+		r.fail(fmt.Errorf("SignalExternal: signal name %q: want dot-separated tokens without spaces or wildcards", name))
 		runtime.Goexit()
 	}
 	raw, err := schema.EncodeRaw(payload)
@@ -314,4 +314,15 @@ func describeLink(v schema.Kinded) (string, bool) {
 		return fmt.Sprintf("signal %s to %s", x.Name, x.WorkflowID), true
 	}
 	return "", false
+}
+
+// validSignalName reports whether name can be the <name> of
+// signal.<name>.<id>.
+func validSignalName(name string) bool {
+	for _, tok := range strings.Split(name, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return false
+		}
+	}
+	return true
 }
