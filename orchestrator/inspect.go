@@ -57,10 +57,14 @@ type Description struct {
 	// Run is the run described, of a workflow that continued as new
 	// (1 for the first run), RunID its history ID (wf.<run id>.>), and
 	// Runs every run of the workflow, when it has more than one.
-	Run     int            `json:"run,omitempty"`
-	RunID   string         `json:"run_id,omitempty"`
-	Runs    []RunSummary   `json:"runs,omitempty"`
-	History []HistoryEntry `json:"history"`
+	Run   int          `json:"run,omitempty"`
+	RunID string       `json:"run_id,omitempty"`
+	Runs  []RunSummary `json:"runs,omitempty"`
+	// Parent names the workflow that started this one as its child.
+	Parent *ParentRef `json:"parent,omitempty"`
+	// Children lists the child workflows it started, in start order.
+	Children []ChildSummary `json:"children,omitempty"`
+	History  []HistoryEntry `json:"history"`
 }
 
 // RunSummary is one run of a workflow that continued as new.
@@ -172,6 +176,8 @@ func DescribeRun(ctx context.Context, h *streams.History, id string, run int) (*
 			d.Status, d.Reason = schema.StatusBlocked, v.Reason
 		case *schema.OperatorRequest:
 			e.Step, e.Operator, e.Reason = v.Verb, v.Identity, v.Reason
+		default:
+			linkEntry(&e, value)
 		}
 		d.UpdatedAt = ev.Time
 		d.History = append(d.History, e)
@@ -183,6 +189,7 @@ func DescribeRun(ctx context.Context, h *streams.History, id string, run int) (*
 	// workflow runs again, a resumed one is no longer blocked.
 	st := &state{id: id}
 	st.add(evs)
+	d.Parent, d.Children = familyOf(st)
 	switch d.Status = st.status; {
 	case st.finished != nil:
 		d.Reason, d.Error = st.finished.Reason, st.finished.Error

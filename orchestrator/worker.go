@@ -52,6 +52,8 @@ type state struct {
 	// died before putting in the bucket) is ensured before deciding.
 	ensured map[int]bool
 	ops
+	// links are its children and the signals it sent (children.go).
+	links linkState
 }
 
 // unensured returns the pending timers not yet known to be in the bucket.
@@ -94,6 +96,7 @@ func (s *state) add(evs []streams.Event) {
 			s.trace = ev.TraceParent
 		}
 		s.operator(ev)
+		s.links.link(ev.Value)
 		switch v := ev.Value.(type) {
 		case *schema.TimerStarted:
 			if s.timers == nil {
@@ -112,7 +115,7 @@ func (s *state) add(evs []streams.Event) {
 			s.finished, s.ending = v, nil
 		case *schema.WorkflowBlocked:
 			s.status, s.blocked = schema.StatusBlocked, v.Reason
-		case *schema.Command, *schema.Marker, *schema.UpdateCompleted:
+		case *schema.Command, *schema.Marker, *schema.UpdateCompleted, *schema.ChildStarted, *schema.ChildCancelRequested, *schema.SignalExternal:
 			if s.status == schema.StatusBlocked {
 				s.status, s.blocked = schema.StatusRunning, ""
 			}
@@ -333,6 +336,9 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		if st.start == nil {
 			return errUnknownWorkflow
 		}
+		if err := w.o.ensureLinks(w.traced(ctx), id, st, st.finishedEnd()); err != nil {
+			return err
+		}
 		if st.status.Terminal() {
 			// A run that continued as new: its next run is started, again
 			// if the wake is redelivered after a crash (continueasnew.go).
@@ -383,6 +389,9 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			w.logOutcome(id, out)
 			w.observeAppend(st, first, out, span)
 			if err := w.applyTimers(ctx, id, st, vals); err != nil {
+				return err
+			}
+			if err := w.applyLinks(ctx, id, st, vals, out.Finished); err != nil {
 				return err
 			}
 			// The cache is not advanced past what was read: on a clustered
@@ -554,6 +563,12 @@ func (w *worker) messages(id string, st *state, out workflow.Outcome) ([]*nats.M
 			err = add(streams.StepCancelSubject(id, v.CommandID), v)
 		case *schema.UpdateCompleted:
 			err = add(streams.UpdateDoneSubject(id, v.UpdateID), v)
+		case *schema.ChildStarted:
+			err = add(streams.ChildSubject(id, v.ID), v)
+		case *schema.ChildCancelRequested:
+			err = add(streams.ChildCancelSubject(id, v.Child), v)
+		case *schema.SignalExternal:
+			err = add(streams.SignalOutSubject(id, v.ID), v)
 		}
 		if err != nil {
 			return nil, nil, err

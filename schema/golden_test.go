@@ -47,6 +47,16 @@ var goldens = []struct {
 	{"update.completed.error", &UpdateCompleted{ID: 4, UpdateID: "u-2", Name: "add", Error: "workflow finished before the update completed"}},
 	{"workflow.started.run", &WorkflowStarted{WorkflowID: "loop-1", Type: "loop", Input: mustRaw(100), Source: "continue-as-new of loop-1", Run: 2}},
 	{"workflow.finished.continued-as-new", &WorkflowFinished{Status: StatusContinuedAsNew, NextRun: 2, NextInput: mustRaw(100)}},
+	// Children and signals between workflows.
+	{"child.started", &ChildStarted{ID: 3, ChildID: "_child-o-1-3", Type: "payment", Input: mustRaw(map[string]any{"amount_cents": 12999}), ParentClose: ParentCloseTerminate}},
+	{"child.cancel", &ChildCancelRequested{ID: 5, Child: 3}},
+	{"child.ended", &ChildEnded{Child: 3, ChildID: "_child-o-1-3", Status: StatusFailed, Error: "declined: card refused", ErrorKind: "declined", NonRetryable: true}},
+	{"child.ended.completed", &ChildEnded{Child: 3, ChildID: "_child-o-1-3", Status: StatusCompleted, Output: mustRaw("ch_1")}},
+	{"signal.external", &SignalExternal{ID: 4, WorkflowID: "o-2", Name: "carrier.picked_up", Payload: mustRaw("DHL")}},
+	{"signal.external.done", &SignalExternalDone{Signal: 4, Seq: 17}},
+	{"signal.external.done.not_found", &SignalExternalDone{Signal: 4, Error: SignalExternalNotFound}},
+	{"workflow.started.child", &WorkflowStarted{WorkflowID: "_child-o-1-3", Type: "payment", Input: mustRaw(1), Source: "child of o-1#3", Parent: &ChildOf{WorkflowID: "o-1", Child: 3}}},
+	{"workflow.started.signal", &WorkflowStarted{WorkflowID: "w-1", Type: "collect", Input: mustRaw("in"), Source: "signal-with-start item", Signal: &Signal{Name: "item", Payload: mustRaw("x"), Source: "signal-with-start"}}},
 }
 
 func mustRaw(v any) Raw {

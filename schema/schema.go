@@ -172,6 +172,12 @@ type WorkflowStarted struct {
 	// Run is the run number of a workflow that continued as new: 2 for
 	// the run after the first, and so on; 0 (or 1) for the first run.
 	Run int `msgpack:"run,omitempty" json:"run,omitempty"`
+	// Parent is set on a child workflow's start: the parent and its
+	// decision that started it.
+	Parent *ChildOf `msgpack:"parent,omitempty" json:"parent,omitempty"`
+	// Signal is the signal of a signal-with-start that started the
+	// workflow: replay hands it to the code before any other event.
+	Signal *Signal `msgpack:"signal,omitempty" json:"signal,omitempty"`
 }
 
 // Kind implements Kinded.
@@ -503,6 +509,16 @@ func New(kind Kind) (Kinded, error) {
 		return &UpdateAccepted{}, nil
 	case KindUpdateCompleted:
 		return &UpdateCompleted{}, nil
+	case KindChildStarted:
+		return &ChildStarted{}, nil
+	case KindChildCancelRequested:
+		return &ChildCancelRequested{}, nil
+	case KindChildEnded:
+		return &ChildEnded{}, nil
+	case KindSignalExternal:
+		return &SignalExternal{}, nil
+	case KindSignalExternalDone:
+		return &SignalExternalDone{}, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 }

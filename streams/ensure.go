@@ -280,7 +280,7 @@ func OrchestratorConsumerConfig(ackWait time.Duration, maxDeliver int) jetstream
 	return jetstream.ConsumerConfig{
 		Durable:        OrchestratorConsumer,
 		Description:    "jetflow orchestrators: history events that call for a decision",
-		FilterSubjects: []string{StartFilter, ResultFilter, FiredFilter, SignalFilter, OperatorFilter, UpdateFilter},
+		FilterSubjects: []string{StartFilter, ResultFilter, FiredFilter, SignalFilter, OperatorFilter, UpdateFilter, ChildDoneFilter, SignalOutDoneFilter},
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckWait:        ackWait,

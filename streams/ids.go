@@ -73,6 +73,16 @@ func OnItsSubject(ev Event) bool {
 		return isUpdateSubject(ev.Subject, id, v.UpdateID, false)
 	case *schema.UpdateCompleted:
 		return isUpdateSubject(ev.Subject, id, v.UpdateID, true)
+	case *schema.ChildStarted:
+		return isChildSubject(ev.Subject, id, v.ID, "")
+	case *schema.ChildCancelRequested:
+		return isChildSubject(ev.Subject, id, v.Child, ".cancel")
+	case *schema.ChildEnded:
+		return isChildSubject(ev.Subject, id, v.Child, "."+tokDone)
+	case *schema.SignalExternal:
+		return isSignalOutSubject(ev.Subject, id, v.ID, false)
+	case *schema.SignalExternalDone:
+		return isSignalOutSubject(ev.Subject, id, v.Signal, true)
 	}
 	return true
 }

@@ -70,6 +70,12 @@ func runShow(ctx context.Context, args []string) error {
 	for _, t := range d.Timers {
 		fmt.Printf("timer     #%d %s, due %s (in %s), key %s.%s\n", t.ID, t.Duration, t.Due.Format(time.RFC3339), time.Until(t.Due).Round(time.Second), streams.TimersBucket, t.Key)
 	}
+	if d.Parent != nil {
+		fmt.Printf("parent    %s (its decision #%d)\n", d.Parent.WorkflowID, d.Parent.Decision)
+	}
+	for _, k := range d.Children {
+		fmt.Printf("child     #%d %s (%s) %s\n", k.Decision, k.WorkflowID, k.Type, k.Status)
+	}
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tTIME\tEVENT\tSTEP\tDETAIL")

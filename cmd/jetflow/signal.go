@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/streams"
@@ -22,6 +24,8 @@ func runSignal(ctx context.Context, args []string) error {
 	c.register(fs, true)
 	noWait := fs.Bool("no-wait", false, "send the signal and return without waiting for its verdict")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the verdict")
+	startType := fs.String("start", "", "signal-with-start: start the workflow with this `TYPE` first if it does not exist; the signal is in its start")
+	startInput := fs.String("input", "", "with --start: the workflow's input, as `JSON`")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -47,14 +51,30 @@ func runSignal(ctx context.Context, args []string) error {
 		}
 		body = []byte(pos[2])
 	}
+	if *startType == "" && *startInput != "" {
+		return errUsage(fs, "--input %s: only with --start TYPE", *startInput)
+	}
 	nc, js, err := connect(ctx, &c, "jetflow signal", natsauth.SignalOwner(name), false)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	subject := streams.SignalSubject(name, id)
-	seq, err := orchestrator.SendSignal(ctx, js, id, name, body)
-	if err != nil {
+	var seq uint64
+	if *startType != "" {
+		started, s, err := signalWithStart(ctx, js, id, *startType, *startInput, name, body)
+		if err != nil {
+			return err
+		}
+		if started {
+			if asJSON {
+				return printJSON(signalOutput{Workflow: id, Signal: name, Subject: streams.StartSubject(id), Verdict: "started"})
+			}
+			fmt.Printf("workflow %s (%s) started with signal %s in its start event\n", id, *startType, name)
+			return nil
+		}
+		seq = s
+	} else if seq, err = orchestrator.SendSignal(ctx, js, id, name, body); err != nil {
 		return err
 	}
 	if *noWait {
@@ -92,8 +112,25 @@ type signalOutput struct {
 	Workflow   string `json:"workflow_id"`
 	Signal     string `json:"signal"`
 	Subject    string `json:"subject"`
-	Verdict    string `json:"verdict"` // sent (--no-wait), recorded or refused
+	Verdict    string `json:"verdict"` // sent (--no-wait), recorded, refused, or started (--start)
 	StreamSeq  uint64 `json:"stream_seq"`
 	HistorySeq uint64 `json:"history_seq,omitempty"`
 	Reason     string `json:"reason,omitempty"`
+}
+
+// signalWithStart is `jetflow signal --start TYPE --input JSON`: the input
+// and the payload are JSON, converted as a signal's JSON body is.
+func signalWithStart(ctx context.Context, js jetstream.JetStream, id, wfType, input, name string, body []byte) (bool, uint64, error) {
+	if input != "" && !json.Valid([]byte(input)) {
+		return false, 0, fmt.Errorf("--input is not valid JSON: %s", input)
+	}
+	in, err := orchestrator.JSONInput([]byte(input))
+	if err != nil {
+		return false, 0, fmt.Errorf("--input: %w", err)
+	}
+	payload, err := orchestrator.JSONInput(body)
+	if err != nil {
+		return false, 0, fmt.Errorf("payload: %w", err)
+	}
+	return orchestrator.SignalWithStart(ctx, js, id, wfType, in, name, payload)
 }

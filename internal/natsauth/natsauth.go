@@ -88,6 +88,17 @@ func SignalOwner(name string) string {
 	return ""
 }
 
+// ownedSignals are the signal subjects a role owns (signalOwners), in a
+// stable order: no other role may send them.
+func ownedSignals() []string {
+	out := make([]string, 0, 2*len(signalOwners))
+	for prefix := range signalOwners {
+		out = append(out, streams.SignalPrefix+"."+prefix+".>")
+	}
+	sort.Strings(out)
+	return out
+}
+
 // JetStream API subjects.
 const (
 	api    = "$JS.API."
@@ -204,6 +215,10 @@ func Roles(services []string) []Role {
 				"wf.*.start", "wf.*.cmd.>", "wf.*.marker.*", "wf.*.timer.*", "wf.*.fired.*",
 				"wf.*.signal.*", "wf.*.done.>", "wf.*.blocked.*", "wf.*.cancel.*",
 				streams.UpdateFilter, streams.UpdateDoneFilter,
+				// Children and signals between workflows: the parent's
+				// decisions and events, a child's parent-close request,
+				// the signals a workflow sends.
+				streams.ChildFilter, streams.SignalOutFilter, streams.OperatorFilter, streams.SignalPrefix + ".>",
 				// Answers to queries and updates, in the askers' inboxes.
 				inbox(Client), inbox(Operator),
 				streams.DeadLetterPrefix + ".>",
@@ -229,7 +244,9 @@ func Roles(services []string) []Role {
 				apiAck + streams.SignalsStream + "." + streams.SignalsConsumer + ".>",
 				"$JS.FC." + kvPfx + streams.TimersBucket + ".>",
 			},
-			Deny: deny,
+			// A workflow's SignalExternal may send any signal but those
+			// another role alone may send.
+			Deny: append(append([]string{}, deny...), ownedSignals()...),
 		},
 		Subscribe: Rule{Allow: []string{
 			inbox(Orchestrator),

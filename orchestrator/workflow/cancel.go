@@ -53,6 +53,8 @@ type cancelScope struct {
 	cause    error
 	timers   []*Timer
 	steps    []stepRef
+	// childWfs are the child workflows started on this scope (child.go).
+	childWfs []*childState
 }
 
 type stepRef struct {
@@ -100,6 +102,9 @@ func (s *cancelScope) cancel(cause error) bool {
 		}
 		st.f.ready, st.f.readyAt, st.f.err = true, r.tick, cause
 		delete(r.pending, st.id)
+	}
+	if !s.cancelChildren() {
+		return false
 	}
 	for _, c := range s.children {
 		if !c.detached && !c.cancel(cause) {

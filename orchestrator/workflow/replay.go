@@ -100,6 +100,8 @@ type replayer struct {
 	// handlers are the query and update handlers the code set (query.go,
 	// update.go).
 	handlers handlers
+	// links are the children started and the signals sent (child.go).
+	links links
 }
 
 // isReplaying reports whether the code is re-executing decisions that the
@@ -153,11 +155,19 @@ func replay(fn Func, id string, history []Event, logger *slog.Logger, inspect fu
 		switch v := ev.Value.(type) {
 		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled, *schema.StepCancelled, *schema.UpdateCompleted:
 			r.history = append(r.history, recorded{seq: ev.Seq, value: v})
+		case *schema.ChildStarted, *schema.ChildCancelRequested, *schema.SignalExternal:
+			r.history = append(r.history, recorded{seq: ev.Seq, value: v})
 		case *schema.Result, *schema.TimerFired, *schema.Signal, *schema.OperatorRequest, *schema.UpdateAccepted:
+			feed = append(feed, ev)
+		case *schema.ChildEnded, *schema.SignalExternalDone:
 			feed = append(feed, ev)
 		}
 	}
 	r.fedAll = len(feed) == 0
+	if started.Signal != nil {
+		// Signal-with-start: the signal is there before anything else.
+		r.queue(started.Signal.Name).push(started.Signal.Payload, 0, history[0].Seq, started.Signal)
+	}
 	r.root = &cancelScope{r: r}
 	r.sched.spawn("main", r.root, func(ctx Context) {
 		out, err := fn(ctx, started.Input)
@@ -192,6 +202,10 @@ func replay(fn Func, id string, history []Event, logger *slog.Logger, inspect fu
 			r.operator(v)
 		case *schema.UpdateAccepted:
 			r.acceptUpdate(v)
+		case *schema.ChildEnded:
+			r.childEnded(v)
+		case *schema.SignalExternalDone:
+			r.signalSent(v)
 		}
 		r.sched.run()
 	}
@@ -319,7 +333,7 @@ func sameDecision(a, b schema.Kinded) bool {
 		y, ok := b.(*schema.UpdateCompleted)
 		return ok && x.UpdateID == y.UpdateID
 	}
-	return false
+	return sameLink(a, b)
 }
 
 func describe(v schema.Kinded) string {
@@ -339,6 +353,9 @@ func describe(v schema.Kinded) string {
 		return fmt.Sprintf("cancel of step %d", x.CommandID)
 	case *schema.UpdateCompleted:
 		return fmt.Sprintf("completion of update %q (%s)", x.UpdateID, x.Name)
+	}
+	if d, ok := describeLink(v); ok {
+		return d
 	}
 	return string(v.Kind())
 }

@@ -28,6 +28,10 @@ const (
 	// no clock to move; this is the same orchestrator package with the
 	// ManualClock the in-process tests use.
 	roleClockOrchestrator = "clock-orchestrator"
+	// roleFamilyOrchestrator is an orchestrator that runs the parent and
+	// child test workflows of children_test.go, which the jetflow binary
+	// does not register.
+	roleFamilyOrchestrator = "family-orchestrator"
 )
 
 // runRole runs the helper role and returns the process's exit status.
@@ -41,6 +45,12 @@ func runRole(role string) int {
 		return 0
 	case roleSamplesOrchestrator:
 		if err := runSamplesOrchestrator(); err != nil {
+			fmt.Fprintln(os.Stderr, role+": "+err.Error())
+			return 1
+		}
+		return 0
+	case roleFamilyOrchestrator:
+		if err := runFamilyOrchestrator(); err != nil {
 			fmt.Fprintln(os.Stderr, role+": "+err.Error())
 			return 1
 		}
