@@ -152,3 +152,12 @@ func TestAuthReconcileRoleCannotForge(t *testing.T) {
 			"reconcile: no permission violation for %s (reported: %v)", subject, rec.v.All())
 	}
 }
+
+// TestReconcileServicesNamed: the services the reconcile role may run are
+// the reconciliation's scan and the schedules' fire, by their names.
+func TestReconcileServicesNamed(t *testing.T) {
+	want := []string{reconcile.ServiceName, schedule.ServiceName}
+	if strings.Join(natsauth.ReconcileServices, ",") != strings.Join(want, ",") {
+		t.Fatalf("natsauth.ReconcileServices %v, want %v", natsauth.ReconcileServices, want)
+	}
+}
