@@ -40,9 +40,10 @@ func newReconcileStack(t *testing.T) *stack {
 	return s
 }
 
-// reconcileService runs the scan step on its own connection.
+// reconcileService runs the scan step on its own connection, as the
+// reconcile role.
 func (s *stack) reconcileService() *part {
-	nc, js := s.connect(natsauth.Orchestrator)
+	nc, js := s.connect(natsauth.Reconcile)
 	cfg := participants.Config{NC: nc, JS: js, Logger: testLogger(), AckWait: s.ackWait}
 	return s.run(func(ctx context.Context) error { return participants.Run(ctx, cfg, reconcile.Service(js)) })
 }
@@ -287,7 +288,7 @@ func TestReconcileSchedule(t *testing.T) {
 		Input: reconcile.Params{Options: reconcile.Options{Grace: time.Minute}, Fix: true},
 	}
 	for range 2 { // two processes
-		nc, js := s.connect(natsauth.Orchestrator)
+		nc, js := s.connect(natsauth.Reconcile)
 		sched, err := schedule.New(js, sc)
 		if err != nil {
 			t.Fatal(err)

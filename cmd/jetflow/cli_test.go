@@ -69,8 +69,8 @@ func TestEachCommandHasItsOwnFlags(t *testing.T) {
 		has, lack []string
 	}{
 		{"participant", "Usage: jetflow participant [flags] NAME", []string{"--latency", "--pickup-delay", "--callback-nkey", "--nats", "--log-level"}, []string{"--pickup-timeout", "--payment-timeout", "--max-pending-signals", "--max-order-size", "--output"}},
-		{"orchestrator", "Usage: jetflow orchestrator [flags]", []string{"--pickup-timeout", "--max-order-size", "--ack-wait"}, []string{"--latency", "--payment-decline-rate", "--pickup-delay", "--callback-nkey", "--demo"}},
-		{"dev", "Usage: jetflow dev [flags]", []string{"--pickup-timeout", "--latency", "--demo", "--log-format"}, []string{"--callback-nkey", "--output"}},
+		{"orchestrator", "Usage: jetflow orchestrator [flags]", []string{"--pickup-timeout", "--max-order-size", "--ack-wait", "--reconcile-nkey"}, []string{"--latency", "--payment-decline-rate", "--pickup-delay", "--callback-nkey", "--demo"}},
+		{"dev", "Usage: jetflow dev [flags]", []string{"--pickup-timeout", "--latency", "--demo", "--log-format"}, []string{"--callback-nkey", "--reconcile-nkey", "--output"}},
 		{"signal", "Usage: jetflow signal [flags] WORKFLOW_ID NAME [JSON]", []string{"--output", "--nats", "--server", "-s", "--tlscert"}, []string{"--log-level", "--replicas"}},
 		{"show", "Usage: jetflow show [flags] WORKFLOW_ID", []string{"--output", "--creds"}, []string{"--log-level", "--status"}},
 		{"ledger", "Usage: jetflow ledger [flags] SYSTEM", []string{"--order", "--output"}, []string{"--log-level", "--status"}},

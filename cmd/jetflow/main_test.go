@@ -272,6 +272,7 @@ func TestBadFlagValuesRefused(t *testing.T) {
 		{[]string{"participant", "shipping", "--shipping-fail-rate", "NaN"}, "--shipping-fail-rate NaN: want a share from 0 to 1"},
 		{[]string{"orchestrator", "--replicas", "0"}, "--replicas 0: want 1 to 5"},
 		{[]string{"dev", "--demo", "-3"}, "--demo -3: must not be negative"},
+		{[]string{"orchestrator", "--reconcile-nkey", "reconcile.nk"}, "--reconcile-nkey reconcile.nk: want --reconcile-schedule too"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			// A server nobody listens on: a refused flag never gets as far

@@ -114,11 +114,9 @@ func runReconcile(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	role := natsauth.Operator
-	if p.Fix {
-		role = natsauth.Orchestrator
-	}
-	nc, js, err := connect(ctx, &c, "jetflow reconcile", role, false)
+	// The operator's credentials: the scan reads, and --fix starts a
+	// workflow and reads its end, as `jetflow start` and `jetflow show` do.
+	nc, js, err := connect(ctx, &c, "jetflow reconcile", natsauth.Operator, false)
 	if err != nil {
 		return err
 	}

@@ -230,11 +230,16 @@ func wait(ctx context.Context, cancel context.CancelFunc, wg *sync.WaitGroup, er
 
 func runOrchestrator(ctx context.Context, args []string) error {
 	var e engineFlags
+	var reconcileNKey string
 	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
 	e.register(fs)
 	e.registerOrchestrator(fs)
+	fs.StringVar(&reconcileNKey, "reconcile-nkey", "", "nkey seed of the reconcile role the reconciliation's scan and the schedules run as (with --reconcile-schedule); default: the orchestrator's own connection")
 	if _, err := parseEngine(fs, &e, args); err != nil {
 		return err
+	}
+	if reconcileNKey != "" && e.reconcileSchedule == "" {
+		return errUsage(fs, "--reconcile-nkey %s: want --reconcile-schedule too", reconcileNKey)
 	}
 	log, _, err := logger(e.log)
 	if err != nil {
@@ -258,7 +263,24 @@ func runOrchestrator(ctx context.Context, args []string) error {
 		cancel()
 		return err
 	}
-	if err := startReconcile(ctx, &wg, nc, js, log, &e, e.reconcileSchedule, errs); err != nil {
+	rnc, rjs := nc, js
+	if reconcileNKey != "" {
+		cc := e.common
+		if cc.conn, err = e.conn.Resolve(os.Getenv); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		// The same server and TLS, as the reconcile role.
+		cc.conn.Context, cc.conn.NKey, cc.conn.Creds, cc.conn.User, cc.conn.Token, cc.conn.InboxPrefix = "", reconcileNKey, "", "", "", ""
+		if rnc, rjs, err = connect(ctx, &cc, "jetflow reconcile (scan and schedules)", natsauth.Reconcile, false, e.obs.connOptions(log)...); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		defer rnc.Close()
+	}
+	if err := startReconcile(ctx, &wg, rnc, rjs, log, &e, e.reconcileSchedule, errs); err != nil {
 		cancel()
 		wg.Wait()
 		return err
@@ -464,11 +486,15 @@ func runDev(ctx context.Context, args []string) error {
 	if err := startOrchestrator(ctx, &wg, nc, js, log, &e, errs); err != nil {
 		return err
 	}
+	rnc, rjs := nc, js
 	if auth && e.reconcileSchedule != "" {
-		// No role of deploy/nats-server.conf may yet read the payment
-		// ledger and consume the reconciliation's commands.
-		log.Warn("--auth: the reconciliation schedule does not run", "reconcile_schedule", e.reconcileSchedule)
-	} else if err := startReconcile(ctx, &wg, nc, js, log, &e, e.reconcileSchedule, errs); err != nil {
+		if rnc, rjs, err = dial(natsauth.Reconcile); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+	}
+	if err := startReconcile(ctx, &wg, rnc, rjs, log, &e, e.reconcileSchedule, errs); err != nil {
 		cancel()
 		wg.Wait()
 		return err

@@ -35,6 +35,10 @@ const (
 	// Admin may do anything, the destructive JetStream API included. No
 	// jetflow process runs with it.
 	Admin = "admin"
+	// Reconcile runs the reconciliation job's steps: the scan step
+	// (reads the payment ledger and the histories) and the schedules' fire
+	// step (starts workflows).
+	Reconcile = "reconcile"
 	// participantPrefix + service is the role of a participant service.
 	participantPrefix = "participant-"
 )
@@ -45,6 +49,11 @@ func Participant(svc string) string { return participantPrefix + svc }
 // Services are the participant services of the reference application,
 // each with a role of its own.
 var Services = []string{"payment", "inventory", "shipping", "notification"}
+
+// ReconcileServices are the services the Reconcile role runs: the
+// reconciliation's scan (internal/reconcile.ServiceName) and the schedules'
+// fire (orchestrator/schedule.ServiceName).
+var ReconcileServices = []string{"reconcile", "jetflow-schedule"}
 
 // Rule is one direction of a permission: the subjects allowed, and the
 // subjects denied among them (a deny wins).
@@ -111,7 +120,7 @@ const (
 // pull from, update or delete them.
 func durables(services []string) []string {
 	d := []string{streams.OrchestratorConsumer, streams.IntakeConsumer, streams.SignalsConsumer}
-	for _, s := range services {
+	for _, s := range append(append([]string{}, services...), ReconcileServices...) {
 		d = append(d, streams.ParticipantConsumerPrefix+s)
 	}
 	return d
@@ -292,6 +301,7 @@ func Roles(services []string) []Role {
 			Subscribe: Rule{Allow: []string{inbox(r), streams.StepCancelFilter}},
 		})
 	}
+	roles = append(roles, reconcileRole(deny))
 	roles = append(roles,
 		Role{
 			Name: Client,
@@ -334,6 +344,54 @@ func Roles(services []string) []Role {
 		},
 	)
 	return roles
+}
+
+// reconcileRole is the role of the reconciliation job: it consumes the
+// commands of ReconcileServices alone and publishes their results; it
+// reads the payment ledger and the histories (the scan), and starts
+// workflows (a schedule's fire starts the scheduled workflow and the
+// schedule's next run). It writes no other history event, no command and
+// no ledger entry: a refund is a command of the reconciliation workflow,
+// run by the payment participant.
+func reconcileRole(deny []string) Role {
+	ledger := kvPfx + streams.LedgerBucketPrefix + "payment"
+	allow := []string{
+		"wf.*.start",
+		api + "INFO",
+		api + "STREAM.INFO." + streams.HistoryStream,
+		api + "STREAM.INFO." + kvPfx + streams.IdempotencyBucket,
+		api + "STREAM.INFO." + kvPfx + streams.AttemptsBucket,
+		api + "DIRECT.GET." + streams.HistoryStream,
+		api + "DIRECT.GET." + streams.HistoryStream + ".>",
+		// The payment ledger, read with a KV watch.
+		api + "STREAM.INFO." + ledger,
+		api + "DIRECT.GET." + ledger + ".>",
+		api + "CONSUMER.CREATE." + ledger,
+		api + "CONSUMER.CREATE." + ledger + ".>",
+		api + "CONSUMER.DELETE." + ledger + ".*",
+		"$JS.FC." + ledger + ".>",
+	}
+	for _, svc := range ReconcileServices {
+		cons := streams.ParticipantConsumerPrefix + svc
+		idem := streams.IdempotencyBucket + "." + svc + ".>"
+		allow = append(allow,
+			"wf.*.res.*."+svc+".*",
+			streams.DeadLetterSubject("cmd."+svc),
+			kvPub+idem,
+			kvPub+streams.AttemptsBucket+"."+svc+".>",
+			api+"DIRECT.GET."+kvPfx+streams.IdempotencyBucket+"."+kvPub+idem,
+			api+"CONSUMER.CREATE."+streams.HistoryStream+"."+cons+"."+streams.CommandFilter(svc),
+			api+"CONSUMER.INFO."+streams.HistoryStream+"."+cons,
+			api+"CONSUMER.MSG.NEXT."+streams.HistoryStream+"."+cons,
+			apiAck+streams.HistoryStream+"."+cons+".>",
+		)
+	}
+	return Role{
+		Name:      Reconcile,
+		Doc:       "the reconciliation job: runs the reconcile scan (reads the payment ledger and the histories) and the schedules' fire (starts workflows); consumes those two services' commands alone",
+		Publish:   Rule{Allow: allow, Deny: deny},
+		Subscribe: Rule{Allow: []string{inbox(Reconcile), streams.StepCancelFilter}},
+	}
 }
 
 // Lookup returns the role named name among Roles(services).

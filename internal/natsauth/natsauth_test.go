@@ -81,7 +81,8 @@ func TestDeployServerConfigLoads(t *testing.T) {
 // TestRolesNeverWriteWhatTheyDoNotOwn checks the table itself: only the
 // orchestrator writes history events other than results, starts and
 // operator requests; the operator writes starts and operator requests
-// only; a participant writes results of its own service only.
+// only; a participant writes results of its own service only; the
+// reconcile role writes starts and the results of its two services only.
 func TestRolesNeverWriteWhatTheyDoNotOwn(t *testing.T) {
 	for _, r := range natsauth.Roles(nil) {
 		for _, s := range r.Publish.Allow {
@@ -94,6 +95,14 @@ func TestRolesNeverWriteWhatTheyDoNotOwn(t *testing.T) {
 				}
 			case strings.HasPrefix(s, "wf.") && r.Name == natsauth.Operator:
 				if s != "wf.*.start" && s != "wf.*.op.>" {
+					t.Errorf("%s may publish %s", r.Name, s)
+				}
+			case strings.HasPrefix(s, "wf.") && r.Name == natsauth.Reconcile:
+				ok := s == "wf.*.start"
+				for _, svc := range natsauth.ReconcileServices {
+					ok = ok || s == "wf.*.res.*."+svc+".*"
+				}
+				if !ok {
 					t.Errorf("%s may publish %s", r.Name, s)
 				}
 			case strings.HasPrefix(s, "wf.") && r.Name != natsauth.Orchestrator:
