@@ -100,6 +100,9 @@ type Config struct {
 	// Replicas of every stream and bucket the run creates: 3 on a
 	// cluster. Default 1.
 	Replicas int
+	// NoAffinity turns the orchestrators' affinity off: each decides the
+	// wakes it pulls (orchestrator.Config.DisableAffinity).
+	NoAffinity bool
 	// NatsOptions are added to every connection to NatsURL: credentials,
 	// TLS. The bench creates the topology, so the credentials must allow
 	// it (the orchestrator's do not allow the rest: use admin's).
@@ -389,7 +392,7 @@ func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jet
 		regs = append(regs, m)
 		o, err := orchestrator.New(orchestrator.Config{
 			NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
-			Logger: cfg.Logger.With("component", part), Metrics: m,
+			Logger: cfg.Logger.With("component", part), Metrics: m, DisableAffinity: cfg.NoAffinity,
 		})
 		if err != nil {
 			_ = stop()

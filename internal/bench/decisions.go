@@ -23,6 +23,12 @@ type Decisions struct {
 	CacheMisses uint64 `json:"cache_misses"`
 	// HitRate is CacheHits over CacheHits + CacheMisses.
 	HitRate float64 `json:"hit_rate"`
+	// Started counts the workflows the orchestrators started: the first
+	// decision of each finds it in no cache. LaterHitRate is the hit rate
+	// of the other decisions, those a process that decided the workflow
+	// before could take from its cache.
+	Started      uint64  `json:"workflows_started"`
+	LaterHitRate float64 `json:"later_hit_rate"`
 	// FenceConflicts are appends refused by the fence, and
 	// ConflictsPerDecision their share of the decisions.
 	FenceConflicts       uint64  `json:"fence_conflicts"`
@@ -43,6 +49,8 @@ func decisionsOf(regs []*metrics.Metrics) (*Decisions, error) {
 				d.CacheHits += counterOf(mf)
 			case metrics.Namespace + "_history_cache_misses_total":
 				d.CacheMisses += counterOf(mf)
+			case metrics.Namespace + "_workflows_started_total":
+				d.Started += counterOf(mf)
 			case metrics.Namespace + "_fence_conflicts_total":
 				d.FenceConflicts += counterOf(mf)
 			case metrics.Namespace + "_decision_duration_seconds":
@@ -54,6 +62,9 @@ func decisionsOf(regs []*metrics.Metrics) (*Decisions, error) {
 	}
 	if n := d.CacheHits + d.CacheMisses; n > 0 {
 		d.HitRate = float64(d.CacheHits) / float64(n)
+	}
+	if n := d.CacheHits + d.CacheMisses; n > d.Started {
+		d.LaterHitRate = float64(d.CacheHits) / float64(n-d.Started)
 	}
 	if d.Decisions > 0 {
 		d.ConflictsPerDecision = float64(d.FenceConflicts) / float64(d.Decisions)

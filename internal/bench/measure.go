@@ -64,15 +64,16 @@ type RunConfig struct {
 	SplitConns  bool    `json:"split_conns,omitempty"`
 	Flood       int     `json:"flood,omitempty"`
 	// Orchestrators run side by side; Replicas of every stream.
-	Orchestrators int `json:"orchestrators"`
-	Replicas      int `json:"replicas"`
+	Orchestrators int  `json:"orchestrators"`
+	Replicas      int  `json:"replicas"`
+	NoAffinity    bool `json:"no_affinity,omitempty"`
 }
 
 func (c Config) describe() RunConfig {
 	r := RunConfig{
 		Orders: c.Orders, Concurrency: c.Concurrency, Rate: c.Rate, Mix: c.Mix,
 		LatencyMs: ms(c.Latency), Pickup: c.Pickup, PickupMs: ms(c.PickupDelay), Sync: "default", Server: "embedded", SplitConns: c.SplitConns,
-		Flood: c.Flood, Orchestrators: c.Orchestrators, Replicas: c.Replicas,
+		Flood: c.Flood, Orchestrators: c.Orchestrators, Replicas: c.Replicas, NoAffinity: c.NoAffinity,
 	}
 	if c.SyncAlways {
 		r.Sync = "always"

@@ -129,8 +129,12 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintln(w)
 
 	if d := r.Decisions; d != nil {
-		fmt.Fprintf(w, "Decisions: %d over %d orchestrator(s); history cache hit rate %.1f%% (%d hits, %d misses); fence conflicts %d (%.2f%% of decisions)\n\n",
-			d.Decisions, c.Orchestrators, 100*d.HitRate, d.CacheHits, d.CacheMisses, d.FenceConflicts, 100*d.ConflictsPerDecision)
+		aff := "affinity"
+		if c.NoAffinity {
+			aff = "no affinity"
+		}
+		fmt.Fprintf(w, "Decisions: %d over %d orchestrator(s), %s; history cache hit rate %.1f%% (%d hits, %d misses), %.1f%% after each workflow's first decision; fence conflicts %d (%.2f%% of decisions)\n\n",
+			d.Decisions, c.Orchestrators, aff, 100*d.HitRate, d.CacheHits, d.CacheMisses, 100*d.LaterHitRate, d.FenceConflicts, 100*d.ConflictsPerDecision)
 	}
 
 	hs := r.History

@@ -206,6 +206,9 @@ func Roles(services []string) []Role {
 				streams.UpdateFilter, streams.UpdateDoneFilter,
 				// Answers to queries and updates, in the askers' inboxes.
 				inbox(Client), inbox(Operator),
+				// Affinity: membership, wakes handed to their workflow's
+				// owner, and the owner's receipt in the sender's inbox.
+				streams.AffinityPrefix + ".>", inbox(Orchestrator),
 				streams.DeadLetterPrefix + ".>",
 				kvPub + streams.TimersBucket + ".>",
 				api + "INFO",
@@ -233,6 +236,7 @@ func Roles(services []string) []Role {
 		},
 		Subscribe: Rule{Allow: []string{
 			inbox(Orchestrator),
+			streams.AffinityPrefix + ".>",
 			streams.QueryPrefix + ".*", streams.UpdatePrefix + ".*",
 			// An update's completion, which the orchestrator that accepted
 			// it waits for.
