@@ -29,6 +29,11 @@ type Decisions struct {
 	// before could take from its cache.
 	Started      uint64  `json:"workflows_started"`
 	LaterHitRate float64 `json:"later_hit_rate"`
+	// EventsRead are the history events the decisions read (a hit reads
+	// what is new since the process's last read, a miss the whole
+	// history), and EventsPerDecision their mean.
+	EventsRead        uint64  `json:"events_read"`
+	EventsPerDecision float64 `json:"events_per_decision"`
 	// FenceConflicts are appends refused by the fence, and
 	// ConflictsPerDecision their share of the decisions.
 	FenceConflicts       uint64  `json:"fence_conflicts"`
@@ -49,6 +54,8 @@ func decisionsOf(regs []*metrics.Metrics) (*Decisions, error) {
 				d.CacheHits += counterOf(mf)
 			case metrics.Namespace + "_history_cache_misses_total":
 				d.CacheMisses += counterOf(mf)
+			case metrics.Namespace + "_history_read_events_total":
+				d.EventsRead += counterOf(mf)
 			case metrics.Namespace + "_workflows_started_total":
 				d.Started += counterOf(mf)
 			case metrics.Namespace + "_fence_conflicts_total":
@@ -68,6 +75,7 @@ func decisionsOf(regs []*metrics.Metrics) (*Decisions, error) {
 	}
 	if d.Decisions > 0 {
 		d.ConflictsPerDecision = float64(d.FenceConflicts) / float64(d.Decisions)
+		d.EventsPerDecision = float64(d.EventsRead) / float64(d.Decisions)
 	}
 	return d, nil
 }
