@@ -146,12 +146,18 @@ func (a *affinity) onHello(m *nats.Msg) {
 		return
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, known := a.members[id]; !known {
+	_, known := a.members[id]
+	if !known {
 		a.live = nil
 		a.log.Debug("affinity: member joined", "member", id)
 	}
 	a.members[id] = a.now()
+	a.mu.Unlock()
+	if !known {
+		// A newcomer learns of this process now rather than at its next
+		// hello, so the members agree within a round trip.
+		_ = a.nc.Publish(streams.AffinityHello, []byte(a.self))
+	}
 }
 
 func (a *affinity) onBye(m *nats.Msg) { a.forget(string(m.Data)) }
