@@ -55,7 +55,9 @@ const (
 // forward that fails (the owner is gone: no responders, no receipt in
 // time, or no permission) is decided where it was delivered. A delivery
 // the owner took and did not ack is redelivered by JetStream after the ack
-// wait, as any unacked delivery.
+// wait, as any unacked delivery, and a redelivery is never forwarded: it
+// is decided by whichever process pulls it, so an owner that is frozen or
+// stuck in a decision does not hold its workflows beyond the ack wait.
 type affinity struct {
 	nc    *nats.Conn
 	self  string
@@ -222,6 +224,13 @@ func mix64(x uint64) uint64 {
 // the delivery here.
 func (a *affinity) forward(id string, m jetstream.Msg) bool {
 	if a == nil || id == "" || m.Reply() == "" {
+		return false
+	}
+	if md, err := m.Metadata(); err != nil || md.NumDelivered > 1 {
+		// A redelivery: whoever took it before did not ack it within the
+		// ack wait — the owner may be frozen, or stuck in a decision of
+		// this very workflow. It is decided where it is pulled, as without
+		// affinity; the fence settles a race with a late owner.
 		return false
 	}
 	owner := a.owner(id)
