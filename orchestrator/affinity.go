@@ -83,7 +83,7 @@ type affinityStats struct {
 // the wakes forwarded to this process; put hands a wake to the scheduler.
 // It returns a nil affinity (every wake decided locally) when disabled.
 func (o *Orchestrator) startAffinity(ctx context.Context, put func(id string, m jetstream.Msg)) (*affinity, error) {
-	if o.cfg.DisableAffinity || o.cfg.NC == nil {
+	if !o.cfg.Affinity || o.cfg.NC == nil {
 		return nil, nil
 	}
 	a := &affinity{nc: o.cfg.NC, self: memberID(), put: put, log: o.log, now: time.Now, members: map[string]time.Time{}, stats: &affinityStats{}}

@@ -83,11 +83,11 @@ type Config struct {
 	// and history reads, workflows started and finished, timers, signals,
 	// dead letters, readiness (internal/metrics). Default: none.
 	Metrics *metrics.Metrics
-	// DisableAffinity turns off the routing of each workflow's wakes to the
-	// orchestrator process that owns it (see affinity): every process
-	// decides whatever it pulls, as before. Default: affinity on, which
-	// needs the orchestrator role's permission on streams.AffinityPrefix.
-	DisableAffinity bool
+	// Affinity routes each workflow's wakes to the orchestrator process
+	// that owns it (see affinity), which needs the orchestrator role's
+	// permission on streams.AffinityPrefix. Default off: every process
+	// decides whatever it pulls.
+	Affinity bool
 }
 
 func (c *Config) validate() error {

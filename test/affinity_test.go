@@ -34,7 +34,7 @@ func TestAffinityUnderRolePermissions(t *testing.T) {
 		m := metrics.New()
 		o, err := orchestrator.New(orchestrator.Config{
 			NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), SignalRules: fulfillment.SignalRules(),
-			Logger: testLogger(), AckWait: s.ackWait, Metrics: m,
+			Logger: testLogger(), AckWait: s.ackWait, Metrics: m, Affinity: true,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -52,9 +52,9 @@ type engineFlags struct {
 	// maxPendingSignals caps each workflow's signals recorded and not yet
 	// received (orchestrator.Config.MaxPendingSignals).
 	maxPendingSignals int
-	// noAffinity turns the routing of wakes to their owner off
-	// (orchestrator.Config.DisableAffinity).
-	noAffinity bool
+	// affinity turns the routing of wakes to their owner on
+	// (orchestrator.Config.Affinity).
+	affinity bool
 
 	// simulation: the flags of registerSimulation are registered.
 	simulation bool
@@ -78,7 +78,7 @@ func (e *engineFlags) registerOrchestrator(fs *flag.FlagSet) {
 	fs.DurationVar(&e.workflow.PickupTimeout, "pickup-timeout", 72*time.Hour, "how long an order waits for carrier.picked_up before it is cancelled")
 	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
 	fs.IntVar(&e.maxPendingSignals, "max-pending-signals", orchestrator.DefaultMaxPendingSignals, "signals a workflow may hold recorded and not yet received; more are dead-lettered")
-	fs.BoolVar(&e.noAffinity, "no-affinity", false, "decide every wake this process pulls, instead of handing the wakes of a workflow another orchestrator owns to that one (for a server whose permissions predate jetflow.orchestrators.>)")
+	fs.BoolVar(&e.affinity, "affinity", false, "hand the wakes of a workflow another orchestrator owns to that one, which has it cached, instead of deciding every wake this process pulls (needs the orchestrator role's permission on jetflow.orchestrators.>)")
 	fs.IntVar(&e.maxOrderSize, "max-order-size", orchestrator.DefaultMaxOrderSize, "largest order.created body in bytes; a larger order is dead-lettered (at most a quarter of the server's max payload)")
 }
 
@@ -177,7 +177,7 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 			LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
 			MaxPendingSignals: e.maxPendingSignals,
 			Logger:            log.With("component", "orchestrator"), AckWait: e.ackWait,
-			Metrics: e.obs.metrics, DisableAffinity: e.noAffinity,
+			Metrics: e.obs.metrics, Affinity: e.affinity,
 		})
 		return err
 	})

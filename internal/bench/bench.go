@@ -100,9 +100,9 @@ type Config struct {
 	// Replicas of every stream and bucket the run creates: 3 on a
 	// cluster. Default 1.
 	Replicas int
-	// NoAffinity turns the orchestrators' affinity off: each decides the
-	// wakes it pulls (orchestrator.Config.DisableAffinity).
-	NoAffinity bool
+	// Affinity turns the orchestrators' affinity on: each hands the wakes
+	// of a workflow another owns to that one (orchestrator.Config.Affinity).
+	Affinity bool
 	// NatsOptions are added to every connection to NatsURL: credentials,
 	// TLS. The bench creates the topology, so the credentials must allow
 	// it (the orchestrator's do not allow the rest: use admin's).
@@ -392,7 +392,7 @@ func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jet
 		regs = append(regs, m)
 		o, err := orchestrator.New(orchestrator.Config{
 			NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
-			Logger: cfg.Logger.With("component", part), Metrics: m, DisableAffinity: cfg.NoAffinity,
+			Logger: cfg.Logger.With("component", part), Metrics: m, Affinity: cfg.Affinity,
 		})
 		if err != nil {
 			_ = stop()

@@ -169,7 +169,7 @@ func TestRunExternal(t *testing.T) {
 // conflicts, and a workflow's decisions after its first find it cached.
 func TestRunOrchestrators(t *testing.T) {
 	env := natstest.RunJetStream(t)
-	r, err := Run(natstest.Context(t), Config{Orders: 30, Concurrency: 10, CeilingMsgs: -1, NatsURL: env.Server.ClientURL(), Orchestrators: 3})
+	r, err := Run(natstest.Context(t), Config{Orders: 30, Concurrency: 10, CeilingMsgs: -1, NatsURL: env.Server.ClientURL(), Orchestrators: 3, Affinity: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,14 +66,14 @@ type RunConfig struct {
 	// Orchestrators run side by side; Replicas of every stream.
 	Orchestrators int  `json:"orchestrators"`
 	Replicas      int  `json:"replicas"`
-	NoAffinity    bool `json:"no_affinity,omitempty"`
+	Affinity      bool `json:"affinity,omitempty"`
 }
 
 func (c Config) describe() RunConfig {
 	r := RunConfig{
 		Orders: c.Orders, Concurrency: c.Concurrency, Rate: c.Rate, Mix: c.Mix,
 		LatencyMs: ms(c.Latency), Pickup: c.Pickup, PickupMs: ms(c.PickupDelay), Sync: "default", Server: "embedded", SplitConns: c.SplitConns,
-		Flood: c.Flood, Orchestrators: c.Orchestrators, Replicas: c.Replicas, NoAffinity: c.NoAffinity,
+		Flood: c.Flood, Orchestrators: c.Orchestrators, Replicas: c.Replicas, Affinity: c.Affinity,
 	}
 	if c.SyncAlways {
 		r.Sync = "always"

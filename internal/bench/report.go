@@ -129,9 +129,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintln(w)
 
 	if d := r.Decisions; d != nil {
-		aff := "affinity"
-		if c.NoAffinity {
-			aff = "no affinity"
+		aff := "no affinity"
+		if c.Affinity {
+			aff = "affinity"
 		}
 		fmt.Fprintf(w, "Decisions: %d over %d orchestrator(s), %s; history cache hit rate %.1f%% (%d hits, %d misses), %.1f%% after each workflow's first decision; %.2f history events read per decision; fence conflicts %d (%.2f%% of decisions)\n\n",
 			d.Decisions, c.Orchestrators, aff, 100*d.HitRate, d.CacheHits, d.CacheMisses, 100*d.LaterHitRate, d.EventsPerDecision, d.FenceConflicts, 100*d.ConflictsPerDecision)
