@@ -83,6 +83,11 @@ type Config struct {
 	// and history reads, workflows started and finished, timers, signals,
 	// dead letters, readiness (internal/metrics). Default: none.
 	Metrics *metrics.Metrics
+	// Affinity routes each workflow's wakes to the orchestrator process
+	// that owns it (see affinity), which needs the orchestrator role's
+	// permission on streams.AffinityPrefix. Default off: every process
+	// decides whatever it pulls.
+	Affinity bool
 }
 
 func (c *Config) validate() error {
@@ -158,6 +163,9 @@ type Orchestrator struct {
 	waiting waitingMemo
 	// accepting serializes the update acceptances of one workflow here.
 	accepting keyedMutex
+	// affinityStats counts the wakes affinity forwarded and received; nil
+	// until Run starts it, and without affinity.
+	affinityStats *affinityStats
 }
 
 // New validates cfg and returns an Orchestrator. The streams and buckets
@@ -233,10 +241,20 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// Affinity hands the wakes of a workflow another process owns to that
+	// process, whose cache holds it.
+	aff, err := o.startAffinity(ctx, sched.put)
+	if err != nil {
+		return startErr(ctx, err)
+	}
+	defer aff.stop()
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		// A subject that names no workflow is keyed by what parsing gave
 		// (possibly ""), and dead-lettered by its loop.
 		id, _, _ := streams.ParseSubject(m.Subject())
+		if aff.forward(id, m) {
+			return
+		}
 		sched.put(id, m)
 	}, jetstream.PullMaxMessages(512), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		o.log.Debug("orchestrator consume", "err", err)

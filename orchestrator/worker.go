@@ -442,6 +442,7 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		if !errors.Is(err, streams.ErrFenced) {
 			return err
 		}
+		w.o.cfg.Metrics.FenceConflict()
 		// Another decision got in first: decide again on the new tail.
 	}
 	return fmt.Errorf("%w %d times in a row", streams.ErrFenced, maxFenceRetries)

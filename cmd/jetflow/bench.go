@@ -41,6 +41,9 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.Flood, "flood", 0, "send this many signals to one order waiting for its carrier while the measured orders run (0: none)")
 	fs.StringVar(&syncMode, "sync", "default", "embedded server fsync: default (every 2 minutes) or always (every write)")
 	fs.BoolVar(&cfg.SplitConns, "split-conns", false, "give the orchestrator and each participant a connection of its own (jetflow dev shares one)")
+	fs.IntVar(&cfg.Orchestrators, "orchestrators", 1, "orchestrators run side by side, each with its own connection and cache, as separate processes: the report gives their cache hit rate and fence conflicts")
+	fs.BoolVar(&cfg.Affinity, "affinity", false, "turn the orchestrators' affinity on: each hands the wakes of a workflow another owns to that one")
+	fs.IntVar(&cfg.Replicas, "replicas", 1, "replicas of every stream and bucket the run creates (3 on a cluster: with --nats)")
 	fs.StringVar(&cfg.NatsURL, "nats", "", "run against this NATS server instead of an embedded one")
 	fs.Var(fs.Lookup("nats").Value, "server", "the same as --nats (the nats CLI's name)")
 	fs.Var(fs.Lookup("nats").Value, "s", "the same as --nats")
@@ -120,6 +123,12 @@ func validateBench(cfg bench.Config) error {
 	}
 	if !(cfg.Rate >= 0) || math.IsInf(cfg.Rate, 0) {
 		errs = append(errs, fmt.Errorf("--rate %v: must be a finite number, not negative", cfg.Rate))
+	}
+	if cfg.Orchestrators < 1 {
+		errs = append(errs, fmt.Errorf("--orchestrators %d: must be at least 1", cfg.Orchestrators))
+	}
+	if cfg.Replicas < 1 || cfg.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", cfg.Replicas))
 	}
 	if cfg.CeilingMsgs < -1 {
 		errs = append(errs, fmt.Errorf("--ceiling %d: want -1 (skip) or a count", cfg.CeilingMsgs))

@@ -56,6 +56,9 @@ type engineFlags struct {
 	maxPendingSignals int
 	// reconcileSchedule is when the reconciliation runs ("" never).
 	reconcileSchedule string
+	// affinity turns the routing of wakes to their owner on
+	// (orchestrator.Config.Affinity).
+	affinity bool
 
 	// simulation: the flags of registerSimulation are registered.
 	simulation bool
@@ -79,6 +82,7 @@ func (e *engineFlags) registerOrchestrator(fs *flag.FlagSet) {
 	fs.DurationVar(&e.workflow.PickupTimeout, "pickup-timeout", 72*time.Hour, "how long an order waits for carrier.picked_up before it is cancelled")
 	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
 	fs.IntVar(&e.maxPendingSignals, "max-pending-signals", orchestrator.DefaultMaxPendingSignals, "signals a workflow may hold recorded and not yet received; more are dead-lettered")
+	fs.BoolVar(&e.affinity, "affinity", false, "hand the wakes of a workflow another orchestrator owns to that one, which has it cached, instead of deciding every wake this process pulls (needs the orchestrator role's permission on jetflow.orchestrators.>)")
 	fs.IntVar(&e.maxOrderSize, "max-order-size", orchestrator.DefaultMaxOrderSize, "largest order.created body in bytes; a larger order is dead-lettered (at most a quarter of the server's max payload)")
 	fs.StringVar(&e.reconcileSchedule, "reconcile-schedule", "", "run the payment reconciliation with --fix on this schedule (cron fields in UTC, @daily, @every 6h; \"\" never), and serve `jetflow reconcile --fix`")
 }
@@ -180,7 +184,7 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 			LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
 			MaxPendingSignals: e.maxPendingSignals,
 			Logger:            log.With("component", "orchestrator"), AckWait: e.ackWait,
-			Metrics: e.obs.metrics,
+			Metrics: e.obs.metrics, Affinity: e.affinity,
 		})
 		return err
 	})

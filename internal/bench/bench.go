@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
@@ -91,6 +92,17 @@ type Config struct {
 	SplitConns bool
 	// NatsURL runs against that server instead of an embedded one.
 	NatsURL string
+	// Orchestrators is the number of orchestrators run side by side, each
+	// with its connection, cache and metrics, as separate processes would
+	// be; Result.Decisions reports their cache hit rate and fence
+	// conflicts. Default 1.
+	Orchestrators int
+	// Replicas of every stream and bucket the run creates: 3 on a
+	// cluster. Default 1.
+	Replicas int
+	// Affinity turns the orchestrators' affinity on: each hands the wakes
+	// of a workflow another owns to that one (orchestrator.Config.Affinity).
+	Affinity bool
 	// NatsOptions are added to every connection to NatsURL: credentials,
 	// TLS. The bench creates the topology, so the credentials must allow
 	// it (the orchestrator's do not allow the rest: use admin's).
@@ -155,6 +167,10 @@ func (c *Config) defaults() error {
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Minute
 	}
+	if c.Orchestrators < 0 || c.Replicas < 0 {
+		return fmt.Errorf("orchestrators %d, replicas %d: want 0 (default 1) or more", c.Orchestrators, c.Replicas)
+	}
+	c.Orchestrators, c.Replicas = max(c.Orchestrators, 1), max(c.Replicas, 1)
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -209,7 +225,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = streams.Ensure(ectx, js, streams.Topology{})
+	err = streams.Ensure(ectx, js, streams.Topology{Replicas: cfg.Replicas})
 	cancel()
 	if err != nil {
 		return nil, err
@@ -252,7 +268,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		js, err := jetstream.New(c)
 		return c, js, err
 	}
-	stopEngine, err := startEngine(ctx, connect, cfg)
+	stopEngine, decisions, err := startEngine(ctx, connect, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -322,6 +338,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Writes = writesOf(before, after, cfg.Orders)
 	res.Resources = resourcesOf(ru0, ru1, cfg.Orders, srv != nil)
+	if res.Decisions, err = decisions(); err != nil {
+		return nil, err
+	}
 
 	if err := stopEngine(); err != nil && runErr == nil {
 		runErr = err
@@ -335,12 +354,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return res, runErr
 }
 
-// startEngine runs the orchestrator with the reference workflow and the four
-// reference participants, and returns the function that stops them.
-func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jetstream.JetStream, error), cfg Config) (func() error, error) {
+// startEngine runs cfg.Orchestrators orchestrators with the reference
+// workflow and the four reference participants, and returns the function
+// that stops them and the one that sums the orchestrators' decision metrics.
+func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jetstream.JetStream, error), cfg Config) (func() error, func() (*Decisions, error), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	errs := make(chan error, 1+len(reference.Names))
+	errs := make(chan error, max(cfg.Orchestrators, 1)+len(reference.Names))
 	stop := func() error {
 		cancel()
 		wg.Wait()
@@ -351,38 +371,51 @@ func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jet
 		}
 		return errors.Join(all...)
 	}
-	nc, js, err := connect("orchestrator")
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	reg := workflow.NewRegistry()
-	fulfillment.Register(reg, fulfillment.Config{})
-	o, err := orchestrator.New(orchestrator.Config{
-		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
-		Logger: cfg.Logger.With("component", "orchestrator"),
-	})
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := o.Run(ctx); err != nil {
-			errs <- fmt.Errorf("orchestrator: %w", err)
+	var (
+		regs   []*metrics.Metrics
+		lastJS jetstream.JetStream
+	)
+	for i := range max(cfg.Orchestrators, 1) {
+		part := "orchestrator"
+		if cfg.Orchestrators > 1 {
+			part = fmt.Sprintf("orchestrator %d", i+1)
 		}
-	}()
+		nc, js, err := connect(part)
+		if err != nil {
+			_ = stop()
+			return nil, nil, err
+		}
+		lastJS = js
+		reg := workflow.NewRegistry()
+		fulfillment.Register(reg, fulfillment.Config{})
+		m := metrics.New()
+		regs = append(regs, m)
+		o, err := orchestrator.New(orchestrator.Config{
+			NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
+			Logger: cfg.Logger.With("component", part), Metrics: m, Affinity: cfg.Affinity,
+		})
+		if err != nil {
+			_ = stop()
+			return nil, nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := o.Run(ctx); err != nil {
+				errs <- fmt.Errorf("%s: %w", part, err)
+			}
+		}()
+	}
 	for _, name := range reference.Names {
 		nc, js, err := connect(name)
 		if err != nil {
 			_ = stop()
-			return nil, err
+			return nil, nil, err
 		}
-		svc, err := reference.Service(ctx, js, streams.Topology{}, name, sim.Faults{Latency: cfg.Latency, PickupDelay: cfg.PickupDelay})
+		svc, err := reference.Service(ctx, js, streams.Topology{Replicas: cfg.Replicas}, name, sim.Faults{Latency: cfg.Latency, PickupDelay: cfg.PickupDelay})
 		if err != nil {
 			_ = stop()
-			return nil, err
+			return nil, nil, err
 		}
 		wg.Add(1)
 		go func() {
@@ -394,11 +427,11 @@ func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jet
 	}
 	// The consumers exist once every part has created its own; the first
 	// orders would otherwise wait for them and count as latency.
-	if err := waitConsumers(ctx, js); err != nil {
+	if err := waitConsumers(ctx, lastJS); err != nil {
 		_ = stop()
-		return nil, err
+		return nil, nil, err
 	}
-	return stop, nil
+	return stop, func() (*Decisions, error) { return decisionsOf(regs) }, nil
 }
 
 func waitConsumers(ctx context.Context, js jetstream.JetStream) error {

@@ -164,6 +164,39 @@ func TestRunExternal(t *testing.T) {
 	}
 }
 
+// TestRunOrchestrators runs three orchestrators side by side: every order
+// finishes, the report sums their decisions, cache lookups and fence
+// conflicts, and a workflow's decisions after its first find it cached.
+func TestRunOrchestrators(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	r, err := Run(natstest.Context(t), Config{Orders: 30, Concurrency: 10, CeilingMsgs: -1, NatsURL: env.Server.ClientURL(), Orchestrators: 3, Affinity: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSane(t, r, 30)
+	d := r.Decisions
+	if d == nil || r.Config.Orchestrators != 3 {
+		t.Fatalf("decisions %+v, config %+v", d, r.Config)
+	}
+	// Every order takes at least its first decision and its four steps'.
+	if d.Decisions < 5*30 || d.CacheHits+d.CacheMisses < d.Decisions || d.HitRate < 0 || d.HitRate > 1 || d.FenceConflicts > d.Decisions {
+		t.Fatalf("decisions %+v", d)
+	}
+	// Affinity: after its first decision, a workflow's wakes reach the
+	// process that decided it and has it cached (without it, each wake
+	// goes to whichever of the three pulls it: about half hit).
+	if d.Started != 30 || d.LaterHitRate < 0.9 {
+		t.Errorf("%d workflows started, %.1f%% of the later decisions found their workflow cached, want 90%% or more", d.Started, 100*d.LaterHitRate)
+	}
+	var text bytes.Buffer
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "3 orchestrators") || !strings.Contains(text.String(), "cache hit rate") {
+		t.Errorf("text report:\n%s", text.String())
+	}
+}
+
 // TestRunFlood floods one waiting order while the measured orders run: the
 // report says when every signal was recorded and decided, and the measured
 // orders all finish.

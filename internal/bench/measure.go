@@ -40,6 +40,10 @@ type Result struct {
 	// Flood is what became of the flood of signals; nil without one.
 	Flood *FloodResult `json:"flood,omitempty"`
 
+	// Decisions are the orchestrators' decision counts: cache hits and
+	// fence conflicts, summed over every orchestrator of the run.
+	Decisions *Decisions `json:"decisions,omitempty"`
+
 	Latency   Latencies    `json:"latency_ms"`
 	History   HistoryShape `json:"history"`
 	Writes    Writes       `json:"writes"`
@@ -59,13 +63,17 @@ type RunConfig struct {
 	Server      string  `json:"server"`
 	SplitConns  bool    `json:"split_conns,omitempty"`
 	Flood       int     `json:"flood,omitempty"`
+	// Orchestrators run side by side; Replicas of every stream.
+	Orchestrators int  `json:"orchestrators"`
+	Replicas      int  `json:"replicas"`
+	Affinity      bool `json:"affinity,omitempty"`
 }
 
 func (c Config) describe() RunConfig {
 	r := RunConfig{
 		Orders: c.Orders, Concurrency: c.Concurrency, Rate: c.Rate, Mix: c.Mix,
 		LatencyMs: ms(c.Latency), Pickup: c.Pickup, PickupMs: ms(c.PickupDelay), Sync: "default", Server: "embedded", SplitConns: c.SplitConns,
-		Flood: c.Flood,
+		Flood: c.Flood, Orchestrators: c.Orchestrators, Replicas: c.Replicas, Affinity: c.Affinity,
 	}
 	if c.SyncAlways {
 		r.Sync = "always"

@@ -179,7 +179,7 @@ func BenchmarkReplayReferenceOrder(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	connect := func(string) (*nats.Conn, jetstream.JetStream, error) { return env.nc, env.js, nil }
-	stop, err := startEngine(ctx, connect, Config{Logger: discardLogger()})
+	stop, _, err := startEngine(ctx, connect, Config{Logger: discardLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}

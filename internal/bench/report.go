@@ -41,6 +41,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	if c.Flood > 0 {
 		fmt.Fprintf(w, ", flood of %d signals to one workflow", c.Flood)
 	}
+	if c.Orchestrators > 1 || c.Replicas > 1 {
+		fmt.Fprintf(w, ", %d orchestrators, R%d streams", c.Orchestrators, c.Replicas)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s, %s %s/%s\n\n", m.CPUs, m.GOMAXPROCS, orUnknown(m.CPUModel), m.Go, m.OS, m.Arch)
 
@@ -124,6 +127,15 @@ func (r *Result) WriteText(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(w)
+
+	if d := r.Decisions; d != nil {
+		aff := "no affinity"
+		if c.Affinity {
+			aff = "affinity"
+		}
+		fmt.Fprintf(w, "Decisions: %d over %d orchestrator(s), %s; history cache hit rate %.1f%% (%d hits, %d misses), %.1f%% after each workflow's first decision; %.2f history events read per decision; fence conflicts %d (%.2f%% of decisions)\n\n",
+			d.Decisions, c.Orchestrators, aff, 100*d.HitRate, d.CacheHits, d.CacheMisses, 100*d.LaterHitRate, d.EventsPerDecision, d.FenceConflicts, 100*d.ConflictsPerDecision)
+	}
 
 	hs := r.History
 	fmt.Fprintf(w, "History: %.2f events per order; the orchestrator appended %.2f decisions per order, %.2f of them of several messages\n\n",

@@ -41,6 +41,7 @@ type Metrics struct {
 	replayDuration   prometheus.Histogram
 	cacheHits        prometheus.Counter
 	cacheMisses      prometheus.Counter
+	fenceConflicts   prometheus.Counter
 	historyReads     prometheus.Counter
 	historyEvents    prometheus.Counter
 
@@ -105,6 +106,7 @@ func New() *Metrics {
 	m.replayDuration = f.histogram("replay_duration_seconds", "Time one replay of a workflow's history through its code took.", prometheus.ExponentialBuckets(0.00005, 4, 10))
 	m.cacheHits = f.counter("history_cache_hits_total", "Decisions that found their workflow's history in the cache.")
 	m.cacheMisses = f.counter("history_cache_misses_total", "Decisions that loaded their workflow's history from the stream.")
+	m.fenceConflicts = f.counter("fence_conflicts_total", "Decisions refused by the fence because another write reached the workflow's history first (another orchestrator's decision, or an event among its own).")
 	m.historyReads = f.counter("history_reads_total", "Reads of a workflow's history tail from the stream.")
 	m.historyEvents = f.counter("history_read_events_total", "History events those reads returned.")
 	m.deadLetters = f.counterVec("dead_letters_total", "Messages this process refused and stored in JETFLOW_DLQ, by origin and reason class.", "origin", "reason")
@@ -205,6 +207,17 @@ func (m *Metrics) CacheLookup(hit bool) {
 		m.cacheHits.Inc()
 	} else {
 		m.cacheMisses.Inc()
+	}
+}
+
+// FenceConflict counts one append refused by the fence
+// (Nats-Expected-Last-Subject-Sequence): something was written to the
+// workflow's history after the decision read it, and the decision is taken
+// again on the new tail. Against the decisions counted by Decision, it is
+// the share of work lost to two processes deciding one workflow at once.
+func (m *Metrics) FenceConflict() {
+	if m != nil {
+		m.fenceConflicts.Inc()
 	}
 }
 

@@ -27,6 +27,7 @@ func exercised() *Metrics {
 	m.Replay(time.Millisecond)
 	m.CacheLookup(true)
 	m.CacheLookup(false)
+	m.FenceConflict()
 	m.HistoryRead(3)
 	m.DeadLetter("wf", "undecodable history event")
 	m.Signal(SignalRecorded)

@@ -230,6 +230,9 @@ func Roles(services []string) []Role {
 				streams.ChildFilter, streams.SignalOutFilter, streams.OperatorFilter, streams.SignalPrefix + ".>",
 				// Answers to queries and updates, in the askers' inboxes.
 				inbox(Client), inbox(Operator),
+				// Affinity: membership, wakes handed to their workflow's
+				// owner, and the owner's receipt in the sender's inbox.
+				streams.AffinityPrefix + ".>", inbox(Orchestrator),
 				streams.DeadLetterPrefix + ".>",
 				kvPub + streams.TimersBucket + ".>",
 				api + "INFO",
@@ -259,6 +262,7 @@ func Roles(services []string) []Role {
 		},
 		Subscribe: Rule{Allow: []string{
 			inbox(Orchestrator),
+			streams.AffinityPrefix + ".>",
 			streams.QueryPrefix + ".*", streams.UpdatePrefix + ".*",
 			// An update's completion, which the orchestrator that accepted
 			// it waits for.
