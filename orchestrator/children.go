@@ -148,7 +148,10 @@ func (o *Orchestrator) ensureLinks(ctx context.Context, id string, st *state, en
 		// and children wait for the end a person settles.
 		return nil
 	}
-	if st.start != nil && st.start.Parent != nil && !l.done["end"] {
+	// A child that continued as new has not ended for its parent: its
+	// next run carries the parent reference, and the last run's end is
+	// the one the parent's future resolves with.
+	if st.start != nil && st.start.Parent != nil && !l.done["end"] && end.Status != schema.StatusContinuedAsNew {
 		if err := o.tellParent(ctx, id, st.start.Parent, end); err != nil {
 			return err
 		}
@@ -255,13 +258,15 @@ func (o *Orchestrator) requestOf(ctx context.Context, parent string, c *schema.C
 // never started, or has ended, gets no signal: the record says why.
 func (o *Orchestrator) sendSignal(ctx context.Context, id string, s *schema.SignalExternal) error {
 	done := &schema.SignalExternalDone{Signal: s.ID}
-	sum, err := o.status(ctx, s.WorkflowID)
+	// The target's current run: a workflow that continued as new is
+	// running in its latest run, where the router delivers the signal.
+	sum, err := o.runStatus(ctx, s.WorkflowID)
 	switch {
 	case err != nil:
 		return err
 	case sum == nil:
 		done.Error = schema.SignalExternalNotFound
-	case sum.Status.Terminal():
+	case sum.Status.Terminal() && sum.Status != schema.StatusContinuedAsNew:
 		done.Error = schema.SignalExternalEnded
 	default:
 		m := nats.NewMsg(streams.SignalSubject(s.Name, s.WorkflowID))
