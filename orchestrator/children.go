@@ -373,6 +373,8 @@ func (s *state) finishedEnd() *schema.WorkflowFinished {
 // ParentRef names a child workflow's parent (Description.Parent).
 type ParentRef struct {
 	WorkflowID string `json:"workflow_id"`
+	// Run is the parent's run that started it, when not the first.
+	Run int `json:"run,omitempty"`
 	// Decision is the number of the parent's decision that started it.
 	Decision int `json:"decision"`
 }
@@ -393,7 +395,12 @@ type ChildSummary struct {
 func familyOf(st *state) (*ParentRef, []ChildSummary) {
 	var p *ParentRef
 	if st.start != nil && st.start.Parent != nil {
-		p = &ParentRef{WorkflowID: st.start.Parent.WorkflowID, Decision: st.start.Parent.Child}
+		// The parent's history ID: its workflow ID, and its run after the first.
+		id, run := streams.ParseRunID(st.start.Parent.WorkflowID)
+		p = &ParentRef{WorkflowID: id, Decision: st.start.Parent.Child}
+		if run > 1 {
+			p.Run = run
+		}
 	}
 	var kids []ChildSummary
 	for _, n := range sortedKeys(st.links.children) {

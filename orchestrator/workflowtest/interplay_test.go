@@ -2,6 +2,7 @@ package workflowtest_test
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/jetflow-io/jetflow/orchestrator"
@@ -175,5 +176,34 @@ func TestSignalExternalReachesTheCurrentRun(t *testing.T) {
 		if err := env.Output(id, &out); err != nil || d.Status != schema.StatusCompleted || out != want {
 			t.Fatalf("%s %s (%s) returned %q, %v: want completed with %q", id, d.Status, d.Error, out, err, want)
 		}
+	}
+}
+
+// A parent past its first run starts children as any workflow does: a
+// child without an ID gets one derived from the workflow ID and the run,
+// and names its parent's workflow ID (and run) in show.
+func TestChildOfALaterRun(t *testing.T) {
+	env := workflowtest.New(t)
+	workflow.Register(env.Registry(), "child", SampleChildWorkflow)
+	workflow.Register(env.Registry(), "parent", func(ctx workflow.Context, _ struct{}) (string, error) {
+		out, err := workflow.ExecuteChild[string](ctx, workflow.ChildOptions{Type: "child"}, "run "+strconv.Itoa(workflow.RunNumber(ctx)))
+		if err != nil || workflow.RunNumber(ctx) == 2 {
+			return out, err
+		}
+		return "", workflow.ContinueAsNew(ctx, struct{}{})
+	})
+	env.Run()
+	env.Start("parent", "p-1", struct{}{})
+	p := env.Wait("p-1")
+	var out string
+	if err := env.Output("p-1", &out); err != nil || p.Status != schema.StatusCompleted || out != "Hello run 2!" {
+		t.Fatalf("parent %s (%s) returned %q, %v: want \"Hello run 2!\"", p.Status, p.Error, out, err)
+	}
+	if len(p.Children) != 1 {
+		t.Fatalf("run 2 lists children %+v: want its one child", p.Children)
+	}
+	c := env.Wait(p.Children[0].WorkflowID)
+	if c.Status != schema.StatusCompleted || c.Parent == nil || c.Parent.WorkflowID != "p-1" || c.Parent.Run != 2 {
+		t.Fatalf("child %s %s names parent %+v: want completed, parent p-1 run 2", c.ID, c.Status, c.Parent)
 	}
 }
