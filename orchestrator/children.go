@@ -247,7 +247,17 @@ func (o *Orchestrator) recordChildEnd(ctx context.Context, parent string, end *s
 // asked) is left as it is.
 func (o *Orchestrator) requestOf(ctx context.Context, parent string, c *schema.ChildStarted, verb, why string) error {
 	_, err := operate(ctx, o.cfg.JS, c.ChildID, verb, Request{Identity: "workflow " + parent, Reason: why})
-	if err == nil || errors.Is(err, ErrNotApplicable) || errors.Is(err, streams.ErrNotFound) {
+	if errors.Is(err, ErrNotApplicable) {
+		// A child whose run ended continued-as-new while its next run's
+		// start is not written yet (its redelivered wake writes it) is
+		// asked again on the parent's redelivered wake, so that the
+		// request reaches the run that goes on.
+		if sum, serr := o.runStatus(ctx, c.ChildID); serr == nil && sum != nil && sum.Status == schema.StatusContinuedAsNew {
+			return fmt.Errorf("%s child %s: its run %s continued as new and the next run is not started yet: will retry", verb, c.ChildID, sum.ID)
+		}
+		return nil
+	}
+	if err == nil || errors.Is(err, streams.ErrNotFound) {
 		return nil
 	}
 	return fmt.Errorf("%s child %s: %w", verb, c.ChildID, err)
