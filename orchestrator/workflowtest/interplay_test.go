@@ -1,10 +1,14 @@
 package workflowtest_test
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/orchestrator/workflowtest"
@@ -205,5 +209,46 @@ func TestChildOfALaterRun(t *testing.T) {
 	c := env.Wait(p.Children[0].WorkflowID)
 	if c.Status != schema.StatusCompleted || c.Parent == nil || c.Parent.WorkflowID != "p-1" || c.Parent.Run != 2 {
 		t.Fatalf("child %s %s names parent %+v: want completed, parent p-1 run 2", c.ID, c.Status, c.Parent)
+	}
+}
+
+// Signal-with-start to a workflow that continued as new starts nothing
+// and signals its current run; a query by the child's ID reaches the
+// child's current run.
+func TestSignalWithStartAndQueryReachTheCurrentRun(t *testing.T) {
+	env := workflowtest.New(t)
+	workflow.Register(env.Registry(), "receiver", func(ctx workflow.Context, _ struct{}) (string, error) {
+		if workflow.RunNumber(ctx) < 2 {
+			return "", workflow.ContinueAsNew(ctx, struct{}{})
+		}
+		if err := workflow.SetQueryHandler(ctx, "run", func(struct{}) (int, error) { return workflow.RunNumber(ctx), nil }); err != nil {
+			return "", err
+		}
+		return workflow.WaitSignal[string](ctx, "ping")
+	})
+	workflow.Register(env.Registry(), "parent", func(ctx workflow.Context, _ struct{}) (string, error) {
+		return workflow.ExecuteChild[string](ctx, workflow.ChildOptions{Type: "receiver", ID: "kid"}, struct{}{})
+	})
+	env.Run()
+	env.Start("parent", "p-1", struct{}{})
+	env.WaitFor("kid", func(d *orchestrator.Description) bool { return d.Run == 2 && d.Status == schema.StatusRunning })
+	ctx := context.Background()
+	var out json.RawMessage
+	var qerr error
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		out, qerr = orchestrator.Query(ctx, env.JS().Conn(), "kid", "run", nil)
+		return qerr == nil
+	}, "the child never answered the query")
+	if string(out) != "2" {
+		t.Fatalf("query of the child answered %s, %v: want 2, from its current run", out, qerr)
+	}
+	started, _, err := orchestrator.SignalWithStart(ctx, env.JS(), "kid", "receiver", struct{}{}, "ping", "hello")
+	if err != nil || started {
+		t.Fatalf("signal-with-start: started %v, %v: want the existing workflow signalled", started, err)
+	}
+	p := env.Wait("p-1")
+	var got string
+	if err := env.Output("p-1", &got); err != nil || p.Status != schema.StatusCompleted || got != "hello" {
+		t.Fatalf("parent %s (%s) returned %q, %v: want the child's second run's \"hello\"", p.Status, p.Error, got, err)
 	}
 }
