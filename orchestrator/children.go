@@ -148,7 +148,10 @@ func (o *Orchestrator) ensureLinks(ctx context.Context, id string, st *state, en
 		// and children wait for the end a person settles.
 		return nil
 	}
-	if st.start != nil && st.start.Parent != nil && !l.done["end"] {
+	// A child that continued as new has not ended for its parent: its
+	// next run carries the parent reference, and the last run's end is
+	// the one the parent's future resolves with.
+	if st.start != nil && st.start.Parent != nil && !l.done["end"] && end.Status != schema.StatusContinuedAsNew {
 		if err := o.tellParent(ctx, id, st.start.Parent, end); err != nil {
 			return err
 		}
@@ -244,7 +247,17 @@ func (o *Orchestrator) recordChildEnd(ctx context.Context, parent string, end *s
 // asked) is left as it is.
 func (o *Orchestrator) requestOf(ctx context.Context, parent string, c *schema.ChildStarted, verb, why string) error {
 	_, err := operate(ctx, o.cfg.JS, c.ChildID, verb, Request{Identity: "workflow " + parent, Reason: why})
-	if err == nil || errors.Is(err, ErrNotApplicable) || errors.Is(err, streams.ErrNotFound) {
+	if errors.Is(err, ErrNotApplicable) {
+		// A child whose run ended continued-as-new while its next run's
+		// start is not written yet (its redelivered wake writes it) is
+		// asked again on the parent's redelivered wake, so that the
+		// request reaches the run that goes on.
+		if sum, serr := o.runStatus(ctx, c.ChildID); serr == nil && sum != nil && sum.Status == schema.StatusContinuedAsNew {
+			return fmt.Errorf("%s child %s: its run %s continued as new and the next run is not started yet: will retry", verb, c.ChildID, sum.ID)
+		}
+		return nil
+	}
+	if err == nil || errors.Is(err, streams.ErrNotFound) {
 		return nil
 	}
 	return fmt.Errorf("%s child %s: %w", verb, c.ChildID, err)
@@ -255,13 +268,15 @@ func (o *Orchestrator) requestOf(ctx context.Context, parent string, c *schema.C
 // never started, or has ended, gets no signal: the record says why.
 func (o *Orchestrator) sendSignal(ctx context.Context, id string, s *schema.SignalExternal) error {
 	done := &schema.SignalExternalDone{Signal: s.ID}
-	sum, err := o.status(ctx, s.WorkflowID)
+	// The target's current run: a workflow that continued as new is
+	// running in its latest run, where the router delivers the signal.
+	sum, err := o.runStatus(ctx, s.WorkflowID)
 	switch {
 	case err != nil:
 		return err
 	case sum == nil:
 		done.Error = schema.SignalExternalNotFound
-	case sum.Status.Terminal():
+	case sum.Status.Terminal() && sum.Status != schema.StatusContinuedAsNew:
 		done.Error = schema.SignalExternalEnded
 	default:
 		m := nats.NewMsg(streams.SignalSubject(s.Name, s.WorkflowID))
@@ -368,6 +383,8 @@ func (s *state) finishedEnd() *schema.WorkflowFinished {
 // ParentRef names a child workflow's parent (Description.Parent).
 type ParentRef struct {
 	WorkflowID string `json:"workflow_id"`
+	// Run is the parent's run that started it, when not the first.
+	Run int `json:"run,omitempty"`
 	// Decision is the number of the parent's decision that started it.
 	Decision int `json:"decision"`
 }
@@ -388,7 +405,12 @@ type ChildSummary struct {
 func familyOf(st *state) (*ParentRef, []ChildSummary) {
 	var p *ParentRef
 	if st.start != nil && st.start.Parent != nil {
-		p = &ParentRef{WorkflowID: st.start.Parent.WorkflowID, Decision: st.start.Parent.Child}
+		// The parent's history ID: its workflow ID, and its run after the first.
+		id, run := streams.ParseRunID(st.start.Parent.WorkflowID)
+		p = &ParentRef{WorkflowID: id, Decision: st.start.Parent.Child}
+		if run > 1 {
+			p.Run = run
+		}
 	}
 	var kids []ChildSummary
 	for _, n := range sortedKeys(st.links.children) {

@@ -39,6 +39,9 @@ func (o *Orchestrator) startNextRun(ctx context.Context, hid string, prev *schem
 	st := &schema.WorkflowStarted{
 		WorkflowID: id, Type: prev.Type, Input: end.NextInput,
 		Source: "continue-as-new of " + hid, ClockOffset: prev.ClockOffset, Run: end.NextRun,
+		// A child's runs are all its parent's child: the last run's end
+		// is the one written into the parent (ensureLinks).
+		Parent: prev.Parent,
 	}
 	for i, subject := range []string{streams.StartSubject(next), streams.RunPointerSubject(id, end.NextRun)} {
 		m, err := streams.NewMsg(subject, st)

@@ -52,10 +52,17 @@ func SignalOutSubject(id string, n int) string {
 // SignalOutDoneSubject records that the signal of decision n is stored.
 func SignalOutDoneSubject(id string, n int) string { return SignalOutSubject(id, n) + "." + tokDone }
 
-// ChildID is the ID of the child workflow decision n of parent starts
-// when the code names none: in the engine's namespace, so no user start
-// takes it.
-func ChildID(parent string, n int) string { return DerivedID("child", parent, strconv.Itoa(n)) }
+// ChildID is the ID of the child workflow decision n of parent (a
+// history ID) starts when the code names none: in the engine's namespace,
+// so no user start takes it. A run after the first derives its children's
+// IDs under a kind of their own, with the run number first, so they meet
+// neither the first run's nor another workflow's.
+func ChildID(parent string, n int) string {
+	if id, run := ParseRunID(parent); run > 1 {
+		return DerivedID("runchild", strconv.Itoa(run), id, strconv.Itoa(n))
+	}
+	return DerivedID("child", parent, strconv.Itoa(n))
+}
 
 // SignalOutMsgID is the message ID of the signal decision n of workflow
 // id sends: a repeat of the publish after a crash is dropped by the

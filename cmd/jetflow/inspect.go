@@ -71,7 +71,11 @@ func runShow(ctx context.Context, args []string) error {
 		fmt.Printf("timer     #%d %s, due %s (in %s), key %s.%s\n", t.ID, t.Duration, t.Due.Format(time.RFC3339), time.Until(t.Due).Round(time.Second), streams.TimersBucket, t.Key)
 	}
 	if d.Parent != nil {
-		fmt.Printf("parent    %s (its decision #%d)\n", d.Parent.WorkflowID, d.Parent.Decision)
+		if d.Parent.Run > 1 {
+			fmt.Printf("parent    %s (its run %d, decision #%d)\n", d.Parent.WorkflowID, d.Parent.Run, d.Parent.Decision)
+		} else {
+			fmt.Printf("parent    %s (its decision #%d)\n", d.Parent.WorkflowID, d.Parent.Decision)
+		}
 	}
 	for _, k := range d.Children {
 		fmt.Printf("child     #%d %s (%s) %s\n", k.Decision, k.WorkflowID, k.Type, k.Status)
