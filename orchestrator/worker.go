@@ -51,6 +51,7 @@ type state struct {
 	// died before putting in the bucket) is ensured before deciding.
 	ensured map[int]bool
 	ops
+	sticky
 }
 
 // unensured returns the pending timers not yet known to be in the bucket.
@@ -130,6 +131,7 @@ type cache struct {
 	max   int
 	ll    *list.List
 	items map[string]*list.Element
+	kept  keptLives
 }
 
 func newCache(max int) *cache {
@@ -149,6 +151,7 @@ func (c *cache) get(id string) *state {
 		old := c.ll.Back()
 		c.ll.Remove(old)
 		delete(c.items, old.Value.(*state).id)
+		c.release(old.Value.(*state))
 	}
 	return s
 }
@@ -169,6 +172,7 @@ func (c *cache) drop(id string) {
 	if e, ok := c.items[id]; ok {
 		c.ll.Remove(e)
 		delete(c.items, id)
+		c.release(e.Value.(*state))
 	}
 }
 
@@ -307,6 +311,11 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 	st := w.cache.get(id)
 	w.o.cfg.Metrics.CacheLookup(st.lastSeq > 0)
 	defer func() { w.trace = nil }()
+	// The workflow kept live since the last decision, if any: handed back
+	// to the cache once a decision is recorded as it issued it, closed on
+	// every other way out.
+	live := w.cache.takeLive(st)
+	defer func() { live.Close() }()
 	for attempt := 0; attempt < maxFenceRetries; attempt++ {
 		evs, err := w.o.hist.Read(ctx, id, st.lastSeq)
 		if err != nil {
@@ -349,12 +358,14 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			if !ok {
 				return fmt.Errorf("%w: %q", errUnknownType, st.start.Type)
 			}
-			replayed := time.Now()
-			out = workflow.Replay(fn, id, st.events, w.o.log)
-			w.o.cfg.Metrics.Replay(time.Since(replayed))
+			out, live = w.replay(fn, id, st, live)
 		}
 		msgs, vals, err := w.messages(id, st, out)
 		if err != nil || len(msgs) == 0 {
+			if err == nil && recordedAsIssued(out, vals) {
+				w.cache.keepLive(st, live) // nothing to record: it waits on
+				live = nil
+			}
 			return err
 		}
 		if out.Finished != nil && vals[len(vals)-1] != schema.Kinded(out.Finished) {
@@ -385,9 +396,16 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			// messages back with anything that landed among them.
 			if out.Finished != nil {
 				w.cache.drop(id)
+			} else if recordedAsIssued(out, vals) {
+				w.cache.keepLive(st, live)
+				live = nil
 			}
 			return nil
 		}
+		// The live workflow issued decisions that are not recorded, or not
+		// all: the next attempt replays in full.
+		live.Close()
+		live = nil
 		ids := make([]string, len(msgs))
 		for i, m := range msgs {
 			ids[i] = m.Header.Get(jetstream.MsgIDHeader)

@@ -2,7 +2,9 @@ package workflow
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/jetflow-io/jetflow/schema"
 )
@@ -145,3 +147,53 @@ func (l *Live) Close() {
 
 // Closed reports whether the Live was released.
 func (l *Live) Closed() bool { return l == nil || l.closed }
+
+// CompareOutcomes returns nil when a and b decide the same — the same
+// decisions, end, block and signals left, values compared by their
+// encoding — and otherwise an error naming the first difference, a's
+// against b's. A blocked reason is compared without the stack trace a
+// panic adds.
+func CompareOutcomes(a, b Outcome) error {
+	if len(a.Decisions) != len(b.Decisions) {
+		return fmt.Errorf("%d decisions, b %d", len(a.Decisions), len(b.Decisions))
+	}
+	for i := range a.Decisions {
+		if !sameValue(a.Decisions[i], b.Decisions[i]) {
+			return fmt.Errorf("decision %d is %s %+v, b's %s %+v", i+1, a.Decisions[i].Kind(), a.Decisions[i], b.Decisions[i].Kind(), b.Decisions[i])
+		}
+	}
+	if (a.Finished == nil) != (b.Finished == nil) || (a.Finished != nil && !sameValue(a.Finished, b.Finished)) {
+		return fmt.Errorf("finished %+v, b %+v", a.Finished, b.Finished)
+	}
+	if (a.Blocked == nil) != (b.Blocked == nil) || (a.Blocked != nil && firstLine(a.Blocked.Reason) != firstLine(b.Blocked.Reason)) {
+		return fmt.Errorf("blocked %+v, b %+v", a.Blocked, b.Blocked)
+	}
+	if a.Waiting != b.Waiting {
+		return fmt.Errorf("%d signals waiting, b %d", a.Waiting, b.Waiting)
+	}
+	if len(a.Unreceived) != len(b.Unreceived) {
+		return fmt.Errorf("%d signals unreceived, b %d", len(a.Unreceived), len(b.Unreceived))
+	}
+	for i := range a.Unreceived {
+		if a.Unreceived[i].Seq != b.Unreceived[i].Seq {
+			return fmt.Errorf("unreceived signal %d is #%d, b's #%d", i+1, a.Unreceived[i].Seq, b.Unreceived[i].Seq)
+		}
+	}
+	return nil
+}
+
+func sameValue(a, b schema.Kinded) bool {
+	x, ka, err := schema.Encode(a)
+	if err != nil {
+		return false
+	}
+	y, kb, err := schema.Encode(b)
+	return err == nil && ka == kb && bytes.Equal(x, y)
+}
+
+// firstLine is a blocked reason without the stack a panic adds (it names
+// goroutines, which differ from one run to the next).
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

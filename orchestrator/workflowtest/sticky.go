@@ -1,9 +1,10 @@
 package workflowtest
 
 import (
-	"bytes"
+	"context"
 	"fmt"
-	"strings"
+	"log/slog"
+	"sync"
 
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/schema"
@@ -69,8 +70,8 @@ func CheckSticky(fn workflow.Func, id string, history []workflow.Event, cuts []i
 		// decisions against what was written.
 		stamp(sticky, recorded)
 		stamp(full, recorded)
-		if err := sameOutcome(sticky, full); err != nil {
-			return rep, fmt.Errorf("after %d events (history event #%d): kept live: %w", n, history[n-1].Seq, err)
+		if err := workflow.CompareOutcomes(sticky, full); err != nil {
+			return rep, fmt.Errorf("after %d events (history event #%d): kept live (a) against a full replay (b): %w", n, history[n-1].Seq, err)
 		}
 		if live != nil && live.Closed() {
 			live = nil
@@ -92,48 +93,36 @@ func stamp(o workflow.Outcome, recorded map[int]*schema.Command) {
 	}
 }
 
-// sameOutcome compares two outcomes by their encoded values.
-func sameOutcome(a, b workflow.Outcome) error {
-	if len(a.Decisions) != len(b.Decisions) {
-		return fmt.Errorf("%d decisions, a full replay %d", len(a.Decisions), len(b.Decisions))
+// stickyMismatches is a log handler that keeps the orchestrator's reports
+// of a sticky decision that a full replay decided differently.
+type stickyMismatches struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *stickyMismatches) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+
+func (h *stickyMismatches) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "sticky decision differs from a full replay" {
+		return nil
 	}
-	for i := range a.Decisions {
-		if !sameValue(a.Decisions[i], b.Decisions[i]) {
-			return fmt.Errorf("decision %d is %s %+v, a full replay's %s %+v", i+1, a.Decisions[i].Kind(), a.Decisions[i], b.Decisions[i].Kind(), b.Decisions[i])
-		}
-	}
-	if (a.Finished == nil) != (b.Finished == nil) || (a.Finished != nil && !sameValue(a.Finished, b.Finished)) {
-		return fmt.Errorf("finished %+v, a full replay %+v", a.Finished, b.Finished)
-	}
-	if (a.Blocked == nil) != (b.Blocked == nil) || (a.Blocked != nil && firstLine(a.Blocked.Reason) != firstLine(b.Blocked.Reason)) {
-		return fmt.Errorf("blocked %+v, a full replay %+v", a.Blocked, b.Blocked)
-	}
-	if a.Waiting != b.Waiting {
-		return fmt.Errorf("%d signals waiting, a full replay %d", a.Waiting, b.Waiting)
-	}
-	if len(a.Unreceived) != len(b.Unreceived) {
-		return fmt.Errorf("%d signals unreceived, a full replay %d", len(a.Unreceived), len(b.Unreceived))
-	}
-	for i := range a.Unreceived {
-		if a.Unreceived[i].Seq != b.Unreceived[i].Seq {
-			return fmt.Errorf("unreceived signal %d is #%d, a full replay's #%d", i+1, a.Unreceived[i].Seq, b.Unreceived[i].Seq)
-		}
-	}
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		msg += " " + a.String()
+		return true
+	})
+	h.mu.Lock()
+	h.msgs = append(h.msgs, msg)
+	h.mu.Unlock()
 	return nil
 }
 
-func sameValue(a, b schema.Kinded) bool {
-	x, ka, err := schema.Encode(a)
-	if err != nil {
-		return false
-	}
-	y, kb, err := schema.Encode(b)
-	return err == nil && ka == kb && bytes.Equal(x, y)
-}
+func (h *stickyMismatches) WithAttrs([]slog.Attr) slog.Handler { return h }
 
-// firstLine is a blocked reason without the stack a panic adds (it names
-// goroutines, which differ from one run to the next).
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
+func (h *stickyMismatches) WithGroup(string) slog.Handler { return h }
+
+func (h *stickyMismatches) take() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.msgs
 }
