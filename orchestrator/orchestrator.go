@@ -1,11 +1,13 @@
-// Package orchestrator is the stateless runtime that drives workflows. It
-// consumes the history events that call for a decision (a start, a result),
-// replays the workflow's history through its code, and appends the next
-// decision, each message fenced on the workflow's subject tree.
+// Package orchestrator is the runtime that drives workflows. It consumes
+// the history events that call for a decision (a start, a result), replays
+// the workflow's history through its code, and appends the next decision,
+// each message fenced on the workflow's subject tree.
 //
 // Everything it needs is in JetStream; any number of orchestrators may run
 // against the same streams. It keeps a bounded cache of histories and reads
-// only the events it has not seen.
+// only the events it has not seen, and keeps the workflows it decided last
+// live between decisions, so a wake feeds them only the new events (sticky
+// execution); losing either costs a replay, never a different decision.
 package orchestrator
 
 import (
