@@ -38,7 +38,7 @@ func tally(ctx workflow.Context, in struct{ Rounds, Helpers int }) (int, error) 
 
 // runSticky runs an orchestrator of tally workflows with metrics until the
 // test ends or stop is called.
-func runSticky(t *testing.T, env *natstest.Env, cfg orchestrator.Config) (m *metrics.Metrics, stop func()) {
+func runSticky(t testing.TB, env *natstest.Env, cfg orchestrator.Config) (m *metrics.Metrics, stop func()) {
 	t.Helper()
 	reg := workflow.NewRegistry()
 	workflow.Register(reg, "tally", tally)

@@ -1,0 +1,88 @@
+package orchestrator_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// BenchmarkStickyDecision is one decision end to end on an embedded
+// server — a signal published, routed and recorded, the decision read,
+// taken and appended, its marker seen — for a workflow that loops on
+// signals (tally, one side effect per signal) with a history of 11, 1,001
+// and 10,001 events, with sticky execution on and off. Each orchestrator
+// starts cold and takes one decision before the timer starts.
+//
+//	go test -run '^$' -bench BenchmarkStickyDecision -benchtime 2s ./orchestrator/
+func BenchmarkStickyDecision(b *testing.B) {
+	for _, n := range []int{11, 1001, 10001} {
+		for _, sticky := range []bool{true, false} {
+			name := "events=" + strconv.Itoa(n) + "/sticky=" + map[bool]string{true: "on", false: "off"}[sticky]
+			b.Run(name, func(b *testing.B) { stickyDecision(b, n, sticky) })
+		}
+	}
+}
+
+func stickyDecision(b *testing.B, events int, sticky bool) {
+	env := natstest.RunJetStream(b)
+	ctx := context.Background()
+	const id = "bench-1"
+	markers := make(chan *nats.Msg, 4096)
+	subj := streams.MarkerSubject(id, 1)
+	sub, err := env.NC.ChanSubscribe(subj[:strings.LastIndex(subj, ".")]+".*", markers)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	wait := func(n int) {
+		for range n {
+			select {
+			case <-markers:
+			case <-time.After(time.Minute):
+				b.Fatal("no decision within a minute")
+			}
+		}
+	}
+	signal := func(n int) {
+		for range n {
+			if _, err := env.JS.Publish(ctx, streams.SignalSubject("add", id), []byte("1")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+
+	// The history is written with sticky execution on (fast), by an
+	// orchestrator that stops before the measured one starts.
+	_, stopBuilder := runSticky(b, env, orchestrator.Config{})
+	if _, err := orchestrator.Start(ctx, env.JS, "tally", id, struct{ Rounds, Helpers int }{1 << 30, 0}, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	for left := (events - 1) / 2; left > 0; {
+		k := min(left, 200)
+		signal(k)
+		wait(k)
+		left -= k
+	}
+	stopBuilder()
+
+	cfg := orchestrator.Config{}
+	if !sticky {
+		cfg.StickyWorkflows = -1
+	}
+	runSticky(b, env, cfg)
+	signal(1) // the cold decision: a read of the whole history and a replay
+	wait(1)
+	b.ResetTimer()
+	for b.Loop() {
+		signal(1)
+		wait(1)
+	}
+}
