@@ -109,6 +109,9 @@ func (w *worker) replay(fn workflow.Func, id string, st *state, live *workflow.L
 	m := w.o.cfg.Metrics
 	begin := time.Now()
 	defer func() { m.Replay(time.Since(begin)) }()
+	if w.o.cfg.StickyWorkflows <= 0 {
+		return workflow.Replay(fn, id, st.events, w.o.log), nil
+	}
 	if live != nil {
 		out, ok := live.Advance(st.eventsAfter(live.At()))
 		if ok && w.o.cfg.VerifySticky {

@@ -162,3 +162,26 @@ func BenchmarkHistoryAppend(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHistoryReadTailOfLongHistory reads the one new event of a
+// workflow whose history already holds 20, 1,000 or 10,000 events (a long
+// loop, a flood of signals), as a cached orchestrator does on every wake:
+// the read costs what is new, not the history's length.
+func BenchmarkHistoryReadTailOfLongHistory(b *testing.B) {
+	for _, n := range []int{20, 1000, 10000} {
+		b.Run("events="+strconv.Itoa(n), func(b *testing.B) {
+			h, _, js := benchServer(b, false)
+			last := appendEvents(b, h, "w", 0, 0, n-1)
+			interleave(b, js, "x", 100)
+			appendEvents(b, h, "w", last, n-1, 1)
+			ctx := context.Background()
+			b.ResetTimer()
+			for b.Loop() {
+				evs, err := h.Read(ctx, "w", last)
+				if err != nil || len(evs) != 1 {
+					b.Fatalf("read %d events: %v", len(evs), err)
+				}
+			}
+		})
+	}
+}
