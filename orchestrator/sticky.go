@@ -2,12 +2,14 @@ package orchestrator
 
 import (
 	"container/list"
+	"context"
 	"slices"
 	"time"
 
 	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // DefaultStickyWorkflows is the default of Config.StickyWorkflows.
@@ -166,6 +168,18 @@ func drawsSideEffect(out workflow.Outcome) bool {
 		}
 	}
 	return false
+}
+
+// readTail reads what is new in st's history. Read costs the number of
+// subjects of the workflow's tree, ReadAfter the messages the stream
+// stored since the last read (every workflow's): a long history woken
+// after fewer messages than it has events is read the second way, so that
+// neither the replay nor the read of a wake grows with the history.
+func (w *worker) readTail(ctx context.Context, st *state, wake uint64) ([]streams.Event, error) {
+	if st.lastSeq > 0 && wake > st.lastSeq && wake-st.lastSeq < uint64(len(st.events)) {
+		return w.o.hist.ReadAfter(ctx, st.id, st.lastSeq)
+	}
+	return w.o.hist.Read(ctx, st.id, st.lastSeq)
 }
 
 // eventsAfter returns the events of the history after stream sequence seq.

@@ -317,7 +317,7 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 	live := w.cache.takeLive(st)
 	defer func() { live.Close() }()
 	for attempt := 0; attempt < maxFenceRetries; attempt++ {
-		evs, err := w.o.hist.Read(ctx, id, st.lastSeq)
+		evs, err := w.readTail(ctx, st, wakeSeq)
 		if err != nil {
 			return err
 		}
