@@ -5,9 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
@@ -37,19 +36,24 @@ func stickyDecision(b *testing.B, events int, sticky bool) {
 	ctx := context.Background()
 	const id = "bench-1"
 	one, _ := schema.EncodeRaw(1)
-	markers := make(chan *nats.Msg, 4096)
+	// Stored markers, one per signal decided (a core subscription would
+	// also see appends the fence refused).
 	subj := streams.MarkerSubject(id, 1)
-	sub, err := env.NC.ChanSubscribe(subj[:strings.LastIndex(subj, ".")]+".*", markers)
+	cons, err := env.JS.OrderedConsumer(ctx, streams.HistoryStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subj[:strings.LastIndex(subj, ".")] + ".*"},
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	it, err := cons.Messages()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer it.Stop()
 	wait := func(n int) {
 		for range n {
-			select {
-			case <-markers:
-			case <-time.After(time.Minute):
-				b.Fatal("no decision within a minute")
+			if _, err := it.Next(); err != nil {
+				b.Fatal(err)
 			}
 		}
 	}
