@@ -265,3 +265,33 @@ func TestClosedLiveWorkflowsLeaveNoGoroutine(t *testing.T) {
 	}
 	natstest.Eventually(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before }, "goroutines left after closing every live workflow")
 }
+
+// sideValue loses its unexported field in its encoding.
+type sideValue struct {
+	A int
+	b int
+}
+
+// The first run of a side effect goes on with the value as recorded, as
+// every replay does: a value that does not survive its encoding is not
+// what the first run saw and a replay (or a kept live workflow) did not.
+func TestSideEffectFirstRunSeesTheRecordedValue(t *testing.T) {
+	reg := workflow.NewRegistry()
+	workflow.Register(reg, "side", func(ctx workflow.Context, _ struct{}) (int, error) {
+		v := workflow.SideEffect(ctx, func() sideValue { return sideValue{A: 1, b: 2} })
+		return v.A*10 + v.b, nil
+	})
+	fn, _ := reg.Lookup("side")
+	raw, _ := schema.EncodeRaw(struct{}{})
+	hist := []workflow.Event{{Seq: 1, Time: time.Unix(1_700_000_000, 0), Value: &schema.WorkflowStarted{WorkflowID: "s", Type: "side", Input: raw}}}
+	first := workflow.Replay(fn, "s", hist, nil)
+	if first.Finished == nil || len(first.Decisions) != 1 {
+		t.Fatalf("first run: %+v", first)
+	}
+	hist = append(hist, workflow.Event{Seq: 2, Time: hist[0].Time, Value: first.Decisions[0]})
+	again := workflow.Replay(fn, "s", hist, nil)
+	first.Decisions = nil
+	if err := workflow.CompareOutcomes(first, again); err != nil {
+		t.Fatalf("first run against its replay: %v", err)
+	}
+}
