@@ -1,11 +1,13 @@
-// Package orchestrator is the stateless runtime that drives workflows. It
-// consumes the history events that call for a decision (a start, a result),
-// replays the workflow's history through its code, and appends the next
-// decision, each message fenced on the workflow's subject tree.
+// Package orchestrator is the runtime that drives workflows. It consumes
+// the history events that call for a decision (a start, a result), replays
+// the workflow's history through its code, and appends the next decision,
+// each message fenced on the workflow's subject tree.
 //
 // Everything it needs is in JetStream; any number of orchestrators may run
 // against the same streams. It keeps a bounded cache of histories and reads
-// only the events it has not seen.
+// only the events it has not seen, and keeps the workflows it decided last
+// live between decisions, so a wake feeds them only the new events (sticky
+// execution); losing either costs a replay, never a different decision.
 package orchestrator
 
 import (
@@ -46,6 +48,22 @@ type Config struct {
 	// CacheSize bounds the number of workflow histories kept in memory.
 	// Default 10,000.
 	CacheSize int
+	// StickyWorkflows bounds the workflows kept live between decisions
+	// (sticky execution): their coroutines stay parked where they wait, so
+	// the next decision feeds them only the new events instead of
+	// replaying the whole history. Each holds its goroutines (a few KiB
+	// each, see docs/BENCHMARKS.md); beyond the bound, the one decided
+	// longest ago is released and replays in full at its next decision.
+	// At most CacheSize. Default DefaultStickyWorkflows (10,000); negative
+	// turns sticky execution off.
+	StickyWorkflows int
+	// VerifySticky replays every sticky decision in full as well and
+	// takes the full replay's outcome when they differ, logging an error
+	// and counting it (jetflow_sticky_mismatches_total). It doubles the
+	// CPU of a decision: for tests (workflowtest sets it) and for
+	// diagnosing a workflow whose code is suspected of depending on more
+	// than its history.
+	VerifySticky bool
 	// AckWait of the shared consumers: how long a decision may take before
 	// JetStream gives its event to another orchestrator. Default 30s.
 	AckWait time.Duration
@@ -114,6 +132,10 @@ func (c *Config) validate() error {
 	if c.CacheSize <= 0 {
 		c.CacheSize = 10000
 	}
+	if c.StickyWorkflows == 0 {
+		c.StickyWorkflows = DefaultStickyWorkflows
+	}
+	c.StickyWorkflows = min(c.StickyWorkflows, c.CacheSize)
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second
 	}
@@ -226,6 +248,8 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	sched := newScheduler()
 	defer sched.close() // runs before wg.Wait, deferred earlier
 	cache := newCache(o.cfg.CacheSize)
+	cache.kept = keptLives{max: o.cfg.StickyWorkflows, metrics: o.cfg.Metrics}
+	defer cache.releaseAll() // what the loops still hand back is closed too
 	for range o.cfg.Workers {
 		wg.Add(1)
 		go func() {

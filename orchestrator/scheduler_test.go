@@ -144,7 +144,9 @@ func TestWaitingEventsOfOneWorkflowDecideInOneReplay(t *testing.T) {
 	// The gate holds a decision while a hundred signals are routed and
 	// recorded: on a loaded machine that may take longer than the default
 	// AckWait, and redelivered events would blur what is counted.
-	o := runOrchestratorWith(t, Config{NC: env.NC, JS: env.JS, Registry: reg, Workers: 4, AckWait: 5 * time.Minute}, g)
+	// Replays are counted by calls of the workflow function: sticky
+	// execution is off, so every decision replays.
+	o := runOrchestratorWith(t, Config{NC: env.NC, JS: env.JS, Registry: reg, Workers: 4, AckWait: 5 * time.Minute, StickyWorkflows: -1}, g)
 	ctx := context.Background()
 	var cons jetstream.Consumer
 	natstest.Eventually(t, 30*time.Second, func() bool {

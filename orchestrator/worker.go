@@ -54,6 +54,7 @@ type state struct {
 	ops
 	// links are its children and the signals it sent (children.go).
 	links linkState
+	sticky
 }
 
 // unensured returns the pending timers not yet known to be in the bucket.
@@ -134,6 +135,7 @@ type cache struct {
 	max   int
 	ll    *list.List
 	items map[string]*list.Element
+	kept  keptLives
 }
 
 func newCache(max int) *cache {
@@ -153,6 +155,7 @@ func (c *cache) get(id string) *state {
 		old := c.ll.Back()
 		c.ll.Remove(old)
 		delete(c.items, old.Value.(*state).id)
+		c.release(old.Value.(*state))
 	}
 	return s
 }
@@ -173,6 +176,7 @@ func (c *cache) drop(id string) {
 	if e, ok := c.items[id]; ok {
 		c.ll.Remove(e)
 		delete(c.items, id)
+		c.release(e.Value.(*state))
 	}
 }
 
@@ -311,8 +315,13 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 	st := w.cache.get(id)
 	w.o.cfg.Metrics.CacheLookup(st.lastSeq > 0)
 	defer func() { w.trace = nil }()
+	// The workflow kept live since the last decision, if any: handed back
+	// to the cache once a decision is recorded as it issued it, closed on
+	// every other way out.
+	live := w.cache.takeLive(st)
+	defer func() { live.Close() }()
 	for attempt := 0; attempt < maxFenceRetries; attempt++ {
-		evs, err := w.o.hist.Read(ctx, id, st.lastSeq)
+		evs, err := w.readTail(ctx, st, wakeSeq)
 		if err != nil {
 			return err
 		}
@@ -361,12 +370,14 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 			if !ok {
 				return fmt.Errorf("%w: %q", errUnknownType, st.start.Type)
 			}
-			replayed := time.Now()
-			out = workflow.Replay(fn, id, st.events, w.o.log)
-			w.o.cfg.Metrics.Replay(time.Since(replayed))
+			out, live = w.replay(fn, id, st, live)
 		}
 		msgs, vals, err := w.messages(id, st, out)
 		if err != nil || len(msgs) == 0 {
+			if err == nil && recordedAsIssued(out, vals) {
+				w.cache.keepLive(st, live) // nothing to record: it waits on
+				live = nil
+			}
 			return err
 		}
 		if out.Finished != nil && vals[len(vals)-1] != schema.Kinded(out.Finished) {
@@ -403,9 +414,16 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 				if err := w.o.startNextRun(ctx, id, st.start, out.Finished, w.trace); err != nil {
 					return err
 				}
+			} else if recordedAsIssued(out, vals) {
+				w.cache.keepLive(st, live)
+				live = nil
 			}
 			return nil
 		}
+		// The live workflow issued decisions that are not recorded, or not
+		// all: the next attempt replays in full.
+		live.Close()
+		live = nil
 		ids := make([]string, len(msgs))
 		for i, m := range msgs {
 			ids[i] = m.Header.Get(jetstream.MsgIDHeader)

@@ -201,6 +201,29 @@ func (h *History) Read(ctx context.Context, id string, after uint64) ([]Event, e
 	}
 }
 
+// ReadAfter is Read done by walking the stream from after (next_by_subj
+// batches): it costs what the stream stored since after, every workflow's
+// messages, where Read costs the number of subjects of the workflow's tree.
+// A cached reader of a long history woken soon after its last read takes
+// it: the read then costs what is new, not the history's length.
+func (h *History) ReadAfter(ctx context.Context, id string, after uint64) ([]Event, error) {
+	if err := h.mux(); err != nil {
+		return nil, err
+	}
+	var out []Event
+	for {
+		evs, pending, err := h.get(ctx, id, map[string]any{"seq": after + 1, "next_by_subj": Tree(id), "batch": readBatch})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+		if pending == 0 || len(evs) == 0 {
+			return out, nil
+		}
+		after = evs[len(evs)-1].Seq
+	}
+}
+
 // get sends one direct-get request and collects its answers until the end
 // of batch, returning the events and the server's count of pending ones.
 // Every reply names the sequence of the one before it (Nats-Last-Sequence),

@@ -162,3 +162,53 @@ func BenchmarkHistoryAppend(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHistoryReadTailOfLongHistory reads the one new event of a
+// workflow whose history already holds 20, 1,000 or 10,000 events (a long
+// loop, a flood of signals), 100 messages of other workflows after its
+// last read, as a cached orchestrator does on every wake: with Read
+// (multi_last, which matches every subject of the tree) and with
+// ReadAfter (next_by_subj from the last read).
+func BenchmarkHistoryReadTailOfLongHistory(b *testing.B) {
+	for _, n := range []int{20, 1000, 10000} {
+		b.Run("events="+strconv.Itoa(n), func(b *testing.B) {
+			h, _, js := benchServer(b, false)
+			last := appendEvents(b, h, "w", 0, 0, n-1)
+			interleave(b, js, "x", 100)
+			appendEvents(b, h, "w", last, n-1, 1)
+			ctx := context.Background()
+			for _, how := range []struct {
+				name string
+				read func(context.Context, string, uint64) ([]streams.Event, error)
+			}{{"Read", h.Read}, {"ReadAfter", h.ReadAfter}} {
+				b.Run(how.name, func(b *testing.B) {
+					for b.Loop() {
+						evs, err := how.read(ctx, "w", last)
+						if err != nil || len(evs) != 1 {
+							b.Fatalf("read %d events: %v", len(evs), err)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkHistoryAppendToLongHistory appends one fenced message to a
+// workflow whose history already holds 20, 1,000 or 10,000 events: the
+// fence is the last sequence of the whole tree wf.<id>.>, which the server
+// finds by matching the tree's subjects.
+func BenchmarkHistoryAppendToLongHistory(b *testing.B) {
+	for _, n := range []int{20, 1000, 10000} {
+		b.Run("events="+strconv.Itoa(n), func(b *testing.B) {
+			h, _, _ := benchServer(b, false)
+			last := appendEvents(b, h, "w", 0, 0, n)
+			i := n
+			b.ResetTimer()
+			for b.Loop() {
+				last = appendEvents(b, h, "w", last, i, 1)
+				i++
+			}
+		})
+	}
+}

@@ -232,3 +232,47 @@ func TestValidID(t *testing.T) {
 		}
 	}
 }
+
+// ReadAfter, walking the stream from a known sequence, returns what Read
+// returns after it: the workflow's events only, in order, across batches,
+// none for a workflow with nothing new.
+func TestReadAfterReadsWhatReadReads(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	h := streams.NewHistory(env.NC, env.JS)
+	var last uint64
+	var seqs []uint64
+	for i := 1; i <= 600; i++ {
+		var err error
+		if last, _, err = h.Append(ctx, "w", last, []*nats.Msg{marker(t, "w", i)}); err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, last)
+		if i%3 == 0 { // interleave other workflows
+			if _, _, err := h.Append(ctx, fmt.Sprintf("o%d", i), 0, []*nats.Msg{marker(t, "o", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, after := range []uint64{seqs[0], seqs[10], seqs[300], seqs[598], seqs[599]} {
+		want, err := h.Read(ctx, "w", after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := h.ReadAfter(ctx, "w", after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("after #%d: ReadAfter %d events, Read %d", after, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].Seq != want[i].Seq || got[i].Subject != want[i].Subject {
+				t.Fatalf("after #%d: event %d is #%d %s, Read's #%d %s", after, i, got[i].Seq, got[i].Subject, want[i].Seq, want[i].Subject)
+			}
+		}
+	}
+	if none, err := h.ReadAfter(ctx, "missing", 1); err != nil || len(none) != 0 {
+		t.Fatalf("missing workflow: %d %v", len(none), err)
+	}
+}

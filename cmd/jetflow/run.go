@@ -59,6 +59,9 @@ type engineFlags struct {
 	// affinity turns the routing of wakes to their owner on
 	// (orchestrator.Config.Affinity).
 	affinity bool
+	// stickyWorkflows bounds the workflows kept live between decisions
+	// (orchestrator.Config.StickyWorkflows); 0 turns it off.
+	stickyWorkflows int
 
 	// simulation: the flags of registerSimulation are registered.
 	simulation bool
@@ -83,6 +86,7 @@ func (e *engineFlags) registerOrchestrator(fs *flag.FlagSet) {
 	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
 	fs.IntVar(&e.maxPendingSignals, "max-pending-signals", orchestrator.DefaultMaxPendingSignals, "signals a workflow may hold recorded and not yet received; more are dead-lettered")
 	fs.BoolVar(&e.affinity, "affinity", false, "hand the wakes of a workflow another orchestrator owns to that one, which has it cached, instead of deciding every wake this process pulls (needs the orchestrator role's permission on jetflow.orchestrators.>)")
+	fs.IntVar(&e.stickyWorkflows, "sticky-workflows", orchestrator.DefaultStickyWorkflows, "workflows kept live between decisions, so a wake replays only its new events (0: off, every decision replays the whole history)")
 	fs.IntVar(&e.maxOrderSize, "max-order-size", orchestrator.DefaultMaxOrderSize, "largest order.created body in bytes; a larger order is dead-lettered (at most a quarter of the server's max payload)")
 	fs.StringVar(&e.reconcileSchedule, "reconcile-schedule", "", "run the payment reconciliation with --fix on this schedule (cron fields in UTC, @daily, @every 6h; \"\" never), and serve `jetflow reconcile --fix`")
 }
@@ -171,6 +175,13 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 	if e.maxPendingSignals <= 0 {
 		return fmt.Errorf("--max-pending-signals %d: must be positive", e.maxPendingSignals)
 	}
+	sticky := e.stickyWorkflows
+	switch {
+	case sticky < 0:
+		return fmt.Errorf("--sticky-workflows %d: want 0 (off) or more", sticky)
+	case sticky == 0:
+		sticky = -1 // Config's "off"
+	}
 	reg := workflow.NewRegistry()
 	fulfillment.Register(reg, e.workflow)
 	reconcile.Register(reg, reconcile.Config{})
@@ -182,8 +193,8 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 		o, err = orchestrator.New(orchestrator.Config{
 			NC: nc, JS: js, Registry: reg, Intake: intake,
 			LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
-			MaxPendingSignals: e.maxPendingSignals,
-			Logger:            log.With("component", "orchestrator"), AckWait: e.ackWait,
+			MaxPendingSignals: e.maxPendingSignals, StickyWorkflows: sticky,
+			Logger: log.With("component", "orchestrator"), AckWait: e.ackWait,
 			Metrics: e.obs.metrics, Affinity: e.affinity,
 		})
 		return err

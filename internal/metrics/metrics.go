@@ -44,6 +44,10 @@ type Metrics struct {
 	fenceConflicts   prometheus.Counter
 	historyReads     prometheus.Counter
 	historyEvents    prometheus.Counter
+	stickyHits       prometheus.Counter
+	stickyMisses     prometheus.Counter
+	stickyMismatches prometheus.Counter
+	stickyWorkflows  prometheus.Gauge
 
 	deadLetters   *prometheus.CounterVec
 	deadStored    *prometheus.GaugeVec
@@ -109,6 +113,10 @@ func New() *Metrics {
 	m.fenceConflicts = f.counter("fence_conflicts_total", "Decisions refused by the fence because another write reached the workflow's history first (another orchestrator's decision, or an event among its own).")
 	m.historyReads = f.counter("history_reads_total", "Reads of a workflow's history tail from the stream.")
 	m.historyEvents = f.counter("history_read_events_total", "History events those reads returned.")
+	m.stickyHits = f.counter("sticky_hits_total", "Decisions taken by the workflow kept live since the last decision, fed only the new events.")
+	m.stickyMisses = f.counter("sticky_misses_total", "Decisions that replayed the whole history: no live workflow kept, or it could not confirm its last decisions.")
+	m.stickyMismatches = f.counter("sticky_mismatches_total", "Sticky decisions that differed from a full replay (checked only with VerifySticky); the full replay's was taken.")
+	m.stickyWorkflows = f.gauge("sticky_workflows", "Workflows kept live between decisions (bounded by StickyWorkflows).")
 	m.deadLetters = f.counterVec("dead_letters_total", "Messages this process refused and stored in JETFLOW_DLQ, by origin and reason class.", "origin", "reason")
 	m.deadStored = f.gaugeVec("dead_letters_stored", "Messages held in the JETFLOW_DLQ stream, by origin (its subject dlq.<origin>).", "origin")
 	m.timerLateness = f.histogram("timer_lateness_seconds", "How long after its due time a timer's fire was recorded.", prometheus.ExponentialBuckets(0.001, 4, 10))
@@ -194,6 +202,34 @@ func (m *Metrics) Decision(d time.Duration) {
 func (m *Metrics) Replay(d time.Duration) {
 	if m != nil {
 		m.replayDuration.Observe(d.Seconds())
+	}
+}
+
+// StickyLookup counts a decision taken by a kept live workflow (hit) or by
+// a full replay.
+func (m *Metrics) StickyLookup(hit bool) {
+	if m == nil {
+		return
+	}
+	if hit {
+		m.stickyHits.Inc()
+	} else {
+		m.stickyMisses.Inc()
+	}
+}
+
+// StickyMismatch counts a sticky decision that a full replay decided
+// differently.
+func (m *Metrics) StickyMismatch() {
+	if m != nil {
+		m.stickyMismatches.Inc()
+	}
+}
+
+// StickyWorkflows sets the number of workflows kept live.
+func (m *Metrics) StickyWorkflows(n int) {
+	if m != nil {
+		m.stickyWorkflows.Set(float64(n))
 	}
 }
 

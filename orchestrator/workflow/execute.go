@@ -174,7 +174,14 @@ func SideEffect[T any](ctx Context, fn func() T) T {
 		}
 		m.Value = raw
 		r.decide(m)
-		return v
+		// The code goes on with the value as a replay reads it back, so a
+		// workflow kept live between decisions (sticky.go) and one replayed
+		// hold the same state.
+		if err := schema.DecodeRaw(raw, &zero); err != nil {
+			r.fail(fmt.Errorf("side effect: decode recorded value: %w", err))
+			runtime.Goexit()
+		}
+		return zero
 	}
 	rec := r.decide(m).(*schema.Marker)
 	if err := schema.DecodeRaw(rec.Value, &zero); err != nil {

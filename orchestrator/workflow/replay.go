@@ -102,6 +102,10 @@ type replayer struct {
 	handlers handlers
 	// links are the children started and the signals sent (child.go).
 	links links
+	// started is the history's start event.
+	started *schema.WorkflowStarted
+	// startSeq is the start event's stream sequence.
+	startSeq uint64
 }
 
 // isReplaying reports whether the code is re-executing decisions that the
@@ -127,15 +131,29 @@ func Replay(fn Func, id string, history []Event, logger *slog.Logger) Outcome {
 // once every event is fed, before the workflow's coroutines are unwound
 // (queries and update validators run there).
 func replay(fn Func, id string, history []Event, logger *slog.Logger, inspect func(*replayer)) Outcome {
+	r, o := begin(id, history, logger)
+	if r == nil {
+		return o
+	}
+	defer r.sched.close()
+	feed := r.classify(history[1:])
+	r.start(fn, len(feed) == 0)
+	return r.feed(feed, inspect)
+}
+
+// begin builds the replayer of a history that starts with its
+// WorkflowStarted event; it returns nil and the blocked outcome when the
+// history does not.
+func begin(id string, history []Event, logger *slog.Logger) (*replayer, Outcome) {
 	if logger == nil {
 		logger = slog.New(discard{})
 	}
 	if len(history) == 0 {
-		return blockedOutcome(errors.New("history is empty"), 0)
+		return nil, blockedOutcome(errors.New("history is empty"), 0)
 	}
 	started, ok := history[0].Value.(*schema.WorkflowStarted)
 	if !ok {
-		return blockedOutcome(fmt.Errorf("history event #%d is not workflow.started", history[0].Seq), history[0].Seq)
+		return nil, blockedOutcome(fmt.Errorf("history event #%d is not workflow.started", history[0].Seq), history[0].Seq)
 	}
 	r := &replayer{
 		id:       id,
@@ -146,12 +164,20 @@ func replay(fn Func, id string, history []Event, logger *slog.Logger, inspect fu
 		signals:  map[string]*signalQueue{},
 		versions: map[string]int{},
 		now:      history[0].Time.Add(started.ClockOffset),
+		started:  started,
+		startSeq: history[0].Seq,
 	}
 	r.logger = slog.New(&replayAware{inner: logger.Handler(), r: r})
 	r.sched = &scheduler{r: r, yield: make(chan struct{})}
+	return r, Outcome{}
+}
+
+// classify files events after the start: the decisions join the recorded
+// history the code is matched against, and what the code is fed (results,
+// fires, signals, requests) is returned in history order.
+func (r *replayer) classify(events []Event) []Event {
 	var feed []Event
-	fed := 0
-	for _, ev := range history[1:] {
+	for _, ev := range events {
 		switch v := ev.Value.(type) {
 		case *schema.Command, *schema.Marker, *schema.TimerStarted, *schema.TimerCancelled, *schema.StepCancelled, *schema.UpdateCompleted:
 			r.history = append(r.history, recorded{seq: ev.Seq, value: v})
@@ -163,18 +189,29 @@ func replay(fn Func, id string, history []Event, logger *slog.Logger, inspect fu
 			feed = append(feed, ev)
 		}
 	}
-	r.fedAll = len(feed) == 0
+	return feed
+}
+
+// start spawns the workflow function and runs it up to its first waits.
+func (r *replayer) start(fn Func, fedAll bool) {
+	started := r.started
+	r.fedAll = fedAll
 	if started.Signal != nil {
 		// Signal-with-start: the signal is there before anything else.
-		r.queue(started.Signal.Name).push(started.Signal.Payload, 0, history[0].Seq, started.Signal)
+		r.queue(started.Signal.Name).push(started.Signal.Payload, 0, r.startSeq, started.Signal)
 	}
 	r.root = &cancelScope{r: r}
 	r.sched.spawn("main", r.root, func(ctx Context) {
 		out, err := fn(ctx, started.Input)
 		r.finish(out, err)
 	})
-	defer r.sched.close()
 	r.sched.run()
+}
+
+// feed delivers events to the code in order, letting it run after each,
+// and returns what it decided.
+func (r *replayer) feed(feed []Event, inspect func(*replayer)) Outcome {
+	fed := 0
 	for i, ev := range feed {
 		if r.failure != nil || r.finished != nil {
 			break
@@ -184,7 +221,7 @@ func replay(fn Func, id string, history []Event, logger *slog.Logger, inspect fu
 		// Workflow time never goes back, and a fired timer means at least
 		// its due time has passed (which matters when the timer service
 		// runs on a clock of its own, as in tests).
-		if t := ev.Time.Add(started.ClockOffset); t.After(r.now) {
+		if t := ev.Time.Add(r.started.ClockOffset); t.After(r.now) {
 			r.now = t
 		}
 		r.tick++

@@ -17,6 +17,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -96,13 +97,20 @@ func (e *Env) Run() {
 	e.ran = true
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 1+len(e.stubs))
+	// Every decision the orchestrator takes on a workflow kept live is
+	// checked against a full replay: a difference fails the test.
+	mismatches := &stickyMismatches{}
 	e.t.Cleanup(func() {
 		cancel()
 		for i := 0; i < cap(done); i++ {
 			<-done
 		}
+		for _, m := range mismatches.take() {
+			e.t.Errorf("workflowtest: %s", m)
+		}
 	})
-	o, err := orchestrator.New(orchestrator.Config{NC: e.env.NC, JS: e.env.JS, Registry: e.reg, Clock: e.clock, AckWait: 5 * time.Second, LateSignals: e.late, SignalRules: e.rules})
+	o, err := orchestrator.New(orchestrator.Config{NC: e.env.NC, JS: e.env.JS, Registry: e.reg, Clock: e.clock, AckWait: 5 * time.Second, LateSignals: e.late, SignalRules: e.rules,
+		VerifySticky: true, Logger: slog.New(mismatches)})
 	if err != nil {
 		e.t.Fatalf("workflowtest: %v", err)
 	}
