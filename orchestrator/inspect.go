@@ -55,6 +55,10 @@ type Description struct {
 	// Timers lists the timers started and neither fired nor cancelled.
 	Timers  []PendingTimer `json:"timers,omitempty"`
 	History []HistoryEntry `json:"history"`
+	// Archived is set when the history was read from the archive: the
+	// workflow ended more than the retention ago and is read-only.
+	Archived   bool      `json:"archived,omitempty"`
+	ArchivedAt time.Time `json:"archived_at,omitzero"`
 }
 
 // WaitingStep is a step a workflow waits on: sent, not yet answered.
@@ -83,7 +87,14 @@ func Describe(ctx context.Context, h *streams.History, id string) (*Description,
 	if err != nil {
 		return nil, err
 	}
+	arch, evs, err := orArchived(ctx, h, id, evs)
+	if err != nil {
+		return nil, err
+	}
 	d := &Description{ID: id, Status: schema.StatusRunning, History: []HistoryEntry{}}
+	if arch != nil {
+		d.Archived, d.ArchivedAt = true, arch.ArchivedAt
+	}
 	open := map[int]*schema.Command{}
 	sentAt := map[int]time.Time{}
 	timers := map[int]*schema.TimerStarted{}
