@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
@@ -164,4 +165,29 @@ func TestFinishedWorkflowsAreArchivedPastRetention(t *testing.T) {
 	if ledger := kinds(s.ledgers()[done.OrderID]); ledger["charge"] != 1 {
 		t.Fatalf("ledger of the re-published order: %v, want one charge", ledger)
 	}
+}
+
+// TestArchiveUnderRolePermissions: on a server enforcing the roles, the
+// orchestrator archives and purges, and no other role may purge the
+// history: the operator's purge is refused.
+func TestArchiveUnderRolePermissions(t *testing.T) {
+	s := newAuthStack(t)
+	clock := &orchestrator.ManualClock{}
+	s.clock, s.retention = clock, time.Hour
+	s.orchestrator()
+	s.participants()
+	o := order("arch-auth-", 1, map[string]string{"pickup": "at_creation"})
+	s.publishOrder(o)
+	s.waitSettled([]string{o.OrderID}, time.Minute)
+	opNC, _ := s.connect(natsauth.Operator)
+	if _, err := streams.Purge(context.Background(), opNC, streams.HistoryStream, streams.Tree(o.OrderID), 0); err == nil {
+		t.Fatal("the operator purged a history")
+	}
+	if len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0 {
+		t.Fatal("the operator's refused purge removed the history")
+	}
+	clock.Advance(2 * time.Hour)
+	natstest.Eventually(t, time.Minute, func() bool {
+		return s.archived(o.OrderID) != nil && len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0
+	}, "the orchestrator role did not archive and purge")
 }
