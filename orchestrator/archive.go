@@ -175,8 +175,8 @@ func (o *Orchestrator) archiveEnd(ctx context.Context, m jetstream.Msg) {
 
 // archive moves finished workflow id to the archive: read its tree, write
 // the archive record (acknowledged), purge the buckets' keys of the
-// workflow, purge the tree up to the last sequence read, drop the index's
-// end event row. Each step can be repeated after a crash anywhere: a
+// workflow, purge each event read (never one written after the read),
+// drop the index's end event row. Each step can be repeated after a crash anywhere: a
 // record already written by this run is kept, an empty tree only finishes
 // the cleanup. endSeq is the history sequence of the end event that asked
 // for it.
@@ -233,7 +233,7 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 	if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, id); err != nil {
 		return err
 	}
-	if _, err := streams.Purge(ctx, o.cfg.NC, streams.HistoryStream, streams.Tree(id), st.lastSeq+1); err != nil {
+	if err := streams.PurgeEvents(ctx, o.cfg.NC, evs); err != nil {
 		return err
 	}
 	failpoint.Hit("archive.after-purge")

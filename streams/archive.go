@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -436,4 +437,26 @@ func SourceSeq(header string) uint64 {
 	}
 	n, _ := strconv.ParseUint(f[1], 10, 64)
 	return n
+}
+
+// PurgeEvents removes the history events evs, each by a purge of its own
+// subject bounded by its sequence, the requests in flight together. A
+// purge of one message is what the server handles cheaply: a purge that
+// removes several (a whole tree at once) makes every consumer of the
+// stream recount its pending messages over the whole stream, which at
+// hundreds of archives a second costs more than the orders themselves
+// (docs/BENCHMARKS.md). The history keeps one message per subject, so a
+// subject's purge removes exactly the event read, never one written after.
+func PurgeEvents(ctx context.Context, nc *nats.Conn, evs []Event) error {
+	errs := make([]error, len(evs))
+	var wg sync.WaitGroup
+	for i, ev := range evs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = Purge(ctx, nc, HistoryStream, ev.Subject, ev.Seq+1)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
