@@ -286,7 +286,9 @@ func (h *History) WriteArchive(ctx context.Context, rec *schema.ArchivedHistory)
 	}
 	m := nats.NewMsg(ArchiveSubject(rec.WorkflowID))
 	m.Data = body
-	m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("arch-%s-%d", rec.WorkflowID, rec.StartSeq))
+	// No Nats-Msg-Id: the expected-last-subject-sequence of 0 already
+	// makes a retry harmless, and the server would keep every ID of the
+	// duplicate window in memory.
 	m.Header.Set(schema.HeaderWorkflowID, rec.WorkflowID)
 	m.Header.Set(schema.HeaderStatus, string(rec.Status))
 	written, err := PublishFirst(ctx, h.js, m)
