@@ -189,7 +189,14 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 	st.add(evs)
 	if st.start == nil {
 		// Archived and purged by an earlier attempt (or an orphan):
-		// finish the cleanup.
+		// finish the cleanup, once the stream's leader confirms the tree
+		// holds no start (a lagging replica may answer a read with
+		// nothing).
+		if ev, err := o.hist.LastFromLeader(ctx, streams.StartSubject(id)); err != nil {
+			return err
+		} else if ev != nil {
+			return fmt.Errorf("%w: no start read, the leader has one at #%d", errStaleRead, ev.Seq)
+		}
 		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, id); err != nil {
 			return err
 		}
