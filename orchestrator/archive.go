@@ -313,10 +313,10 @@ func archivedError(ctx context.Context, h *streams.History, id string, notFound 
 		streams.ErrArchived, ErrNotApplicable, id, rec.Status, rec.Ended.UTC().Format(time.RFC3339), rec.ArchivedAt.UTC().Format(time.RFC3339), id)
 }
 
-// dropOrphan removes the events of a tree without a start below seq
-// below: events that reached a workflow after it was archived and purged
-// (a late result, a timer's fire), already dead-lettered with the reason.
-// Nothing decides for such a tree.
+// dropOrphan removes the events of an archived workflow's tree (it has no
+// start) below seq below: events that reached it after it was archived
+// and purged (a late result, a timer's fire), already dead-lettered with
+// the reason. Nothing decides for such a tree.
 func (o *Orchestrator) dropOrphan(ctx context.Context, id string, below uint64) {
 	if _, err := streams.Purge(ctx, o.cfg.NC, streams.HistoryStream, streams.Tree(id), below); err != nil {
 		o.log.Warn("removing the events of an archived workflow failed", "workflow_id", id, "err", err)
@@ -324,13 +324,15 @@ func (o *Orchestrator) dropOrphan(ctx context.Context, id string, below uint64) 
 }
 
 // orphanReason is the dead-letter reason of an event for a workflow
-// without a start: archived, or never started.
-func (o *Orchestrator) orphanReason(ctx context.Context, id string, err error) string {
+// without a start, and whether the workflow was archived (its late events
+// are then removed; a stray for an ID never started stays where it was
+// published, as before).
+func (o *Orchestrator) orphanReason(ctx context.Context, id string, err error) (string, bool) {
 	if rec, aerr := o.hist.Archived(ctx, id); aerr == nil && rec != nil {
 		return fmt.Sprintf("workflow archived: %s ended %s at %s and was archived at %s; this late event is dropped",
-			id, rec.Status, rec.Ended.UTC().Format(time.RFC3339), rec.ArchivedAt.UTC().Format(time.RFC3339))
+			id, rec.Status, rec.Ended.UTC().Format(time.RFC3339), rec.ArchivedAt.UTC().Format(time.RFC3339)), true
 	}
-	return "result for an unknown workflow: " + err.Error()
+	return "result for an unknown workflow: " + err.Error(), false
 }
 
 // orArchived returns evs when they hold a start, else the archived

@@ -235,13 +235,14 @@ func (w *worker) handleBatch(ctx context.Context, id string, msgs []jetstream.Ms
 		}
 	case errors.Is(err, errUnknownWorkflow):
 		w.cache.drop(id)
-		reason := w.o.orphanReason(ctx, id, err)
+		reason, archived := w.o.orphanReason(ctx, id, err)
 		for _, m := range batch {
 			w.deadLetter(ctx, m, reason)
 		}
-		// The tree holds no start up to the wake: its events (late ones
-		// of an archived workflow, strays) are in the dead letters.
-		w.o.dropOrphan(ctx, id, wake+1)
+		if archived {
+			// Late events of an archived workflow: in the dead letters now.
+			w.o.dropOrphan(ctx, id, wake+1)
+		}
 	case errors.Is(err, errUnknownType):
 		log.Warn("cannot decide", "workflow_id", id, "err", err)
 		for _, m := range batch {
