@@ -65,6 +65,10 @@ type Description struct {
 	// Children lists the child workflows it started, in start order.
 	Children []ChildSummary `json:"children,omitempty"`
 	History  []HistoryEntry `json:"history"`
+	// Archived is set when the history was read from the archive: the
+	// workflow ended more than the retention ago and is read-only.
+	Archived   bool      `json:"archived,omitempty"`
+	ArchivedAt time.Time `json:"archived_at,omitzero"`
 }
 
 // RunSummary is one run of a workflow that continued as new.
@@ -115,7 +119,14 @@ func DescribeRun(ctx context.Context, h *streams.History, id string, run int) (*
 	if err != nil {
 		return nil, err
 	}
+	arch, evs, err := orArchived(ctx, h, id, evs)
+	if err != nil {
+		return nil, err
+	}
 	d := &Description{ID: id, Status: schema.StatusRunning, History: []HistoryEntry{}}
+	if arch != nil {
+		d.Archived, d.ArchivedAt = true, arch.ArchivedAt
+	}
 	open := map[int]*schema.Command{}
 	sentAt := map[int]time.Time{}
 	timers := map[int]*schema.TimerStarted{}

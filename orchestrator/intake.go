@@ -103,6 +103,14 @@ func (o *Orchestrator) duplicate(ctx context.Context, m jetstream.Msg, id string
 		return
 	}
 	ev, err := o.hist.Last(ctx, streams.StartSubject(id))
+	if err == nil && ev == nil {
+		// Refused by its message ID, yet no start is there: the workflow
+		// was archived within the duplicate window of its start.
+		if rec, aerr := o.hist.Archived(ctx, id); aerr == nil && rec != nil {
+			o.refuse(ctx, m, m.Subject(), duplicateReason(id, rec))
+			return
+		}
+	}
 	if err != nil || ev == nil {
 		// The start was refused as a duplicate, so it is there: a read
 		// that does not show it is retried.

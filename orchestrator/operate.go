@@ -125,7 +125,7 @@ func operate(ctx context.Context, js jetstream.JetStream, id, verb string, r Req
 		st := &state{id: id}
 		st.add(evs)
 		if st.start == nil {
-			return 0, fmt.Errorf("%w: %s", streams.ErrNotFound, id)
+			return 0, archivedError(ctx, h, id, fmt.Errorf("%w: %s", streams.ErrNotFound, id))
 		}
 		if err := st.applies(verb); err != nil {
 			return 0, err

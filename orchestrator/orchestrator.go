@@ -97,6 +97,13 @@ type Config struct {
 	// cannot grow one history without bound. Default
 	// DefaultMaxPendingSignals (1,000).
 	MaxPendingSignals int
+	// Retention is how long a finished workflow (completed, compensated,
+	// failed, cancelled, terminated, resolved; never manual or blocked)
+	// stays in the history stream once it ended: then it is archived
+	// (streams.ArchiveStream) and removed. Default 0: kept for ever, no
+	// archiver runs (the jetflow binary's --retention defaults to
+	// DefaultRetention, 7 days).
+	Retention time.Duration
 	// Metrics receives the runtime's metrics: decisions, replays, cache
 	// and history reads, workflows started and finished, timers, signals,
 	// dead letters, readiness (internal/metrics). Default: none.
@@ -150,6 +157,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxInputSize <= 0 {
 		c.MaxInputSize = streams.MaxPayload(c.NC) / 4
+	}
+	if c.Retention < 0 {
+		return fmt.Errorf("orchestrator: Retention %s: must be 0 (keep for ever) or positive", c.Retention)
 	}
 	if c.MaxPendingSignals < 0 {
 		return fmt.Errorf("orchestrator: MaxPendingSignals %d: must be positive", c.MaxPendingSignals)
@@ -305,6 +315,13 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		return startErr(ctx, err)
 	}
 	defer stopHandlers()
+	if o.cfg.Retention > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.runArchiver(ctx)
+		}()
+	}
 	timersDone := make(chan error, 1)
 	go func() { timersDone <- o.timers.run(ctx) }()
 	defer func() { cancel(); <-timersDone }()

@@ -243,8 +243,13 @@ func (w *worker) handleBatch(ctx context.Context, id string, msgs []jetstream.Ms
 		}
 	case errors.Is(err, errUnknownWorkflow):
 		w.cache.drop(id)
+		reason, archived := w.o.orphanReason(ctx, id, err)
 		for _, m := range batch {
-			w.deadLetter(ctx, m, "result for an unknown workflow: "+err.Error())
+			w.deadLetter(ctx, m, reason)
+		}
+		if archived {
+			// Late events of an archived workflow: in the dead letters now.
+			w.o.dropOrphan(ctx, id, wake+1)
 		}
 	case errors.Is(err, errUnknownType):
 		log.Warn("cannot decide", "workflow_id", id, "err", err)
@@ -364,6 +369,11 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		if end := st.operatorEnd(); end != nil {
 			// terminate, resolve: the end is the operator's, the code is
 			// not run again.
+			out.Finished = end
+		} else if end, err := w.o.archivedEnd(ctx, id, first, st); err != nil {
+			return err
+		} else if end != nil {
+			// The ID belongs to an archived workflow: refused, no command.
 			out.Finished = end
 		} else {
 			fn, ok := w.o.cfg.Registry.Lookup(st.start.Type)

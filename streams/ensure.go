@@ -21,6 +21,18 @@ type Topology struct {
 	DuplicateWindow time.Duration
 	// MaxMsgSize refuses larger messages at the server. Default 1 MiB.
 	MaxMsgSize int32
+	// ArchiveMaxAge is how long an archived history is kept in
+	// ArchiveStream; an ID is refused for reuse while its archive record
+	// is kept. 0 keeps records for ever (the jetflow binary's
+	// --archive-retention defaults to 90 days).
+	ArchiveMaxAge time.Duration
+	// ArchiveMaxBytes bounds ArchiveStream's size: the oldest records go
+	// first. 0: no bound.
+	ArchiveMaxBytes int64
+	// LedgerTTL is how long a simulated system's ledger keeps an effect.
+	// 0 keeps them for ever (the binary's --ledger-ttl defaults to 30
+	// days, well above reconciliation's 24 h look-back).
+	LedgerTTL time.Duration
 }
 
 func (t Topology) withDefaults() Topology {
@@ -47,10 +59,12 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
-			// A purge or a TTL would make an expected-last-subject-sequence of 0
-			// valid again and let a finished workflow restart: histories are
-			// never purged, deleted or aged out by the server.
-			DenyPurge:  true,
+			// A TTL would make an expected-last-subject-sequence of 0 valid
+			// again behind a workflow's back: histories are never deleted or
+			// aged out by the server. Only the archiver purges, a finished
+			// workflow's tree up to the last sequence it archived
+			// (orchestrator/archive.go; docs/ARCHITECTURE.md, "Retention and
+			// archival", says why the fences hold on a purged tree).
 			DenyDelete: true,
 			// Every event has a subject of its own and is written once: the
 			// server refuses a second message on a subject, whoever sends it
@@ -126,6 +140,7 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			// the size limit, plus headers.
 			MaxMsgSize: t.MaxMsgSize + 64<<10,
 		},
+		t.archiveConfig(),
 	}
 }
 
@@ -148,6 +163,7 @@ func (t Topology) LedgerConfig(system string) jetstream.KeyValueConfig {
 		Bucket:      LedgerBucketPrefix + system,
 		Description: "simulated " + system + " system: every effect by idempotency key",
 		History:     1,
+		TTL:         t.LedgerTTL,
 		Storage:     jetstream.FileStorage,
 		Replicas:    t.Replicas,
 	}
@@ -189,6 +205,11 @@ func (t Topology) TimersConfig() jetstream.KeyValueConfig {
 // credentials may not create streams, call Check).
 func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	for _, cfg := range t.StreamConfigs() {
+		if cfg.Name == HistoryStream {
+			if err := keepDenyPurge(ctx, js, &cfg); err != nil {
+				return err
+			}
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}

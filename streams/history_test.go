@@ -35,7 +35,9 @@ func TestEnsureIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
-	if !cfg.AllowDirect || !cfg.DenyPurge || !cfg.DenyDelete || cfg.MaxAge != 0 ||
+	// Purge is the archiver's (streams.Purge, bounded by the last sequence
+	// it read); delete and a TTL stay denied.
+	if !cfg.AllowDirect || cfg.DenyPurge || !cfg.DenyDelete || cfg.MaxAge != 0 ||
 		cfg.MaxMsgsPerSubject != 1 || cfg.Discard != jetstream.DiscardNew || !cfg.DiscardNewPerSubject {
 		t.Fatalf("history stream config lost a guarantee: %+v", cfg)
 	}

@@ -74,6 +74,8 @@ type stack struct {
 	auth bool
 	// metrics, when set, is the registry every part reports to.
 	metrics *metrics.Metrics
+	// retention of the orchestrators: 0 keeps finished workflows.
+	retention time.Duration
 }
 
 func newStack(t *testing.T) *stack { return newStackOn(t, natstest.RunJetStream(t)) }
@@ -169,7 +171,7 @@ func (s *stack) orchestrator() *part {
 		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: late,
 		SignalRules: fulfillment.SignalRules(), MaxPendingSignals: s.maxPendingSignals,
 		Logger: testLogger(), AckWait: s.ackWait, Clock: s.clock, TimerSweep: time.Second,
-		MaxDeliver: s.maxDeliver, Metrics: s.metrics,
+		MaxDeliver: s.maxDeliver, Metrics: s.metrics, Retention: s.retention,
 	})
 	if err != nil {
 		s.t.Fatal(err)

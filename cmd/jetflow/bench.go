@@ -50,6 +50,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&cfg.StoreDir, "data", "", "embedded server data directory (default: a temporary directory, removed afterwards)")
 	fs.IntVar(&cfg.CeilingMsgs, "ceiling", 50000, "async publishes of the raw JetStream ceiling measurement (-1 skips it)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up when the orders have not finished within this time")
+	fs.DurationVar(&cfg.Retention, "retention", 0, "archive finished orders this long after their end, and report the server's memory, subjects and disk every 10 s (0: keep them; the write counts are not meaningful with it)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the order run to this file")
 	fs.StringVar(&cfg.MemProfile, "memprofile", "", "write the allocation profile of the process to this file after the order run")
 	registerOutput(fs, &output)
@@ -137,6 +138,7 @@ func validateBench(cfg bench.Config) error {
 		notNegative("latency", cfg.Latency),
 		notNegative("pickup-delay", cfg.PickupDelay),
 		positive("timeout", cfg.Timeout),
+		notNegative("retention", cfg.Retention),
 	)
 	return errors.Join(errs...)
 }

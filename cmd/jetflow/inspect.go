@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/orchestrator"
@@ -58,6 +61,9 @@ func runShow(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("workflow  %s (%s)\nstatus    %s\n", d.ID, d.Type, d.Status)
 	printRuns(d)
+	if d.Archived {
+		fmt.Printf("archived  %s (read-only: its history is in %s)\n", d.ArchivedAt.Format(time.RFC3339Nano), streams.ArchiveStream)
+	}
 	if d.Reason != "" {
 		fmt.Printf("reason    %s\n", d.Reason)
 	} else if d.Error != "" {
@@ -138,8 +144,10 @@ func runList(ctx context.Context, args []string) error {
 	var c common
 	var status, wfType, since, until, cursor string
 	var limit int
+	var archived bool
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	c.register(fs, true)
+	fs.BoolVar(&archived, "archived", false, "list archived workflows (finished past --retention), in the order they were archived; --since and --until bound when they were archived")
 	fs.StringVar(&status, "status", "", "only workflows in this status: running, blocked, or a final status (completed, compensated, manual, ...)")
 	fs.StringVar(&wfType, "type", "", "only workflows of this type")
 	fs.StringVar(&since, "since", "", "only workflows started at or after this time (RFC 3339, or a duration ago such as 2h)")
@@ -176,6 +184,12 @@ func runList(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	if archived {
+		if status != "" || wfType != "" {
+			return errUsage(fs, "--archived lists every archived workflow: --status and --type do not apply")
+		}
+		return listArchived(ctx, js, opts, asJSON)
+	}
 	page, err := orchestrator.ListPage(ctx, js, opts)
 	if err != nil {
 		return err
@@ -198,6 +212,39 @@ func runList(ctx context.Context, args []string) error {
 		fmt.Printf("(%d workflows, last page)\n", n)
 	default:
 		fmt.Printf("(%d workflows) next page: --cursor %s\n", n, page.Next)
+	}
+	return nil
+}
+
+// listArchived prints a page of archived workflows.
+func listArchived(ctx context.Context, js jetstream.JetStream, opts orchestrator.ListOptions, asJSON bool) error {
+	q := orchestrator.ArchivedQuery{Since: opts.Since, Until: opts.Until, Limit: opts.Limit}
+	if opts.Cursor != "" {
+		n, err := strconv.ParseUint(opts.Cursor, 10, 64)
+		if err != nil || n == 0 {
+			return fmt.Errorf("--cursor %q: not a cursor of list --archived (a positive number)", opts.Cursor)
+		}
+		q.Cursor = n
+	}
+	page, err := orchestrator.ListArchived(ctx, js, q)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(page)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tSTATUS\tENDED\tARCHIVED")
+	for _, w := range page.Workflows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", w.ID, w.Type, w.Status, w.Ended.Local().Format(time.DateTime), w.ArchivedAt.Local().Format(time.DateTime))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if page.Next == 0 {
+		fmt.Printf("(%d archived, last page)\n", len(page.Workflows))
+	} else {
+		fmt.Printf("(%d archived) next page: --archived --cursor %d\n", len(page.Workflows), page.Next)
 	}
 	return nil
 }

@@ -62,6 +62,13 @@ type engineFlags struct {
 	// stickyWorkflows bounds the workflows kept live between decisions
 	// (orchestrator.Config.StickyWorkflows); 0 turns it off.
 	stickyWorkflows int
+	// retention, archiveRetention, archiveMaxBytes: how long finished
+	// workflows stay in the history, and the archive's limits.
+	retention        time.Duration
+	archiveRetention time.Duration
+	archiveMaxBytes  int64
+	// ledgerTTL is how long the simulated systems keep an effect.
+	ledgerTTL time.Duration
 
 	// simulation: the flags of registerSimulation are registered.
 	simulation bool
@@ -89,7 +96,17 @@ func (e *engineFlags) registerOrchestrator(fs *flag.FlagSet) {
 	fs.IntVar(&e.stickyWorkflows, "sticky-workflows", orchestrator.DefaultStickyWorkflows, "workflows kept live between decisions, so a wake replays only its new events (0: off, every decision replays the whole history)")
 	fs.IntVar(&e.maxOrderSize, "max-order-size", orchestrator.DefaultMaxOrderSize, "largest order.created body in bytes; a larger order is dead-lettered (at most a quarter of the server's max payload)")
 	fs.StringVar(&e.reconcileSchedule, "reconcile-schedule", "", "run the payment reconciliation with --fix on this schedule (cron fields in UTC, @daily, @every 6h; \"\" never), and serve `jetflow reconcile --fix`")
+	fs.DurationVar(&e.retention, "retention", orchestrator.DefaultRetention, "how long a finished workflow stays in the history after its end before it is archived and removed (0: kept for ever)")
+	fs.DurationVar(&e.archiveRetention, "archive-retention", DefaultArchiveRetention, "how long an archived history is kept (0: for ever); its order id is refused as a duplicate meanwhile")
+	fs.Int64Var(&e.archiveMaxBytes, "archive-max-bytes", 0, "bound of the archive stream's size in bytes, the oldest records dropped first (0: none)")
 }
+
+// DefaultArchiveRetention is --archive-retention's default: 90 days.
+const DefaultArchiveRetention = 90 * 24 * time.Hour
+
+// DefaultLedgerTTL is --ledger-ttl's default: 30 days, well above the
+// reconciliation's 24 h look-back.
+const DefaultLedgerTTL = 30 * 24 * time.Hour
 
 // registerSimulation adds the flags of the simulated external systems the
 // reference participants call.
@@ -100,6 +117,7 @@ func (e *engineFlags) registerSimulation(fs *flag.FlagSet) {
 	fs.Float64Var(&e.faults.ShippingFailRate, "shipping-fail-rate", 0, "share of orders the simulated carrier rejects (0..1)")
 	fs.DurationVar(&e.faults.Latency, "latency", 0, "latency of every simulated external call")
 	fs.DurationVar(&e.faults.PickupDelay, "pickup-delay", 2*time.Second, "how long after a shipment the simulated carrier signals carrier.picked_up")
+	fs.DurationVar(&e.ledgerTTL, "ledger-ttl", DefaultLedgerTTL, "how long the simulated systems' ledgers keep an effect (0: for ever)")
 }
 
 // validate refuses flag values that make no sense, naming flag and value,
@@ -126,6 +144,7 @@ func (e *engineFlags) validate() error {
 		errs = append(errs,
 			notNegative("latency", e.faults.Latency),
 			notNegative("pickup-delay", e.faults.PickupDelay),
+			notNegative("ledger-ttl", e.ledgerTTL),
 		)
 	}
 	if e.orchestrator {
@@ -135,6 +154,10 @@ func (e *engineFlags) validate() error {
 		)
 		if e.maxOrderSize <= 0 {
 			errs = append(errs, fmt.Errorf("--max-order-size %d: must be positive", e.maxOrderSize))
+		}
+		errs = append(errs, notNegative("retention", e.retention), notNegative("archive-retention", e.archiveRetention))
+		if e.archiveMaxBytes < 0 {
+			errs = append(errs, fmt.Errorf("--archive-max-bytes %d: must not be negative", e.archiveMaxBytes))
 		}
 	}
 	return errors.Join(errs...)
@@ -165,7 +188,9 @@ func parseEngine(fs *flag.FlagSet, e *engineFlags, args []string) ([]string, err
 	return pos, e.validate()
 }
 
-func (e *engineFlags) topology() streams.Topology { return streams.Topology{Replicas: e.replicas} }
+func (e *engineFlags) topology() streams.Topology {
+	return streams.Topology{Replicas: e.replicas, ArchiveMaxAge: e.archiveRetention, ArchiveMaxBytes: e.archiveMaxBytes, LedgerTTL: e.ledgerTTL}
+}
 
 // startOrchestrator runs the orchestrator with the reference workflow.
 func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, e *engineFlags, errs chan<- error) error {
@@ -195,7 +220,7 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 			LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
 			MaxPendingSignals: e.maxPendingSignals, StickyWorkflows: sticky,
 			Logger: log.With("component", "orchestrator"), AckWait: e.ackWait,
-			Metrics: e.obs.metrics, Affinity: e.affinity,
+			Metrics: e.obs.metrics, Affinity: e.affinity, Retention: e.retention,
 		})
 		return err
 	})

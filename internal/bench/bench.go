@@ -129,6 +129,11 @@ type Config struct {
 	Progress io.Writer
 	// Logger is the engine's log. Default: discarded.
 	Logger *slog.Logger
+	// Retention, if positive, archives finished orders that long after
+	// their end (orchestrator.Config.Retention), and the run samples the
+	// server's state every 10 s (Result.Retention). With it, the write
+	// counts are not meaningful: archival removes history messages.
+	Retention time.Duration
 }
 
 func (c *Config) defaults() error {
@@ -190,8 +195,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Config: cfg.describe(), Machine: machine()}
 
 	var (
-		srv  *streams.Server
-		dial func(name string) (*nats.Conn, error)
+		srv      *streams.Server
+		dial     func(name string) (*nats.Conn, error)
+		storeDir string
 	)
 	if cfg.NatsURL == "" {
 		dir := cfg.StoreDir
@@ -204,6 +210,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			dir = tmp
 		}
 		var err error
+		storeDir = dir
 		srv, err = streams.StartServer(streams.ServerConfig{StoreDir: dir, SyncAlways: cfg.SyncAlways, Name: "jetflow-bench"})
 		if err != nil {
 			return nil, err
@@ -310,6 +317,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		fmt.Fprintf(cfg.Progress, "bench: flooding %s with %d %s signals\n", target, cfg.Flood, FloodSignal)
 		waitFlood = flood(fctx, js, target, cfg.Flood)
 	}
+	var stopSampling func() []RetentionSample
+	if cfg.Retention > 0 {
+		stopSampling = sampleRetention(ctx, js, storeDir, 10*time.Second, cfg.Progress)
+	}
 	runErr := drive(ctx, nc, js, cfg, orders, res)
 	if waitFlood != nil {
 		f, err := waitFlood()
@@ -327,10 +338,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	ru1 := rusage()
-	if runErr == nil {
+	if runErr == nil && cfg.Retention == 0 {
 		// A subscriber can see a done event before the stream has stored
-		// it: count the writes once every end is in the stream.
+		// it: count the writes once every end is in the stream. (With a
+		// retention window the archiver removes ends meanwhile.)
 		runErr = waitStored(ctx, js, res.Finished)
+	}
+	if stopSampling != nil {
+		res.Retention = stopSampling()
 	}
 	after, err := snapshot(ctx, js)
 	if err != nil {
@@ -392,7 +407,7 @@ func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jet
 		regs = append(regs, m)
 		o, err := orchestrator.New(orchestrator.Config{
 			NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: fulfillment.LateSignals(), SignalRules: fulfillment.SignalRules(),
-			Logger: cfg.Logger.With("component", part), Metrics: m, Affinity: cfg.Affinity,
+			Logger: cfg.Logger.With("component", part), Metrics: m, Affinity: cfg.Affinity, Retention: cfg.Retention,
 		})
 		if err != nil {
 			_ = stop()

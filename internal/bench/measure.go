@@ -48,6 +48,9 @@ type Result struct {
 	History   HistoryShape `json:"history"`
 	Writes    Writes       `json:"writes"`
 	Resources Resources    `json:"resources"`
+	// Retention samples the server's state during a run with a retention
+	// window (Config.Retention); nil without one.
+	Retention []RetentionSample `json:"retention,omitempty"`
 }
 
 // RunConfig is the configuration of a run as reported.
@@ -294,6 +297,13 @@ type orderStats struct {
 func historyStats(ctx context.Context, h *streams.History, o *order) orderStats {
 	p := orderStats{status: schema.StatusRunning, overhead: map[string][]time.Duration{}}
 	evs, err := h.Read(ctx, o.id, 0)
+	if err == nil && len(evs) == 0 {
+		// Archived during the run (Config.Retention).
+		var rec *schema.ArchivedHistory
+		if rec, err = h.Archived(ctx, o.id); err == nil && rec != nil {
+			evs, err = h.ArchivedEvents(ctx, rec)
+		}
+	}
 	if err != nil {
 		p.err = err
 		return p

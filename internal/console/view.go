@@ -125,7 +125,7 @@ func actionsFor(s schema.Status) []Verb {
 
 func newWorkflowView(b base, d *orchestrator.Description, readOnly bool) workflowView {
 	v := workflowView{base: b, D: d, Signal: !d.Status.Terminal()}
-	if !readOnly {
+	if !readOnly && !d.Archived {
 		v.Actions = actionsFor(d.Status)
 	} else {
 		v.Signal = false

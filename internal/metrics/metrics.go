@@ -31,6 +31,7 @@ type Metrics struct {
 
 	workflowsStarted  *prometheus.CounterVec
 	workflowsFinished *prometheus.CounterVec
+	workflowsArchived prometheus.Counter
 	manualQueue       prometheus.Gauge
 	blocked           prometheus.Gauge
 
@@ -100,6 +101,7 @@ func New() *Metrics {
 	f := factory{r}
 	m.workflowsStarted = f.counterVec("workflows_started_total", "Workflows started (their first decision recorded) by this process, by workflow type.", "type")
 	m.workflowsFinished = f.counterVec("workflows_finished_total", "Workflows whose end this process recorded, by type and final status.", "type", "status")
+	m.workflowsArchived = f.counter("workflows_archived_total", "Finished workflows this process archived (JETFLOW_ARCHIVE) and removed from the history stream.")
 	m.manualQueue = f.gauge("manual_queue_depth", "Workflows ended manual (wf.*.done.manual in the history stream): the manual-intervention queue.")
 	m.blocked = f.gauge("workflows_blocked", "Workflows parked blocked and not ended (the code no longer matches their history).")
 	m.stepDuration = f.histogramVec("step_duration_seconds", "Time a participant's handler took for one attempt of a step, by service, action and outcome (ok, failed, retried).",
@@ -188,6 +190,13 @@ func (m *Metrics) WorkflowStarted(wfType string) {
 func (m *Metrics) WorkflowFinished(wfType, status string) {
 	if m != nil {
 		m.workflowsFinished.WithLabelValues(wfType, status).Inc()
+	}
+}
+
+// WorkflowArchived counts a workflow archived and removed from the history.
+func (m *Metrics) WorkflowArchived() {
+	if m != nil {
+		m.workflowsArchived.Inc()
 	}
 }
 

@@ -119,7 +119,7 @@ const (
 // durables are the durable consumers of jetflow: no role but the owner may
 // pull from, update or delete them.
 func durables(services []string) []string {
-	d := []string{streams.OrchestratorConsumer, streams.IntakeConsumer, streams.SignalsConsumer}
+	d := []string{streams.OrchestratorConsumer, streams.IntakeConsumer, streams.SignalsConsumer, streams.ArchiverConsumer}
 	for _, s := range append(append([]string{}, services...), ReconcileServices...) {
 		d = append(d, streams.ParticipantConsumerPrefix+s)
 	}
@@ -216,6 +216,17 @@ func Roles(services []string) []Role {
 		services = Services
 	}
 	deny := destructive(services)
+	// The archiver purges a finished workflow's tree, bounded by the last
+	// sequence it read, and its keys in the idempotency and timers
+	// buckets, and drops the workflow's end from the index
+	// (orchestrator/archive.go): the orchestrator alone may, on those
+	// streams alone (its allow list names them).
+	var orchDeny []string
+	for _, d := range deny {
+		if d != api+"STREAM.PURGE.>" && d != api+"STREAM.MSG.DELETE.>" {
+			orchDeny = append(orchDeny, d)
+		}
+	}
 	orch := Role{
 		Name: Orchestrator,
 		Doc:  "runs workflows: writes histories, timers and dead letters; creates the topology",
@@ -255,10 +266,20 @@ func Roles(services []string) []Role {
 				apiAck + streams.OrdersStream + "." + streams.IntakeConsumer + ".>",
 				apiAck + streams.SignalsStream + "." + streams.SignalsConsumer + ".>",
 				"$JS.FC." + kvPfx + streams.TimersBucket + ".>",
+				// Archival.
+				streams.ArchivePrefix + ".>",
+				api + "CONSUMER.CREATE." + streams.IndexStream + "." + streams.ArchiverConsumer,
+				api + "CONSUMER.CREATE." + streams.IndexStream + "." + streams.ArchiverConsumer + ".>",
+				api + "CONSUMER.MSG.NEXT." + streams.IndexStream + "." + streams.ArchiverConsumer,
+				apiAck + streams.IndexStream + "." + streams.ArchiverConsumer + ".>",
+				api + "STREAM.PURGE." + streams.HistoryStream,
+				api + "STREAM.PURGE." + kvPfx + streams.IdempotencyBucket,
+				api + "STREAM.PURGE." + kvPfx + streams.TimersBucket,
+				api + "STREAM.MSG.DELETE." + streams.IndexStream,
 			},
 			// A workflow's SignalExternal may send any signal but those
 			// another role alone may send.
-			Deny: append(append([]string{}, deny...), ownedSignals()...),
+			Deny: append(append([]string{}, orchDeny...), ownedSignals()...),
 		},
 		Subscribe: Rule{Allow: []string{
 			inbox(Orchestrator),

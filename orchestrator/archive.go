@@ -1,0 +1,390 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetflow-io/jetflow/internal/failpoint"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// DefaultRetention is how long a finished workflow stays in the history
+// stream before it is archived, in the jetflow binary (--retention). The
+// library's Config.Retention defaults to 0, keep for ever.
+const DefaultRetention = 7 * 24 * time.Hour
+
+// Archiver tuning.
+const (
+	// archiveBatch is how many end events one archiver fetches at a time.
+	archiveBatch = 64
+	// archiveConcurrency bounds the archives in flight per orchestrator.
+	archiveConcurrency = 16
+	// archivePoll is how often an archiver waiting for an end to be old
+	// enough reads its clock again, and how long it waits when there is
+	// nothing to fetch.
+	archivePoll = 250 * time.Millisecond
+	// archiveOrigin is the dead-letter origin of an end event the
+	// archiver gave up on.
+	archiveOrigin = "archive"
+)
+
+// archivable reports whether a workflow of status s may be archived: it
+// ended and waits for nobody. A manual workflow waits for a person, a
+// blocked or running one for its code.
+func archivable(s schema.Status) bool {
+	return s.Terminal() && s != schema.StatusManual
+}
+
+// runArchiver archives the workflows that ended more than Retention ago,
+// until ctx is done. Every orchestrator runs one; they share the durable
+// consumer of the index's end events, which come in the order the
+// workflows ended. An archiver holds what it fetched until each end is old
+// enough (the ones behind it ended later), keeping them in progress, so no
+// end is redelivered or counted before its time.
+func (o *Orchestrator) runArchiver(ctx context.Context) {
+	log := o.log.With("part", "archiver")
+	if err := streams.HistoryPurgeable(ctx, o.cfg.JS); err != nil {
+		log.Error("archival is off", "err", err)
+		return
+	}
+	var cons jetstream.Consumer
+	err := streams.Await(ctx, log, "create the archiver's consumer", func(ctx context.Context) (err error) {
+		cons, err = o.cfg.JS.CreateOrUpdateConsumer(ctx, streams.IndexStream, streams.ArchiverConsumerConfig(o.cfg.AckWait))
+		return err
+	})
+	if err != nil || cons == nil {
+		if ctx.Err() == nil {
+			log.Error("archival is off", "err", err)
+		}
+		return
+	}
+	log.Info("archiver running", "retention", o.cfg.Retention)
+	for ctx.Err() == nil {
+		batch, err := cons.FetchNoWait(archiveBatch)
+		var msgs []jetstream.Msg
+		if err == nil {
+			for m := range batch.Messages() {
+				msgs = append(msgs, m)
+			}
+			err = batch.Error()
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Debug("archiver fetch", "err", err)
+		}
+		if len(msgs) == 0 {
+			sleepCtx(ctx, archivePoll)
+			continue
+		}
+		o.archiveBatch(ctx, msgs)
+	}
+}
+
+// archiveBatch archives the workflows of msgs, end events in the order
+// they were indexed, each once it is old enough.
+func (o *Orchestrator) archiveBatch(ctx context.Context, msgs []jetstream.Msg) {
+	sem := make(chan struct{}, archiveConcurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i, m := range msgs {
+		md, err := m.Metadata()
+		if err != nil {
+			_ = m.Nak()
+			continue
+		}
+		if !o.waitOld(ctx, md.Timestamp.Add(o.cfg.Retention), msgs[i:]) {
+			return // stopping: what is held is redelivered after AckWait
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			o.archiveEnd(ctx, m)
+		}()
+	}
+}
+
+// waitOld waits until the clock reaches due, keeping held in progress
+// meanwhile. It reports false when ctx ended first.
+func (o *Orchestrator) waitOld(ctx context.Context, due time.Time, held []jetstream.Msg) bool {
+	kept := time.Now()
+	for {
+		now := o.cfg.Clock.Now()
+		if !now.Before(due) {
+			return true
+		}
+		if time.Since(kept) > o.cfg.AckWait/3 {
+			for _, m := range held {
+				_ = m.InProgress()
+			}
+			kept = time.Now()
+		}
+		if !sleepCtx(ctx, min(due.Sub(now), archivePoll)) {
+			return false
+		}
+	}
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// archiveEnd archives the workflow of one end event of the index, then
+// acks it; a failure is retried (nak with a delay) until the consumer's
+// last delivery, which is dead-lettered: the workflow then stays in the
+// history.
+func (o *Orchestrator) archiveEnd(ctx context.Context, m jetstream.Msg) {
+	if o.lastDelivery(ctx, m, archiveOrigin, streams.DefaultArchiverMaxDeliver, nil) {
+		return
+	}
+	src := m.Headers().Get(streams.HeaderStreamSource)
+	id, rest, ok := streams.ParseSubject(streams.SourceSubject(src))
+	if !ok || streams.ValidID(id) != nil {
+		o.refuse(ctx, m, archiveOrigin, "index end event names no workflow: "+streams.Clip(src, 200))
+		return
+	}
+	if status, _, _ := streams.ParseDone(rest); status == string(schema.StatusManual) {
+		_ = m.Ack() // waits for a person; a retry or a resolve ends it again
+		return
+	}
+	var row uint64
+	if md, err := m.Metadata(); err == nil {
+		row = md.Sequence.Stream
+	}
+	if err := o.archive(ctx, id, streams.SourceSeq(src), row); err != nil {
+		o.log.Warn("archive failed, will retry", "workflow_id", id, "err", err)
+		_ = m.NakWithDelay(retryDelay(m))
+		return
+	}
+	_ = m.Ack()
+}
+
+// archive moves finished workflow id to the archive: read its tree, write
+// the archive record (acknowledged), purge the buckets' keys of the
+// workflow, purge each event read (never one written after the read),
+// drop the index's end event row. Each step can be repeated after a crash anywhere: a
+// record already written by this run is kept, an empty tree only finishes
+// the cleanup. endSeq is the history sequence of the end event that asked
+// for it.
+func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint64) error {
+	evs, err := o.hist.Read(ctx, id, 0)
+	if err != nil {
+		return err
+	}
+	st := &state{id: id}
+	st.add(evs)
+	if st.start == nil {
+		// Archived and purged by an earlier attempt (or an orphan):
+		// finish the cleanup, once the stream's leader confirms the tree
+		// holds no start (a lagging replica may answer a read with
+		// nothing).
+		if ev, err := o.hist.LastFromLeader(ctx, streams.StartSubject(id)); err != nil {
+			return err
+		} else if ev != nil {
+			return fmt.Errorf("%w: no start read, the leader has one at #%d", errStaleRead, ev.Seq)
+		}
+		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, id); err != nil {
+			return err
+		}
+		return streams.DeleteMsg(ctx, o.cfg.NC, streams.IndexStream, row)
+	}
+	startSeq := st.events[0].Seq
+	switch {
+	case st.lastSeq < endSeq:
+		return fmt.Errorf("%w: read up to %d, the end is at %d", errStaleRead, st.lastSeq, endSeq)
+	case startSeq > endSeq:
+		// The end of an earlier run, archived already; the tree holds a
+		// later run under the same ID.
+		return streams.DeleteMsg(ctx, o.cfg.NC, streams.IndexStream, row)
+	case !archivable(st.status):
+		// Reopened since (an operator's retry): its next end is indexed
+		// anew.
+		return nil
+	}
+	var ended time.Time
+	for _, ev := range evs {
+		if _, ok := ev.Value.(*schema.WorkflowFinished); ok {
+			ended = ev.Time
+		}
+	}
+	rec := &schema.ArchivedHistory{
+		WorkflowID: id, Type: st.start.Type, Status: st.status, Ended: ended,
+		ArchivedAt: o.cfg.Clock.Now().UTC(), StartSeq: startSeq, LastSeq: st.lastSeq,
+		Events: streams.ArchivedEventsOf(evs),
+	}
+	stored, written, err := o.hist.WriteArchive(ctx, rec)
+	if err != nil {
+		return err
+	}
+	if !written && stored.StartSeq != startSeq {
+		// A run refused at its first decision because the ID was archived
+		// (archivedEnd): the original's record stays, this run's dead
+		// letter says what was refused.
+		o.log.Info("refused run of an archived id removed, the original's record kept", "workflow_id", id)
+	}
+	failpoint.Hit("archive.before-purge")
+	if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, id); err != nil {
+		return err
+	}
+	if err := streams.PurgeEvents(ctx, o.cfg.NC, evs); err != nil {
+		return err
+	}
+	failpoint.Hit("archive.after-purge")
+	o.cfg.Metrics.WorkflowArchived()
+	return streams.DeleteMsg(ctx, o.cfg.NC, streams.IndexStream, row)
+}
+
+// archivedEnd refuses a workflow whose ID belongs to an archived one: at
+// its first decision (history = its start alone, first), the ID is looked
+// up in the archive, and if it is there the workflow ends at once, failed
+// with kind "duplicate", no command ever sent, and its start is copied to
+// dlq.wf with the reason. The check is race-free: a start lands on an
+// empty tree only after the original's purge, which follows its
+// acknowledged archive record. It returns nil when the ID is free.
+func (o *Orchestrator) archivedEnd(ctx context.Context, id string, first bool, st *state) (*schema.WorkflowFinished, error) {
+	if !first || len(st.events) == 0 {
+		return nil, nil
+	}
+	rec, err := o.hist.Archived(ctx, id)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	startSeq := st.events[0].Seq
+	if rec.StartSeq == startSeq {
+		return nil, nil // this very run, archived while a stale copy decides
+	}
+	reason := duplicateReason(id, rec)
+	if err := o.deadLetterStart(ctx, id, startSeq, st, reason); err != nil {
+		return nil, err
+	}
+	return &schema.WorkflowFinished{Status: schema.StatusFailed, Error: reason, ErrorKind: "duplicate", NonRetryable: true}, nil
+}
+
+// duplicateReason is the reason a start under the ID of archived workflow
+// id is refused.
+func duplicateReason(id string, rec *schema.ArchivedHistory) string {
+	return fmt.Sprintf("duplicate: workflow %s ended %s at %s and is archived; an ID is not reused while its workflow is kept (history or archive, --archive-retention)",
+		id, rec.Status, rec.Ended.UTC().Format(time.RFC3339))
+}
+
+// deadLetterStart copies the start event of a refused run to dlq.wf.
+func (o *Orchestrator) deadLetterStart(ctx context.Context, id string, startSeq uint64, st *state, reason string) error {
+	body, kind, err := schema.Encode(st.start)
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(streams.DeadLetterSubject("wf"))
+	m.Data = body
+	m.Header.Set(schema.HeaderReason, reason)
+	m.Header.Set(schema.HeaderSourceSubject, streams.StartSubject(id))
+	m.Header.Set(schema.HeaderSourceStream, streams.HistoryStream)
+	m.Header.Set(schema.HeaderSourceSeq, strconv.FormatUint(startSeq, 10))
+	m.Header.Set("Orig-"+schema.HeaderKind, string(kind))
+	m.Header.Set(jetstream.MsgIDHeader, "dlq-"+streams.HistoryStream+"-"+strconv.FormatUint(startSeq, 10))
+	if _, err := o.cfg.JS.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("dead letter of the refused start of %s: %w", id, err)
+	}
+	o.observeRefused("wf", reason)
+	return nil
+}
+
+// archivedError returns the error of a verb on workflow id when it is
+// archived, or notFound unchanged when it is not.
+func archivedError(ctx context.Context, h *streams.History, id string, notFound error) error {
+	rec, err := h.Archived(ctx, id)
+	if err != nil || rec == nil {
+		return notFound
+	}
+	return fmt.Errorf("%w (%w): workflow %s ended %s at %s and was archived at %s: it is read-only (jetflow show %s)",
+		streams.ErrArchived, ErrNotApplicable, id, rec.Status, rec.Ended.UTC().Format(time.RFC3339), rec.ArchivedAt.UTC().Format(time.RFC3339), id)
+}
+
+// dropOrphan removes the events of an archived workflow's tree (it has no
+// start) below seq below: events that reached it after it was archived
+// and purged (a late result, a timer's fire), already dead-lettered with
+// the reason. Nothing decides for such a tree.
+func (o *Orchestrator) dropOrphan(ctx context.Context, id string, below uint64) {
+	if _, err := streams.Purge(ctx, o.cfg.NC, streams.HistoryStream, streams.Tree(id), below); err != nil {
+		o.log.Warn("removing the events of an archived workflow failed", "workflow_id", id, "err", err)
+	}
+}
+
+// orphanReason is the dead-letter reason of an event for a workflow
+// without a start, and whether the workflow was archived (its late events
+// are then removed; a stray for an ID never started stays where it was
+// published, as before).
+func (o *Orchestrator) orphanReason(ctx context.Context, id string, err error) (string, bool) {
+	if rec, aerr := o.hist.Archived(ctx, id); aerr == nil && rec != nil {
+		return fmt.Sprintf("workflow archived: %s ended %s at %s and was archived at %s; this late event is dropped",
+			id, rec.Status, rec.Ended.UTC().Format(time.RFC3339), rec.ArchivedAt.UTC().Format(time.RFC3339)), true
+	}
+	return "result for an unknown workflow: " + err.Error(), false
+}
+
+// orArchived returns evs when they hold a start, else the archived
+// history of id when it has one (with its record), else evs.
+func orArchived(ctx context.Context, h *streams.History, id string, evs []streams.Event) (*schema.ArchivedHistory, []streams.Event, error) {
+	for _, ev := range evs {
+		if _, ok := ev.Value.(*schema.WorkflowStarted); ok {
+			return nil, evs, nil
+		}
+	}
+	rec, err := h.Archived(ctx, id)
+	if err != nil || rec == nil {
+		return nil, evs, err
+	}
+	all, err := h.ArchivedEvents(ctx, rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rec, all, nil
+}
+
+// ArchivedQuery selects archived workflows for ListArchived.
+type ArchivedQuery struct {
+	// Since and Until bound when they were archived (zero: no bound).
+	Since, Until time.Time
+	// Limit is the page size. Default 50.
+	Limit int
+	// Cursor continues a listing: the Next of the page before.
+	Cursor uint64
+}
+
+// ArchivedPage is one page of archived workflows, in the order they were
+// archived.
+type ArchivedPage struct {
+	Workflows []streams.ArchivedEntry `json:"workflows"`
+	// Next is the cursor of the next page; 0 when this one is the last.
+	Next uint64 `json:"next,omitempty"`
+}
+
+// ListArchived lists archived workflows (jetflow list --archived): one
+// direct get per workflow listed, from the first archived at or after
+// q.Since, or after q.Cursor.
+func ListArchived(ctx context.Context, js jetstream.JetStream, q ArchivedQuery) (*ArchivedPage, error) {
+	if q.Limit <= 0 {
+		q.Limit = 50
+	}
+	rows, next, err := historyOf(js).ArchivedPage(ctx, q.Since, q.Until, q.Cursor, q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if rows == nil {
+		rows = []streams.ArchivedEntry{}
+	}
+	return &ArchivedPage{Workflows: rows, Next: next}, nil
+}

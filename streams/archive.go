@@ -1,0 +1,464 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetflow-io/jetflow/schema"
+)
+
+// ArchiveStream holds the histories of archived workflows, one message per
+// workflow on arch.<id> (the history as msgpack, compressed by the server),
+// aged out by its own limits (Topology.ArchiveMaxAge, ArchiveMaxBytes).
+const ArchiveStream = "JETFLOW_ARCHIVE"
+
+// ArchivePrefix starts the subjects of ArchiveStream.
+const ArchivePrefix = "arch"
+
+// ArchiveFilter matches the archive records, one per workflow (not the
+// extra parts of a split history, arch.<id>.part.<n>).
+const ArchiveFilter = ArchivePrefix + ".*"
+
+// ArchiveSubject is where the archive record of workflow id is written.
+func ArchiveSubject(id string) string { return ArchivePrefix + "." + id }
+
+// ArchivePartSubject is part n (from 1) of a history split over several
+// archive messages.
+func ArchivePartSubject(id string, n int) string {
+	return ArchivePrefix + "." + id + ".part." + strconv.Itoa(n)
+}
+
+// ErrArchived means the workflow is no longer in the history stream: its
+// history is in ArchiveStream, read-only.
+var ErrArchived = errors.New("jetflow: workflow archived")
+
+// Stream names of the buckets the archiver cleans after a workflow.
+const (
+	kvIdempotencyStream = "KV_" + IdempotencyBucket
+	kvTimersStream      = "KV_" + TimersBucket
+)
+
+// archiveConfig is the configuration of ArchiveStream.
+func (t Topology) archiveConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        ArchiveStream,
+		Description: "jetflow archive: the histories of finished workflows past retention, arch.<workflow id>",
+		Subjects:    []string{ArchivePrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+		// One subject per archived workflow (a split history adds one per
+		// extra part), removed with the record when it ages out: the
+		// server's memory for the archive is bounded by its limits.
+		MaxAge:      t.ArchiveMaxAge,
+		MaxBytes:    orDefault64(t.ArchiveMaxBytes, -1),
+		Discard:     jetstream.DiscardOld,
+		Compression: jetstream.S2Compression,
+		AllowDirect: true,
+		DenyDelete:  true,
+		Duplicates:  t.DuplicateWindow,
+		MaxMsgSize:  t.MaxMsgSize + 64<<10,
+	}
+}
+
+func orDefault64(n, def int64) int64 {
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
+// apiRequest sends a JetStream API request and decodes its answer into
+// resp, returning the API error, if any, as *jetstream.APIError.
+func apiRequest(ctx context.Context, nc *nats.Conn, subject string, req any, resp any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, subject, body)
+	if err != nil {
+		return err
+	}
+	var r struct {
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return fmt.Errorf("%s: %w", subject, err)
+	}
+	if r.Error != nil {
+		return r.Error
+	}
+	if resp != nil {
+		return json.Unmarshal(m.Data, resp)
+	}
+	return nil
+}
+
+// Purge removes the messages of stream on filter with a sequence below
+// below (0: all of them) and returns how many it removed. The history
+// stream allows it for the archiver only (see docs/ARCHITECTURE.md): a
+// purge bounded by the last sequence read never removes what was written
+// after the read.
+func Purge(ctx context.Context, nc *nats.Conn, stream, filter string, below uint64) (uint64, error) {
+	req := map[string]any{"filter": filter}
+	if below > 0 {
+		req["seq"] = below
+	}
+	var resp struct {
+		Purged uint64 `json:"purged"`
+	}
+	if err := apiRequest(ctx, nc, "$JS.API.STREAM.PURGE."+stream, req, &resp); err != nil {
+		return 0, fmt.Errorf("purge %s of %s: %w", filter, stream, err)
+	}
+	return resp.Purged, nil
+}
+
+// DeleteMsg removes message seq of stream; a message already gone is no
+// error.
+func DeleteMsg(ctx context.Context, nc *nats.Conn, stream string, seq uint64) error {
+	err := apiRequest(ctx, nc, "$JS.API.STREAM.MSG.DELETE."+stream, map[string]any{"seq": seq, "no_erase": true}, nil)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound || apiErr.Code == 404 || apiErr.ErrorCode == errCodeSequenceNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delete %s #%d: %w", stream, seq, err)
+	}
+	return nil
+}
+
+// errCodeSequenceNotFound is the server's answer to deleting a message
+// that is not there (JSSequenceNotFoundErrF).
+const errCodeSequenceNotFound jetstream.ErrorCode = 10057
+
+// PurgeWorkflowKeys removes what the buckets hold under workflow id: the
+// participants' idempotency records (<service>.<id>.<command>, and their
+// heartbeat details) and the timers' entries and delete markers
+// (<id>.<timer>). A purge leaves no marker, so nothing of the workflow
+// keeps a subject in the server's memory. Run it only once the history is
+// archived: a key removed from the idempotency bucket is open again.
+func PurgeWorkflowKeys(ctx context.Context, nc *nats.Conn, id string) error {
+	if _, err := Purge(ctx, nc, kvIdempotencyStream, "$KV."+IdempotencyBucket+".*."+id+".>", 0); err != nil {
+		return err
+	}
+	_, err := Purge(ctx, nc, kvTimersStream, "$KV."+TimersBucket+"."+id+".>", 0)
+	return err
+}
+
+// directMsg sends one direct get to stream and returns the message, or nil
+// when there is none.
+func directMsg(ctx context.Context, nc *nats.Conn, stream string, req map[string]any) (*nats.Msg, error) {
+	body, _ := json.Marshal(req)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, body)
+	if err != nil {
+		return nil, fmt.Errorf("direct get %s: %w", stream, err)
+	}
+	switch m.Header.Get("Status") {
+	case "":
+		return m, nil
+	case "404":
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("direct get %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
+	}
+}
+
+// Archived returns the archive record of workflow id (with the events of
+// its first part), or nil when it has none.
+func (h *History) Archived(ctx context.Context, id string) (*schema.ArchivedHistory, error) {
+	m, err := directMsg(ctx, h.nc, ArchiveStream, map[string]any{"last_by_subj": ArchiveSubject(id)})
+	if err != nil || m == nil {
+		return nil, err
+	}
+	var rec schema.ArchivedHistory
+	if err := schema.Msgpack.Unmarshal(m.Data, &rec); err != nil {
+		return nil, fmt.Errorf("archive record of %s: %w", id, err)
+	}
+	return &rec, nil
+}
+
+// ArchivedEvents returns the whole history of an archive record, the
+// parts it was split into included, as the history stream held it.
+func (h *History) ArchivedEvents(ctx context.Context, rec *schema.ArchivedHistory) ([]Event, error) {
+	all := rec.Events
+	for n := 1; n < rec.Parts; n++ {
+		m, err := directMsg(ctx, h.nc, ArchiveStream, map[string]any{"last_by_subj": ArchivePartSubject(rec.WorkflowID, n)})
+		if err != nil {
+			return nil, err
+		}
+		var p schema.ArchivedPart
+		if m == nil {
+			return nil, fmt.Errorf("archive of %s: part %d of %d is missing", rec.WorkflowID, n, rec.Parts)
+		}
+		if err := schema.Msgpack.Unmarshal(m.Data, &p); err != nil {
+			return nil, fmt.Errorf("archive of %s: part %d: %w", rec.WorkflowID, n, err)
+		}
+		all = append(all, p.Events...)
+	}
+	evs := make([]Event, len(all))
+	for i, a := range all {
+		hdr := nats.Header{}
+		hdr.Set(schema.HeaderKind, a.Kind)
+		hdr.Set(schema.HeaderSchema, a.Schema)
+		if a.MsgID != "" {
+			hdr.Set(jetstream.MsgIDHeader, a.MsgID)
+		}
+		if a.TraceParent != "" {
+			hdr.Set("traceparent", a.TraceParent)
+		}
+		evs[i] = eventFromMsg(a.Subject, a.Seq, a.Time, hdr, a.Body)
+	}
+	return evs, nil
+}
+
+// ArchivedEventsOf converts history events to their archived form.
+func ArchivedEventsOf(evs []Event) []schema.ArchivedEvent {
+	out := make([]schema.ArchivedEvent, len(evs))
+	for i, ev := range evs {
+		out[i] = schema.ArchivedEvent{Seq: ev.Seq, Subject: ev.Subject, Time: ev.Time, Kind: string(ev.Kind),
+			Schema: ev.Schema, MsgID: ev.MsgID, TraceParent: ev.TraceParent, Body: ev.Body}
+	}
+	return out
+}
+
+// archivePartBudget is what one archive message may hold of events: the
+// max payload less room for the record's own fields and headers.
+func archivePartBudget(maxPayload int) int { return maxPayload - 16<<10 }
+
+// archivedSize estimates the encoded size of one archived event.
+func archivedSize(a schema.ArchivedEvent) int {
+	return len(a.Body) + len(a.Subject) + len(a.Kind) + len(a.Schema) + len(a.MsgID) + len(a.TraceParent) + 96
+}
+
+// WriteArchive stores rec (its Events are the whole history) in
+// ArchiveStream, unless workflow rec.WorkflowID already has a record
+// there: it then writes nothing and returns that record. A history larger
+// than one message is split, its extra parts written first, so a record
+// is only ever found whole. It returns the record as stored and whether
+// this call wrote it. The write is acknowledged by JetStream when it
+// returns nil.
+func (h *History) WriteArchive(ctx context.Context, rec *schema.ArchivedHistory) (*schema.ArchivedHistory, bool, error) {
+	if old, err := h.Archived(ctx, rec.WorkflowID); err != nil || old != nil {
+		return old, false, err
+	}
+	budget := archivePartBudget(MaxPayload(h.nc))
+	var parts [][]schema.ArchivedEvent
+	size, from := 0, 0
+	for i, a := range rec.Events {
+		if n := archivedSize(a); size+n > budget && i > from {
+			parts = append(parts, rec.Events[from:i])
+			size, from = 0, i
+		}
+		size += archivedSize(a)
+	}
+	parts = append(parts, rec.Events[from:])
+	for n := 1; n < len(parts); n++ {
+		body, err := schema.Msgpack.Marshal(&schema.ArchivedPart{WorkflowID: rec.WorkflowID, StartSeq: rec.StartSeq, Part: n, Events: parts[n]})
+		if err != nil {
+			return nil, false, err
+		}
+		m := nats.NewMsg(ArchivePartSubject(rec.WorkflowID, n))
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("arch-%s-%d-%d", rec.WorkflowID, rec.StartSeq, n))
+		if _, err := h.js.PublishMsg(ctx, m); err != nil {
+			return nil, false, fmt.Errorf("archive %s part %d: %w", rec.WorkflowID, n, err)
+		}
+	}
+	whole := rec.Events
+	rec.Parts, rec.Events = len(parts), parts[0]
+	defer func() { rec.Events = whole }()
+	body, err := schema.Msgpack.Marshal(rec)
+	if err != nil {
+		return nil, false, err
+	}
+	m := nats.NewMsg(ArchiveSubject(rec.WorkflowID))
+	m.Data = body
+	// No Nats-Msg-Id: the expected-last-subject-sequence of 0 already
+	// makes a retry harmless, and the server would keep every ID of the
+	// duplicate window in memory.
+	m.Header.Set(schema.HeaderWorkflowID, rec.WorkflowID)
+	m.Header.Set(schema.HeaderStatus, string(rec.Status))
+	written, err := PublishFirst(ctx, h.js, m)
+	if err != nil {
+		return nil, false, fmt.Errorf("archive %s: %w", rec.WorkflowID, err)
+	}
+	if written {
+		stored := *rec
+		return &stored, true, nil
+	}
+	// Another archiver wrote it first (or an earlier attempt of this one,
+	// within the duplicate window): the stored record is the one.
+	old, err := h.Archived(ctx, rec.WorkflowID)
+	if err == nil && old == nil {
+		err = fmt.Errorf("archive %s: the record was refused as a duplicate but cannot be read", rec.WorkflowID)
+	}
+	return old, false, err
+}
+
+// ArchivedEntry is one archived workflow as listed: no history.
+type ArchivedEntry struct {
+	// Seq is the record's sequence in ArchiveStream: a listing's cursor.
+	Seq        uint64        `json:"-"`
+	ID         string        `json:"id"`
+	Type       string        `json:"type"`
+	Status     schema.Status `json:"status"`
+	Ended      time.Time     `json:"ended"`
+	ArchivedAt time.Time     `json:"archived_at"`
+}
+
+// ArchivedPage lists archive records in the order they were archived:
+// from the first one archived at or after since (zero: the oldest kept),
+// or after the cursor after (a record's Seq) when it is not 0, up to limit
+// records archived before until (zero: no end). It returns the entries and
+// the cursor of the next page (0 when there is none).
+func (h *History) ArchivedPage(ctx context.Context, since, until time.Time, after uint64, limit int) ([]ArchivedEntry, uint64, error) {
+	req := map[string]any{"next_by_subj": ArchiveFilter}
+	switch {
+	case after > 0:
+		req["seq"] = after + 1
+	case !since.IsZero():
+		req["start_time"] = since.UTC().Format(time.RFC3339Nano)
+	default:
+		req["seq"] = 1
+	}
+	var out []ArchivedEntry
+	for len(out) < limit {
+		m, err := directMsg(ctx, h.nc, ArchiveStream, req)
+		if err != nil {
+			return nil, 0, err
+		}
+		if m == nil {
+			return out, 0, nil
+		}
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return nil, 0, errors.New("list archive: bad sequence header")
+		}
+		ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+		if !until.IsZero() && !ts.Before(until) {
+			return out, 0, nil
+		}
+		// Decoded without its events: listing reads what it shows.
+		var rec struct {
+			WorkflowID string        `msgpack:"workflow_id"`
+			Type       string        `msgpack:"type"`
+			Status     schema.Status `msgpack:"status"`
+			Ended      time.Time     `msgpack:"ended"`
+			ArchivedAt time.Time     `msgpack:"archived_at"`
+		}
+		if err := schema.Msgpack.Unmarshal(m.Data, &rec); err != nil {
+			return nil, 0, fmt.Errorf("list archive: record #%d: %w", seq, err)
+		}
+		out = append(out, ArchivedEntry{Seq: seq, ID: rec.WorkflowID, Type: rec.Type, Status: rec.Status, Ended: rec.Ended, ArchivedAt: rec.ArchivedAt})
+		req = map[string]any{"next_by_subj": ArchiveFilter, "seq": seq + 1}
+	}
+	if len(out) == 0 {
+		return out, 0, nil
+	}
+	return out, out[len(out)-1].Seq, nil
+}
+
+// keepDenyPurge keeps DenyPurge on a history stream created with it (by a
+// version before archival): the server never lifts it in place ("can not
+// cancel deny purge"), so such a stream is updated otherwise and its
+// workflows are not archived (HistoryPurgeable reports it).
+func keepDenyPurge(ctx context.Context, js jetstream.JetStream, cfg *jetstream.StreamConfig) error {
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+	}
+	if s.CachedInfo().Config.DenyPurge {
+		cfg.DenyPurge = true
+	}
+	return nil
+}
+
+// HistoryPurgeable reports an error when the history stream denies purge
+// (it was created before archival, and the server cannot lift that in
+// place): its finished workflows cannot be removed, so they are not
+// archived.
+func HistoryPurgeable(ctx context.Context, js jetstream.JetStream) error {
+	s, err := js.Stream(ctx, HistoryStream)
+	if err != nil {
+		return fmt.Errorf("history stream: %w", err)
+	}
+	if s.CachedInfo().Config.DenyPurge {
+		return fmt.Errorf("%s denies purge (created before archival; the server cannot lift that in place): finished workflows are kept in it, not archived; docs/ARCHITECTURE.md, \"Retention and archival\", says how to move to a stream that allows it", HistoryStream)
+	}
+	return nil
+}
+
+// ArchiverConsumer is the durable consumer all orchestrators share to
+// archive finished workflows: the end events of IndexStream, in the order
+// the workflows ended.
+const ArchiverConsumer = "jetflow-archiver"
+
+// DefaultArchiverMaxDeliver bounds the deliveries of one end event to the
+// archiver: an archive that fails this often is dead-lettered (dlq.archive)
+// and its workflow stays in the history.
+const DefaultArchiverMaxDeliver = 20
+
+// ArchiverConsumerConfig is the configuration of ArchiverConsumer.
+func ArchiverConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       ArchiverConsumer,
+		Description:   "jetflow archiver: archive and remove finished workflows past retention",
+		FilterSubject: IndexDoneFilter(""),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    DefaultArchiverMaxDeliver,
+		// An archiver holds the ends it fetched until they are old enough:
+		// a few batches per orchestrator.
+		MaxAckPending: 4096,
+	}
+}
+
+// SourceSeq returns the sequence a message of IndexStream had in the
+// history stream, from its Nats-Stream-Source header value, or 0.
+func SourceSeq(header string) uint64 {
+	f := strings.Split(header, " ")
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[1], 10, 64)
+	return n
+}
+
+// PurgeEvents removes the history events evs, each by a purge of its own
+// subject bounded by its sequence, the requests in flight together. A
+// purge of one message is what the server handles cheaply: a purge that
+// removes several (a whole tree at once) makes every consumer of the
+// stream recount its pending messages over the whole stream, which at
+// hundreds of archives a second costs more than the orders themselves
+// (docs/BENCHMARKS.md). The history keeps one message per subject, so a
+// subject's purge removes exactly the event read, never one written after.
+func PurgeEvents(ctx context.Context, nc *nats.Conn, evs []Event) error {
+	errs := make([]error, len(evs))
+	var wg sync.WaitGroup
+	for i, ev := range evs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = Purge(ctx, nc, HistoryStream, ev.Subject, ev.Seq+1)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,129 @@
+package streams_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// A history larger than one message is archived in parts and read back
+// whole; a second record for the same ID is not written over the first.
+func TestArchiveSplitsALargeHistoryAndKeepsTheFirstRecord(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	h := streams.NewHistory(env.NC, env.JS)
+	big := strings.Repeat("x", 200<<10) // 200 KiB per event: 11 events need several 1 MiB messages
+	var evs []schema.ArchivedEvent
+	for i := 1; i <= 11; i++ {
+		body, _ := schema.Msgpack.Marshal(&schema.Marker{ID: i, Name: "m", Value: mustRaw(t, big)})
+		evs = append(evs, schema.ArchivedEvent{Seq: uint64(i), Subject: streams.MarkerSubject("big", i), Time: time.Unix(int64(i), 0).UTC(),
+			Kind: string(schema.KindMarker), Schema: schema.SchemaString, Body: body})
+	}
+	rec := &schema.ArchivedHistory{WorkflowID: "big", Type: "t", Status: schema.StatusCompleted, StartSeq: 1, LastSeq: 11, Events: evs}
+	stored, written, err := h.WriteArchive(ctx, rec)
+	if err != nil || !written {
+		t.Fatalf("write: written %v, %v", written, err)
+	}
+	if stored.Parts < 3 {
+		t.Fatalf("a 2.2 MB history was stored in %d parts", stored.Parts)
+	}
+	got, err := h.Archived(ctx, "big")
+	if err != nil || got == nil {
+		t.Fatalf("read record: %v, %v", got, err)
+	}
+	back, err := h.ArchivedEvents(ctx, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 11 {
+		t.Fatalf("read back %d events, want 11", len(back))
+	}
+	for i, ev := range back {
+		m, ok := ev.Value.(*schema.Marker)
+		if ev.DecodeErr != nil || !ok || m.ID != i+1 || ev.Seq != uint64(i+1) || ev.Subject != streams.MarkerSubject("big", i+1) {
+			t.Fatalf("event %d read back as %+v (%v)", i, ev.Value, ev.DecodeErr)
+		}
+	}
+	later := &schema.ArchivedHistory{WorkflowID: "big", Type: "t", Status: schema.StatusFailed, StartSeq: 99, LastSeq: 99}
+	stored, written, err = h.WriteArchive(ctx, later)
+	if err != nil || written || stored.StartSeq != 1 || stored.Status != schema.StatusCompleted {
+		t.Fatalf("second record: written %v, stored %+v, %v; want the first kept", written, stored, err)
+	}
+}
+
+func mustRaw(t *testing.T, v any) []byte {
+	t.Helper()
+	r, err := schema.EncodeRaw(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// A purge bounded by the last sequence read removes the tree up to it and
+// nothing written after it; the fence then refuses a stale decision on
+// the emptied tree, and a start lands on it (the ID reuse the
+// orchestrator refuses while the archive holds the ID).
+func TestPurgeUpToTheLastReadKeepsLaterEvents(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	h := streams.NewHistory(env.NC, env.JS)
+	last, _, err := h.Append(ctx, "p", 0, []*nats.Msg{marker(t, "p", 1), marker(t, "p", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, _, err := h.Append(ctx, "p", last, []*nats.Msg{marker(t, "p", 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := streams.Purge(ctx, env.NC, streams.HistoryStream, streams.Tree("p"), last+1); err != nil || n != 2 {
+		t.Fatalf("purge: %d, %v; want 2 removed", n, err)
+	}
+	evs, err := h.Read(ctx, "p", 0)
+	if err != nil || len(evs) != 1 || evs[0].Seq != late {
+		t.Fatalf("after the purge: %d events, %v; want the one written after the read", len(evs), err)
+	}
+	if _, err := streams.Purge(ctx, env.NC, streams.HistoryStream, streams.Tree("p"), late+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.Append(ctx, "p", late, []*nats.Msg{marker(t, "p", 4)}); !errors.Is(err, streams.ErrFenced) {
+		t.Fatalf("stale append on a purged tree: %v, want ErrFenced", err)
+	}
+}
+
+// A history stream created denying purge (before archival) cannot have
+// that lifted by the server: Ensure keeps it and still upgrades the rest,
+// and HistoryPurgeable says archival is off and why.
+func TestEnsureKeepsDenyPurgeOfAnEarlierHistory(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	if err := env.JS.DeleteStream(ctx, streams.HistoryStream); err != nil {
+		t.Fatal(err)
+	}
+	old := streams.Topology{}.StreamConfigs()[0]
+	old.DenyPurge, old.Description = true, "before archival"
+	if _, err := env.JS.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+		t.Fatalf("Ensure on a history stream denying purge: %v", err)
+	}
+	s, err := env.JS.Stream(ctx, streams.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := s.CachedInfo().Config; !cfg.DenyPurge || cfg.Description == "before archival" {
+		t.Fatalf("DenyPurge %v, description %q: want DenyPurge kept and the rest upgraded", cfg.DenyPurge, cfg.Description)
+	}
+	if err := streams.HistoryPurgeable(ctx, env.JS); err == nil || !strings.Contains(err.Error(), "denies purge") {
+		t.Fatalf("HistoryPurgeable: %v", err)
+	}
+}

@@ -1,0 +1,189 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetflow-io/jetflow/internal/natsauth"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// subjects returns the subjects of stream matching filter, with their
+// message counts.
+func (s *stack) subjects(stream, filter string) map[string]uint64 {
+	s.t.Helper()
+	ctx := context.Background()
+	st, err := s.env.JS.Stream(ctx, stream)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return info.State.Subjects
+}
+
+// archived returns the archive record of id, or nil.
+func (s *stack) archived(id string) *schema.ArchivedHistory {
+	s.t.Helper()
+	rec, err := streams.NewHistory(s.env.NC, s.env.JS).Archived(context.Background(), id)
+	if err != nil {
+		s.t.Fatalf("archive of %s: %v", id, err)
+	}
+	return rec
+}
+
+// TestFinishedWorkflowsAreArchivedPastRetention runs orders through a
+// retention window on a clock the test moves: a finished order stays in
+// the history until its end is older than the retention, then its history
+// is in the archive (show finds it, whole, marked archived), and nothing
+// of it keeps a subject in the history, the index or the idempotency
+// bucket; a manual order is never archived; a re-published archived order
+// is refused as a duplicate without overwriting the original's record; a
+// late result for it is dead-lettered and removed; a verb on it is
+// refused naming the archive.
+func TestFinishedWorkflowsAreArchivedPastRetention(t *testing.T) {
+	s, clock := timerStack(t)
+	s.retention = time.Hour
+	s.orchestrator()
+	s.participants()
+
+	done := order("arch-", 1, map[string]string{"pickup": "at_creation"})
+	comp := order("arch-", 2, map[string]string{"inventory": "out_of_stock", "pickup": "at_creation"})
+	manual := order("arch-", 3, map[string]string{"shipping": "fail", "refund": "fail_always"})
+	s.publishOrder(done)
+	s.publishOrder(comp)
+	s.publishOrder(manual)
+	ids := []string{done.OrderID, comp.OrderID, manual.OrderID}
+	st := s.waitSettled(ids, time.Minute)
+	if st[done.OrderID] != schema.StatusCompleted || st[comp.OrderID] != schema.StatusCompensated || st[manual.OrderID] != schema.StatusManual {
+		t.Fatalf("statuses %v, want completed, compensated, manual", st)
+	}
+	before := s.describe(done.OrderID)
+	if before.Archived || s.archived(done.OrderID) != nil {
+		t.Fatal("archived before its retention")
+	}
+
+	clock.Advance(2 * time.Hour)
+	natstest.Eventually(t, time.Minute, func() bool {
+		return s.archived(done.OrderID) != nil && s.archived(comp.OrderID) != nil &&
+			len(s.subjects(streams.HistoryStream, streams.Tree(done.OrderID))) == 0 &&
+			len(s.subjects(streams.HistoryStream, streams.Tree(comp.OrderID))) == 0
+	}, "finished orders not archived and removed 2h after their end with a 1h retention")
+
+	// show finds it, whole, read-only.
+	after := s.describe(done.OrderID)
+	if !after.Archived || after.Status != schema.StatusCompleted || len(after.History) != len(before.History) {
+		t.Fatalf("archived describe: archived %v status %s, %d events; want archived completed with %d events",
+			after.Archived, after.Status, len(after.History), len(before.History))
+	}
+	// Nothing of the archived orders keeps a subject.
+	for _, id := range []string{done.OrderID, comp.OrderID} {
+		if keys := s.subjects("KV_"+streams.IdempotencyBucket, "$KV."+streams.IdempotencyBucket+".*."+id+".>"); len(keys) != 0 {
+			t.Errorf("%s: idempotency keys left: %v", id, keys)
+		}
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		return len(s.subjects(streams.IndexStream, streams.IndexDoneFilter(string(schema.StatusCompleted)))) == 0
+	}, "the index still lists the archived order's end")
+	// The manual order waits for a person: never archived.
+	if s.archived(manual.OrderID) != nil || s.describe(manual.OrderID).Status != schema.StatusManual {
+		t.Fatal("a manual workflow was archived")
+	}
+	page, err := orchestrator.ListArchived(context.Background(), s.env.JS, orchestrator.ArchivedQuery{})
+	if err != nil || len(page.Workflows) != 2 {
+		t.Fatalf("list --archived: %+v, %v; want the 2 archived orders", page, err)
+	}
+
+	// A verb on it names the archive.
+	if _, err := orchestrator.Cancel(context.Background(), s.env.JS, done.OrderID, alice); !errors.Is(err, streams.ErrArchived) {
+		t.Fatalf("cancel of an archived workflow: %v, want ErrArchived", err)
+	}
+
+	// A late result is dead-lettered as archived and removed.
+	late := streams.ResultSubject(done.OrderID, 99, "payment", "charge")
+	res, _ := streams.NewMsg(late, &schema.Result{WorkflowID: done.OrderID, CommandID: 99, Service: "payment", Action: "charge"})
+	if _, err := s.env.JS.PublishMsg(context.Background(), res); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, time.Minute, func() bool {
+		for _, r := range s.deadLetters("dlq.wf") {
+			if strings.HasPrefix(r, "workflow archived: "+done.OrderID) {
+				return len(s.subjects(streams.HistoryStream, streams.Tree(done.OrderID))) == 0
+			}
+		}
+		return false
+	}, "a late result for an archived workflow was not dead-lettered and removed")
+
+	// The same order again is refused at the intake, and a start that
+	// lands all the same (after the start's duplicate window, say) is
+	// refused at its first decision; the original's record stays.
+	original := s.archived(done.OrderID)
+	s.publishOrder(done)
+	refused := func(subject, prefix string) func() bool {
+		return func() bool {
+			for _, r := range s.deadLetters(subject) {
+				if strings.HasPrefix(r, prefix) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	natstest.Eventually(t, time.Minute, refused("dlq.order.created", "duplicate: workflow "+done.OrderID),
+		"a re-published archived order was not refused at the intake")
+	body, _ := schema.EncodeRaw(done)
+	start, _ := streams.NewMsg(streams.StartSubject(done.OrderID), &schema.WorkflowStarted{WorkflowID: done.OrderID, Type: fulfillment.WorkflowType, Input: body, Source: "test"})
+	if _, err := s.env.JS.PublishMsg(context.Background(), start); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, time.Minute, refused("dlq.wf", "duplicate: workflow "+done.OrderID),
+		"a start under an archived ID was not refused at its first decision")
+	// The clock is 2 h ahead already: the refused run, ended at once, is
+	// archived in its turn, without replacing the original's record.
+	natstest.Eventually(t, time.Minute, func() bool {
+		return len(s.subjects(streams.HistoryStream, streams.Tree(done.OrderID))) == 0
+	}, "the refused run was not removed")
+	if rec := s.archived(done.OrderID); rec.StartSeq != original.StartSeq || rec.Status != schema.StatusCompleted {
+		t.Fatalf("archive record replaced: start #%d %s, want the original #%d completed", rec.StartSeq, rec.Status, original.StartSeq)
+	}
+	// The refused run sent nothing: the order was charged once.
+	if ledger := kinds(s.ledgers()[done.OrderID]); ledger["charge"] != 1 {
+		t.Fatalf("ledger of the re-published order: %v, want one charge", ledger)
+	}
+}
+
+// TestArchiveUnderRolePermissions: on a server enforcing the roles, the
+// orchestrator archives and purges, and no other role may purge the
+// history: the operator's purge is refused.
+func TestArchiveUnderRolePermissions(t *testing.T) {
+	s := newAuthStack(t)
+	clock := &orchestrator.ManualClock{}
+	s.clock, s.retention = clock, time.Hour
+	s.orchestrator()
+	s.participants()
+	o := order("arch-auth-", 1, map[string]string{"pickup": "at_creation"})
+	s.publishOrder(o)
+	s.waitSettled([]string{o.OrderID}, time.Minute)
+	opNC, _ := s.connect(natsauth.Operator)
+	if _, err := streams.Purge(context.Background(), opNC, streams.HistoryStream, streams.Tree(o.OrderID), 0); err == nil {
+		t.Fatal("the operator purged a history")
+	}
+	if len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0 {
+		t.Fatal("the operator's refused purge removed the history")
+	}
+	clock.Advance(2 * time.Hour)
+	natstest.Eventually(t, time.Minute, func() bool {
+		return s.archived(o.OrderID) != nil && len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0
+	}, "the orchestrator role did not archive and purge")
+}
