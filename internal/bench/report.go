@@ -48,6 +48,12 @@ func (r *Result) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "JetStream ceiling (scratch stream, %d-byte messages)\n", cl.MsgBytes)
 		p("  async publish\t%10s\tmsgs/s", num(cl.AsyncMsgsPerSec))
 		p("  sync publish\t%10s\tmsgs/s", num(cl.SyncMsgsPerSec))
+		if cl.Streams > 1 {
+			p("  async publish over %d streams\t%10s\tmsgs/s", cl.Streams, num(cl.StreamsMsgsPerSec))
+		}
+		if cl.AtomicBatch > 1 {
+			p("  atomic batches of %d\t%10s\tmsgs/s", cl.AtomicBatch, num(cl.AtomicBatchMsgsPerSec))
+		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
