@@ -144,6 +144,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	p("  peak RSS\t%10.1f\tMB", res.PeakRSSMB)
 	p("  CPU during the run\t%10.2f\ts", res.CPUSeconds)
 	p("  CPU per order\t%10.3f\tms", res.CPUMsPerOrder)
+	p("  heap allocations per order\t%10s\t(%.1f KiB)", num(res.AllocsPerOrder), res.AllocKBPerOrder)
 	return tw.Flush()
 }
 
