@@ -198,24 +198,6 @@ func (h *harness) waitAcked(service string, seq uint64) {
 	}, "consumer of %s acked up to %d", service, seq)
 }
 
-// record reads the idempotency record of key as a generic map.
-func (h *harness) record(key string) map[string]any {
-	h.t.Helper()
-	kv, err := h.env.JS.KeyValue(h.ctx, streams.IdempotencyBucket)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	e, err := kv.Get(h.ctx, key)
-	if err != nil {
-		h.t.Fatalf("get %s: %v", key, err)
-	}
-	var m map[string]any
-	if err := schema.Msgpack.Unmarshal(e.Value(), &m); err != nil {
-		h.t.Fatal(err)
-	}
-	return m
-}
-
 // counted wraps a handler and counts its calls.
 func counted(hd participants.Handler, n *atomic.Int32) participants.Handler {
 	return participants.HandlerFunc(func(ctx context.Context, cmd *participants.Command) (any, error) {

@@ -7,15 +7,18 @@
 // at-least-once delivery, as far as the handler's own effects are idempotent
 // by Command.IdempotencyKey:
 //
-//   - Every command is looked up in the idempotency bucket under
-//     <service>.<idempotency key> before its handler runs. A command whose
-//     result is already recorded there is answered from the record; its
-//     handler does not run again.
-//   - A final result is recorded in the bucket (KV Create: the first one
-//     recorded wins) before it is published, and the command is
-//     acknowledged only after the publish is acknowledged, so a crash
-//     anywhere leads to a redelivery that either reruns the handler
-//     (nothing was recorded) or republishes the recorded result.
+//   - The command's result subject in the history,
+//     wf.<id>.res.<n>.<service>.<action>, takes one message: the result
+//     stored there is the command's idempotency record. Every delivery
+//     looks it up (one direct get) before the handler runs; a command
+//     whose result is stored is acknowledged without running the handler
+//     again.
+//   - A final result is published expecting no message on its subject
+//     (the first one stored wins; a later attempt's is refused and counts
+//     as done), and the command is acknowledged only after the publish is
+//     acknowledged, so a crash anywhere leads to a redelivery that either
+//     reruns the handler (nothing was stored: the external system's
+//     idempotency key makes it the same effect) or finds the result.
 //   - Retries follow the command's retry policy: a retryable failure is
 //     negatively acknowledged with the policy's backoff and counts an
 //     attempt; the last allowed attempt, or a non-retryable error, publishes

@@ -75,10 +75,6 @@ func TestSuccessPublishesOneResultAndOneEffect(t *testing.T) {
 	if n := charges.Load(); n != 1 {
 		t.Fatalf("handler ran %d times", n)
 	}
-	rec := h.record("payment." + c.IdempotencyKey)
-	if rec["state"] != "done" {
-		t.Fatalf("idempotency record %v, want state done", rec)
-	}
 }
 
 func TestDuplicateCommandIsNotRerun(t *testing.T) {
@@ -101,32 +97,13 @@ func TestDuplicateCommandIsNotRerun(t *testing.T) {
 	if err := h.env.JS.DeleteConsumer(h.ctx, streams.HistoryStream, streams.ParticipantConsumerPrefix+payment.Name); err != nil {
 		t.Fatal(err)
 	}
-	// Watch the result subject: the republished result is deduplicated by
-	// the stream (same Nats-Msg-Id) but still published.
-	sub, err := h.env.NC.SubscribeSync(c.ReplyTo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := h.env.NC.Flush(); err != nil {
-		t.Fatal(err)
-	}
 	h.run(participants.Config{}, svc)
-	m, err := sub.NextMsg(within)
-	if err != nil {
-		t.Fatalf("no republished result: %v", err)
-	}
 	h.waitAcked(payment.Name, seq)
 
-	if got := m.Header.Get(jetstream.MsgIDHeader); got != "res-payment-"+c.IdempotencyKey {
-		t.Fatalf("republished Nats-Msg-Id %q", got)
-	}
-	var again schema.Result
-	if err := schema.Msgpack.Unmarshal(m.Data, &again); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(again) != fmt.Sprint(*first) {
-		t.Fatalf("republished %+v, first %+v", again, *first)
+	// The result in the history is the command's record: the redelivery
+	// is acked without running the handler, and the result is unchanged.
+	if again := h.results("wf-dup"); len(again) != 1 || fmt.Sprint(*again[0]) != fmt.Sprint(*first) {
+		t.Fatalf("results %+v, want the first %+v alone", again, *first)
 	}
 	if n := charges.Load(); n != 1 {
 		t.Fatalf("handler ran %d times, want 1", n)
@@ -180,9 +157,6 @@ func TestRetriesExhausted(t *testing.T) {
 	}
 	if effs := h.effects(payment.Name, ""); len(effs) != 0 {
 		t.Fatalf("ledger %+v, want empty", effs)
-	}
-	if rec := h.record("payment." + c.IdempotencyKey); rec["state"] != "done" {
-		t.Fatalf("record %v", rec)
 	}
 }
 
@@ -370,13 +344,13 @@ func TestDeadLetters(t *testing.T) {
 	h.waitAcked(payment.Name, poisons[len(poisons)-1].seq+1)
 }
 
-func TestIdempotencyRecordStates(t *testing.T) {
+// TestResultInTheHistoryIsTheRecord: a command whose result subject holds
+// a result is not run, whatever the idempotency bucket holds, and a
+// command that runs writes nothing to the bucket: the history's
+// write-once result is its idempotency record.
+func TestResultInTheHistoryIsTheRecord(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	kv, err := h.env.JS.KeyValue(h.ctx, streams.IdempotencyBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var calls atomic.Int32
 	h.run(participants.Config{}, participants.Service{Name: "rec", Handlers: map[string]participants.Handler{
 		"do": participants.HandlerFunc(func(ctx context.Context, cmd *participants.Command) (any, error) {
@@ -385,38 +359,47 @@ func TestIdempotencyRecordStates(t *testing.T) {
 		}),
 	}})
 
-	// A result recorded earlier is republished; the handler does not run.
+	// A result stored before the command is delivered (an earlier attempt
+	// answered it) stands; the handler does not run.
 	done := command(t, "wf-done", "rec", "do", nil)
 	recorded := schema.Result{WorkflowID: "wf-done", CommandID: 1, Service: "rec", Action: "do", Attempts: 7}
 	recorded.Output, _ = schema.EncodeRaw("recorded")
-	raw, _ := schema.EncodeRaw(&recorded)
-	val, _ := schema.Msgpack.Marshal(map[string]any{"state": "done", "result": raw, "attempt": 7, "updated": time.Now()})
-	if _, err := kv.Create(h.ctx, "rec."+done.IdempotencyKey, val); err != nil {
+	m, err := streams.NewMsg(done.ReplyTo, &recorded)
+	if err != nil {
 		t.Fatal(err)
 	}
-	h.send(done, "cmd-wf-done")
-	res := h.result("wf-done")
-	if res.Attempts != 7 || decode[string](t, res.Output) != "recorded" {
-		t.Fatalf("result %+v, want the recorded one", res)
+	if stored, err := streams.PublishFirst(h.ctx, h.env.JS, m); err != nil || !stored {
+		t.Fatalf("store the earlier result: stored %v, %v", stored, err)
+	}
+	seq := h.send(done, "cmd-wf-done")
+	h.waitAcked("rec", seq)
+	if res := h.results("wf-done"); len(res) != 1 || res[0].Attempts != 7 || decode[string](t, res[0].Output) != "recorded" {
+		t.Fatalf("results %+v, want the recorded one alone", res)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("handler ran %d times for an answered command, want 0", n)
 	}
 
-	// A record without a result (a "started" claim written by an earlier
-	// version of the library) does not stop the handler, and is replaced.
-	started := command(t, "wf-started", "rec", "do", nil)
-	val, _ = schema.Msgpack.Marshal(map[string]any{"state": "started", "attempt": 1, "updated": time.Now()})
-	if _, err := kv.Create(h.ctx, "rec."+started.IdempotencyKey, val); err != nil {
-		t.Fatal(err)
-	}
-	h.send(started, "cmd-wf-started")
-	res = h.result("wf-started")
-	if res.Error != nil || decode[string](t, res.Output) != "fresh" {
+	// A fresh command runs once and its result is published; the
+	// idempotency bucket takes no write.
+	fresh := command(t, "wf-fresh", "rec", "do", nil)
+	h.send(fresh, "cmd-wf-fresh")
+	if res := h.result("wf-fresh"); res.Error != nil || decode[string](t, res.Output) != "fresh" {
 		t.Fatalf("result %+v, want the handler's", res)
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler ran %d times, want 1", n)
 	}
-	if rec := h.record("rec." + started.IdempotencyKey); rec["state"] != "done" {
-		t.Fatalf("record %v", rec)
+	s, err := h.env.JS.Stream(h.ctx, "KV_"+streams.IdempotencyBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq != 0 {
+		t.Fatalf("%d idempotency-bucket writes, want none", info.State.LastSeq)
 	}
 }
 

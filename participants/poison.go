@@ -12,9 +12,9 @@ import (
 // timed out or was retried, and the server will not deliver it again. The
 // handler does not run (the command may be what crashes the process): the
 // message is copied to dlq.cmd.<service> with streams.LastDeliveryReason,
-// then a final KindUndeliverable failure is recorded under the idempotency
-// key and published, unless a result is recorded already (then that one is
-// published), and the delivery is acked. A message that is not a valid
+// then a final KindUndeliverable failure is published as its result,
+// unless a result is stored already (then that one stays), and the
+// delivery is acked. A message that is not a valid
 // command for its subject is only dead-lettered. It reports whether this
 // was the last delivery; the caller returns at once when it was.
 func (j *job) lastDelivery() bool {
@@ -33,10 +33,9 @@ func (j *job) lastDelivery() bool {
 	}
 	sc, bad, _ := j.command()
 	if bad == "" {
-		key := j.svc.Name + "." + sc.IdempotencyKey
 		msgID := "res-" + j.svc.Name + "-" + sc.IdempotencyKey
 		res := j.failureResult(sc, KindUndeliverable, reason)
-		if err := retryLast(ctx, j, func() error { return j.settle(ctx, sc, key, msgID, res) }); err != nil {
+		if err := retryLast(ctx, j, func() error { return j.settle(ctx, sc, msgID, res) }); err != nil {
 			j.log.Error("answer of a last delivery failed: its workflow waits for a result", "err", err)
 			return true
 		}

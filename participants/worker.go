@@ -44,29 +44,6 @@ type worker struct {
 	running sync.Map
 }
 
-// stateDone is the state of an idempotency record that holds a result.
-// (Earlier versions also wrote "started" claims before running a handler.)
-const stateDone = "done"
-
-// record is the value of an idempotency key: the final result of a command,
-// written once.
-type record struct {
-	State string `msgpack:"state"`
-	// Result is the encoded schema.Result, when State is done.
-	Result  schema.Raw `msgpack:"result,omitempty"`
-	Attempt int        `msgpack:"attempt"`
-	Updated time.Time  `msgpack:"updated"`
-}
-
-func encodeRecord(r record) []byte {
-	b, err := schema.Msgpack.Marshal(r)
-	if err != nil {
-		// A struct of strings, bytes, an int and a time always encodes.
-		panic(fmt.Sprintf("participants: encode record: %v", err))
-	}
-	return b
-}
-
 var idemKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_=-]+(\.[A-Za-z0-9_=-]+)*$`)
 
 // job is one delivery of one message.
@@ -280,7 +257,7 @@ func (j *job) deadLetter(reason, replyTo string, res *schema.Result) {
 	}
 	if res != nil {
 		msgID := "res-" + j.svc.Name + "-dlq-" + strconv.FormatUint(j.seq, 10)
-		if err := j.publishResult(ctx, replyTo, msgID, res); err != nil {
+		if _, err := j.publishResult(ctx, replyTo, msgID, res); err != nil {
 			j.log.Error("publish failure result", "err", err)
 			j.nak(busyDelay)
 			return
@@ -304,46 +281,37 @@ func (j *job) storeDeadLetter(ctx context.Context, reason string) error {
 
 // publishResult publishes res to replyTo and waits for the stream's ack. A
 // command is answered once: the publish expects no message on replyTo yet,
-// so a second answer (a redelivered command republishing its recorded
-// result) is refused by the server and counts as done.
-func (j *job) publishResult(ctx context.Context, replyTo, msgID string, res *schema.Result) error {
+// so a second answer (another attempt of the same command finishing
+// later) is refused by the server and counts as done. It reports whether
+// this publish stored the result.
+func (j *job) publishResult(ctx context.Context, replyTo, msgID string, res *schema.Result) (bool, error) {
 	m, err := streams.NewMsg(replyTo, res)
 	if err != nil {
-		return err
+		return false, err
 	}
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	for k, v := range j.trace {
 		m.Header[k] = v
 	}
-	_, err = streams.PublishFirst(ctx, j.js, m)
-	return err
+	return streams.PublishFirst(ctx, j.js, m)
 }
 
-// lookup reads the record of an idempotency key: the recorded result, or
-// nil when there is none yet.
-func (j *job) lookup(ctx context.Context, key string) (*schema.Result, error) {
-	entry, err := j.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
+// answered reports whether the command's result subject, replyTo, holds a
+// result: the history's write-once result is the command's idempotency
+// record. One direct get of that subject.
+func (j *job) answered(ctx context.Context, replyTo string) (bool, error) {
+	reply, err := j.js.Conn().RequestWithContext(ctx, "$JS.API.DIRECT.GET."+streams.HistoryStream+"."+replyTo, nil)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	return recordedResult(entry.Value()), nil
-}
-
-// recordedResult returns the result in a record value, or nil when the
-// record holds none.
-func recordedResult(val []byte) *schema.Result {
-	var rec record
-	if err := schema.Msgpack.Unmarshal(val, &rec); err != nil || rec.State != stateDone {
-		return nil
+	switch status := reply.Header.Get("Status"); status {
+	case "":
+		return reply.Header.Get("Nats-Subject") == replyTo, nil
+	case "404":
+		return false, nil
+	default:
+		return false, fmt.Errorf("direct get %s: status %s %s", replyTo, status, reply.Header.Get("Description"))
 	}
-	var res schema.Result
-	if err := schema.DecodeRaw(rec.Result, &res); err != nil || len(rec.Result) == 0 {
-		return nil
-	}
-	return &res
 }
 
 // process runs the handler of a valid command and settles the delivery.
@@ -352,26 +320,33 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 	msgID := "res-" + j.svc.Name + "-" + sc.IdempotencyKey
 
 	ctx, cancel := j.finishCtx()
-	recorded, err := j.lookup(ctx, key)
+	done, err := j.answered(ctx, sc.ReplyTo)
 	cancel()
 	switch {
 	case err != nil:
-		j.log.Error("read idempotency key", "key", key, "err", err)
+		j.log.Error("look the command's result up", "subject", sc.ReplyTo, "err", err)
 		j.nak(busyDelay)
 		return
-	case recorded != nil:
-		j.log.Info("duplicate command: republishing the recorded result")
-		j.republish(sc.ReplyTo, msgID, recorded)
+	case done:
+		// An earlier attempt's result is in the history: the handler does
+		// not run again, and there is nothing left to publish.
+		j.log.Info("duplicate command: its result is recorded")
+		j.ack()
 		return
 	}
 	hbKey := key + heartbeatSuffix
-	ctx, cancel = j.finishCtx()
-	details, err := j.heartbeatDetails(ctx, hbKey)
-	cancel()
-	if err != nil {
-		j.log.Error("read heartbeat details", "key", hbKey, "err", err)
-		j.nak(busyDelay)
-		return
+	var details schema.Raw
+	if j.attempt > 1 {
+		// Only an earlier attempt can have recorded details: the first
+		// delivery does not look.
+		ctx, cancel = j.finishCtx()
+		details, err = j.heartbeatDetails(ctx, hbKey)
+		cancel()
+		if err != nil {
+			j.log.Error("read heartbeat details", "key", hbKey, "err", err)
+			j.nak(busyDelay)
+			return
+		}
 	}
 
 	stc := sc.StartToClose
@@ -383,7 +358,7 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		deadline = j.scheduled.Add(sc.ScheduleToClose)
 		if !time.Now().Before(deadline) {
 			j.log.Info("schedule-to-close timeout passed before the attempt", "timeout", sc.ScheduleToClose)
-			j.finish(sc, key, msgID, j.failureResult(sc, KindTimeout,
+			j.finish(sc, msgID, j.failureResult(sc, KindTimeout,
 				fmt.Sprintf("schedule-to-close timeout %v passed before attempt %d", sc.ScheduleToClose, j.attempt)))
 			j.metrics.Step(sc.Service, sc.Action, metrics.StepFailed, 0, j.attempt)
 			return
@@ -533,7 +508,7 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 	if res.Error != nil {
 		outcome = metrics.StepFailed
 	}
-	if j.finish(sc, key, msgID, res) && (len(details) > 0 || heartbeated.Load()) {
+	if j.finish(sc, msgID, res) && (len(details) > 0 || heartbeated.Load()) {
 		j.forgetHeartbeat(hbKey)
 	}
 }
@@ -665,8 +640,8 @@ func (j *job) noteAttempt(sc *schema.Command, key, kind, msg string, delay time.
 const maxErrorMessage = 8 << 10
 
 // resultOverhead is the room a result needs besides its output: the
-// idempotency record around it, the result event's other fields, subject
-// and headers (the fence headers included).
+// result event's other fields, subject and headers (the fence headers
+// included).
 const resultOverhead = 16 << 10
 
 // resultRoom is the largest output a result can carry on this connection.
@@ -685,13 +660,13 @@ func (j *job) call(ctx context.Context, h Handler, cmd *Command) (out any, err e
 	return h.Handle(ctx, cmd)
 }
 
-// finish records the result under the idempotency key, unless another
-// attempt recorded one first, publishes the recorded result and acks the
-// command. It reports whether the command is settled.
-func (j *job) finish(sc *schema.Command, key, msgID string, res *schema.Result) bool {
+// finish publishes res as the command's result, unless another attempt
+// published one first, and acks the command. It reports whether the
+// command is settled.
+func (j *job) finish(sc *schema.Command, msgID string, res *schema.Result) bool {
 	ctx, cancel := j.finishCtx()
 	defer cancel()
-	if err := j.settle(ctx, sc, key, msgID, res); err != nil {
+	if err := j.settle(ctx, sc, msgID, res); err != nil {
 		j.log.Error("settle", "err", err)
 		j.nak(busyDelay)
 		return false
@@ -700,59 +675,20 @@ func (j *job) finish(sc *schema.Command, key, msgID string, res *schema.Result) 
 	return true
 }
 
-// settle records res under the idempotency key, unless another attempt
-// recorded a result first, and publishes the recorded result. When it
-// fails, what is recorded is published by the next attempt.
-func (j *job) settle(ctx context.Context, sc *schema.Command, key, msgID string, res *schema.Result) error {
-	raw, err := schema.EncodeRaw(res)
+// settle publishes res on the command's result subject, which takes one
+// message: the first result stored is the command's, whichever attempt
+// wrote it. When the publish fails nothing is recorded, and the next
+// attempt runs the handler again (the external system's idempotency key
+// makes that a repeat of the same effect, not a second one).
+func (j *job) settle(ctx context.Context, sc *schema.Command, msgID string, res *schema.Result) error {
+	stored, err := j.publishResult(ctx, sc.ReplyTo, msgID, res)
 	if err != nil {
-		return fmt.Errorf("encode result: %w", err)
-	}
-	val := encodeRecord(record{State: stateDone, Result: raw, Attempt: j.attempt, Updated: time.Now().UTC()})
-	_, err = j.kv.Create(ctx, key, val)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		// Another attempt of the same command (a delivery taken over from a
-		// frozen worker) got there first: its result is the command's.
-		entry, gerr := j.kv.Get(ctx, key)
-		var theirs *schema.Result
-		if gerr == nil {
-			theirs = recordedResult(entry.Value())
-		}
-		switch {
-		case gerr != nil:
-			err = gerr
-		case theirs != nil:
-			j.log.Info("another attempt recorded its result first", "key", key)
-			if err := j.publishResult(ctx, sc.ReplyTo, msgID, theirs); err != nil {
-				return fmt.Errorf("republish result: %w", err)
-			}
-			return nil
-		default:
-			// A record without a result (a claim written by an earlier
-			// version of this library): replace it, unless it changes.
-			_, err = j.kv.Update(ctx, key, val, entry.Revision())
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("record result under %s: %w", key, err)
-	}
-	if err := j.publishResult(ctx, sc.ReplyTo, msgID, res); err != nil {
-		// The record holds the result: the redelivery republishes it.
 		return fmt.Errorf("publish result: %w", err)
 	}
-	return nil
-}
-
-// republish publishes a recorded result again and acks the command.
-func (j *job) republish(replyTo, msgID string, res *schema.Result) {
-	ctx, cancel := j.finishCtx()
-	defer cancel()
-	if err := j.publishResult(ctx, replyTo, msgID, res); err != nil {
-		j.log.Error("republish result", "err", err)
-		j.nak(busyDelay)
-		return
+	if !stored {
+		j.log.Info("the command's result was recorded first by another attempt", "subject", sc.ReplyTo)
 	}
-	j.ack()
+	return nil
 }
 
 func plural(n int, one, many string) string {

@@ -197,28 +197,20 @@ func (f *fixture) acked(seq uint64) {
 	}, "consumer acked up to %d", seq)
 }
 
-// record reads the idempotency record of k and its revision.
-func (f *fixture) record(k string) (record, uint64) {
+// bucketWrites is how many writes the idempotency bucket has taken: a
+// command's result is recorded in the history alone, so the participant
+// writes none but heartbeat details.
+func (f *fixture) bucketWrites() uint64 {
 	f.t.Helper()
-	e, err := f.kv.Get(f.ctx, k)
+	s, err := f.env.JS.Stream(f.ctx, "KV_"+streams.IdempotencyBucket)
 	if err != nil {
-		f.t.Fatalf("get %s: %v", k, err)
-	}
-	var rec record
-	if err := schema.Msgpack.Unmarshal(e.Value(), &rec); err != nil {
 		f.t.Fatal(err)
 	}
-	return rec, e.Revision()
-}
-
-// hasRecord reports whether the idempotency bucket has key.
-func (f *fixture) hasRecord(k string) bool {
-	f.t.Helper()
-	_, err := f.kv.Get(f.ctx, k)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		f.t.Fatalf("get %s: %v", k, err)
+	info, err := s.Info(f.ctx)
+	if err != nil {
+		f.t.Fatal(err)
 	}
-	return err == nil
+	return info.State.LastSeq
 }
 
 // results returns the results of command id in the history of wf-unit.
@@ -304,8 +296,8 @@ func TestRetryableNaksWithPolicyDelay(t *testing.T) {
 	for i, delay := range []time.Duration{300 * time.Millisecond, 1200 * time.Millisecond} {
 		f.w.handle(m)
 		naked := time.Now()
-		if f.hasRecord(key(c)) {
-			t.Fatalf("a record after retryable attempt %d, want none until the final result", i+1)
+		if n := f.bucketWrites(); n != 0 {
+			t.Fatalf("%d idempotency-bucket writes after retryable attempt %d, want none", n, i+1)
 		}
 		if r := f.results(1); len(r) != 0 {
 			t.Fatalf("results %+v after a retryable failure", r)
@@ -317,6 +309,9 @@ func TestRetryableNaksWithPolicyDelay(t *testing.T) {
 	r := f.results(1)
 	if len(r) != 1 || r[0].Error != nil || r[0].Attempts != 3 {
 		t.Fatalf("results %+v, want one success at attempt 3", r)
+	}
+	if n := f.bucketWrites(); n != 0 {
+		t.Fatalf("%d idempotency-bucket writes, want none: the result in the history is the record", n)
 	}
 }
 
@@ -348,8 +343,8 @@ func TestCrashLeavesDeliveryToAckWait(t *testing.T) {
 	m := f.next(seq, 1)
 	delivered := time.Now()
 	f.w.handle(m)
-	if f.hasRecord(key(c)) {
-		t.Fatal("a record after a crash before any result")
+	if n := f.bucketWrites(); n != 0 {
+		t.Fatalf("%d idempotency-bucket writes after a crash before any result", n)
 	}
 	if r := f.results(1); len(r) != 0 {
 		t.Fatalf("results %+v after a crash", r)
@@ -382,8 +377,9 @@ func TestCrashLeavesDeliveryToAckWait(t *testing.T) {
 }
 
 // Two attempts of one command run at once (a delivery taken over from a
-// worker that froze past AckWait): the first result recorded is the
-// command's, and the other attempt publishes that one instead of its own.
+// worker that froze past AckWait): the first result stored on the result
+// subject is the command's; the other attempt's publish is refused and it
+// acks.
 func TestConcurrentAttemptRecordsFirst(t *testing.T) {
 	t.Parallel()
 	running := make(chan int, 1)
@@ -405,29 +401,23 @@ func TestConcurrentAttemptRecordsFirst(t *testing.T) {
 	seq := f.send(c)
 	done := f.handleAsync(f.next(seq, 1))
 	wait(t, running, "handler started")
-	if f.hasRecord(key(c)) {
-		t.Fatal("a record while the handler runs")
-	}
 	// The other attempt finishes first.
 	res := &schema.Result{WorkflowID: c.WorkflowID, CommandID: c.ID, Service: c.Service, Action: c.Action, Attempts: 2}
 	var err error
 	if res.Output, err = schema.EncodeRaw("theirs"); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := schema.EncodeRaw(res)
+	m, err := streams.NewMsg(c.ReplyTo, res)
 	if err != nil {
 		t.Fatal(err)
 	}
-	theirs, err := f.kv.Create(f.ctx, key(c), encodeRecord(record{State: stateDone, Result: raw, Attempt: 2, Updated: time.Now().UTC()}))
-	if err != nil {
-		t.Fatal(err)
+	m.Header.Set(jetstream.MsgIDHeader, "res-unit-"+c.IdempotencyKey+"-theirs")
+	if stored, err := streams.PublishFirst(f.ctx, f.env.JS, m); err != nil || !stored {
+		t.Fatalf("publish the other attempt's result: stored %v, %v", stored, err)
 	}
 	release <- struct{}{}
 	wait(t, done, "handle returned")
 	f.acked(seq)
-	if rec, rev := f.record(key(c)); rev != theirs || rec.Attempt != 2 {
-		t.Fatalf("record %+v at revision %d, want the other attempt's at %d", rec, rev, theirs)
-	}
 	r := f.results(1)
 	var out string
 	if len(r) != 1 || schema.DecodeRaw(r[0].Output, &out) != nil || out != "theirs" || r[0].Attempts != 2 {
@@ -438,13 +428,28 @@ func TestConcurrentAttemptRecordsFirst(t *testing.T) {
 	}
 }
 
-func TestPublishFailureRepublishesRecordedResult(t *testing.T) {
+// A result that cannot be published leaves nothing recorded: the
+// redelivery runs the handler again (the external system's idempotency
+// key makes it the same effect) and publishes its result.
+func TestPublishFailureRerunsTheHandler(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
+	var sys *sim.System
 	f := newFixture(t, nakAckWait, func(ctx context.Context, cmd *Command) (any, error) {
 		calls.Add(1)
-		return cmd.Attempt, nil
+		eff, _, err := sys.Apply(ctx, sim.Effect{
+			IdempotencyKey: cmd.IdempotencyKey, OrderID: "order-1", Kind: "charge",
+			AmountCents: 100, Currency: "EUR", Ref: sim.Ref("ch", cmd.IdempotencyKey),
+		})
+		if err != nil {
+			return nil, Retryable("ledger", err)
+		}
+		return eff.Ref, nil
 	})
+	var err error
+	if sys, err = sim.Open(f.ctx, f.env.JS, "unit", streams.Topology{}); err != nil {
+		t.Fatal(err)
+	}
 	c := f.command(1)
 	seq := f.send(c)
 	m := f.next(seq, 1)
@@ -453,9 +458,6 @@ func TestPublishFailureRepublishesRecordedResult(t *testing.T) {
 	restore := f.refuseWrites(streams.HistoryStream)
 	f.w.handle(m)
 	naked := time.Now()
-	if rec, _ := f.record(key(c)); rec.State != stateDone {
-		t.Fatalf("record %+v, want done before the publish", rec)
-	}
 	if r := f.results(1); len(r) != 0 {
 		t.Fatalf("results %+v published into a stream that refuses them", r)
 	}
@@ -464,16 +466,26 @@ func TestPublishFailureRepublishesRecordedResult(t *testing.T) {
 	m = f.redelivered(seq, 2, naked, busyDelay)
 	f.w.handle(m)
 	f.acked(seq)
-	if n := calls.Load(); n != 1 {
-		t.Fatalf("handler ran %d times, want 1", n)
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("handler ran %d times, want 2", n)
+	}
+	effs, err := sim.List(f.ctx, f.env.JS, "unit", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(effs) != 1 {
+		t.Fatalf("ledger %+v, want one effect", effs)
 	}
 	r := f.results(1)
-	if len(r) != 1 || r[0].Attempts != 1 {
-		t.Fatalf("results %+v, want the recorded result of attempt 1", r)
+	if len(r) != 1 || r[0].Attempts != 2 {
+		t.Fatalf("results %+v, want the result of attempt 2", r)
 	}
-	var out int
-	if err := schema.DecodeRaw(r[0].Output, &out); err != nil || out != 1 {
-		t.Fatalf("output %d %v", out, err)
+	var ref string
+	if err := schema.DecodeRaw(r[0].Output, &ref); err != nil || ref != effs[0].Ref {
+		t.Fatalf("output %q (%v), want the ledger's %q", ref, err, effs[0].Ref)
+	}
+	if n := f.bucketWrites(); n != 0 {
+		t.Fatalf("%d idempotency-bucket writes, want none", n)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -25,15 +26,48 @@ var Msgpack Codec = msgpackCodec{}
 
 type msgpackCodec struct{}
 
+// encoding is a reusable encoder with its output buffer.
+type encoding struct {
+	enc *msgpack.Encoder
+	buf bytes.Buffer
+}
+
+// encodings and decodings reuse encoders and decoders: a new one of each
+// was a tenth of the allocations of an order, and the output buffer's
+// growth another few percent.
+var (
+	encodings = sync.Pool{New: func() any {
+		e := &encoding{}
+		e.enc = msgpack.NewEncoder(&e.buf)
+		return e
+	}}
+	decodings = sync.Pool{New: func() any { return &decoding{dec: msgpack.NewDecoder(nil)} }}
+)
+
+// maxPooledBuffer bounds the output buffer an encoding keeps for reuse.
+const maxPooledBuffer = 64 << 10
+
 func (msgpackCodec) Marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.SetSortMapKeys(true)
-	enc.UseCompactInts(true)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
+	e := encodings.Get().(*encoding)
+	e.buf.Reset()
+	e.enc.Reset(&e.buf)
+	e.enc.SetSortMapKeys(true)
+	e.enc.UseCompactInts(true)
+	err := e.enc.Encode(v)
+	var out []byte
+	if err == nil {
+		out = bytes.Clone(e.buf.Bytes())
 	}
-	return buf.Bytes(), nil
+	if e.buf.Cap() <= maxPooledBuffer {
+		encodings.Put(e)
+	}
+	return out, err
+}
+
+// decoding is a reusable decoder with its reader.
+type decoding struct {
+	dec *msgpack.Decoder
+	r   bytes.Reader
 }
 
 // Unmarshal refuses what CheckMsgpack refuses before it decodes anything:
@@ -60,14 +94,20 @@ func unmarshal(data []byte, v any, strict bool) (err error) {
 			err = fmt.Errorf("msgpack: %v", r)
 		}
 	}()
-	r := bytes.NewReader(data)
-	dec := msgpack.NewDecoder(r)
-	dec.DisallowUnknownFields(strict)
-	if err := dec.Decode(v); err != nil {
+	d := decodings.Get().(*decoding)
+	d.r.Reset(data)
+	d.dec.Reset(&d.r)
+	d.dec.DisallowUnknownFields(strict)
+	if err := d.dec.Decode(v); err != nil {
+		// Not reused: a decoder that failed part way may hold state.
 		return err
 	}
-	if r.Len() > 0 {
-		return fmt.Errorf("msgpack: %d trailing bytes", r.Len())
+	trailing := d.r.Len()
+	d.r.Reset(nil)
+	d.dec.Reset(nil)
+	decodings.Put(d)
+	if trailing > 0 {
+		return fmt.Errorf("msgpack: %d trailing bytes", trailing)
 	}
 	return nil
 }

@@ -396,7 +396,7 @@ func (h *History) Append(ctx context.Context, id string, expectLast uint64, msgs
 		}
 		m.Header.Set(hdrExpectedLastSubjSeq, strconv.FormatUint(last, 10))
 		m.Header.Set(hdrExpectedLastSubjSeqSubject, tree)
-		ack, err := h.js.PublishMsg(ctx, m)
+		ack, err := publishMsg(ctx, h.js, m)
 		if err != nil {
 			return last, i, translate(err)
 		}
@@ -454,7 +454,7 @@ func translate(err error) error {
 func PublishFirst(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (bool, error) {
 	m.Header.Set(hdrExpectedLastSubjSeq, "0")
 	m.Header.Set(hdrExpectedLastSubjSeqSubject, m.Subject)
-	ack, err := js.PublishMsg(ctx, m)
+	ack, err := publishMsg(ctx, js, m)
 	if err != nil {
 		if err = translate(err); errors.Is(err, ErrFenced) || errors.Is(err, ErrSubjectTaken) {
 			return false, nil

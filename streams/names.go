@@ -38,8 +38,9 @@ const (
 
 // KV bucket names.
 const (
-	// IdempotencyBucket holds the participants' claims and recorded results,
-	// keyed <service>.<idempotency key>.
+	// IdempotencyBucket holds the participants' heartbeat details, keyed
+	// <service>.<idempotency key>.heartbeat (a command's result, its
+	// idempotency record, is in the history).
 	IdempotencyBucket = "jetflow_idempotency"
 	// LedgerBucketPrefix + system name ("payment", ...) is the bucket of a
 	// simulated external system's ledger.

@@ -49,6 +49,8 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(fs.Lookup("nats").Value, "s", "the same as --nats")
 	fs.StringVar(&cfg.StoreDir, "data", "", "embedded server data directory (default: a temporary directory, removed afterwards)")
 	fs.IntVar(&cfg.CeilingMsgs, "ceiling", 50000, "async publishes of the raw JetStream ceiling measurement (-1 skips it)")
+	fs.IntVar(&cfg.CeilingStreams, "ceiling-streams", 1, "also measure the ceiling's async publishes spread over this many streams (1: not measured)")
+	fs.IntVar(&cfg.CeilingAtomicBatch, "ceiling-batch", 0, "also measure the ceiling's messages written as atomic batches of this many (0: not measured)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up when the orders have not finished within this time")
 	fs.DurationVar(&cfg.Retention, "retention", 0, "archive finished orders this long after their end, and report the server's memory, subjects and disk every 10 s (0: keep them; the write counts are not meaningful with it)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the order run to this file")
@@ -133,6 +135,12 @@ func validateBench(cfg bench.Config) error {
 	}
 	if cfg.CeilingMsgs < -1 {
 		errs = append(errs, fmt.Errorf("--ceiling %d: want -1 (skip) or a count", cfg.CeilingMsgs))
+	}
+	if cfg.CeilingStreams < 1 || cfg.CeilingStreams > 64 {
+		errs = append(errs, fmt.Errorf("--ceiling-streams %d: want 1 to 64", cfg.CeilingStreams))
+	}
+	if cfg.CeilingAtomicBatch < 0 || cfg.CeilingAtomicBatch > 1000 {
+		errs = append(errs, fmt.Errorf("--ceiling-batch %d: want 0 (not measured) to 1000", cfg.CeilingAtomicBatch))
 	}
 	errs = append(errs,
 		notNegative("latency", cfg.Latency),

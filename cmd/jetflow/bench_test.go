@@ -95,6 +95,8 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"--pickup-delay", "-1s"}, "--pickup-delay -1s: must not be negative"},
 		{[]string{"--timeout", "-1m"}, "--timeout -1m0s: must be positive"},
 		{[]string{"--ceiling", "-2"}, "--ceiling -2: want -1"},
+		{[]string{"--ceiling-streams", "0"}, "--ceiling-streams 0: want 1 to 64"},
+		{[]string{"--ceiling-batch", "-1"}, "--ceiling-batch -1: want 0 (not measured) to 1000"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := benchMain(context.Background(), append(tc.args, "--nats", "nats://127.0.0.1:1"), &stdout, &stderr)

@@ -113,6 +113,13 @@ type Config struct {
 	// CeilingMsgs is the number of async publishes of the raw JetStream
 	// ceiling (a tenth of it sync). Default 50,000; negative skips it.
 	CeilingMsgs int
+	// CeilingStreams, when above 1, also measures the ceiling's async
+	// publishes spread over that many scratch streams. Default 1.
+	CeilingStreams int
+	// CeilingAtomicBatch, when above 1, also measures the ceiling's
+	// messages written as atomic batches of that many. Default 0 (not
+	// measured).
+	CeilingAtomicBatch int
 	// Flood, if positive, is the number of signals sent to one order that
 	// waits for a pickup that never comes, published as the measured orders
 	// start: what one busy workflow costs the others. Default 0.
@@ -243,6 +250,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		c, err := measureCeiling(ctx, js, cfg.CeilingMsgs)
 		if err != nil {
 			return nil, fmt.Errorf("ceiling: %w", err)
+		}
+		if cfg.CeilingStreams > 1 {
+			fmt.Fprintf(cfg.Progress, "bench: measuring the ceiling over %d streams\n", cfg.CeilingStreams)
+			if c.StreamsMsgsPerSec, err = measureStreams(ctx, js, cfg.CeilingMsgs, cfg.CeilingStreams); err != nil {
+				return nil, fmt.Errorf("ceiling over %d streams: %w", cfg.CeilingStreams, err)
+			}
+			c.Streams = cfg.CeilingStreams
+		}
+		if cfg.CeilingAtomicBatch > 1 {
+			fmt.Fprintf(cfg.Progress, "bench: measuring atomic batches of %d\n", cfg.CeilingAtomicBatch)
+			if c.AtomicBatchMsgsPerSec, err = measureAtomicBatches(ctx, nc, js, max(cfg.CeilingMsgs/10, cfg.CeilingAtomicBatch), cfg.CeilingAtomicBatch); err != nil {
+				return nil, fmt.Errorf("ceiling of atomic batches of %d: %w", cfg.CeilingAtomicBatch, err)
+			}
+			c.AtomicBatch = cfg.CeilingAtomicBatch
 		}
 		res.Ceiling = c
 	}

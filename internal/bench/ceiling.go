@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -26,6 +27,17 @@ type Ceiling struct {
 	// its acknowledgement (what a fenced append costs at the least).
 	SyncMsgs       int     `json:"sync_msgs"`
 	SyncMsgsPerSec float64 `json:"sync_msgs_per_sec"`
+	// Streams and StreamsMsgsPerSec, when Streams > 1: the same async
+	// publishes spread round-robin over that many scratch streams, each
+	// with its own write loop (and, with sync always, its own fsyncs).
+	Streams           int     `json:"streams,omitempty"`
+	StreamsMsgsPerSec float64 `json:"streams_msgs_per_sec,omitempty"`
+	// AtomicBatch and AtomicBatchMsgsPerSec, when AtomicBatch > 1: the
+	// same messages written as JetStream atomic batches of that many
+	// messages, one batch at a time (the commit acknowledged before the
+	// next batch starts).
+	AtomicBatch           int     `json:"atomic_batch,omitempty"`
+	AtomicBatchMsgsPerSec float64 `json:"atomic_batch_msgs_per_sec,omitempty"`
 }
 
 // scratchStream is created for the ceiling and deleted after it.
@@ -144,4 +156,145 @@ func measureCeiling(ctx context.Context, js jetstream.JetStream, n int) (*Ceilin
 	}
 	c.SyncMsgsPerSec = float64(c.SyncMsgs) / time.Since(t0).Seconds()
 	return c, nil
+}
+
+// scratchConfig is the configuration of scratch stream i of the ceiling
+// measurement: a file stream of the history stream's kind.
+func scratchConfig(i int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       scratchStream + "_" + strconv.Itoa(i),
+		Subjects:   []string{scratchSubject + strconv.Itoa(i) + ".>"},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		Duplicates: 2 * time.Minute,
+	}
+}
+
+// scratchMsg returns message i of the ceiling measurement for scratch
+// stream s, shaped like proto.
+func scratchMsg(proto *nats.Msg, s, i int) *nats.Msg {
+	m := nats.NewMsg(scratchSubject + strconv.Itoa(s) + ".w" + strconv.Itoa(i/10) + ".cmd.payment.charge")
+	m.Data = proto.Data
+	for k, vs := range proto.Header {
+		m.Header[k] = vs
+	}
+	m.Header.Set(jetstream.MsgIDHeader, "scratch-"+strconv.Itoa(s)+"-"+strconv.Itoa(i))
+	return m
+}
+
+// withScratch creates k scratch streams (with atomic batches allowed when
+// atomic is set), runs f and deletes them.
+func withScratch(ctx context.Context, js jetstream.JetStream, k int, atomic bool, f func() error) error {
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		for i := range k {
+			_ = js.DeleteStream(dctx, scratchConfig(i).Name)
+		}
+	}()
+	for i := range k {
+		cfg := scratchConfig(i)
+		cfg.AllowAtomicPublish = atomic
+		_ = js.DeleteStream(ctx, cfg.Name)
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	return f()
+}
+
+// measureStreams publishes n messages asynchronously, round-robin over k
+// scratch streams, and returns the rate at which they were acknowledged.
+// With sync always it answers whether fsyncs of different streams run in
+// parallel on this disk: the history partitioned over k streams could
+// write at most this fast.
+func measureStreams(ctx context.Context, js jetstream.JetStream, n, k int) (float64, error) {
+	proto, err := sampleEvent("b-00000000-00000")
+	if err != nil {
+		return 0, err
+	}
+	var rate float64
+	err = withScratch(ctx, js, k, false, func() error {
+		for i := 0; i < 100*k; i++ {
+			if _, err := js.PublishMsg(ctx, scratchMsg(proto, i%k, -1-i)); err != nil {
+				return err
+			}
+		}
+		t0 := time.Now()
+		futures := make([]jetstream.PubAckFuture, 0, n)
+		for i := 0; i < n; i++ {
+			f, err := js.PublishMsgAsync(scratchMsg(proto, i%k, i), jetstream.WithStallWait(time.Minute))
+			if err != nil {
+				return err
+			}
+			futures = append(futures, f)
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Minute):
+			return fmt.Errorf("async publishes over %d streams not acknowledged within 5 minutes", k)
+		}
+		rate = float64(n) / time.Since(t0).Seconds()
+		for _, f := range futures {
+			select {
+			case err := <-f.Err():
+				return fmt.Errorf("async publish: %w", err)
+			default:
+			}
+		}
+		return nil
+	})
+	return rate, err
+}
+
+// measureAtomicBatches writes n messages as atomic batches of size
+// messages into one scratch stream, one batch at a time, and returns the
+// rate of messages.
+func measureAtomicBatches(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n, size int) (float64, error) {
+	proto, err := sampleEvent("b-00000000-00000")
+	if err != nil {
+		return 0, err
+	}
+	var rate float64
+	err = withScratch(ctx, js, 1, true, func() error {
+		batches := max(n/size, 1)
+		t0 := time.Now()
+		for b := range batches {
+			id := "scratch-batch-" + strconv.Itoa(b)
+			for i := range size {
+				m := scratchMsg(proto, 0, b*size+i)
+				m.Header.Set("Nats-Batch-Id", id)
+				m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+				if i < size-1 {
+					if err := nc.PublishMsg(m); err != nil {
+						return err
+					}
+					continue
+				}
+				m.Header.Set("Nats-Batch-Commit", "1")
+				resp, err := nc.RequestMsgWithContext(ctx, m)
+				if err != nil {
+					return fmt.Errorf("commit batch %d: %w", b, err)
+				}
+				var ack struct {
+					Count int                 `json:"count"`
+					Error *jetstream.APIError `json:"error"`
+				}
+				if err := json.Unmarshal(resp.Data, &ack); err != nil {
+					return fmt.Errorf("batch ack %q: %w", resp.Data, err)
+				}
+				if ack.Error != nil {
+					return fmt.Errorf("batch %d: %w", b, ack.Error)
+				}
+				if ack.Count != size {
+					return fmt.Errorf("batch %d: %d messages committed, want %d", b, ack.Count, size)
+				}
+			}
+		}
+		rate = float64(batches*size) / time.Since(t0).Seconds()
+		return nil
+	})
+	return rate, err
 }

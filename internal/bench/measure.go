@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/metrics"
 	"sort"
 	"strings"
 	"sync"
@@ -260,16 +261,37 @@ type Resources struct {
 	// CPUMsPerOrder is CPUSeconds per order, in milliseconds.
 	CPUMsPerOrder  float64 `json:"cpu_ms_per_order"`
 	IncludesServer bool    `json:"includes_server"`
+	// AllocsPerOrder and AllocKBPerOrder are the heap allocations (objects
+	// and KiB) made during the order run, per order: unlike CPU time they
+	// do not vary with the machine's load.
+	AllocsPerOrder  float64 `json:"allocs_per_order"`
+	AllocKBPerOrder float64 `json:"alloc_kb_per_order"`
 }
 
 func resourcesOf(a, b usage, orders int, embedded bool) Resources {
 	cpu := (b.cpu - a.cpu).Seconds()
 	return Resources{
-		PeakRSSMB:      math.Round(float64(b.maxRSS)/(1<<20)*10) / 10,
-		CPUSeconds:     math.Round(cpu*1000) / 1000,
-		CPUMsPerOrder:  math.Round(cpu/float64(orders)*1e6) / 1e3,
-		IncludesServer: embedded,
+		PeakRSSMB:       math.Round(float64(b.maxRSS)/(1<<20)*10) / 10,
+		CPUSeconds:      math.Round(cpu*1000) / 1000,
+		CPUMsPerOrder:   math.Round(cpu/float64(orders)*1e6) / 1e3,
+		IncludesServer:  embedded,
+		AllocsPerOrder:  math.Round(float64(b.allocs-a.allocs) / float64(orders)),
+		AllocKBPerOrder: math.Round(float64(b.allocBytes-a.allocBytes)/float64(orders)/1024*10) / 10,
 	}
+}
+
+// heapAllocs returns the heap allocations of the process so far: objects
+// and bytes.
+func heapAllocs() (objects, bytes uint64) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		objects = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		bytes = s[1].Value.Uint64()
+	}
+	return objects, bytes
 }
 
 // Event classes by the first subject token after wf.<id>: wakes call for a

@@ -51,6 +51,12 @@ func (r *Result) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "JetStream ceiling (scratch stream, %d-byte messages)\n", cl.MsgBytes)
 		p("  async publish\t%10s\tmsgs/s", num(cl.AsyncMsgsPerSec))
 		p("  sync publish\t%10s\tmsgs/s", num(cl.SyncMsgsPerSec))
+		if cl.Streams > 1 {
+			p("  async publish over %d streams\t%10s\tmsgs/s", cl.Streams, num(cl.StreamsMsgsPerSec))
+		}
+		if cl.AtomicBatch > 1 {
+			p("  atomic batches of %d\t%10s\tmsgs/s", cl.AtomicBatch, num(cl.AtomicBatchMsgsPerSec))
+		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
@@ -150,6 +156,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	p("  peak RSS\t%10.1f\tMB", res.PeakRSSMB)
 	p("  CPU during the run\t%10.2f\ts", res.CPUSeconds)
 	p("  CPU per order\t%10.3f\tms", res.CPUMsPerOrder)
+	p("  heap allocations per order\t%10s\t(%.1f KiB)", num(res.AllocsPerOrder), res.AllocKBPerOrder)
 	return tw.Flush()
 }
 

@@ -8,10 +8,13 @@ import (
 	"time"
 )
 
-// usage is the process's CPU time so far and its peak resident set size.
+// usage is the process's CPU time so far, its peak resident set size and
+// its heap allocations so far.
 type usage struct {
 	cpu    time.Duration
 	maxRSS int64 // bytes
+	// allocs and allocBytes count the heap allocations so far.
+	allocs, allocBytes uint64
 }
 
 func rusage() usage {
@@ -23,8 +26,10 @@ func rusage() usage {
 	if runtime.GOOS != "darwin" {
 		rss *= 1024 // kilobytes everywhere but on macOS
 	}
-	return usage{
+	u := usage{
 		cpu:    time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
 		maxRSS: rss,
 	}
+	u.allocs, u.allocBytes = heapAllocs()
+	return u
 }

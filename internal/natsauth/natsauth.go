@@ -316,6 +316,9 @@ func Roles(services []string) []Role {
 					api + "DIRECT.GET." + kvPfx + streams.IdempotencyBucket + "." + kvPub + idem,
 					api + "DIRECT.GET." + ledger + "." + kvPub + streams.LedgerBucketPrefix + svc + ".>",
 					api + "DIRECT.GET." + streams.HistoryStream + "." + streams.StepCancelFilter,
+					// Its own commands' results: the history's result is
+					// the command's idempotency record.
+					api + "DIRECT.GET." + streams.HistoryStream + ".wf.*.res.*." + svc + ".*",
 					api + "CONSUMER.CREATE." + streams.HistoryStream + "." + cons + "." + streams.CommandFilter(svc),
 					api + "CONSUMER.INFO." + streams.HistoryStream + "." + cons,
 					api + "CONSUMER.MSG.NEXT." + streams.HistoryStream + "." + cons,

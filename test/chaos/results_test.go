@@ -16,8 +16,8 @@ import (
 // TestLateAndDuplicateResults sends every result again after its workflow
 // completed or was compensated: republished the way the engine publishes
 // (refused by the server), produced again by redelivering every command
-// to freshly restarted participants (answered from the idempotency
-// records, no effect), and as identical copies published without any
+// to freshly restarted participants (answered by the results already in
+// the history: no handler runs, no effect), and as identical copies published without any
 // fence, which land after the end of their histories. Nothing happens:
 // no new decision, no new effect, and every history still replays to the
 // same end.
