@@ -11,8 +11,8 @@ import (
 
 // A workflow that continues as new (workflow.ContinueAsNew) runs again
 // under the same workflow ID with a history that starts empty. The history
-// stream keeps one message per subject and denies purge, so a run cannot
-// reuse its predecessor's subjects: each run has a subject tree of its own.
+// stream keeps one message per subject (a tree is purged only when a
+// finished workflow is archived), so a run cannot reuse its predecessor's subjects: each run has a subject tree of its own.
 // Run 1 keeps the tree every workflow has, wf.<id>.>; run N > 1 lives on
 // wf.<id>=<N>.>. '=' is not an ID character (ValidID), so no user's
 // workflow can take a run's tree, and it is valid in subjects and KV keys
