@@ -153,12 +153,18 @@ func (o *Orchestrator) archiveEnd(ctx context.Context, m jetstream.Msg) {
 	}
 	src := m.Headers().Get(streams.HeaderStreamSource)
 	id, rest, ok := streams.ParseSubject(streams.SourceSubject(src))
-	if !ok || streams.ValidID(id) != nil {
+	if !ok || streams.ValidHistoryID(id) != nil {
 		o.refuse(ctx, m, archiveOrigin, "index end event names no workflow: "+streams.Clip(src, 200))
 		return
 	}
-	if status, _, _ := streams.ParseDone(rest); status == string(schema.StatusManual) {
+	switch status, _, _ := streams.ParseDone(rest); status {
+	case string(schema.StatusManual):
 		_ = m.Ack() // waits for a person; a retry or a resolve ends it again
+		return
+	case string(schema.StatusContinuedAsNew):
+		// The workflow goes on in its next run: the whole chain is
+		// archived with the end of its last run.
+		_ = m.Ack()
 		return
 	}
 	var row uint64
@@ -180,7 +186,15 @@ func (o *Orchestrator) archiveEnd(ctx context.Context, m jetstream.Msg) {
 // record already written by this run is kept, an empty tree only finishes
 // the cleanup. endSeq is the history sequence of the end event that asked
 // for it.
+//
+// id may be the history ID of run N > 1 of a workflow that continued as
+// new: its end is the workflow's, and the whole chain is archived under
+// the workflow ID, in one record (every run's tree, in run order, then the
+// run pointers). The earlier runs' events and the pointers are purged
+// before the last run's, so a tree of the last run without a start means
+// the chain is gone.
 func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint64) error {
+	wid, last := streams.ParseRunID(id)
 	evs, err := o.hist.Read(ctx, id, 0)
 	if err != nil {
 		return err
@@ -197,7 +211,12 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 		} else if ev != nil {
 			return fmt.Errorf("%w: no start read, the leader has one at #%d", errStaleRead, ev.Seq)
 		}
-		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, id); err != nil {
+		for r := 1; r <= last; r++ {
+			if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, streams.RunID(wid, r)); err != nil {
+				return err
+			}
+		}
+		if err := streams.PurgeEvents(ctx, o.cfg.NC, evs); err != nil {
 			return err
 		}
 		return streams.DeleteMsg(ctx, o.cfg.NC, streams.IndexStream, row)
@@ -210,10 +229,14 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 		// The end of an earlier run, archived already; the tree holds a
 		// later run under the same ID.
 		return streams.DeleteMsg(ctx, o.cfg.NC, streams.IndexStream, row)
-	case !archivable(st.status):
+	case !archivable(st.status) || st.status == schema.StatusContinuedAsNew:
 		// Reopened since (an operator's retry): its next end is indexed
-		// anew.
+		// anew. A continued run is archived with its chain's last.
 		return nil
+	}
+	earlier, err := o.earlierRuns(ctx, wid, last)
+	if err != nil {
+		return err
 	}
 	var ended time.Time
 	for _, ev := range evs {
@@ -221,23 +244,37 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 			ended = ev.Time
 		}
 	}
+	chain := append(append([]streams.Event{}, earlier...), evs...)
+	if last > 1 {
+		ptrs, err := o.hist.LastOfEach(ctx, []string{streams.RunPointerFilter(wid)})
+		if err != nil {
+			return err
+		}
+		chain = append(chain, ptrs...)
+		earlier = append(earlier, ptrs...)
+	}
 	rec := &schema.ArchivedHistory{
-		WorkflowID: id, Type: st.start.Type, Status: st.status, Ended: ended,
-		ArchivedAt: o.cfg.Clock.Now().UTC(), StartSeq: startSeq, LastSeq: st.lastSeq,
-		Events: streams.ArchivedEventsOf(evs),
+		WorkflowID: wid, Type: st.start.Type, Status: st.status, Ended: ended,
+		ArchivedAt: o.cfg.Clock.Now().UTC(), StartSeq: chain[0].Seq, LastSeq: st.lastSeq,
+		Events: streams.ArchivedEventsOf(chain),
 	}
 	stored, written, err := o.hist.WriteArchive(ctx, rec)
 	if err != nil {
 		return err
 	}
-	if !written && stored.StartSeq != startSeq {
+	if !written && stored.StartSeq != rec.StartSeq {
 		// A run refused at its first decision because the ID was archived
 		// (archivedEnd): the original's record stays, this run's dead
 		// letter says what was refused.
 		o.log.Info("refused run of an archived id removed, the original's record kept", "workflow_id", id)
 	}
 	failpoint.Hit("archive.before-purge")
-	if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, id); err != nil {
+	for r := 1; r <= last; r++ {
+		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, streams.RunID(wid, r)); err != nil {
+			return err
+		}
+	}
+	if err := streams.PurgeEvents(ctx, o.cfg.NC, earlier); err != nil {
 		return err
 	}
 	if err := streams.PurgeEvents(ctx, o.cfg.NC, evs); err != nil {
@@ -248,6 +285,37 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 	return streams.DeleteMsg(ctx, o.cfg.NC, streams.IndexStream, row)
 }
 
+// earlierRuns reads the trees of runs 1 to last-1 of workflow wid, in run
+// order. Each must hold its start and its continued-as-new end, unless the
+// workflow's record is written already (a repeated attempt after a partial
+// purge: what is left is purged).
+func (o *Orchestrator) earlierRuns(ctx context.Context, wid string, last int) ([]streams.Event, error) {
+	if last <= 1 {
+		return nil, nil
+	}
+	rec, err := o.hist.Archived(ctx, wid)
+	if err != nil {
+		return nil, err
+	}
+	var out []streams.Event
+	for r := 1; r < last; r++ {
+		hid := streams.RunID(wid, r)
+		evs, err := o.hist.Read(ctx, hid, 0)
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil {
+			st := &state{id: hid}
+			st.add(evs)
+			if st.start == nil || st.status != schema.StatusContinuedAsNew {
+				return nil, fmt.Errorf("%w: run %d of %s read without its start or its continued-as-new end", errStaleRead, r, wid)
+			}
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
 // archivedEnd refuses a workflow whose ID belongs to an archived one: at
 // its first decision (history = its start alone, first), the ID is looked
 // up in the archive, and if it is there the workflow ends at once, failed
@@ -256,7 +324,9 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 // empty tree only after the original's purge, which follows its
 // acknowledged archive record. It returns nil when the ID is free.
 func (o *Orchestrator) archivedEnd(ctx context.Context, id string, first bool, st *state) (*schema.WorkflowFinished, error) {
-	if !first || len(st.events) == 0 {
+	if _, run := streams.ParseRunID(id); !first || len(st.events) == 0 || run > 1 {
+		// A later run is started by its predecessor's continued-as-new
+		// end, in the history: its workflow is not archived.
 		return nil, nil
 	}
 	rec, err := o.hist.Archived(ctx, id)
@@ -335,23 +405,91 @@ func (o *Orchestrator) orphanReason(ctx context.Context, id string, err error) (
 	return "result for an unknown workflow: " + err.Error(), false
 }
 
-// orArchived returns evs when they hold a start, else the archived
-// history of id when it has one (with its record), else evs.
-func orArchived(ctx context.Context, h *streams.History, id string, evs []streams.Event) (*schema.ArchivedHistory, []streams.Event, error) {
+// orArchived returns evs when they hold a start, else, when the workflow
+// of history hid is archived, the events of run hid from its record (of
+// the record's last run when current: the run a workflow ID names), with
+// the record, the run's history ID and every event of the record (a
+// workflow that continued as new is archived whole, every run in one
+// record); else evs.
+func orArchived(ctx context.Context, h *streams.History, hid string, current bool, evs []streams.Event) (*schema.ArchivedHistory, []streams.Event, string, []streams.Event, error) {
 	for _, ev := range evs {
 		if _, ok := ev.Value.(*schema.WorkflowStarted); ok {
-			return nil, evs, nil
+			return nil, evs, hid, nil, nil
 		}
 	}
-	rec, err := h.Archived(ctx, id)
+	rec, err := h.Archived(ctx, hid)
 	if err != nil || rec == nil {
-		return nil, evs, err
+		return nil, evs, hid, nil, err
 	}
 	all, err := h.ArchivedEvents(ctx, rec)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, hid, nil, err
 	}
-	return rec, all, nil
+	if current {
+		last := 0
+		for _, ev := range all {
+			if _, ok := ev.Value.(*schema.WorkflowStarted); ok {
+				if tree, _, ok := streams.ParseSubject(ev.Subject); ok {
+					if wid, run := streams.ParseRunID(tree); wid == rec.WorkflowID && run > last {
+						last = run
+					}
+				}
+			}
+		}
+		if last > 0 {
+			hid = streams.RunID(rec.WorkflowID, last)
+		}
+	}
+	var run []streams.Event
+	for _, ev := range all {
+		if tree, _, ok := streams.ParseSubject(ev.Subject); ok && tree == hid {
+			run = append(run, ev)
+		}
+	}
+	return rec, run, hid, all, nil
+}
+
+// archivedRuns fills the runs of d, run hid of archived workflow wid, from
+// every event of its record: the pointers are purged from the history.
+func archivedRuns(d *Description, wid, hid string, all []streams.Event) {
+	_, run := streams.ParseRunID(hid)
+	d.ID = wid
+	if run > 1 {
+		d.Run, d.RunID = run, hid
+	}
+	runs := map[int]*RunSummary{}
+	for _, ev := range all {
+		tree, _, ok := streams.ParseSubject(ev.Subject)
+		if !ok {
+			continue
+		}
+		id, r := streams.ParseRunID(tree)
+		if id != wid || r == 0 {
+			continue
+		}
+		switch v := ev.Value.(type) {
+		case *schema.WorkflowStarted:
+			runs[r] = &RunSummary{Run: r, RunID: tree, Status: schema.StatusRunning, StartedAt: ev.Time}
+		case *schema.WorkflowFinished:
+			if s := runs[r]; s != nil {
+				s.Status = v.Status
+			}
+		}
+	}
+	if len(runs) < 2 {
+		return
+	}
+	d.Run, d.RunID = run, hid
+	for r := 1; r <= len(runs); r++ {
+		s := runs[r]
+		if s == nil {
+			continue
+		}
+		if r == run {
+			s.Status, s.StartedAt = d.Status, d.StartedAt
+		}
+		d.Runs = append(d.Runs, *s)
+	}
 }
 
 // ArchivedQuery selects archived workflows for ListArchived.

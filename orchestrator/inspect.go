@@ -119,7 +119,7 @@ func DescribeRun(ctx context.Context, h *streams.History, id string, run int) (*
 	if err != nil {
 		return nil, err
 	}
-	arch, evs, err := orArchived(ctx, h, id, evs)
+	arch, evs, id, all, err := orArchived(ctx, h, id, run == 0, evs)
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +233,10 @@ func DescribeRun(ctx context.Context, h *streams.History, id string, run int) (*
 			d.Timers = append(d.Timers, PendingTimer{ID: t.ID, Due: t.Due, Duration: t.Duration, Key: TimerKey(id, t.ID)})
 		}
 		sort.Slice(d.Timers, func(i, j int) bool { return d.Timers[i].ID < d.Timers[j].ID })
+	}
+	if arch != nil {
+		archivedRuns(d, wid, id, all)
+		return d, nil
 	}
 	if err := describeRuns(ctx, h, d, wid, id); err != nil {
 		return nil, err

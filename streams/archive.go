@@ -177,8 +177,13 @@ func directMsg(ctx context.Context, nc *nats.Conn, stream string, req map[string
 }
 
 // Archived returns the archive record of workflow id (with the events of
-// its first part), or nil when it has none.
+// its first part), or nil when it has none. id may be the history ID of a
+// run (RunID): a workflow that continued as new is archived whole, every
+// run in the one record of its workflow ID.
 func (h *History) Archived(ctx context.Context, id string) (*schema.ArchivedHistory, error) {
+	if wid, run := ParseRunID(id); run > 1 {
+		id = wid
+	}
 	m, err := directMsg(ctx, h.nc, ArchiveStream, map[string]any{"last_by_subj": ArchiveSubject(id)})
 	if err != nil || m == nil {
 		return nil, err
@@ -441,8 +446,12 @@ func SourceSeq(header string) uint64 {
 	return n
 }
 
+// purgeInFlight bounds the purge requests PurgeEvents has in flight.
+const purgeInFlight = 64
+
 // PurgeEvents removes the history events evs, each by a purge of its own
-// subject bounded by its sequence, the requests in flight together. A
+// subject bounded by its sequence, up to purgeInFlight requests in flight
+// together. A
 // purge of one message is what the server handles cheaply: a purge that
 // removes several (a whole tree at once) makes every consumer of the
 // stream recount its pending messages over the whole stream, which at
@@ -451,11 +460,13 @@ func SourceSeq(header string) uint64 {
 // subject's purge removes exactly the event read, never one written after.
 func PurgeEvents(ctx context.Context, nc *nats.Conn, evs []Event) error {
 	errs := make([]error, len(evs))
+	sem := make(chan struct{}, purgeInFlight)
 	var wg sync.WaitGroup
 	for i, ev := range evs {
+		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer func() { <-sem; wg.Done() }()
 			_, errs[i] = Purge(ctx, nc, HistoryStream, ev.Subject, ev.Seq+1)
 		}()
 	}

@@ -46,7 +46,14 @@ type Env struct {
 	advanced time.Duration
 	// wait bounds WaitFor; see SetWaitTimeout.
 	wait time.Duration
+	// retention is the orchestrator's Config.Retention; see SetRetention.
+	retention time.Duration
 }
+
+// SetRetention sets the orchestrator's Config.Retention (0, the default:
+// finished workflows are never archived), on the test clock: Advance past
+// it archives them. Call it before Run.
+func (e *Env) SetRetention(d time.Duration) { e.retention = d }
 
 // New starts an embedded nats-server with the jetflow streams. Register
 // workflows and stubs, then call Run.
@@ -110,7 +117,7 @@ func (e *Env) Run() {
 		}
 	})
 	o, err := orchestrator.New(orchestrator.Config{NC: e.env.NC, JS: e.env.JS, Registry: e.reg, Clock: e.clock, AckWait: 5 * time.Second, LateSignals: e.late, SignalRules: e.rules,
-		VerifySticky: true, Logger: slog.New(mismatches)})
+		Retention: e.retention, VerifySticky: true, Logger: slog.New(mismatches)})
 	if err != nil {
 		e.t.Fatalf("workflowtest: %v", err)
 	}
