@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -152,7 +153,15 @@ func (o *Orchestrator) ensureLinks(ctx context.Context, id string, st *state, en
 	// next run carries the parent reference, and the last run's end is
 	// the one the parent's future resolves with.
 	if st.start != nil && st.start.Parent != nil && !l.done["end"] && end.Status != schema.StatusContinuedAsNew {
-		if err := o.tellParent(ctx, id, st.start.Parent, end); err != nil {
+		// Only the parent's own child is told to it: a start that claims a
+		// parent which never started it (forgery.go) ends on its own.
+		why, err := o.parentForgery(ctx, id, st.start)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			o.log.Warn("child end not written into the parent", "workflow_id", id, "reason", why)
+		} else if err := o.tellParent(ctx, id, st.start.Parent, end); err != nil {
 			return err
 		}
 		l.done["end"] = true
@@ -215,7 +224,8 @@ func (o *Orchestrator) startChild(ctx context.Context, parent string, c *schema.
 	if first == nil {
 		return fmt.Errorf("start child %s: refused, and its start subject holds nothing: will retry", c.ChildID)
 	}
-	if s, ok := first.Value.(*schema.WorkflowStarted); ok && s.Parent != nil && *s.Parent == *ref {
+	if s, ok := first.Value.(*schema.WorkflowStarted); ok && s.Parent != nil && *s.Parent == *ref && s.WorkflowID == c.ChildID &&
+		s.Type == c.Type && bytes.Equal(s.Input, c.Input) && s.Run <= 1 && s.Signal == nil {
 		return nil // this child, started before
 	}
 	return o.recordChildEnd(ctx, parent, &schema.ChildEnded{Child: c.ID, ChildID: c.ChildID,

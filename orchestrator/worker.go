@@ -55,6 +55,9 @@ type state struct {
 	// links are its children and the signals it sent (children.go).
 	links linkState
 	sticky
+	// startChecked: the start's parent, run and signal were found
+	// believable (forgery.go).
+	startChecked bool
 }
 
 // unensured returns the pending timers not yet known to be in the bucket.
@@ -375,6 +378,12 @@ func (w *worker) decide(ctx context.Context, id string, wakeSeq uint64) error {
 		} else if end != nil {
 			// The ID belongs to an archived workflow: refused, no command.
 			out.Finished = end
+		} else if reason, err := w.o.startForgery(ctx, id, st); err != nil {
+			return err
+		} else if reason != "" {
+			// A start whose parent, run or signal is not believed: parked,
+			// nothing is decided from it.
+			out.Blocked = &schema.WorkflowBlocked{Reason: reason}
 		} else {
 			fn, ok := w.o.cfg.Registry.Lookup(st.start.Type)
 			if !ok {
