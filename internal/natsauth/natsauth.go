@@ -234,6 +234,12 @@ func Roles(services []string) []Role {
 			Allow: []string{
 				"wf.*.start", "wf.*.cmd.>", "wf.*.marker.*", "wf.*.timer.*", "wf.*.fired.*",
 				"wf.*.signal.*", "wf.*.done.>", "wf.*.blocked.*", "wf.*.cancel.*",
+				// Continue-as-new run pointers, wf.<id>=runs.<N>
+				// (streams.RunPointerSubject). A wildcard is a whole token,
+				// so "<id>=runs" takes one: wf.*.* is the narrowest form.
+				// The only other subjects of three tokens are the starts,
+				// wf.<id>.start, which the orchestrator writes anyway.
+				"wf.*.*",
 				streams.UpdateFilter, streams.UpdateDoneFilter,
 				// Children and signals between workflows: the parent's
 				// decisions and events, a child's parent-close request,
