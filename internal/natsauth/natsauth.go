@@ -397,6 +397,11 @@ func reconcileRole(deny []string) Role {
 		api + "STREAM.INFO." + kvPfx + streams.AttemptsBucket,
 		api + "DIRECT.GET." + streams.HistoryStream,
 		api + "DIRECT.GET." + streams.HistoryStream + ".>",
+		// Archived histories, read only: the scan's Describe of an order
+		// whose history is gone (or never was) looks it up in the archive
+		// (streams.History.Archived, a direct get with a request body).
+		api + "DIRECT.GET." + streams.ArchiveStream,
+		api + "DIRECT.GET." + streams.ArchiveStream + ".>",
 		// The payment ledger, read with a KV watch.
 		api + "STREAM.INFO." + ledger,
 		api + "DIRECT.GET." + ledger + ".>",
