@@ -20,8 +20,21 @@ import (
 // fixed template ({"stream":"S","seq":N}, with ,"duplicate": true for a
 // deduplicated one), is read without encoding/json, whose reflection was
 // about 4% of the CPU of an order (every history write is acknowledged so);
-// any other answer, an error among them, is decoded with it.
+// any other answer, an error among them, is decoded with it. A context
+// without a deadline is bounded by the JetStream context's default timeout
+// (5 s unless set), as PublishMsg bounds it: a lost acknowledgement or a
+// publish the server refuses (a permission violation, which has no answer)
+// ends in an error, not a wait for ever.
 func publishMsg(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (*jetstream.PubAck, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		timeout := js.Options().DefaultTimeout
+		if timeout <= 0 {
+			timeout = defaultPublishTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	nc := js.Conn()
 	resp, err := nc.RequestMsgWithContext(ctx, m)
 	for r := 0; errors.Is(err, nats.ErrNoResponders) && r < jetstream.DefaultPubRetryAttempts; r++ {
@@ -55,6 +68,11 @@ func publishMsg(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (*jets
 	}
 	return full.PubAck, nil
 }
+
+// defaultPublishTimeout bounds a publish whose context has no deadline
+// when the JetStream context sets no default timeout: jetstream's own
+// default.
+const defaultPublishTimeout = 5 * time.Second
 
 var (
 	ackStream    = []byte(`{"stream":"`)

@@ -161,3 +161,28 @@ func TestReconcileServicesNamed(t *testing.T) {
 		t.Fatalf("natsauth.ReconcileServices %v, want %v", natsauth.ReconcileServices, want)
 	}
 }
+
+// TestAuthReconcileReadsTheArchive: the reconcile role may read archived
+// histories (the scan's Describe of an order whose history is gone, or
+// never was, looks in the archive), and meets no permission violation.
+func TestAuthReconcileReadsTheArchive(t *testing.T) {
+	s := newAuthStack(t)
+	ctx := context.Background()
+	rec := &schema.ArchivedHistory{WorkflowID: "ar-1", Type: fulfillment.WorkflowType, Status: schema.StatusCompleted,
+		Ended: time.Now().UTC(), ArchivedAt: time.Now().UTC(), StartSeq: 1, LastSeq: 3, Parts: 1}
+	if _, _, err := streams.NewHistory(s.env.NC, s.env.JS).WriteArchive(ctx, rec); err != nil {
+		t.Fatalf("write the archive record as admin: %v", err)
+	}
+	rnc, rjs, rv := s.env.ConnectAs(t, natsauth.Reconcile)
+	h := streams.NewHistory(rnc, rjs)
+	got, err := h.Archived(ctx, "ar-1")
+	if err != nil || got == nil || got.Status != schema.StatusCompleted {
+		t.Fatalf("archived ar-1 as reconcile: %+v, %v; violations %v", got, err, rv.All())
+	}
+	if got, err := h.Archived(ctx, "ar-never"); err != nil || got != nil {
+		t.Fatalf("archived ar-never as reconcile: %+v, %v; violations %v", got, err, rv.All())
+	}
+	if vs := rv.All(); len(vs) > 0 {
+		t.Errorf("permission violations of the reconcile role: %v", vs)
+	}
+}

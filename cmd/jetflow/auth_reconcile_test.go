@@ -28,6 +28,11 @@ func TestReconcileUnderAuth(t *testing.T) {
 	orch := start(t, "orchestrator", "--nats", url, "--nkey", key(natsauth.Orchestrator), "--log-level", "warn",
 		"--reconcile-schedule", "@every 2s", "--reconcile-nkey", key(natsauth.Reconcile))
 	pay := start(t, "participant", "payment", "--nats", url, "--nkey", key(natsauth.Participant("payment")), "--log-level", "warn")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("orchestrator:\n%s\npayment:\n%s", orch, pay)
+		}
+	})
 
 	var last string
 	natstest.Eventually(t, 90*time.Second, func() bool {

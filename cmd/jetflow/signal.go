@@ -54,7 +54,14 @@ func runSignal(ctx context.Context, args []string) error {
 	if *startType == "" && *startInput != "" {
 		return errUsage(fs, "--input %s: only with --start TYPE", *startInput)
 	}
-	nc, js, err := connect(ctx, &c, "jetflow signal", natsauth.SignalOwner(name), false)
+	// Under auth a signal is sent with its owner's credentials (the
+	// carrier's, the payment gateway's); a signal-with-start publishes a
+	// start, which the operator alone may: it connects as the operator.
+	role := natsauth.SignalOwner(name)
+	if *startType != "" {
+		role = natsauth.Operator
+	}
+	nc, js, err := connect(ctx, &c, "jetflow signal", role, false)
 	if err != nil {
 		return err
 	}

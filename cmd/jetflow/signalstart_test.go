@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
@@ -36,5 +37,25 @@ func TestSignalWithStartCLI(t *testing.T) {
 	}
 	if out, ok := runCLI(t, "signal", "--input", `{}`, "w-1", "hello", "--nats", url); ok || !strings.Contains(out, "only with --start") {
 		t.Fatalf("--input without --start: %s", out)
+	}
+}
+
+// TestSignalWithStartUnderAuth: under the permissions, `jetflow signal
+// --start` with the operator's key starts the workflow with the signal in
+// its start event, and meets no permission violation.
+func TestSignalWithStartUnderAuth(t *testing.T) {
+	env := natstest.RunAuth(t)
+	operator := natsauth.SeedFile(env.KeyDir, natsauth.Operator)
+	out, stderr, ok := run(t, nil, "signal", "--start", "sws.auth", "--input", `{}`, "w-a", "hello", `{"to":"Ada"}`,
+		"--nats", env.Server.ClientURL(), "--nkey", operator)
+	if !ok || !strings.Contains(out, "w-a (sws.auth) started with signal hello") || strings.Contains(stderr, "iolation") {
+		t.Fatalf("signal --start as operator: ok=%v\n%s\n%s", ok, out, stderr)
+	}
+	ev, err := streams.NewHistory(env.NC, env.JS).Last(context.Background(), streams.StartSubject("w-a"))
+	if err != nil || ev == nil {
+		t.Fatalf("start event: %v, %v", ev, err)
+	}
+	if st := ev.Value.(*schema.WorkflowStarted); st.Signal == nil || st.Signal.Name != "hello" {
+		t.Fatalf("start event %+v: want the signal in it", st)
 	}
 }

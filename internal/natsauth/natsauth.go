@@ -234,6 +234,12 @@ func Roles(services []string) []Role {
 			Allow: []string{
 				"wf.*.start", "wf.*.cmd.>", "wf.*.marker.*", "wf.*.timer.*", "wf.*.fired.*",
 				"wf.*.signal.*", "wf.*.done.>", "wf.*.blocked.*", "wf.*.cancel.*",
+				// Continue-as-new run pointers, wf.<id>=runs.<N>
+				// (streams.RunPointerSubject). A wildcard is a whole token,
+				// so "<id>=runs" takes one: wf.*.* is the narrowest form.
+				// The only other subjects of three tokens are the starts,
+				// wf.<id>.start, which the orchestrator writes anyway.
+				"wf.*.*",
 				streams.UpdateFilter, streams.UpdateDoneFilter,
 				// Children and signals between workflows: the parent's
 				// decisions and events, a child's parent-close request,
@@ -391,6 +397,11 @@ func reconcileRole(deny []string) Role {
 		api + "STREAM.INFO." + kvPfx + streams.AttemptsBucket,
 		api + "DIRECT.GET." + streams.HistoryStream,
 		api + "DIRECT.GET." + streams.HistoryStream + ".>",
+		// Archived histories, read only: the scan's Describe of an order
+		// whose history is gone (or never was) looks it up in the archive
+		// (streams.History.Archived, a direct get with a request body).
+		api + "DIRECT.GET." + streams.ArchiveStream,
+		api + "DIRECT.GET." + streams.ArchiveStream + ".>",
 		// The payment ledger, read with a KV watch.
 		api + "STREAM.INFO." + ledger,
 		api + "DIRECT.GET." + ledger + ".>",
