@@ -21,9 +21,10 @@ import (
 const mixSize = 500
 
 // TestOrderMix runs 500 orders with the deterministic outcome mix through
-// one orchestrator, two orchestrators at once, and an orchestrator that is
-// replaced halfway; every order must reach its expected state and the
-// ledgers must show no double effect.
+// one orchestrator, two orchestrators at once (without and with affinity),
+// and an orchestrator that is replaced halfway; every order must reach its
+// expected state and the ledgers must show no double effect. A wrongly
+// ended order has its history logged.
 func TestOrderMix(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -33,6 +34,11 @@ func TestOrderMix(t *testing.T) {
 			s.orchestrator()
 		}},
 		{"two orchestrators on the same streams", func(s *stack, ids []string) {
+			s.orchestrator()
+			s.orchestrator()
+		}},
+		{"two orchestrators with affinity", func(s *stack, ids []string) {
+			s.affinity = true
 			s.orchestrator()
 			s.orchestrator()
 		}},
@@ -62,6 +68,7 @@ func TestOrderMix(t *testing.T) {
 				counts[st[id]]++
 				if st[id] != want[id] {
 					t.Errorf("%s: status %s, want %s (simulate %v)", id, st[id], want[id], orders[id].Simulate)
+					s.logHistory(id)
 				}
 			}
 			t.Logf("outcomes: %v", counts)

@@ -76,6 +76,10 @@ type stack struct {
 	metrics *metrics.Metrics
 	// retention of the orchestrators: 0 keeps finished workflows.
 	retention time.Duration
+	// affinity turns the orchestrators' affinity on (Config.Affinity).
+	affinity bool
+	// explained counts the workflows logHistory logged.
+	explained int
 }
 
 func newStack(t *testing.T) *stack { return newStackOn(t, natstest.RunJetStream(t)) }
@@ -171,7 +175,7 @@ func (s *stack) orchestrator() *part {
 		NC: nc, JS: js, Registry: reg, Intake: fulfillment.Intake(), LateSignals: late,
 		SignalRules: fulfillment.SignalRules(), MaxPendingSignals: s.maxPendingSignals,
 		Logger: testLogger(), AckWait: s.ackWait, Clock: s.clock, TimerSweep: time.Second,
-		MaxDeliver: s.maxDeliver, Metrics: s.metrics, Retention: s.retention,
+		MaxDeliver: s.maxDeliver, Metrics: s.metrics, Retention: s.retention, Affinity: s.affinity,
 	})
 	if err != nil {
 		s.t.Fatal(err)
@@ -368,13 +372,51 @@ func (s *stack) checkInvariants(orders map[string]fulfillment.Order, st map[stri
 		if !completed && st[id] != schema.StatusManual {
 			if balance != 0 {
 				s.t.Errorf("%s %s with money kept: balance %d", id, st[id], balance)
+				s.logHistory(id)
 			}
 			if k["reserve"] != k["release"] || k["shipment"] != k["cancel"] {
 				s.t.Errorf("%s %s with something left reserved or shipped: %v", id, st[id], k)
+				s.logHistory(id)
 			}
 		}
 		s.checkHistory(id)
 	}
+}
+
+// maxExplained bounds how many wrongly ended workflows one test logs.
+const maxExplained = 5
+
+// logHistory logs the history of workflow id and its effects in the
+// simulated systems, for a workflow that ended wrongly: which step failed,
+// how, and what the systems did regardless is what tells an engine defect
+// from a step that ran out of its StartToClose. The first maxExplained
+// calls of a test log; the others do nothing.
+func (s *stack) logHistory(id string) {
+	s.t.Helper()
+	if s.explained >= maxExplained {
+		return
+	}
+	s.explained++
+	d := s.describe(id)
+	var b strings.Builder
+	fmt.Fprintf(&b, "history of %s (%s):\n", id, d.Status)
+	for _, e := range d.History {
+		fmt.Fprintf(&b, "  #%d %s %s %s", e.Seq, e.Time.Format("15:04:05.000"), e.Type, e.Step)
+		if e.Compensation {
+			b.WriteString(" (compensation)")
+		}
+		if e.Attempts > 0 {
+			fmt.Fprintf(&b, " after %d attempts", e.Attempts)
+		}
+		if e.Error != "" {
+			fmt.Fprintf(&b, ": %s", e.Error)
+		}
+		b.WriteString("\n")
+	}
+	for _, e := range s.ledgers()[id] {
+		fmt.Fprintf(&b, "  effect %s %s %d at %s\n", e.System, e.Kind, e.AmountCents, e.Time.Format("15:04:05.000"))
+	}
+	s.t.Log(b.String())
 }
 
 // checkHistory asserts that no command was issued twice and that the
