@@ -66,22 +66,8 @@ func runFamilyOrchestrator() error {
 
 // familyOrchestrator starts the family orchestrator helper.
 func (h *harness) familyOrchestrator(name string, fp func(n int) string) *role {
-	exe, err := os.Executable()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	r := h.newRole("orchestrator", name, exe, nil, true)
 	base := []string{roleEnv + "=" + roleFamilyOrchestrator, "JETFLOW_CHAOS_NATS=" + h.url()}
-	fpEnv := failpoints(fp)
-	r.env = func(n int) []string {
-		out := append([]string(nil), base...)
-		if fpEnv != nil {
-			out = append(out, fpEnv(n)...)
-		}
-		return out
-	}
-	r.start()
-	return r
+	return h.selfOrchestrator(name, base, fp)
 }
 
 // TestKillWhileChildrenStartAndEnd kills the orchestrator (exit 137, as

@@ -103,17 +103,24 @@ func runClockOrchestrator() error {
 
 // clockOrchestrator starts the clock-shifted orchestrator helper.
 func (h *harness) clockOrchestrator(name string, shift time.Duration, fp func(n int) string) *role {
-	exe, err := os.Executable()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	r := h.newRole("orchestrator", name, exe, nil, true)
 	base := []string{
 		roleEnv + "=" + roleClockOrchestrator,
 		"JETFLOW_CHAOS_CLOCK_SHIFT=" + shift.String(),
 		"JETFLOW_CHAOS_NATS=" + h.url(),
 		"JETFLOW_CHAOS_REPLICAS=" + strconv.Itoa(h.replicas),
 	}
+	return h.selfOrchestrator(name, base, fp)
+}
+
+// selfOrchestrator starts this test binary as an orchestrator helper
+// process with the environment base, plus the JETFLOW_FAILPOINTS fp
+// gives its n-th start.
+func (h *harness) selfOrchestrator(name string, base []string, fp func(n int) string) *role {
+	exe, err := os.Executable()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	r := h.newRole("orchestrator", name, exe, nil, true)
 	fpEnv := failpoints(fp)
 	r.env = func(n int) []string {
 		out := append([]string(nil), base...)

@@ -114,26 +114,12 @@ func runSamplesOrchestrator() error {
 // samplesOrchestrator starts the samples orchestrator helper; fp, if set,
 // returns the JETFLOW_FAILPOINTS of its n-th start.
 func (h *harness) samplesOrchestrator(name string, fp func(n int) string) *role {
-	exe, err := os.Executable()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	r := h.newRole("orchestrator", name, exe, nil, true)
 	base := []string{
 		roleEnv + "=" + roleSamplesOrchestrator,
 		"JETFLOW_CHAOS_NATS=" + h.url(),
 		"JETFLOW_CHAOS_REPLICAS=" + strconv.Itoa(h.replicas),
 	}
-	fpEnv := failpoints(fp)
-	r.env = func(n int) []string {
-		out := append([]string(nil), base...)
-		if fpEnv != nil {
-			out = append(out, fpEnv(n)...)
-		}
-		return out
-	}
-	r.start()
-	return r
+	return h.selfOrchestrator(name, base, fp)
 }
 
 // TestKillMidContinueAsNew kills the orchestrator (exit 137) between a
