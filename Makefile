@@ -40,8 +40,10 @@ auth-config: ## regenerate deploy/nats-server.conf from internal/natsauth
 	$(GO) run ./cmd/jetflow auth config --out deploy
 
 .PHONY: test
+# -p 3: the three end-to-end packages (cmd/jetflow, test, test/chaos) wait on
+# servers and timers far more than they compute, so on 2 cores they overlap.
 test: ## run every test with the race detector (real embedded nats-server), the examples module's, then each fuzz target for 5000 inputs
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -p 3 -timeout 15m $(PKGS)
 	cd examples && $(GO) test -race -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
 
