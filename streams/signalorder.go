@@ -2,11 +2,9 @@ package streams
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -70,19 +68,9 @@ func SignalDeadLetter(ctx context.Context, nc *nats.Conn, seq uint64) (*nats.Msg
 // directLast is the last message on subject in stream, by direct get; nil
 // when there is none.
 func directLast(ctx context.Context, nc *nats.Conn, stream, subject string) (*nats.Msg, error) {
-	req, _ := json.Marshal(map[string]any{"last_by_subj": subject})
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	m, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, req)
+	m, err := directMsg(ctx, nc, stream, map[string]any{"last_by_subj": subject})
 	if err != nil {
 		return nil, fmt.Errorf("last %s: %w", subject, err)
 	}
-	switch m.Header.Get("Status") {
-	case "":
-		return m, nil
-	case "404":
-		return nil, nil
-	default:
-		return nil, fmt.Errorf("last %s: status %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
-	}
+	return m, nil
 }

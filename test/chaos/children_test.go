@@ -5,13 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
 	"github.com/jetflow-io/jetflow/orchestrator"
@@ -42,17 +38,11 @@ func runFamilyOrchestrator() error {
 	if err := failpoint.Enable(os.Getenv("JETFLOW_FAILPOINTS")); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	nc, err := streams.Connect(os.Getenv("JETFLOW_CHAOS_NATS"), "chaos family orchestrator")
+	ctx, nc, js, done, err := chaosConnect("chaos family orchestrator")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer done()
 	o, err := orchestrator.New(orchestrator.Config{
 		NC: nc, JS: js, Registry: familyRegistry(),
 		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
@@ -69,17 +70,11 @@ func runClockOrchestrator() error {
 		return fmt.Errorf("JETFLOW_CHAOS_CLOCK_SHIFT: %w", err)
 	}
 	replicas, _ := strconv.Atoi(os.Getenv("JETFLOW_CHAOS_REPLICAS"))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	nc, err := streams.Connect(os.Getenv("JETFLOW_CHAOS_NATS"), "chaos clock orchestrator")
+	ctx, nc, js, done, err := chaosConnect("chaos clock orchestrator")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer done()
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = streams.Ensure(ectx, js, streams.Topology{Replicas: replicas})
 	cancel()
@@ -131,4 +126,23 @@ func (h *harness) selfOrchestrator(name string, base []string, fp func(n int) st
 	}
 	r.start()
 	return r
+}
+
+// chaosConnect connects an orchestrator helper process to the suite's
+// server (JETFLOW_CHAOS_NATS) under name, with a context that ends on
+// SIGINT or SIGTERM; done closes both.
+func chaosConnect(name string) (context.Context, *nats.Conn, jetstream.JetStream, func(), error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	nc, err := streams.Connect(os.Getenv("JETFLOW_CHAOS_NATS"), name)
+	if err != nil {
+		stop()
+		return nil, nil, nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		stop()
+		return nil, nil, nil, nil, err
+	}
+	return ctx, nc, js, func() { nc.Close(); stop() }, nil
 }

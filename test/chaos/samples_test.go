@@ -6,13 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
 	"github.com/jetflow-io/jetflow/orchestrator"
@@ -78,17 +74,11 @@ func runSamplesOrchestrator() error {
 	if err := failpoint.Enable(os.Getenv("JETFLOW_FAILPOINTS")); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	nc, err := streams.Connect(os.Getenv("JETFLOW_CHAOS_NATS"), "chaos samples orchestrator")
+	ctx, nc, js, done, err := chaosConnect("chaos samples orchestrator")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer done()
 	replicas, _ := strconv.Atoi(os.Getenv("JETFLOW_CHAOS_REPLICAS"))
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = streams.Ensure(ectx, js, streams.Topology{Replicas: replicas})
