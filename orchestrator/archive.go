@@ -222,9 +222,32 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 		return streams.DeleteMsg(ctx, o.cfg.NC, streams.IndexStream, row)
 	}
 	startSeq := st.events[0].Seq
+	if st.lastSeq < endSeq {
+		// A lagging read, or a purge cut short (the events are purged in
+		// parallel, so the end may be gone while the start is not). The
+		// record tells: one whose last sequence reaches the end holds
+		// this run, and what is left is only purged.
+		rec, err := o.hist.Archived(ctx, wid)
+		if err != nil {
+			return err
+		}
+		if rec == nil || rec.LastSeq < endSeq || rec.StartSeq > startSeq {
+			return fmt.Errorf("%w: read up to %d, the end is at %d", errStaleRead, st.lastSeq, endSeq)
+		}
+		earlier, err := o.earlierRuns(ctx, wid, last)
+		if err != nil {
+			return err
+		}
+		if last > 1 {
+			ptrs, err := o.hist.LastOfEach(ctx, []string{streams.RunPointerFilter(wid)})
+			if err != nil {
+				return err
+			}
+			earlier = append(earlier, ptrs...)
+		}
+		return o.purgeArchived(ctx, wid, last, earlier, evs, row)
+	}
 	switch {
-	case st.lastSeq < endSeq:
-		return fmt.Errorf("%w: read up to %d, the end is at %d", errStaleRead, st.lastSeq, endSeq)
 	case startSeq > endSeq:
 		// The end of an earlier run, archived already; the tree holds a
 		// later run under the same ID.
@@ -269,6 +292,17 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 		o.log.Info("refused run of an archived id removed, the original's record kept", "workflow_id", id)
 	}
 	failpoint.Hit("archive.before-purge")
+	if err := o.purgeArchived(ctx, wid, last, earlier, evs, row); err != nil {
+		return err
+	}
+	o.cfg.Metrics.WorkflowArchived()
+	return nil
+}
+
+// purgeArchived removes an archived chain from the live streams: the
+// buckets' keys of runs 1 to last, the earlier runs' events and run
+// pointers, then the last run's events, then the index row.
+func (o *Orchestrator) purgeArchived(ctx context.Context, wid string, last int, earlier, evs []streams.Event, row uint64) error {
 	for r := 1; r <= last; r++ {
 		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, streams.RunID(wid, r)); err != nil {
 			return err
@@ -277,11 +311,24 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 	if err := streams.PurgeEvents(ctx, o.cfg.NC, earlier); err != nil {
 		return err
 	}
-	if err := streams.PurgeEvents(ctx, o.cfg.NC, evs); err != nil {
+	// The start goes first: a tree cut short by a crash then has no start,
+	// and the next attempt only finishes the cleanup.
+	start := streams.StartSubject(streams.RunID(wid, last))
+	var first, rest []streams.Event
+	for _, ev := range evs {
+		if ev.Subject == start {
+			first = append(first, ev)
+		} else {
+			rest = append(rest, ev)
+		}
+	}
+	if err := streams.PurgeEvents(ctx, o.cfg.NC, first); err != nil {
+		return err
+	}
+	if err := streams.PurgeEvents(ctx, o.cfg.NC, rest); err != nil {
 		return err
 	}
 	failpoint.Hit("archive.after-purge")
-	o.cfg.Metrics.WorkflowArchived()
 	return streams.DeleteMsg(ctx, o.cfg.NC, streams.IndexStream, row)
 }
 

@@ -108,6 +108,18 @@ func TestPoisonStartAndSignalEndAtMaxDeliver(t *testing.T) {
 	if _, err := orchestrator.Start(ctx, s.env.JS, "teleport.order", id, nil, "test"); err != nil {
 		t.Fatal(err)
 	}
+	// The orchestrator creates its consumer on the history stream as it
+	// starts; the server races a stream update against a consumer create
+	// on the same stream (its file store's config is read unlocked), so
+	// the update waits until the consumer is there and has worked.
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		c, err := s.env.JS.Consumer(ctx, streams.HistoryStream, streams.OrchestratorConsumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.Delivered.Stream > 0
+	}, "orchestrator consumer not created")
 	// From now on the history stream takes no message above 256 bytes.
 	hist, err := s.env.JS.Stream(ctx, streams.HistoryStream)
 	if err != nil {
