@@ -110,8 +110,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Affinity routes each workflow's wakes to the orchestrator process
 	// that owns it (see affinity), which needs the orchestrator role's
-	// permission on streams.AffinityPrefix. Default off: every process
-	// decides whatever it pulls.
+	// permission on streams.AffinityPrefix. Default off in the library
+	// (every process decides whatever it pulls); the jetflow binary turns
+	// it on unless --affinity=false.
 	Affinity bool
 }
 

@@ -92,7 +92,11 @@ type classification struct {
 	after time.Duration
 }
 
-// classify reads the kind, finality and retry delay out of err. timedOut
+// classify reads the kind, finality and retry delay out of err. Besides
+// the constructors above, an error in err's chain with a method
+// FailureKind() (kind string, final bool) gives both: a library a handler
+// calls (the simulated systems of package sim) can say which of its errors
+// are final without importing this package. timedOut
 // says the handler's context ran out of StartToClose.
 func classify(err error, timedOut bool) classification {
 	var c classification
@@ -108,6 +112,11 @@ func classify(err error, timedOut bool) classification {
 		if f.err == nil {
 			break
 		}
+	}
+	var kinded interface{ FailureKind() (string, bool) }
+	if c.kind == "" && errors.As(err, &kinded) {
+		kind, final := kinded.FailureKind()
+		c.kind, c.final = kind, c.final || final
 	}
 	if c.kind == "" {
 		if timedOut || errors.Is(err, context.DeadlineExceeded) {

@@ -27,6 +27,9 @@ func TestClassify(t *testing.T) {
 		{"retry after", RetryAfter(time.Second, base), false, classification{kind: KindError, after: time.Second}},
 		{"retry after kind", RetryAfter(time.Second, Retryable("busy", base)), false, classification{kind: "busy", after: time.Second}},
 		{"retry after final", RetryAfter(time.Second, NonRetryable("gone", nil)), false, classification{kind: "gone", final: true, after: time.Second}},
+		{"an error that names its kind", fmt.Errorf("apply: %w", kindedErr{"blocked", true}), false, classification{kind: "blocked", final: true}},
+		{"an error that names its kind, retryable", kindedErr{"busy", false}, true, classification{kind: "busy"}},
+		{"a constructor wins over a named kind", Retryable("gateway_error", kindedErr{"blocked", true}), false, classification{kind: "gateway_error"}},
 	}
 	for _, c := range cases {
 		if got := classify(c.err, c.timedOut); got != c.want {
@@ -46,3 +49,13 @@ func TestClassify(t *testing.T) {
 		t.Error("wrapped ErrCrash not recognised")
 	}
 }
+
+// kindedErr is an error of another library that names its kind and
+// finality.
+type kindedErr struct {
+	kind  string
+	final bool
+}
+
+func (e kindedErr) Error() string               { return e.kind }
+func (e kindedErr) FailureKind() (string, bool) { return e.kind, e.final }

@@ -445,7 +445,7 @@ func (s *stack) checkHistory(id string) {
 	undo := map[string]string{"payment.charge": "payment.refund", "inventory.reserve": "inventory.release", "shipping.create": "shipping.cancel"}
 	var want []string
 	for i := len(forward) - 1; i >= 0; i-- {
-		if d.Status != schema.StatusCompleted && forwardSucceeded(d, forward[i]) {
+		if d.Status != schema.StatusCompleted && forwardToUndo(d, forward[i]) {
 			want = append(want, undo[forward[i]])
 		}
 	}
@@ -454,9 +454,12 @@ func (s *stack) checkHistory(id string) {
 	}
 }
 
-func forwardSucceeded(d *orchestrator.Description, step string) bool {
+// forwardToUndo reports whether a forward step is compensated when its
+// order fails: it succeeded, or it failed by timeout (its effect unknown,
+// fulfillment.SettleTimedOutSteps).
+func forwardToUndo(d *orchestrator.Description, step string) bool {
 	for _, e := range d.History {
-		if e.Type == string(schema.KindResult) && e.Step == step && e.Error == "" {
+		if e.Type == string(schema.KindResult) && e.Step == step && (e.Error == "" || strings.HasPrefix(e.Error, "timeout: ")) {
 			return true
 		}
 	}

@@ -42,7 +42,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&syncMode, "sync", "default", "embedded server fsync: default (every 2 minutes) or always (every write)")
 	fs.BoolVar(&cfg.SplitConns, "split-conns", false, "give the orchestrator and each participant a connection of its own (jetflow dev shares one)")
 	fs.IntVar(&cfg.Orchestrators, "orchestrators", 1, "orchestrators run side by side, each with its own connection and cache, as separate processes: the report gives their cache hit rate and fence conflicts")
-	fs.BoolVar(&cfg.Affinity, "affinity", false, "turn the orchestrators' affinity on: each hands the wakes of a workflow another owns to that one")
+	fs.BoolVar(&cfg.Affinity, "affinity", true, "the orchestrators' affinity: each hands the wakes of a workflow another owns to that one (--affinity=false turns it off)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "replicas of every stream and bucket the run creates (3 on a cluster: with --nats)")
 	fs.StringVar(&cfg.NatsURL, "nats", "", "run against this NATS server instead of an embedded one")
 	fs.Var(fs.Lookup("nats").Value, "server", "the same as --nats (the nats CLI's name)")

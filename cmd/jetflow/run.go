@@ -92,7 +92,7 @@ func (e *engineFlags) registerOrchestrator(fs *flag.FlagSet) {
 	fs.DurationVar(&e.workflow.PickupTimeout, "pickup-timeout", 72*time.Hour, "how long an order waits for carrier.picked_up before it is cancelled")
 	fs.DurationVar(&e.workflow.PaymentTimeout, "payment-timeout", 48*time.Hour, "how long an order waits for payment.settled on a pending charge")
 	fs.IntVar(&e.maxPendingSignals, "max-pending-signals", orchestrator.DefaultMaxPendingSignals, "signals a workflow may hold recorded and not yet received; more are dead-lettered")
-	fs.BoolVar(&e.affinity, "affinity", false, "hand the wakes of a workflow another orchestrator owns to that one, which has it cached, instead of deciding every wake this process pulls (needs the orchestrator role's permission on jetflow.orchestrators.>)")
+	fs.BoolVar(&e.affinity, "affinity", true, "hand the wakes of a workflow another orchestrator owns to that one, which has it cached, instead of deciding every wake this process pulls (needs the orchestrator role's permission on jetflow.orchestrators.>; --affinity=false turns it off)")
 	fs.IntVar(&e.stickyWorkflows, "sticky-workflows", orchestrator.DefaultStickyWorkflows, "workflows kept live between decisions, so a wake replays only its new events (0: off, every decision replays the whole history)")
 	fs.IntVar(&e.maxOrderSize, "max-order-size", orchestrator.DefaultMaxOrderSize, "largest order.created body in bytes; a larger order is dead-lettered (at most a quarter of the server's max payload)")
 	fs.StringVar(&e.reconcileSchedule, "reconcile-schedule", "", "run the payment reconciliation with --fix on this schedule (cron fields in UTC, @daily, @every 6h; \"\" never), and serve `jetflow reconcile --fix`")

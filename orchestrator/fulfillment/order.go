@@ -44,11 +44,11 @@ var SimulateKeys = []string{"payment", "refund", "inventory", "release", "shippi
 // duration from 0 to MaxSimulateDelay. An empty value is the system's
 // normal behaviour.
 var SimulateValues = map[string][]string{
-	"payment":      {"decline", "fail", "timeout", "crash_after_effect", "pending_then_settle:<duration>", "fail_n:N", "fail_always"},
+	"payment":      {"decline", "fail", "timeout", "timeout_after_effect", "crash_after_effect", "pending_then_settle:<duration>", "fail_n:N", "fail_always"},
 	"refund":       {"fail_n:N", "fail_always"},
-	"inventory":    {"out_of_stock", "timeout", "fail_n:N", "fail_always"},
+	"inventory":    {"out_of_stock", "timeout", "timeout_after_effect", "fail_n:N", "fail_always"},
 	"release":      {"fail_n:N", "fail_always"},
-	"shipping":     {"fail", "fail_n:N", "fail_always"},
+	"shipping":     {"fail", "timeout_after_effect", "fail_n:N", "fail_always"},
 	"cancel":       {"fail_n:N", "fail_always"},
 	"notification": {"fail_n:N", "fail_always"},
 	"pickup":       {"never", "at_creation", "<duration>"},

@@ -177,6 +177,9 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 		Simulate: o.Simulate["payment"],
 	})
 	if err != nil {
+		settleUnknown(ctx, saga, err, payment.Refund, func(key string) any {
+			return payment.RefundRequest{OrderID: o.OrderID, ChargeKey: key, Simulate: o.Simulate["refund"]}
+		})
 		return r, c.fail(ctx, o, saga, err, false)
 	}
 	r.ChargeID = charge.ChargeID
@@ -194,6 +197,9 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 		OrderID: o.OrderID, Items: o.Items, Simulate: o.Simulate["inventory"],
 	})
 	if err != nil {
+		settleUnknown(ctx, saga, err, inventory.Release, func(key string) any {
+			return inventory.ReleaseRequest{OrderID: o.OrderID, ReserveKey: key, Simulate: o.Simulate["release"]}
+		})
 		return r, c.fail(ctx, o, saga, err, false)
 	}
 	r.ReservationID = res.ReservationID
@@ -206,6 +212,9 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 		Pickup: o.Simulate["pickup"],
 	})
 	if err != nil {
+		settleUnknown(ctx, saga, err, shipping.CancelShipment, func(key string) any {
+			return shipping.CancelRequest{OrderID: o.OrderID, ShipmentKey: key, Simulate: o.Simulate["cancel"]}
+		})
 		return r, c.fail(ctx, o, saga, err, false)
 	}
 	r.ShipmentID, r.Carrier = ship.ShipmentID, ship.Carrier
@@ -228,6 +237,25 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 
 	c.notify(ctx, o, "order_shipped")
 	return r, nil
+}
+
+// SettleTimedOutSteps is the version marker under which a step that failed
+// by timeout is compensated as possibly done: histories written before it
+// end without that compensation and keep replaying so.
+const SettleTimedOutSteps = "fulfillment.settle-timed-out-steps"
+
+// settleUnknown adds to saga, for a step that failed by timeout (its
+// effect unknown: the system may have done it and its answer came too
+// late), the compensation act that names the step by its idempotency key:
+// the participant undoes the effect if it was made and makes sure it never
+// is if it was not. A step that failed otherwise did nothing and needs
+// none.
+func settleUnknown(ctx workflow.Context, saga *workflow.Saga, err error, act workflow.Activity, in func(key string) any) {
+	key, ok := workflow.UnknownOutcome(err)
+	if !ok || workflow.GetVersion(ctx, SettleTimedOutSteps, workflow.DefaultVersion, 1) < 1 {
+		return
+	}
+	saga.AddCompensation(act, in(key))
 }
 
 // signalBefore waits for signal name or for d to pass, whichever comes first

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +23,31 @@ type StepError struct {
 	Message string
 	// Attempts is how many attempts the participant made.
 	Attempts int
+	// Key is the step's idempotency key ("<history ID>.<command ID>"), the
+	// one the participant applied its effect under. A step that failed by
+	// timeout may have had its effect all the same: a compensation that
+	// names the step by its key lets the participant settle that outcome
+	// (see UnknownOutcome).
+	Key string
 }
+
+// UnknownOutcome reports whether err is a step's failure that leaves its
+// effect unknown: the step gave up by timeout (the last attempt ran out of
+// StartToClose, ScheduleToClose or its heartbeat), so the external system
+// may have done it and its answer was lost. It returns the step's
+// idempotency key for a compensation that settles the outcome with the
+// participant. A declined, refused or rejected step is a known outcome:
+// nothing was done.
+func UnknownOutcome(err error) (key string, ok bool) {
+	var se *StepError
+	if errors.As(err, &se) && se.Kind == KindTimeout && se.Key != "" {
+		return se.Key, true
+	}
+	return "", false
+}
+
+// KindTimeout is the kind of a step failure by timeout.
+const KindTimeout = "timeout"
 
 // Error is "payment.refund failed (gateway_error) after 5 attempts: ...".
 // A participant that gave up after its retry policy starts its message with
@@ -63,8 +88,10 @@ type future struct {
 	ready    bool
 	readyAt  int64
 	activity string
-	output   schema.Raw
-	err      error
+	// key is a step's idempotency key (StepError.Key).
+	key    string
+	output schema.Raw
+	err    error
 	// local marks a future set by workflow code (NewFuture): its value is
 	// val, kept in memory, never encoded.
 	local bool
@@ -74,7 +101,7 @@ type future struct {
 func (f *future) resolveResult(res *schema.Result, tick int64) {
 	f.ready, f.readyAt = true, tick
 	if res.Error != nil {
-		f.err = &StepError{Activity: f.activity, Kind: res.Error.Kind, Message: res.Error.Message, Attempts: res.Attempts}
+		f.err = &StepError{Activity: f.activity, Kind: res.Error.Kind, Message: res.Error.Message, Attempts: res.Attempts, Key: f.key}
 		return
 	}
 	f.output = res.Output
@@ -147,7 +174,7 @@ func schedule(ctx Context, act Activity, in any, compensation bool) *future {
 	cmd.ScheduleToClose = opts.ScheduleToClose
 	cmd.HeartbeatTimeout = opts.HeartbeatTimeout
 	r.decide(cmd)
-	f := &future{activity: act.String()}
+	f := &future{activity: act.String(), key: r.id + "." + strconv.Itoa(cmd.ID)}
 	if res, ok := r.results[cmd.ID]; ok {
 		f.resolveResult(res, r.tick)
 	} else {

@@ -1,6 +1,9 @@
 package workflow
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // TestStepErrorSaysAttemptsOnce: the error of a step says how many attempts
 // were made once, in English, whether or not the participant's message
@@ -25,5 +28,26 @@ func TestStepErrorSaysAttemptsOnce(t *testing.T) {
 				t.Errorf("got  %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestUnknownOutcomeIsATimeoutWithItsKey: only a step that gave up by
+// timeout has an unknown outcome, and it names the step's idempotency key;
+// a refusal, a gateway error or a cancellation is a known outcome.
+func TestUnknownOutcomeIsATimeoutWithItsKey(t *testing.T) {
+	timeout := &StepError{Activity: "payment.charge", Kind: KindTimeout, Attempts: 3, Key: "o-1.1"}
+	if key, ok := UnknownOutcome(fmt.Errorf("charge: %w", timeout)); !ok || key != "o-1.1" {
+		t.Fatalf("timed-out step: %q %v, want its key", key, ok)
+	}
+	for _, err := range []error{
+		&StepError{Activity: "payment.charge", Kind: "declined", Attempts: 1, Key: "o-1.1"},
+		&StepError{Activity: "payment.charge", Kind: "gateway_error", Attempts: 5, Key: "o-1.1"},
+		&StepError{Activity: "payment.charge", Kind: KindTimeout, Attempts: 3},
+		&CanceledError{},
+		nil,
+	} {
+		if key, ok := UnknownOutcome(err); ok {
+			t.Errorf("%v: unknown outcome with key %q, want a known one", err, key)
+		}
 	}
 }

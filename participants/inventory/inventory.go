@@ -7,6 +7,8 @@
 //     "out_of_stock"), nothing reserved.
 //   - reserve "timeout": the warehouse never answers; the attempt runs out
 //     of its StartToClose.
+//   - reserve "timeout_after_effect": the stock is reserved, then every
+//     attempt hangs until its StartToClose passes.
 //   - "fail_n:N": retryable "gateway_error" on attempts 1 to N, then
 //     success.
 //   - "fail_always": retryable "gateway_error" on every attempt.
@@ -52,7 +54,13 @@ type Reservation struct {
 type ReleaseRequest struct {
 	OrderID       string `msgpack:"order_id" json:"order_id"`
 	ReservationID string `msgpack:"reservation_id" json:"reservation_id"`
-	Items         []Item `msgpack:"items" json:"items"`
+	// ReserveKey, with no ReservationID, names a reservation whose outcome
+	// is unknown (its step failed by timeout) by its step's idempotency
+	// key: the warehouse settles that key first, so the stock is released
+	// if it was reserved and can never be if it was not (then the release
+	// does nothing and its ReleaseID is "").
+	ReserveKey string `msgpack:"reserve_key,omitempty" json:"reserve_key,omitempty"`
+	Items      []Item `msgpack:"items" json:"items"`
 	// Simulate selects a simulated fault; see the package documentation.
 	Simulate string `msgpack:"simulate,omitempty" json:"simulate,omitempty"`
 }
@@ -109,6 +117,10 @@ func (p *inventory) reserve(ctx context.Context, cmd *participants.Command) (any
 	if err != nil {
 		return nil, err
 	}
+	if req.Simulate == "timeout_after_effect" {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	return Reservation{ReservationID: e.Ref}, nil
 }
 
@@ -122,6 +134,13 @@ func (p *inventory) release(ctx context.Context, cmd *participants.Command) (any
 	}
 	if sim.Failing(req.Simulate, cmd.Attempt) {
 		return nil, participants.Retryable("gateway_error", errWarehouse)
+	}
+	if req.ReservationID == "" && req.ReserveKey != "" {
+		rsv, made, err := p.sys.SettleFor(ctx, cmd.WorkflowID, req.ReserveKey, req.OrderID)
+		if err != nil || !made {
+			return ReleaseResult{}, err
+		}
+		req.ReservationID, req.Items = rsv.Ref, rsv.Items
 	}
 	e, _, err := p.sys.Apply(ctx, sim.Effect{
 		IdempotencyKey: cmd.IdempotencyKey,

@@ -9,6 +9,9 @@
 //     "gateway_error"), nothing charged.
 //   - charge "timeout": the gateway never answers; the attempt runs out of
 //     its StartToClose.
+//   - charge "timeout_after_effect": the charge is made, then every
+//     attempt hangs until its StartToClose passes: the step fails by
+//     timeout with its money taken, as under an overloaded gateway.
 //   - charge "crash_after_effect": the charge is made, then the first
 //     attempt dies before answering; the redelivery answers with the same
 //     charge.
@@ -96,8 +99,14 @@ type ChargeResult struct {
 
 // RefundRequest is the input of Refund.
 type RefundRequest struct {
-	OrderID     string `msgpack:"order_id" json:"order_id"`
-	ChargeID    string `msgpack:"charge_id" json:"charge_id"`
+	OrderID  string `msgpack:"order_id" json:"order_id"`
+	ChargeID string `msgpack:"charge_id" json:"charge_id"`
+	// ChargeKey, with no ChargeID, names a charge whose outcome is unknown
+	// (its step failed by timeout) by its step's idempotency key
+	// (workflow.StepError.Key): the gateway settles that key first, so the
+	// charge is refunded if it was made and can never be made if it was
+	// not (the refund then does nothing and its RefundID is "").
+	ChargeKey   string `msgpack:"charge_key,omitempty" json:"charge_key,omitempty"`
 	AmountCents int64  `msgpack:"amount_cents" json:"amount_cents"`
 	Currency    string `msgpack:"currency" json:"currency"`
 	// Simulate selects a simulated fault; see the package documentation.
@@ -160,6 +169,10 @@ func (p *payment) charge(ctx context.Context, cmd *participants.Command) (any, e
 	})
 	if err != nil {
 		return nil, err
+	}
+	if req.Simulate == "timeout_after_effect" {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	if req.Simulate == "crash_after_effect" && cmd.Attempt == 1 {
 		return nil, participants.ErrCrash
@@ -232,6 +245,15 @@ func (p *payment) refund(ctx context.Context, cmd *participants.Command) (any, e
 	}
 	if sim.Failing(req.Simulate, cmd.Attempt) {
 		return nil, participants.Retryable("gateway_error", errGateway)
+	}
+	if req.ChargeID == "" && req.ChargeKey != "" {
+		charge, made, err := p.sys.SettleFor(ctx, cmd.WorkflowID, req.ChargeKey, req.OrderID)
+		if err != nil || !made {
+			return RefundResult{}, err
+		}
+		// An authorization moves money once settled, and its settlement
+		// is recorded with it: both are refunded as the charge.
+		req.ChargeID, req.AmountCents, req.Currency = charge.Ref, charge.AmountCents, charge.Currency
 	}
 	key := refundKey(cmd.IdempotencyKey, req.ChargeID)
 	e, _, err := p.sys.Apply(ctx, sim.Effect{

@@ -5,6 +5,8 @@
 //
 //   - create "fail": the carrier rejects the shipment (non-retryable
 //     "rejected"), nothing shipped.
+//   - create "timeout_after_effect": the shipment is created, then every
+//     attempt hangs until its StartToClose passes.
 //   - "fail_n:N": retryable "gateway_error" on attempts 1 to N, then success.
 //   - "fail_always": retryable "gateway_error" on every attempt.
 //
@@ -74,6 +76,12 @@ type Shipment struct {
 type CancelRequest struct {
 	OrderID    string `msgpack:"order_id" json:"order_id"`
 	ShipmentID string `msgpack:"shipment_id" json:"shipment_id"`
+	// ShipmentKey, with no ShipmentID, names a shipment whose outcome is
+	// unknown (its step failed by timeout) by its step's idempotency key:
+	// the carrier settles that key first, so the shipment is cancelled if
+	// it was created and can never be if it was not (then the cancel does
+	// nothing and its CancellationID is "").
+	ShipmentKey string `msgpack:"shipment_key,omitempty" json:"shipment_key,omitempty"`
 	// Simulate selects a simulated fault; see the package documentation.
 	Simulate string `msgpack:"simulate,omitempty" json:"simulate,omitempty"`
 }
@@ -136,6 +144,10 @@ func (p *shipping) create(ctx context.Context, cmd *participants.Command) (any, 
 	if err != nil {
 		return nil, err
 	}
+	if req.Simulate == "timeout_after_effect" {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	ship := Shipment{ShipmentID: e.Ref, Carrier: carrier(req.OrderID)}
 	switch req.Pickup {
 	case "never":
@@ -163,6 +175,13 @@ func (p *shipping) cancel(ctx context.Context, cmd *participants.Command) (any, 
 	}
 	if sim.Failing(req.Simulate, cmd.Attempt) {
 		return nil, participants.Retryable("gateway_error", errCarrier)
+	}
+	if req.ShipmentID == "" && req.ShipmentKey != "" {
+		ship, made, err := p.sys.SettleFor(ctx, cmd.WorkflowID, req.ShipmentKey, req.OrderID)
+		if err != nil || !made {
+			return CancelResult{}, err
+		}
+		req.ShipmentID = ship.Ref
 	}
 	e, _, err := p.sys.Apply(ctx, sim.Effect{
 		IdempotencyKey: cmd.IdempotencyKey,

@@ -87,6 +87,59 @@ func (s *System) CallbacksVia(js jetstream.JetStream) *System {
 	return s
 }
 
+// KindBlocked is the kind of the record Settle leaves under the key of an
+// effect that was never made: the key is taken, so the effect never will be.
+const KindBlocked = "blocked"
+
+// ErrBlocked is what Apply returns for an effect whose key a Settle took
+// first: the step that asked for it was given up and compensated. It is a
+// final failure of kind "blocked" to a participant.
+var ErrBlocked error = &finalError{kind: KindBlocked, msg: "sim: the effect's key was settled as never made"}
+
+// ErrNotOwnKey is what SettleFor returns for a key that is not one of the
+// asking workflow's own commands, or whose effect is another order's: a
+// final "bad_request" to a participant.
+var ErrNotOwnKey error = &finalError{kind: "bad_request", msg: "sim: the key is not one of the workflow's own steps"}
+
+// finalError is an error a participant reports as a final failure of its
+// kind (participants reads FailureKind).
+type finalError struct{ kind, msg string }
+
+func (e *finalError) Error() string               { return e.msg }
+func (e *finalError) FailureKind() (string, bool) { return e.kind, true }
+
+// Settle resolves the outcome of an effect the caller asked for under key
+// and never heard back about (its attempt timed out): it returns the
+// effect recorded under key, or, when there is none, takes the key with a
+// KindBlocked record, so a late attempt of that effect is refused
+// (ErrBlocked) instead of made. Either way the answer is final: the key is
+// written once. This is how a gateway's "cancel by idempotency key" ends an
+// unknown outcome.
+func (s *System) Settle(ctx context.Context, key, orderID string) (Effect, error) {
+	e, _, err := s.Apply(ctx, Effect{IdempotencyKey: key, OrderID: orderID, Kind: KindBlocked})
+	return e, err
+}
+
+// SettleFor is Settle for a compensation of workflow (history ID)
+// workflowID: key must be one of that workflow's own commands
+// ("<workflowID>.<n>", the idempotency key the engine gave the step) and
+// the effect under it of orderID, or it fails with ErrNotOwnKey, so a
+// compensation never undoes another order's effect. made reports whether
+// an effect was there to undo (false: the key is now blocked).
+func (s *System) SettleFor(ctx context.Context, workflowID, key, orderID string) (e Effect, made bool, err error) {
+	n, ok := strings.CutPrefix(key, workflowID+".")
+	if _, perr := strconv.ParseUint(n, 10, 32); !ok || perr != nil {
+		return Effect{}, false, fmt.Errorf("%w: %q for workflow %s", ErrNotOwnKey, key, workflowID)
+	}
+	if e, err = s.Settle(ctx, key, orderID); err != nil {
+		return Effect{}, false, err
+	}
+	if e.OrderID != orderID {
+		return Effect{}, false, fmt.Errorf("%w: %q is order %s's", ErrNotOwnKey, key, e.OrderID)
+	}
+	return e, e.Kind != KindBlocked, nil
+}
+
 // Apply applies e once per e.IdempotencyKey. The first call for a key
 // records e (with System and Time filled in when empty) and returns it with
 // first true; every later call returns the recorded effect, unchanged, with
@@ -118,6 +171,9 @@ func (s *System) Apply(ctx context.Context, e Effect) (Effect, bool, error) {
 	var first Effect
 	if err := schema.Msgpack.Unmarshal(entry.Value(), &first); err != nil {
 		return Effect{}, false, fmt.Errorf("sim: %s: decode %s: %w", s.name, key, err)
+	}
+	if first.Kind == KindBlocked && e.Kind != KindBlocked {
+		return Effect{}, false, fmt.Errorf("%w: %s %s", ErrBlocked, e.Kind, e.IdempotencyKey)
 	}
 	return first, false, nil
 }
