@@ -94,10 +94,11 @@ type classification struct {
 
 // classify reads the kind, finality and retry delay out of err. Besides
 // the constructors above, an error in err's chain with a method
-// FailureKind() (kind string, final bool) gives both: a library a handler
-// calls (the simulated systems of package sim) can say which of its errors
-// are final without importing this package. timedOut
-// says the handler's context ran out of StartToClose.
+// FailureKind() (kind string, final bool) gives both when no constructor
+// named a kind: a library a handler calls (the simulated systems of
+// package sim) can say which of its errors are final without importing
+// this package. timedOut says the handler's context ran out of
+// StartToClose.
 func classify(err error, timedOut bool) classification {
 	var c classification
 	var f *failure
