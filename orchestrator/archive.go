@@ -211,6 +211,13 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 		} else if ev != nil {
 			return fmt.Errorf("%w: no start read, the leader has one at #%d", errStaleRead, ev.Seq)
 		}
+		// Its record covers the end: whatever this read missed is
+		// purged up to the record's last sequence.
+		if rec, err := o.hist.Archived(ctx, wid); err != nil {
+			return err
+		} else if rec != nil && rec.LastSeq >= endSeq {
+			return o.purgeArchivedUpTo(ctx, wid, last, rec.LastSeq, row)
+		}
 		for r := 1; r <= last; r++ {
 			if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, streams.RunID(wid, r)); err != nil {
 				return err
@@ -223,10 +230,13 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 	}
 	startSeq := st.events[0].Seq
 	if st.lastSeq < endSeq {
-		// A lagging read, or a purge cut short (the events are purged in
-		// parallel, so the end may be gone while the start is not). The
-		// record tells: one whose last sequence reaches the end holds
-		// this run, and what is left is only purged.
+		// A lagging read, or a purge an older release cut short (it
+		// purged the events in parallel, the start among them, so the
+		// end could be gone while the start was not). The record tells:
+		// one whose last sequence reaches the end holds this run. Then
+		// whatever the read saw or missed, every tree of the chain is
+		// purged up to the record's last sequence: nothing written after
+		// the archive is touched, nothing archived is left.
 		rec, err := o.hist.Archived(ctx, wid)
 		if err != nil {
 			return err
@@ -234,18 +244,7 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 		if rec == nil || rec.LastSeq < endSeq || rec.StartSeq > startSeq {
 			return fmt.Errorf("%w: read up to %d, the end is at %d", errStaleRead, st.lastSeq, endSeq)
 		}
-		earlier, err := o.earlierRuns(ctx, wid, last)
-		if err != nil {
-			return err
-		}
-		if last > 1 {
-			ptrs, err := o.hist.LastOfEach(ctx, []string{streams.RunPointerFilter(wid)})
-			if err != nil {
-				return err
-			}
-			earlier = append(earlier, ptrs...)
-		}
-		return o.purgeArchived(ctx, wid, last, earlier, evs, row)
+		return o.purgeArchivedUpTo(ctx, wid, last, rec.LastSeq, row)
 	}
 	switch {
 	case startSeq > endSeq:
@@ -297,6 +296,31 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 	}
 	o.cfg.Metrics.WorkflowArchived()
 	return nil
+}
+
+// purgeArchivedUpTo finishes the removal of an archived chain whose trees
+// may have been read short: each run's tree and the run pointers are
+// purged below lastSeq+1 in one request each (rare: only after a crash or
+// a lagging read), then the keys and the index row.
+func (o *Orchestrator) purgeArchivedUpTo(ctx context.Context, wid string, last int, lastSeq, row uint64) error {
+	// The last run's tree goes last: a chain whose last run has no start
+	// left is gone (see archive).
+	filters := []string{streams.RunPointerFilter(wid)}
+	for r := 1; r <= last; r++ {
+		filters = append(filters, streams.Tree(streams.RunID(wid, r)))
+	}
+	for _, f := range filters {
+		if _, err := streams.Purge(ctx, o.cfg.NC, streams.HistoryStream, f, lastSeq+1); err != nil {
+			return err
+		}
+	}
+	for r := 1; r <= last; r++ {
+		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, streams.RunID(wid, r)); err != nil {
+			return err
+		}
+	}
+	o.cfg.Metrics.WorkflowArchived()
+	return streams.DeleteMsg(ctx, o.cfg.NC, streams.IndexStream, row)
 }
 
 // purgeArchived removes an archived chain from the live streams: the

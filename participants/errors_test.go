@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 )
 
 func TestClassify(t *testing.T) {
@@ -59,3 +61,20 @@ type kindedErr struct {
 
 func (e kindedErr) Error() string               { return e.kind }
 func (e kindedErr) FailureKind() (string, bool) { return e.kind, e.final }
+
+// TestLibraryKindsAreUnknownOutcomes: every kind the library gives a
+// failure its handler did not name is an unknown outcome to a workflow
+// (workflow.UnknownOutcome), so a saga settles such a step with its
+// participant; a kind a handler names is not.
+func TestLibraryKindsAreUnknownOutcomes(t *testing.T) {
+	for _, kind := range []string{KindTimeout, KindError, KindPanic, KindUndeliverable, KindInvalidOutput} {
+		if _, ok := workflow.UnknownOutcome(&workflow.StepError{Kind: kind, Key: "o-1.1"}); !ok {
+			t.Errorf("%s: a known outcome to workflows", kind)
+		}
+	}
+	for _, kind := range []string{KindCancelled, KindUnknownCommand, KindInvalidCommand, "declined"} {
+		if _, ok := workflow.UnknownOutcome(&workflow.StepError{Kind: kind, Key: "o-1.1"}); ok {
+			t.Errorf("%s: an unknown outcome to workflows", kind)
+		}
+	}
+}

@@ -455,11 +455,15 @@ func (s *stack) checkHistory(id string) {
 }
 
 // forwardToUndo reports whether a forward step is compensated when its
-// order fails: it succeeded, or it failed by timeout (its effect unknown,
-// fulfillment.SettleTimedOutSteps).
+// order fails: it succeeded, or it failed with its effect unknown
+// (workflow.UnknownOutcome, fulfillment.SettleTimedOutSteps).
 func forwardToUndo(d *orchestrator.Description, step string) bool {
 	for _, e := range d.History {
-		if e.Type == string(schema.KindResult) && e.Step == step && (e.Error == "" || strings.HasPrefix(e.Error, "timeout: ")) {
+		if e.Type != string(schema.KindResult) || e.Step != step {
+			continue
+		}
+		kind, _, _ := strings.Cut(e.Error, ": ")
+		if _, unknown := workflow.UnknownOutcome(&workflow.StepError{Kind: kind, Key: "k.1"}); e.Error == "" || unknown {
 			return true
 		}
 	}

@@ -3,10 +3,13 @@ package test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/participants"
 	"github.com/jetflow-io/jetflow/participants/payment"
 	"github.com/jetflow-io/jetflow/participants/sim"
 	"github.com/jetflow-io/jetflow/schema"
@@ -85,7 +88,7 @@ func TestTimedOutStepsAreSettled(t *testing.T) {
 
 	// A compensation may settle only its own workflow's steps, of its own
 	// order.
-	if _, _, err := gw.SettleFor(ctx, "unknown-00001", "unknown-00000.1", "unknown-00001"); !errors.Is(err, sim.ErrNotOwnKey) {
+	if _, _, err := gw.SettleFor(ctx, "unknown-00001", "unknown-00000.1", "unknown-00001", "charge"); !errors.Is(err, sim.ErrNotOwnKey) {
 		t.Fatalf("settling another workflow's key: %v, want ErrNotOwnKey", err)
 	}
 	charged := led["unknown-00000"][0]
@@ -94,7 +97,86 @@ func TestTimedOutStepsAreSettled(t *testing.T) {
 			charged = e
 		}
 	}
-	if _, _, err := gw.SettleFor(ctx, "unknown-00000", charged.IdempotencyKey, "someone-else"); !errors.Is(err, sim.ErrNotOwnKey) {
+	if _, _, err := gw.SettleFor(ctx, "unknown-00000", charged.IdempotencyKey, "someone-else", "charge"); !errors.Is(err, sim.ErrNotOwnKey) {
 		t.Fatalf("settling a key for another order: %v, want ErrNotOwnKey", err)
+	}
+	// ... and only an effect of the step's kind: a refund never undoes a
+	// refund.
+	if _, _, err := gw.Apply(ctx, sim.Effect{IdempotencyKey: "unknown-00000.99", OrderID: "unknown-00000", Kind: "refund", AmountCents: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := gw.SettleFor(ctx, "unknown-00000", "unknown-00000.99", "unknown-00000", "charge", "authorize"); !errors.Is(err, sim.ErrNotOwnKey) {
+		t.Fatalf("settling a refund's key as a charge: %v, want ErrNotOwnKey", err)
+	}
+}
+
+// TestRefundByKeySettlesAnAuthorization: a pending charge is two records,
+// the authorization and its settlement. A refund by the charge's key of an
+// authorization whose settlement was never recorded voids it, refunds
+// nothing and blocks the settlement; one whose settlement was recorded is
+// refunded once, whatever the number of refunds asked.
+func TestRefundByKeySettlesAnAuthorization(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	gw, err := sim.Open(ctx, env.JS, payment.Name, streams.Topology{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refund := payment.Service(gw, sim.Faults{}).Handlers[payment.Refund.Action]
+	authorize := func(id string, settled bool) {
+		key := id + ".1"
+		if _, _, err := gw.Apply(ctx, sim.Effect{IdempotencyKey: key, OrderID: id, Kind: "authorize", AmountCents: 700, Currency: "EUR", Ref: sim.Ref("ch", key)}); err != nil {
+			t.Fatal(err)
+		}
+		if settled {
+			if _, _, err := gw.Apply(ctx, sim.Effect{IdempotencyKey: key + ".settle", OrderID: id, Kind: "settle", AmountCents: 700, Currency: "EUR", Ref: sim.Ref("ch", key)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ask := func(id string, n int) payment.RefundResult {
+		in, _ := schema.EncodeRaw(payment.RefundRequest{OrderID: id, ChargeKey: id + ".1"})
+		out, err := refund.Handle(ctx, &participants.Command{WorkflowID: id, Service: payment.Name, Action: payment.Refund.Action,
+			IdempotencyKey: fmt.Sprintf("%s.%d", id, n), CommandID: n, Attempt: 1, Compensation: true, Input: in})
+		if err != nil {
+			t.Fatalf("refund of %s: %v", id, err)
+		}
+		return out.(payment.RefundResult)
+	}
+	balance := func(id string) (int64, map[string]int) {
+		effects, err := sim.List(ctx, env.JS, payment.Name, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b int64
+		for _, e := range effects {
+			switch e.Kind {
+			case "charge", "settle":
+				b += e.AmountCents
+			case "refund":
+				b -= e.AmountCents
+			}
+		}
+		return b, kinds(effects)
+	}
+
+	authorize("auth-open", false)
+	if r := ask("auth-open", 5); r.RefundID != "" {
+		t.Fatalf("refund of an unsettled authorization: %+v, want none", r)
+	}
+	if b, k := balance("auth-open"); b != 0 || k["void"] != 1 || k[sim.KindBlocked] != 1 || k["refund"] != 0 {
+		t.Fatalf("unsettled authorization: balance %d, ledger %v; want 0, voided, its settlement blocked, nothing refunded", b, k)
+	}
+	if _, _, err := gw.Apply(ctx, sim.Effect{IdempotencyKey: "auth-open.1.settle", OrderID: "auth-open", Kind: "settle", AmountCents: 700}); !errors.Is(err, sim.ErrBlocked) {
+		t.Fatalf("a late settlement: %v, want ErrBlocked", err)
+	}
+
+	authorize("auth-settled", true)
+	first, again := ask("auth-settled", 5), ask("auth-settled", 6)
+	if first.RefundID == "" || again.RefundID != first.RefundID {
+		t.Fatalf("refunds of a settled authorization: %+v then %+v, want one refund answered twice", first, again)
+	}
+	if b, k := balance("auth-settled"); b != 0 || k["refund"] != 1 {
+		t.Fatalf("settled authorization: balance %d, ledger %v; want 0 with one refund", b, k)
 	}
 }

@@ -240,12 +240,13 @@ func (c Config) Fulfill(ctx workflow.Context, o Order) (Receipt, error) {
 }
 
 // SettleTimedOutSteps is the version marker under which a step that failed
-// by timeout is compensated as possibly done: histories written before it
-// end without that compensation and keep replaying so.
+// with its outcome unknown (by timeout, most often: workflow.UnknownOutcome)
+// is compensated as possibly done: histories written before it end without
+// that compensation and keep replaying so.
 const SettleTimedOutSteps = "fulfillment.settle-timed-out-steps"
 
-// settleUnknown adds to saga, for a step that failed by timeout (its
-// effect unknown: the system may have done it and its answer came too
+// settleUnknown adds to saga, for a step that failed with its effect
+// unknown (a timeout: the system may have done it and its answer came too
 // late), the compensation act that names the step by its idempotency key:
 // the participant undoes the effect if it was made and makes sure it never
 // is if it was not. A step that failed otherwise did nothing and needs

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,15 +33,19 @@ type StepError struct {
 }
 
 // UnknownOutcome reports whether err is a step's failure that leaves its
-// effect unknown: the step gave up by timeout (the last attempt ran out of
-// StartToClose, ScheduleToClose or its heartbeat), so the external system
-// may have done it and its answer was lost. It returns the step's
-// idempotency key for a compensation that settles the outcome with the
-// participant. A declined, refused or rejected step is a known outcome:
-// nothing was done.
+// effect unknown, and returns the step's idempotency key for a
+// compensation that settles the outcome with the participant. The outcome
+// is unknown when the participant's library had to name the failure
+// because the handler could not: the step gave up by timeout (the last
+// attempt ran out of StartToClose, ScheduleToClose or its heartbeat), on
+// an error of no kind (a write whose acknowledgement was lost), a panic,
+// on every delivery crashing (undeliverable), or with an output it could
+// not send back (invalid_output: done, for sure). A failure of a kind the
+// handler named ("declined", "out_of_stock", "gateway_error", ...) is the
+// system's own answer, a known outcome: nothing was done.
 func UnknownOutcome(err error) (key string, ok bool) {
 	var se *StepError
-	if errors.As(err, &se) && se.Kind == KindTimeout && se.Key != "" {
+	if errors.As(err, &se) && se.Key != "" && slices.Contains(unknownKinds, se.Kind) {
 		return se.Key, true
 	}
 	return "", false
@@ -48,6 +53,11 @@ func UnknownOutcome(err error) (key string, ok bool) {
 
 // KindTimeout is the kind of a step failure by timeout.
 const KindTimeout = "timeout"
+
+// unknownKinds are the failure kinds the participants' library gives when
+// the handler did not say what happened (see participants.KindError and
+// the kinds beside it).
+var unknownKinds = []string{KindTimeout, "error", "panic", "undeliverable", "invalid_output"}
 
 // Error is "payment.refund failed (gateway_error) after 5 attempts: ...".
 // A participant that gave up after its retry policy starts its message with

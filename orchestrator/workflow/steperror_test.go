@@ -31,13 +31,16 @@ func TestStepErrorSaysAttemptsOnce(t *testing.T) {
 	}
 }
 
-// TestUnknownOutcomeIsATimeoutWithItsKey: only a step that gave up by
-// timeout has an unknown outcome, and it names the step's idempotency key;
-// a refusal, a gateway error or a cancellation is a known outcome.
-func TestUnknownOutcomeIsATimeoutWithItsKey(t *testing.T) {
-	timeout := &StepError{Activity: "payment.charge", Kind: KindTimeout, Attempts: 3, Key: "o-1.1"}
-	if key, ok := UnknownOutcome(fmt.Errorf("charge: %w", timeout)); !ok || key != "o-1.1" {
-		t.Fatalf("timed-out step: %q %v, want its key", key, ok)
+// TestUnknownOutcomeNamesItsKey: a step that gave up by timeout, on an
+// error of no kind, a panic, every delivery crashing or an output it could
+// not send has an unknown outcome, and it names the step's idempotency
+// key; a refusal, a gateway error or a cancellation is a known outcome.
+func TestUnknownOutcomeNamesItsKey(t *testing.T) {
+	for _, kind := range []string{KindTimeout, "error", "panic", "undeliverable", "invalid_output"} {
+		failed := &StepError{Activity: "payment.charge", Kind: kind, Attempts: 3, Key: "o-1.1"}
+		if key, ok := UnknownOutcome(fmt.Errorf("charge: %w", failed)); !ok || key != "o-1.1" {
+			t.Fatalf("step failed %s: %q %v, want its key", kind, key, ok)
+		}
 	}
 	for _, err := range []error{
 		&StepError{Activity: "payment.charge", Kind: "declined", Attempts: 1, Key: "o-1.1"},

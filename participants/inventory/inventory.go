@@ -136,7 +136,7 @@ func (p *inventory) release(ctx context.Context, cmd *participants.Command) (any
 		return nil, participants.Retryable("gateway_error", errWarehouse)
 	}
 	if req.ReservationID == "" && req.ReserveKey != "" {
-		rsv, made, err := p.sys.SettleFor(ctx, cmd.WorkflowID, req.ReserveKey, req.OrderID)
+		rsv, made, err := p.sys.SettleFor(ctx, cmd.WorkflowID, req.ReserveKey, req.OrderID, "reserve")
 		if err != nil || !made {
 			return ReleaseResult{}, err
 		}

@@ -247,12 +247,28 @@ func (p *payment) refund(ctx context.Context, cmd *participants.Command) (any, e
 		return nil, participants.Retryable("gateway_error", errGateway)
 	}
 	if req.ChargeID == "" && req.ChargeKey != "" {
-		charge, made, err := p.sys.SettleFor(ctx, cmd.WorkflowID, req.ChargeKey, req.OrderID)
+		charge, made, err := p.sys.SettleFor(ctx, cmd.WorkflowID, req.ChargeKey, req.OrderID, "charge", "authorize")
 		if err != nil || !made {
 			return RefundResult{}, err
 		}
-		// An authorization moves money once settled, and its settlement
-		// is recorded with it: both are refunded as the charge.
+		if charge.Kind == "authorize" {
+			// An authorization moves money only once settled, and its
+			// settlement is a second record the timed-out attempt may
+			// not have reached: settle that key too. Settled: refunded
+			// as a charge; not: it never will be, the authorization is
+			// voided and nothing is refunded.
+			settled, err := p.sys.Settle(ctx, req.ChargeKey+".settle", req.OrderID)
+			if err != nil {
+				return nil, err
+			}
+			if settled.Kind == sim.KindBlocked {
+				_, _, err := p.sys.Apply(ctx, sim.Effect{
+					IdempotencyKey: cmd.IdempotencyKey + ".void", OrderID: req.OrderID, Kind: "void",
+					Ref: sim.Ref("vo", cmd.IdempotencyKey),
+				})
+				return RefundResult{}, err
+			}
+		}
 		req.ChargeID, req.AmountCents, req.Currency = charge.Ref, charge.AmountCents, charge.Currency
 	}
 	key := refundKey(cmd.IdempotencyKey, req.ChargeID)

@@ -177,7 +177,7 @@ func (p *shipping) cancel(ctx context.Context, cmd *participants.Command) (any, 
 		return nil, participants.Retryable("gateway_error", errCarrier)
 	}
 	if req.ShipmentID == "" && req.ShipmentKey != "" {
-		ship, made, err := p.sys.SettleFor(ctx, cmd.WorkflowID, req.ShipmentKey, req.OrderID)
+		ship, made, err := p.sys.SettleFor(ctx, cmd.WorkflowID, req.ShipmentKey, req.OrderID, "shipment")
 		if err != nil || !made {
 			return CancelResult{}, err
 		}

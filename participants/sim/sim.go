@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -122,11 +123,13 @@ func (s *System) Settle(ctx context.Context, key, orderID string) (Effect, error
 
 // SettleFor is Settle for a compensation of workflow (history ID)
 // workflowID: key must be one of that workflow's own commands
-// ("<workflowID>.<n>", the idempotency key the engine gave the step) and
-// the effect under it of orderID, or it fails with ErrNotOwnKey, so a
-// compensation never undoes another order's effect. made reports whether
-// an effect was there to undo (false: the key is now blocked).
-func (s *System) SettleFor(ctx context.Context, workflowID, key, orderID string) (e Effect, made bool, err error) {
+// ("<workflowID>.<n>", the idempotency key the engine gave the step), and
+// the effect under it of orderID and of one of kinds (the step's: a
+// refund undoes a charge, never another refund), or it fails with
+// ErrNotOwnKey, so a compensation never undoes another order's effect or
+// the wrong one. made reports whether an effect was there to undo (false:
+// the key is now blocked).
+func (s *System) SettleFor(ctx context.Context, workflowID, key, orderID string, kinds ...string) (e Effect, made bool, err error) {
 	n, ok := strings.CutPrefix(key, workflowID+".")
 	if _, perr := strconv.ParseUint(n, 10, 32); !ok || perr != nil {
 		return Effect{}, false, fmt.Errorf("%w: %q for workflow %s", ErrNotOwnKey, key, workflowID)
@@ -137,7 +140,13 @@ func (s *System) SettleFor(ctx context.Context, workflowID, key, orderID string)
 	if e.OrderID != orderID {
 		return Effect{}, false, fmt.Errorf("%w: %q is order %s's", ErrNotOwnKey, key, e.OrderID)
 	}
-	return e, e.Kind != KindBlocked, nil
+	if e.Kind == KindBlocked {
+		return e, false, nil
+	}
+	if !slices.Contains(kinds, e.Kind) {
+		return Effect{}, false, fmt.Errorf("%w: %q is a %s, not a %s", ErrNotOwnKey, key, e.Kind, strings.Join(kinds, " or "))
+	}
+	return e, true, nil
 }
 
 // Apply applies e once per e.IdempotencyKey. The first call for a key
