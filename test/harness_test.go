@@ -455,10 +455,17 @@ func (s *stack) checkHistory(id string) {
 }
 
 // forwardToUndo reports whether a forward step is compensated when its
-// order fails: it succeeded, or it failed with its effect unknown
-// (workflow.UnknownOutcome, fulfillment.SettleTimedOutSteps).
+// order fails: it succeeded, or it failed or was cancelled with its effect
+// unknown (workflow.UnknownOutcome, fulfillment.SettleTimedOutSteps).
 func forwardToUndo(d *orchestrator.Description, step string) bool {
 	for _, e := range d.History {
+		if e.Type == string(schema.KindCommand) && e.Step == step {
+			for _, c := range d.History {
+				if c.Step == fmt.Sprintf("cancel step #%d", e.CommandID) {
+					return true
+				}
+			}
+		}
 		if e.Type != string(schema.KindResult) || e.Step != step {
 			continue
 		}

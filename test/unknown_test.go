@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
 	"github.com/jetflow-io/jetflow/participants"
 	"github.com/jetflow-io/jetflow/participants/payment"
@@ -178,5 +179,46 @@ func TestRefundByKeySettlesAnAuthorization(t *testing.T) {
 	}
 	if b, k := balance("auth-settled"); b != 0 || k["refund"] != 1 {
 		t.Fatalf("settled authorization: balance %d, ledger %v; want 0 with one refund", b, k)
+	}
+}
+
+// TestCancelledInFlightStepIsSettled: an order cancelled while its charge
+// is out, the gateway having taken the money, ends cancelled with the
+// charge refunded: a step cancelled in flight is undone as possibly done.
+// One cancelled before its charge was made blocks it.
+func TestCancelledInFlightStepIsSettled(t *testing.T) {
+	s := newStack(t)
+	s.orchestrator()
+	s.participants()
+	made := order("cancel-flight-", 0, map[string]string{"payment": "timeout_after_effect"})
+	none := order("cancel-flight-", 1, map[string]string{"payment": "timeout"})
+	s.publishOrder(made)
+	s.publishOrder(none)
+	charged := func(id string) bool { return kinds(s.ledgers()[id])["charge"] == 1 }
+	natstest.Eventually(t, time.Minute, func() bool { return charged(made.OrderID) }, "the charge was not made")
+	natstest.Eventually(t, time.Minute, func() bool {
+		d := s.describe(none.OrderID)
+		return len(d.Waiting) == 1
+	}, "the other order's charge was not sent")
+	for _, id := range []string{made.OrderID, none.OrderID} {
+		if _, err := orchestrator.Cancel(context.Background(), s.env.JS, id, alice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orders := map[string]fulfillment.Order{made.OrderID: made, none.OrderID: none}
+	st := s.waitSettled([]string{made.OrderID, none.OrderID}, time.Minute)
+	for id := range orders {
+		if st[id] != schema.StatusCancelled {
+			t.Errorf("%s: %s, want cancelled", id, st[id])
+			s.logHistory(id)
+		}
+	}
+	s.checkInvariants(orders, st)
+	led := s.ledgers()
+	if k := kinds(led[made.OrderID]); k["charge"] != 1 || k["refund"] != 1 {
+		t.Errorf("%s: ledger %v, want its charge refunded", made.OrderID, k)
+	}
+	if k := kinds(led[none.OrderID]); k["charge"] != 0 || k[sim.KindBlocked] != 1 {
+		t.Errorf("%s: ledger %v, want its charge blocked", none.OrderID, k)
 	}
 }

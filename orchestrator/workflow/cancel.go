@@ -100,7 +100,7 @@ func (s *cancelScope) cancel(cause error) bool {
 		if _, ok := r.match(&schema.StepCancelled{ID: r.issued + 1, CommandID: st.id}); !ok {
 			return false
 		}
-		st.f.ready, st.f.readyAt, st.f.err = true, r.tick, cause
+		st.f.ready, st.f.readyAt, st.f.err = true, r.tick, &stepCanceled{key: st.f.key, cause: cause}
 		delete(r.pending, st.id)
 	}
 	if !s.cancelChildren() {

@@ -43,13 +43,32 @@ type StepError struct {
 // not send back (invalid_output: done, for sure). A failure of a kind the
 // handler named ("declined", "out_of_stock", "gateway_error", ...) is the
 // system's own answer, a known outcome: nothing was done.
+//
+// A step cancelled while its command was out (its scope or the workflow
+// was cancelled) has an unknown outcome too: the participant may have done
+// it before it heard of the cancellation.
 func UnknownOutcome(err error) (key string, ok bool) {
 	var se *StepError
 	if errors.As(err, &se) && se.Key != "" && slices.Contains(unknownKinds, se.Kind) {
 		return se.Key, true
 	}
+	var sc *stepCanceled
+	if errors.As(err, &sc) && sc.key != "" {
+		return sc.key, true
+	}
 	return "", false
 }
+
+// stepCanceled is the error of a step cancelled while its command was
+// out: the cancellation (its message, errors.Is ErrCanceled, errors.As
+// *CanceledError), carrying the step's key for UnknownOutcome.
+type stepCanceled struct {
+	key   string
+	cause error
+}
+
+func (e *stepCanceled) Error() string { return e.cause.Error() }
+func (e *stepCanceled) Unwrap() error { return e.cause }
 
 // KindTimeout is the kind of a step failure by timeout.
 const KindTimeout = "timeout"

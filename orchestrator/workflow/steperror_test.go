@@ -1,6 +1,7 @@
 package workflow
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -47,10 +48,25 @@ func TestUnknownOutcomeNamesItsKey(t *testing.T) {
 		&StepError{Activity: "payment.charge", Kind: "gateway_error", Attempts: 5, Key: "o-1.1"},
 		&StepError{Activity: "payment.charge", Kind: KindTimeout, Attempts: 3},
 		&CanceledError{},
+		&stepCanceled{cause: &CanceledError{}},
 		nil,
 	} {
 		if key, ok := UnknownOutcome(err); ok {
 			t.Errorf("%v: unknown outcome with key %q, want a known one", err, key)
 		}
+	}
+}
+
+// TestCancelledStepIsAnUnknownOutcome: a step cancelled while its command
+// was out names its key, and its error is still the cancellation.
+func TestCancelledStepIsAnUnknownOutcome(t *testing.T) {
+	cause := &CanceledError{Identity: "alice", Reason: "customer asked"}
+	err := fmt.Errorf("charge: %w", &stepCanceled{key: "o-1.1", cause: cause})
+	if key, ok := UnknownOutcome(err); !ok || key != "o-1.1" {
+		t.Fatalf("cancelled step: %q %v, want its key", key, ok)
+	}
+	var ce *CanceledError
+	if !errors.Is(err, ErrCanceled) || !errors.As(err, &ce) || ce != cause || err.Error() != "charge: "+cause.Error() {
+		t.Fatalf("cancelled step's error %v is not its cancellation", err)
 	}
 }
