@@ -26,6 +26,7 @@ import (
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/participants"
+	"github.com/jetflow-io/jetflow/participants/payment"
 	"github.com/jetflow-io/jetflow/participants/reference"
 	"github.com/jetflow-io/jetflow/participants/sim"
 	"github.com/jetflow-io/jetflow/schema"
@@ -297,6 +298,26 @@ func (s *stack) ledgers() map[string][]sim.Effect {
 		}
 	}
 	return out
+}
+
+// paymentBalance returns what the payment gateway kept of order id
+// (charged and settled minus refunded) and its ledger's kinds.
+func paymentBalance(t *testing.T, js jetstream.JetStream, id string) (int64, map[string]int) {
+	t.Helper()
+	effects, err := sim.List(context.Background(), js, payment.Name, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b int64
+	for _, e := range effects {
+		switch e.Kind {
+		case "charge", "settle":
+			b += e.AmountCents
+		case "refund":
+			b -= e.AmountCents
+		}
+	}
+	return b, kinds(effects)
 }
 
 func kinds(effects []sim.Effect) map[string]int {

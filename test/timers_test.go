@@ -257,22 +257,7 @@ func TestLateSettlementIsRefunded(t *testing.T) {
 	if st[late.OrderID] != schema.StatusCompensated || st[inTime.OrderID] != schema.StatusCompleted {
 		t.Fatalf("late %s, in time %s", st[late.OrderID], st[inTime.OrderID])
 	}
-	balance := func(id string) (int64, map[string]int) {
-		effects, err := sim.List(context.Background(), s.env.JS, "payment", id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b int64
-		for _, e := range effects {
-			switch e.Kind {
-			case "charge", "settle":
-				b += e.AmountCents
-			case "refund":
-				b -= e.AmountCents
-			}
-		}
-		return b, kinds(effects)
-	}
+	balance := func(id string) (int64, map[string]int) { return paymentBalance(t, s.env.JS, id) }
 	natstest.Eventually(t, time.Minute, func() bool {
 		b, _ := balance(late.OrderID)
 		return b == 0

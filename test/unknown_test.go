@@ -144,22 +144,7 @@ func TestRefundByKeySettlesAnAuthorization(t *testing.T) {
 		}
 		return out.(payment.RefundResult)
 	}
-	balance := func(id string) (int64, map[string]int) {
-		effects, err := sim.List(ctx, env.JS, payment.Name, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b int64
-		for _, e := range effects {
-			switch e.Kind {
-			case "charge", "settle":
-				b += e.AmountCents
-			case "refund":
-				b -= e.AmountCents
-			}
-		}
-		return b, kinds(effects)
-	}
+	balance := func(id string) (int64, map[string]int) { return paymentBalance(t, env.JS, id) }
 
 	authorize("auth-open", false)
 	if r := ask("auth-open", 5); r.RefundID != "" {
