@@ -172,15 +172,23 @@ func drawsSideEffect(out workflow.Outcome) bool {
 
 // readTail reads what is new in st's history. Read costs the number of
 // subjects of the workflow's tree, ReadAfter the messages the stream
-// stored since the last read (every workflow's): a long history woken
-// after fewer messages than it has events is read the second way, so that
-// neither the replay nor the read of a wake grows with the history.
+// stored since the last read (every workflow's) plus a fixed cost: the
+// server counts what is pending by walking the whole message block the
+// read starts in (one message per subject makes it check each subject's
+// last block), thousands of messages. So a long history (more than
+// readAfterMin events) woken after fewer messages than it has events is
+// read the second way, so that neither the replay nor the read of a wake
+// grows with the history; a short one always the first.
 func (w *worker) readTail(ctx context.Context, st *state, wake uint64) ([]streams.Event, error) {
-	if st.lastSeq > 0 && wake > st.lastSeq && wake-st.lastSeq < uint64(len(st.events)) {
+	if len(st.events) > readAfterMin && st.lastSeq > 0 && wake > st.lastSeq && wake-st.lastSeq < uint64(len(st.events)) {
 		return w.o.hist.ReadAfter(ctx, st.id, st.lastSeq)
 	}
 	return w.o.hist.Read(ctx, st.id, st.lastSeq)
 }
+
+// readAfterMin is the history length above which a wake may be read by
+// walking the stream (ReadAfter) rather than the tree (Read).
+const readAfterMin = 1024
 
 // eventsAfter returns the events of the history after stream sequence seq.
 // It looks from the end: what is new is short.
