@@ -257,6 +257,12 @@ func TestDevLogs(t *testing.T) {
 	if !sawLog || !sawProgress {
 		t.Errorf("log lines %v, progress lines %v:\n%s", sawLog, sawProgress, logs)
 	}
+	// The last progress line counts the demo order, not the schedule's
+	// run that waits for its slot.
+	last := logs[strings.LastIndex(logs, "progress: "):]
+	if !strings.HasPrefix(last, "progress: workflows 1 | running 0 | ") {
+		t.Errorf("last progress line %q, want the one demo order, none running", strings.SplitN(last, "\n", 2)[0])
+	}
 
 	logs = dev("console", "debug")
 	if !strings.Contains(logs, "Starting nats-server") {

@@ -726,15 +726,28 @@ func (p *progress) countDead(ctx context.Context) {
 	p.dead.Store(s.CachedInfo().State.Msgs)
 }
 
+// scheduleRunPrefix starts the IDs of the schedules' runs
+// (schedule.RunID): one always waits for its next slot, so they are
+// counted apart from the workflows the line is about.
+var scheduleRunPrefix = streams.DerivedID("schedule")
+
 func (p *progress) line() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	counts := map[schema.Status]int{}
-	for _, s := range p.status {
+	workflows, waiting := 0, 0
+	for id, s := range p.status {
+		if strings.HasPrefix(id, scheduleRunPrefix) {
+			if s == schema.StatusRunning {
+				waiting++
+			}
+			continue
+		}
+		workflows++
 		counts[s]++
 	}
 	line := fmt.Sprintf("workflows %d | running %d | completed %d | compensated %d | manual %d | blocked %d",
-		len(p.status), counts[schema.StatusRunning], counts[schema.StatusCompleted], counts[schema.StatusCompensated],
+		workflows, counts[schema.StatusRunning], counts[schema.StatusCompleted], counts[schema.StatusCompensated],
 		counts[schema.StatusManual], counts[schema.StatusBlocked])
 	// The ends an operator or an application error makes, once there are
 	// any: the counts add up to the workflows.
@@ -743,7 +756,11 @@ func (p *progress) line() string {
 			line += fmt.Sprintf(" | %s %d", st, n)
 		}
 	}
-	return line + fmt.Sprintf(" | dead letters %d", p.dead.Load())
+	line += fmt.Sprintf(" | dead letters %d", p.dead.Load())
+	if waiting > 0 {
+		line += fmt.Sprintf(" (schedules waiting %d)", waiting)
+	}
+	return line
 }
 
 func (p *progress) print(w io.Writer) {
