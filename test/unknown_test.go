@@ -10,6 +10,7 @@ import (
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/participants"
 	"github.com/jetflow-io/jetflow/participants/payment"
 	"github.com/jetflow-io/jetflow/participants/sim"
@@ -173,6 +174,13 @@ func TestRefundByKeySettlesAnAuthorization(t *testing.T) {
 // One cancelled before its charge was made blocks it.
 func TestCancelledInFlightStepIsSettled(t *testing.T) {
 	s := newStack(t)
+	// The charges hang until cancelled: long enough that a loaded machine
+	// cannot time them out before the cancel lands.
+	slow := fastSteps
+	slow.StartToClose = time.Minute
+	s.workflows = func(r *workflow.Registry) {
+		fulfillment.Register(r, fulfillment.Config{Steps: slow, Compensation: fastCompensation})
+	}
 	s.orchestrator()
 	s.participants()
 	made := order("cancel-flight-", 0, map[string]string{"payment": "timeout_after_effect"})

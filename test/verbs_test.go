@@ -20,6 +20,7 @@ import (
 	"github.com/jetflow-io/jetflow/participants/notification"
 	"github.com/jetflow-io/jetflow/participants/payment"
 	"github.com/jetflow-io/jetflow/participants/reference"
+	"github.com/jetflow-io/jetflow/participants/sim"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
@@ -524,7 +525,9 @@ func TestVerbsWithRolePermissions(t *testing.T) {
 // A charge command waiting in the stream while its order is cancelled is
 // not run when the payment participant comes up: the participant looks
 // the step's cancellation up on its first delivery too, and answers it
-// cancelled. Nothing is charged, so nothing needs a refund.
+// cancelled. Nothing is charged; the order settles the cancelled charge
+// by its key all the same (its outcome was unknown to it), which blocks
+// it for good, and ends cancelled once the participant has answered.
 func TestCancelledStepWaitingInTheStreamIsNotRun(t *testing.T) {
 	s := newStack(t)
 	s.orchestrator()
@@ -548,8 +551,8 @@ func TestCancelledStepWaitingInTheStreamIsNotRun(t *testing.T) {
 	if _, err := orchestrator.Cancel(context.Background(), s.env.JS, id, alice); err != nil {
 		t.Fatal(err)
 	}
-	s.waitStatus(id, schema.StatusCancelled)
 	s.participant("payment")
+	s.waitStatus(id, schema.StatusCancelled)
 	result := streams.ResultSubject(id, 1, "payment", "charge")
 	var res *schema.Result
 	natstest.Eventually(t, time.Minute, func() bool {
@@ -564,7 +567,7 @@ func TestCancelledStepWaitingInTheStreamIsNotRun(t *testing.T) {
 	if res.Error == nil || res.Error.Kind != participants.KindCancelled {
 		t.Fatalf("charge answered %+v, want a cancelled failure", res)
 	}
-	if k, _ := s.payments(id); k["charge"] != 0 {
-		t.Fatalf("payment ledger %v: a cancelled charge was made", k)
+	if k, _ := s.payments(id); k["charge"] != 0 || k["refund"] != 0 || k[sim.KindBlocked] != 1 {
+		t.Fatalf("payment ledger %v: want no charge, no refund, the charge's key blocked", k)
 	}
 }

@@ -727,8 +727,9 @@ func (p *progress) countDead(ctx context.Context) {
 }
 
 // scheduleRunPrefix starts the IDs of the schedules' runs
-// (schedule.RunID): one always waits for its next slot, so they are
-// counted apart from the workflows the line is about.
+// (schedule.RunID): one always waits for its next slot, so a running one
+// is counted apart from the workflows the line is about (one that ended
+// otherwise than completed is counted with them, so it shows).
 var scheduleRunPrefix = streams.DerivedID("schedule")
 
 func (p *progress) line() string {
@@ -737,7 +738,7 @@ func (p *progress) line() string {
 	counts := map[schema.Status]int{}
 	workflows, waiting := 0, 0
 	for id, s := range p.status {
-		if strings.HasPrefix(id, scheduleRunPrefix) {
+		if strings.HasPrefix(id, scheduleRunPrefix) && (s == schema.StatusRunning || s == schema.StatusCompleted) {
 			if s == schema.StatusRunning {
 				waiting++
 			}

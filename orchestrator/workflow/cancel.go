@@ -19,6 +19,10 @@ type CanceledError struct {
 	// Identity and Reason are the operator's, from the history.
 	Identity string
 	Reason   string
+
+	// stepKey is, on the error of a step cancelled while its command was
+	// out, the step's idempotency key (UnknownOutcome).
+	stepKey string
 }
 
 func (e *CanceledError) Error() string {
@@ -100,7 +104,14 @@ func (s *cancelScope) cancel(cause error) bool {
 		if _, ok := r.match(&schema.StepCancelled{ID: r.issued + 1, CommandID: st.id}); !ok {
 			return false
 		}
-		st.f.ready, st.f.readyAt, st.f.err = true, r.tick, &stepCanceled{key: st.f.key, cause: cause}
+		st.f.ready, st.f.readyAt, st.f.err = true, r.tick, cause
+		if ce, ok := cause.(*CanceledError); ok {
+			// The same cancellation, naming the step: its outcome is
+			// unknown (the participant may have done it already).
+			named := *ce
+			named.stepKey = st.f.key
+			st.f.err = &named
+		}
 		delete(r.pending, st.id)
 	}
 	if !s.cancelChildren() {

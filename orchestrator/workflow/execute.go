@@ -52,23 +52,12 @@ func UnknownOutcome(err error) (key string, ok bool) {
 	if errors.As(err, &se) && se.Key != "" && slices.Contains(unknownKinds, se.Kind) {
 		return se.Key, true
 	}
-	var sc *stepCanceled
-	if errors.As(err, &sc) && sc.key != "" {
-		return sc.key, true
+	var ce *CanceledError
+	if errors.As(err, &ce) && ce.stepKey != "" {
+		return ce.stepKey, true
 	}
 	return "", false
 }
-
-// stepCanceled is the error of a step cancelled while its command was
-// out: the cancellation (its message, errors.Is ErrCanceled, errors.As
-// *CanceledError), carrying the step's key for UnknownOutcome.
-type stepCanceled struct {
-	key   string
-	cause error
-}
-
-func (e *stepCanceled) Error() string { return e.cause.Error() }
-func (e *stepCanceled) Unwrap() error { return e.cause }
 
 // KindTimeout is the kind of a step failure by timeout.
 const KindTimeout = "timeout"

@@ -48,7 +48,7 @@ func TestUnknownOutcomeNamesItsKey(t *testing.T) {
 		&StepError{Activity: "payment.charge", Kind: "gateway_error", Attempts: 5, Key: "o-1.1"},
 		&StepError{Activity: "payment.charge", Kind: KindTimeout, Attempts: 3},
 		&CanceledError{},
-		&stepCanceled{cause: &CanceledError{}},
+		&CanceledError{Identity: "alice"},
 		nil,
 	} {
 		if key, ok := UnknownOutcome(err); ok {
@@ -58,15 +58,18 @@ func TestUnknownOutcomeNamesItsKey(t *testing.T) {
 }
 
 // TestCancelledStepIsAnUnknownOutcome: a step cancelled while its command
-// was out names its key, and its error is still the cancellation.
+// was out names its key, and its error is still the cancellation, a
+// *CanceledError with the same who and why.
 func TestCancelledStepIsAnUnknownOutcome(t *testing.T) {
 	cause := &CanceledError{Identity: "alice", Reason: "customer asked"}
-	err := fmt.Errorf("charge: %w", &stepCanceled{key: "o-1.1", cause: cause})
+	named := *cause
+	named.stepKey = "o-1.1"
+	err := fmt.Errorf("charge: %w", &named)
 	if key, ok := UnknownOutcome(err); !ok || key != "o-1.1" {
 		t.Fatalf("cancelled step: %q %v, want its key", key, ok)
 	}
-	var ce *CanceledError
-	if !errors.Is(err, ErrCanceled) || !errors.As(err, &ce) || ce != cause || err.Error() != "charge: "+cause.Error() {
+	ce, ok := errors.Unwrap(err).(*CanceledError)
+	if !errors.Is(err, ErrCanceled) || !ok || ce.Identity != "alice" || ce.Reason != "customer asked" || err.Error() != "charge: "+cause.Error() {
 		t.Fatalf("cancelled step's error %v is not its cancellation", err)
 	}
 }
