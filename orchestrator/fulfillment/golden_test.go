@@ -115,12 +115,24 @@ func TestWriteGoldenHistories(t *testing.T) {
 		"charge-timed-out-before-settling": {"payment": "timeout"},
 		// Since: the charge made and timed out is refunded by its key.
 		"charge-timed-out": {"payment": "timeout_after_effect"},
+		// Cancelled while its charge is out (made, not yet answered):
+		// written before a cancelled step was settled, and since.
+		"cancelled-while-charging-before-settling": {"payment": "timeout_after_effect"},
+		"cancelled-while-charging":                 {"payment": "timeout_after_effect"},
 	}
 	for name, sim := range orders {
 		env.Start(fulfillment.WorkflowType, name, fulfillment.Order{
 			OrderID: name, CustomerID: "c-1", AmountCents: 4200, Currency: "EUR",
 			Items: []inventory.Item{{SKU: "sku-1", Qty: 1}}, Simulate: sim,
 		})
+	}
+	for name := range orders {
+		if strings.HasPrefix(name, "cancelled-while-charging") {
+			env.WaitFor(name, func(d *orchestrator.Description) bool { return len(d.Waiting) == 1 })
+			if _, err := orchestrator.Cancel(context.Background(), env.JS(), name, orchestrator.Request{Identity: "golden", Reason: "customer asked"}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	// Every other order ends before the clock jumps past the deadline.
 	for name := range orders {
