@@ -210,17 +210,32 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 				return err
 			}
 		}
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, EnsureRequestTimeout)
+		_, err := js.CreateOrUpdateStream(rctx, cfg)
+		cancel()
+		if err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
 	for _, kv := range []jetstream.KeyValueConfig{t.IdempotencyConfig(), t.TimersConfig(), t.AttemptsConfig()} {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, EnsureRequestTimeout)
+		_, err := js.CreateOrUpdateKeyValue(rctx, kv)
+		cancel()
+		if err != nil {
 			return fmt.Errorf("ensure bucket %s: %w", kv.Bucket, err)
 		}
 	}
 	return nil
 }
+
+// EnsureRequestTimeout bounds each create or update Ensure sends. On a
+// cluster just formed, with several orchestrators ensuring at once, a
+// create's answer is sometimes never sent although the stream is made
+// within a second or two; the request then waits its whole timeout, and
+// Ensure is retried (the second time an update, answered at once). A
+// short bound keeps that stall short: a create answered later than this
+// is retried as an update, which changes nothing.
+const EnsureRequestTimeout = 5 * time.Second
 
 // Default MaxDeliver of the consumers. JetStream counts every delivery of
 // a message: a nak, an AckWait that ran out, a process that crashed with

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/participants/reference"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // composeFile is the part of docker-compose.yml the topology test reads.
@@ -258,6 +259,29 @@ func TestComposeTopology(t *testing.T) {
 		}
 		h.newRole("participant", name, bin.jetflow, append(args, "--log-level", "warn", "--ack-wait", ackWait.String(), "--pickup-delay", "0"), true).start()
 	}
+	// The orders go once every participant pulls, as a deployment's
+	// readiness check would have it. A cluster just formed sometimes takes
+	// each stream create's full 30 s request timeout to answer (the
+	// stream is there in 2 s, the answer is not), which holds the
+	// participants' start (they wait for the orchestrators' buckets) for
+	// longer than the test gives the orders after the fault.
+	h.eventually(4*time.Minute, "the participants are not pulling commands", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, name := range engine {
+			if name == "orchestrator" {
+				continue
+			}
+			c, err := h.js.Consumer(ctx, streams.HistoryStream, streams.ParticipantConsumerPrefix+name)
+			if err != nil {
+				return false
+			}
+			if info, err := c.Info(ctx); err != nil || info.NumWaiting == 0 {
+				return false
+			}
+		}
+		return true
+	})
 
 	orders := mix("cmp-", 120, false)
 	ctx, cancel := context.WithCancel(context.Background())
