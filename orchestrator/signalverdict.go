@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/schema"
@@ -106,7 +105,7 @@ func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, s
 	// records a signal in the current run).
 	hid := id
 	for {
-		dl, err := lastBySubject(ctx, nc, streams.DeadLetterStream, streams.SignalDeadLetterSubject(seq))
+		dl, err := streams.LastBySubject(ctx, nc, streams.DeadLetterStream, streams.SignalDeadLetterSubject(seq))
 		if err != nil {
 			if ctx.Err() != nil {
 				return v, noVerdict()
@@ -117,7 +116,7 @@ func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, s
 			v.Reason = dl.Header.Get(schema.HeaderReason)
 			return v, nil
 		}
-		ev, err := lastBySubject(ctx, nc, streams.HistoryStream, streams.SignalEventSubject(hid, seq))
+		ev, err := streams.LastBySubject(ctx, nc, streams.HistoryStream, streams.SignalEventSubject(hid, seq))
 		if err != nil {
 			if ctx.Err() != nil {
 				return v, noVerdict()
@@ -129,7 +128,7 @@ func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, s
 			if err != nil {
 				return v, fmt.Errorf("signal #%d: bad sequence header %q", seq, ev.Header.Get(jetstream.SequenceHeader))
 			}
-			done, err := lastBySubject(ctx, nc, streams.HistoryStream, streams.DoneFilterOf(hid))
+			done, err := streams.LastBySubject(ctx, nc, streams.HistoryStream, streams.DoneFilterOf(hid))
 			if err != nil {
 				if ctx.Err() != nil {
 					return v, noVerdict()
@@ -162,25 +161,5 @@ func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, s
 		case <-time.After(pause):
 		}
 		pause = min(pause*2, 200*time.Millisecond)
-	}
-}
-
-// lastBySubject is the last message on subject in stream, by a direct get
-// addressed by subject ($JS.API.DIRECT.GET.<stream>.<subject>), which a
-// role can be granted for some subjects only; nil when there is none.
-func lastBySubject(ctx context.Context, nc *nats.Conn, stream, subject string) (*nats.Msg, error) {
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	m, err := nc.RequestWithContext(rctx, "$JS.API.DIRECT.GET."+stream+"."+subject, nil)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", subject, err)
-	}
-	switch m.Header.Get("Status") {
-	case "":
-		return m, nil
-	case "404":
-		return nil, nil
-	default:
-		return nil, fmt.Errorf("read %s: status %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
 	}
 }

@@ -300,18 +300,8 @@ func (j *job) publishResult(ctx context.Context, replyTo, msgID string, res *sch
 // result: the history's write-once result is the command's idempotency
 // record. One direct get of that subject.
 func (j *job) answered(ctx context.Context, replyTo string) (bool, error) {
-	reply, err := j.js.Conn().RequestWithContext(ctx, "$JS.API.DIRECT.GET."+streams.HistoryStream+"."+replyTo, nil)
-	if err != nil {
-		return false, err
-	}
-	switch status := reply.Header.Get("Status"); status {
-	case "":
-		return reply.Header.Get("Nats-Subject") == replyTo, nil
-	case "404":
-		return false, nil
-	default:
-		return false, fmt.Errorf("direct get %s: status %s %s", replyTo, status, reply.Header.Get("Description"))
-	}
+	reply, err := streams.LastBySubject(ctx, j.js.Conn(), streams.HistoryStream, replyTo)
+	return reply != nil && reply.Header.Get("Nats-Subject") == replyTo, err
 }
 
 // process runs the handler of a valid command and settles the delivery.
@@ -600,12 +590,12 @@ func (j *job) cancelledBefore(sc *schema.Command) bool {
 	subject := streams.StepCancelSubject(sc.WorkflowID, sc.ID)
 	ctx, cancel := j.finishCtx()
 	defer cancel()
-	reply, err := j.js.Conn().RequestWithContext(ctx, "$JS.API.DIRECT.GET."+streams.HistoryStream+"."+subject, nil)
+	reply, err := streams.LastBySubject(ctx, j.js.Conn(), streams.HistoryStream, subject)
 	if err != nil {
 		j.log.Debug("look the step's cancellation up", "err", err)
 		return false
 	}
-	return reply.Header.Get("Status") == "" && reply.Header.Get("Nats-Subject") == subject
+	return reply != nil && reply.Header.Get("Nats-Subject") == subject
 }
 
 // maxAttemptError bounds the error of a failed attempt's note.

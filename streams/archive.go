@@ -163,8 +163,24 @@ func directMsg(ctx context.Context, nc *nats.Conn, stream string, req map[string
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	m, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, body)
+	return directReply(m, err, stream)
+}
+
+// LastBySubject returns the last message of stream on subject, read with a
+// direct get addressed to the subject (a role can be granted that for some
+// subjects only), or nil when there is none.
+func LastBySubject(ctx context.Context, nc *nats.Conn, stream, subject string) (*nats.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream+"."+subject, nil)
+	return directReply(m, err, subject)
+}
+
+// directReply reads a direct get's answer: the message, nil for "no
+// message" (404), an error naming what was read otherwise.
+func directReply(m *nats.Msg, err error, what string) (*nats.Msg, error) {
 	if err != nil {
-		return nil, fmt.Errorf("direct get %s: %w", stream, err)
+		return nil, fmt.Errorf("direct get %s: %w", what, err)
 	}
 	switch m.Header.Get("Status") {
 	case "":
@@ -172,7 +188,7 @@ func directMsg(ctx context.Context, nc *nats.Conn, stream string, req map[string
 	case "404":
 		return nil, nil
 	default:
-		return nil, fmt.Errorf("direct get %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
+		return nil, fmt.Errorf("direct get %s: status %s %s", what, m.Header.Get("Status"), m.Header.Get("Description"))
 	}
 }
 

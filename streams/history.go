@@ -187,18 +187,7 @@ func (h *History) Read(ctx context.Context, id string, after uint64) ([]Event, e
 	if !errors.Is(err, errTooMany) {
 		return nil, err
 	}
-	var out []Event
-	for {
-		evs, pending, err := h.get(ctx, id, map[string]any{"seq": after + 1, "next_by_subj": Tree(id), "batch": readBatch})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, evs...)
-		if pending == 0 || len(evs) == 0 {
-			return out, nil
-		}
-		after = evs[len(evs)-1].Seq
-	}
+	return h.ReadAfter(ctx, id, after)
 }
 
 // ReadAfter is Read done by walking the stream from after (next_by_subj

@@ -82,15 +82,8 @@ func (h *History) direct(ctx context.Context, stream, filter string, req map[str
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	m, err := h.nc.RequestWithContext(rctx, "$JS.API.DIRECT.GET."+stream, body)
-	if err != nil {
-		return Event{}, false, fmt.Errorf("scan %s: %w", filter, err)
-	}
-	switch m.Header.Get("Status") {
-	case "":
-	case "404":
-		return Event{}, false, nil
-	default:
-		return Event{}, false, fmt.Errorf("scan %s: status %s %s", filter, m.Header.Get("Status"), m.Header.Get("Description"))
+	if m, err = directReply(m, err, filter); err != nil || m == nil {
+		return Event{}, false, err
 	}
 	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil {
