@@ -227,7 +227,9 @@ func TestArchiveFinishesAPurgeCutShort(t *testing.T) {
 	}
 
 	clock.Advance(2 * time.Hour)
-	natstest.Eventually(t, time.Minute, func() bool {
+	// Two minutes: a failed attempt is retried with a growing delay (to
+	// 10 s), and a loaded machine can fail several.
+	natstest.Eventually(t, 2*time.Minute, func() bool {
 		return len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0 &&
 			len(s.subjects(streams.IndexStream, streams.IndexDoneFilter(string(schema.StatusCompleted)))) == 0
 	}, "the purge cut short was not finished")
