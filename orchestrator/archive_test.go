@@ -1,0 +1,178 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator/workflow"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// archiveFixture is one finished workflow written straight into the
+// history (a start, two blocked events, a completed end), indexed, and an
+// orchestrator that is not running: the tests call its archive step
+// directly, so nothing but the state they build decides the outcome.
+type archiveFixture struct {
+	t   *testing.T
+	env *natstest.Env
+	o   *Orchestrator
+	id  string
+	evs []streams.Event // start, blocked, blocked, end
+	row uint64          // the end's row in the index
+}
+
+func newArchiveFixture(t *testing.T) *archiveFixture {
+	t.Helper()
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	reg := workflow.NewRegistry()
+	workflow.Register(reg, "x", func(ctx workflow.Context, in string) (string, error) { return in, nil })
+	o, err := New(Config{NC: env.NC, JS: env.JS, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &archiveFixture{t: t, env: env, o: o, id: "arch-1"}
+	writeHistories(t, env.JS, []synthetic{{id: f.id, wfType: "x", blocked: 2, end: schema.StatusCompleted}})
+	if f.evs, err = o.hist.Read(ctx, f.id, 0); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.evs) != 4 {
+		t.Fatalf("history of %d events, want 4", len(f.evs))
+	}
+	ix, err := env.JS.Stream(ctx, streams.IndexStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ix.GetLastMsgForSubject(ctx, streams.IndexDoneFilter(string(schema.StatusCompleted)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.row = m.Sequence
+	return f
+}
+
+func (f *archiveFixture) end() streams.Event { return f.evs[len(f.evs)-1] }
+
+// writeRecord writes the archive record an earlier attempt wrote before it
+// was cut short.
+func (f *archiveFixture) writeRecord() *schema.ArchivedHistory {
+	f.t.Helper()
+	rec := &schema.ArchivedHistory{
+		WorkflowID: f.id, Type: "x", Status: schema.StatusCompleted, Ended: f.end().Time,
+		ArchivedAt: f.end().Time, StartSeq: f.evs[0].Seq, LastSeq: f.end().Seq,
+		Events: streams.ArchivedEventsOf(f.evs),
+	}
+	if _, _, err := f.o.hist.WriteArchive(context.Background(), rec); err != nil {
+		f.t.Fatal(err)
+	}
+	return rec
+}
+
+// purge removes events of the tree, as a purge cut short did.
+func (f *archiveFixture) purge(evs ...streams.Event) {
+	f.t.Helper()
+	for _, ev := range evs {
+		if _, err := streams.Purge(context.Background(), f.env.NC, streams.HistoryStream, ev.Subject, ev.Seq+1); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// left returns the messages left in the workflow's tree and the index's
+// completed rows.
+func (f *archiveFixture) left() (tree, rows uint64) {
+	f.t.Helper()
+	ctx := context.Background()
+	count := func(stream, filter string) uint64 {
+		s, err := f.env.JS.Stream(ctx, stream)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+		return n
+	}
+	return count(streams.HistoryStream, streams.Tree(f.id)), count(streams.IndexStream, streams.IndexDoneFilter(string(schema.StatusCompleted)))
+}
+
+// checkGone asserts the tree and the index row are gone and the record is
+// the one written first.
+func (f *archiveFixture) checkGone(want *schema.ArchivedHistory) {
+	f.t.Helper()
+	if tree, rows := f.left(); tree != 0 || rows != 0 {
+		f.t.Fatalf("%d events left in the tree, %d index rows, want none", tree, rows)
+	}
+	got, err := f.o.hist.Archived(context.Background(), f.id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if got == nil || got.StartSeq != want.StartSeq || got.LastSeq != want.LastSeq || len(got.Events) != len(want.Events) {
+		f.t.Fatalf("archive record %+v, want the one written (start %d, last %d, %d events)", got, want.StartSeq, want.LastSeq, len(want.Events))
+	}
+}
+
+// A crash in the middle of a purge left the record written, the end
+// purged, the start and the rest still there: the next attempt finishes
+// the cleanup from the record in one call, instead of taking the tree for
+// a lagging read for ever.
+func TestArchiveFinishesAPurgeCutShort(t *testing.T) {
+	f := newArchiveFixture(t)
+	rec := f.writeRecord()
+	f.purge(f.end())
+	if err := f.o.archive(context.Background(), f.id, f.end().Seq, f.row); err != nil {
+		t.Fatalf("archive: %v", err)
+	}
+	f.checkGone(rec)
+}
+
+// The same with the start purged too: a tree without a start was
+// archived by an earlier attempt, and only the cleanup is left.
+func TestArchiveFinishesATreeWithoutItsStart(t *testing.T) {
+	f := newArchiveFixture(t)
+	rec := f.writeRecord()
+	f.purge(f.evs[0], f.end())
+	if err := f.o.archive(context.Background(), f.id, f.end().Seq, f.row); err != nil {
+		t.Fatalf("archive: %v", err)
+	}
+	f.checkGone(rec)
+}
+
+// A read short of the end with no record to cover it is a lagging read:
+// the attempt fails, to be retried, and removes nothing.
+func TestArchiveRetriesAReadShortOfTheEnd(t *testing.T) {
+	f := newArchiveFixture(t)
+	f.purge(f.end())
+	err := f.o.archive(context.Background(), f.id, f.end().Seq, f.row)
+	if !errors.Is(err, errStaleRead) {
+		t.Fatalf("archive: %v, want %v", err, errStaleRead)
+	}
+	if tree, rows := f.left(); tree != 3 || rows != 1 {
+		t.Fatalf("%d events left in the tree, %d index rows, want 3 and 1", tree, rows)
+	}
+	if rec, err := f.o.hist.Archived(context.Background(), f.id); err != nil || rec != nil {
+		t.Fatalf("archive record %+v (%v), want none", rec, err)
+	}
+}
+
+// The whole tree read: the record is written, then everything purged.
+func TestArchiveWritesTheRecordThenPurges(t *testing.T) {
+	f := newArchiveFixture(t)
+	if err := f.o.archive(context.Background(), f.id, f.end().Seq, f.row); err != nil {
+		t.Fatalf("archive: %v", err)
+	}
+	f.checkGone(&schema.ArchivedHistory{StartSeq: f.evs[0].Seq, LastSeq: f.end().Seq, Events: make([]schema.ArchivedEvent, len(f.evs))})
+}
