@@ -319,7 +319,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	orders := buildOrders(cfg)
+	orders, body := buildOrders(cfg)
 	ru0 := rusage()
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)
@@ -342,7 +342,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Retention > 0 {
 		stopSampling = sampleRetention(ctx, js, storeDir, 10*time.Second, cfg.Progress)
 	}
-	runErr := drive(ctx, nc, js, cfg, orders, res)
+	runErr := drive(ctx, nc, js, cfg, orders, body, res)
 	if waitFlood != nil {
 		f, err := waitFlood()
 		res.Flood = f
@@ -493,20 +493,23 @@ func waitConsumers(ctx context.Context, js jetstream.JetStream) error {
 	return nil
 }
 
-// order is one benchmark order and what was observed of it.
+// order is one benchmark order and what was observed of it. Its body is
+// built when it is published (body), not kept: a run of millions of orders
+// would otherwise hold a gigabyte of bodies, and the collector would scan
+// them all through the run, taking CPU from what is measured.
 type order struct {
 	id        string
-	body      []byte
 	want      schema.Status
 	published time.Time // client clock, just before the publish
 	done      time.Time // client clock, when its terminal event arrived
 	status    schema.Status
 }
 
-func buildOrders(cfg Config) []*order {
+// buildOrders returns the run's orders and the function that encodes
+// order i's body.
+func buildOrders(cfg Config) ([]*order, func(i int) []byte) {
 	prefix := "b-" + strconv.FormatInt(time.Now().UnixNano()/1e6%1e9, 36) + "-"
-	out := make([]*order, cfg.Orders)
-	for i := range out {
+	gen := func(i int) (fulfillment.Order, schema.Status) {
 		o, want := fulfillment.MixedOrder(prefix, i)
 		if cfg.Mix == MixNone {
 			o.Simulate, want = nil, schema.StatusCompleted
@@ -517,19 +520,27 @@ func buildOrders(cfg Config) []*order {
 			}
 			o.Simulate["pickup"] = PickupAtCreation
 		}
-		body, _ := json.Marshal(o) // an Order of strings and numbers always encodes
-		out[i] = &order{id: o.OrderID, body: body, want: want}
+		return o, want
 	}
-	return out
+	out := make([]*order, cfg.Orders)
+	for i := range out {
+		o, want := gen(i)
+		out[i] = &order{id: o.OrderID, want: want}
+	}
+	body := func(i int) []byte {
+		o, _ := gen(i)
+		b, _ := json.Marshal(o) // an Order of strings and numbers always encodes
+		return b
+	}
+	return out, body
 }
 
 // drive publishes the orders, keeping at most cfg.Concurrency unfinished
 // and at most cfg.Rate per second, and waits until every one is terminal.
-func drive(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config, orders []*order, res *Result) error {
-	byID := make(map[string]*order, len(orders))
-	for _, o := range orders {
-		byID[o.id] = o
-	}
+func drive(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config, orders []*order, body func(int) []byte, res *Result) error {
+	// byID holds the orders in flight only: an order leaves it at its
+	// first terminal (or blocked) event.
+	byID := make(map[string]*order, cfg.Concurrency)
 	slots := make(chan struct{}, cfg.Concurrency)
 	var (
 		mu       sync.Mutex
@@ -545,19 +556,17 @@ func drive(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 		if !ok {
 			return
 		}
-		o := byID[id]
-		if o == nil {
-			return
-		}
 		st := schema.StatusBlocked
 		if s, ok := strings.CutPrefix(rest, "done."); ok {
 			st = schema.Status(s)
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if o.status != "" {
-			return // seen already (a duplicate delivery, or blocked and then done)
+		o := byID[id]
+		if o == nil {
+			return // not in flight: seen already (a duplicate delivery, or blocked and then done), or not the run's
 		}
+		delete(byID, id)
 		o.status, o.done = st, now
 		statuses[st]++
 		finished++
@@ -634,11 +643,15 @@ func drive(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			b := body(i)
+			mu.Lock()
+			byID[o.id] = o
 			o.published = time.Now()
+			mu.Unlock()
 			if i == 0 {
 				first = o.published
 			}
-			if _, err := js.PublishAsync(streams.OrderCreated, o.body, jetstream.WithStallWait(time.Minute)); err != nil {
+			if _, err := js.PublishAsync(streams.OrderCreated, b, jetstream.WithStallWait(time.Minute)); err != nil {
 				return fmt.Errorf("publish order %s: %w", o.id, err)
 			}
 			published.Add(1)
