@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -183,4 +185,82 @@ func TestServeHealthAndReadiness(t *testing.T) {
 	}, "/readyz stayed ready with the server stopped")
 	cancel()
 	s.Wait()
+}
+
+// TestDashboardQueriesPassPromtool checks every query of the Grafana
+// dashboard with `promtool check rules`, each written as a recording rule,
+// and evaluates the ratio panels on idle counters with `promtool test
+// rules`: a ratio of two rates that are both zero shows no data, not NaN.
+func TestDashboardQueriesPassPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (Debian package prometheus)")
+	}
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "jetflow.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exprs []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if e, ok := v["expr"].(string); ok {
+				exprs = append(exprs, e)
+			}
+			for _, c := range v {
+				walk(c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	var dash any
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatal(err)
+	}
+	walk(dash)
+	if len(exprs) < 5 {
+		t.Fatalf("only %d queries found in the dashboard", len(exprs))
+	}
+	var rules strings.Builder
+	rules.WriteString("groups:\n- name: dashboard\n  rules:\n")
+	var ratios []int
+	for i, e := range exprs {
+		q, _ := json.Marshal(e) // a JSON string is a YAML string
+		fmt.Fprintf(&rules, "  - record: dashboard_query_%d\n    expr: %s\n", i, q)
+		if strings.Contains(e, "_hits_total") {
+			ratios = append(ratios, i)
+		}
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "dashboard.yml")
+	if err := os.WriteFile(file, []byte(rules.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check rules on the dashboard's queries: %v\n%s", err, out)
+	}
+	if len(ratios) == 0 {
+		t.Fatal("no hit-ratio panel found")
+	}
+	// Idle: every counter flat at 0 for ten minutes; each ratio is empty.
+	var test strings.Builder
+	fmt.Fprintf(&test, "rule_files: [%s]\nevaluation_interval: 1m\ntests:\n- interval: 1m\n  input_series:\n", file)
+	for _, c := range []string{"jetflow_history_cache_hits_total", "jetflow_history_cache_misses_total", "jetflow_sticky_hits_total", "jetflow_sticky_misses_total"} {
+		fmt.Fprintf(&test, "  - series: '%s'\n    values: '0x10'\n", c)
+	}
+	test.WriteString("  promql_expr_test:\n")
+	for _, i := range ratios {
+		fmt.Fprintf(&test, "  - expr: dashboard_query_%d\n    eval_time: 10m\n    exp_samples: []\n", i)
+	}
+	tfile := filepath.Join(dir, "idle_test.yml")
+	if err := os.WriteFile(tfile, []byte(test.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "test", "rules", tfile).CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules, idle ratios: %v\n%s", err, out)
+	}
 }
