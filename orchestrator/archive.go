@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -219,7 +220,7 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 			return o.purgeArchivedUpTo(ctx, wid, last, rec.LastSeq, row)
 		}
 		for r := 1; r <= last; r++ {
-			if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, streams.RunID(wid, r)); err != nil {
+			if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, streams.RunID(wid, r), true); err != nil {
 				return err
 			}
 		}
@@ -315,7 +316,7 @@ func (o *Orchestrator) purgeArchivedUpTo(ctx context.Context, wid string, last i
 		}
 	}
 	for r := 1; r <= last; r++ {
-		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, streams.RunID(wid, r)); err != nil {
+		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, streams.RunID(wid, r), true); err != nil {
 			return err
 		}
 	}
@@ -327,8 +328,18 @@ func (o *Orchestrator) purgeArchivedUpTo(ctx context.Context, wid string, last i
 // buckets' keys of runs 1 to last, the earlier runs' events and run
 // pointers, then the last run's events, then the index row.
 func (o *Orchestrator) purgeArchived(ctx context.Context, wid string, last int, earlier, evs []streams.Event, row uint64) error {
+	// Only a run that started a timer has keys in the timers bucket; the
+	// events of every run were read whole.
+	timed := map[string]bool{}
+	for _, ev := range slices.Concat(earlier, evs) {
+		if _, ok := ev.Value.(*schema.TimerStarted); ok {
+			hid, _, _ := streams.ParseSubject(ev.Subject)
+			timed[hid] = true
+		}
+	}
 	for r := 1; r <= last; r++ {
-		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, streams.RunID(wid, r)); err != nil {
+		hid := streams.RunID(wid, r)
+		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, hid, timed[hid]); err != nil {
 			return err
 		}
 	}

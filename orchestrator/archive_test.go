@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -175,4 +176,80 @@ func TestArchiveWritesTheRecordThenPurges(t *testing.T) {
 		t.Fatalf("archive: %v", err)
 	}
 	f.checkGone(&schema.ArchivedHistory{StartSeq: f.evs[0].Seq, LastSeq: f.end().Seq, Events: make([]schema.ArchivedEvent, len(f.evs))})
+}
+
+// A run that started a timer leaves its entry (or the entry's delete
+// marker) in the timers bucket: archiving it purges the run's keys there.
+// A run that started none has no key there, and the archiver skips that
+// bucket for it.
+func TestArchivePurgesTheTimersOfARunThatStartedOne(t *testing.T) {
+	f := newArchiveFixture(t)
+	ctx := context.Background()
+	const id = "arch-timed"
+	for _, ev := range []struct {
+		subject string
+		v       schema.Kinded
+	}{
+		{streams.StartSubject(id), &schema.WorkflowStarted{WorkflowID: id, Type: "x", Source: "test"}},
+		{streams.TimerSubject(id, 1), &schema.TimerStarted{ID: 1, Duration: time.Hour, Due: time.Now().Add(time.Hour)}},
+		{streams.DoneSubject(id, string(schema.StatusCompleted)), &schema.WorkflowFinished{Status: schema.StatusCompleted}},
+	} {
+		m, err := streams.NewMsg(ev.subject, ev.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.env.JS.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kv, err := f.env.JS.KeyValue(ctx, streams.TimersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, TimerKey(id, 1), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, TimerKey(id, 1)); err != nil { // the timer fired: its delete marker stays
+		t.Fatal(err)
+	}
+	evs, err := f.o.hist.Read(ctx, id, 0)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("history %v (%v), want 3 events", evs, err)
+	}
+	ix, err := f.env.JS.Stream(ctx, streams.IndexStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row uint64
+	natstest.Eventually(t, time.Minute, func() bool {
+		m, err := ix.GetLastMsgForSubject(ctx, streams.IndexDoneFilter(string(schema.StatusCompleted)))
+		if err == nil && m.Sequence > f.row {
+			row = m.Sequence
+		}
+		return row > 0
+	}, "the index did not get the end")
+	if err := f.o.archive(ctx, id, evs[2].Seq, row); err != nil {
+		t.Fatalf("archive: %v", err)
+	}
+	timerKeys := func(id string) map[string]uint64 {
+		s, err := f.env.JS.Stream(ctx, "KV_"+streams.TimersBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter("$KV."+streams.TimersBucket+"."+id+".>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects
+	}
+	if keys := timerKeys(id); len(keys) != 0 {
+		t.Fatalf("timer keys left after the archive: %v", keys)
+	}
+	// The fixture's workflow started no timer: archived all the same.
+	if err := f.o.archive(ctx, f.id, f.end().Seq, f.row); err != nil {
+		t.Fatalf("archive: %v", err)
+	}
+	if tree, _ := f.left(); tree != 0 {
+		t.Fatalf("%d events left in the timerless tree", tree)
+	}
 }

@@ -148,9 +148,15 @@ const errCodeSequenceNotFound jetstream.ErrorCode = 10057
 // (<id>.<timer>). A purge leaves no marker, so nothing of the workflow
 // keeps a subject in the server's memory. Run it only once the history is
 // archived: a key removed from the idempotency bucket is open again.
-func PurgeWorkflowKeys(ctx context.Context, nc *nats.Conn, id string) error {
+// timers false skips the timers bucket: for a history that started no
+// timer, which has no key there (every key is put after its
+// TimerStarted event is stored), one request less.
+func PurgeWorkflowKeys(ctx context.Context, nc *nats.Conn, id string, timers bool) error {
 	if _, err := Purge(ctx, nc, kvIdempotencyStream, "$KV."+IdempotencyBucket+".*."+id+".>", 0); err != nil {
 		return err
+	}
+	if !timers {
+		return nil
 	}
 	_, err := Purge(ctx, nc, kvTimersStream, "$KV."+TimersBucket+"."+id+".>", 0)
 	return err
@@ -272,9 +278,6 @@ func archivedSize(a schema.ArchivedEvent) int {
 // this call wrote it. The write is acknowledged by JetStream when it
 // returns nil.
 func (h *History) WriteArchive(ctx context.Context, rec *schema.ArchivedHistory) (*schema.ArchivedHistory, bool, error) {
-	if old, err := h.Archived(ctx, rec.WorkflowID); err != nil || old != nil {
-		return old, false, err
-	}
 	budget := archivePartBudget(MaxPayload(h.nc))
 	var parts [][]schema.ArchivedEvent
 	size, from := 0, 0
@@ -286,6 +289,14 @@ func (h *History) WriteArchive(ctx context.Context, rec *schema.ArchivedHistory)
 		size += archivedSize(a)
 	}
 	parts = append(parts, rec.Events[from:])
+	if len(parts) > 1 {
+		// Parts are written before the record: look first, so that a
+		// record already there gets no second set of parts. A record of
+		// one message needs no look: its write expects an empty subject.
+		if old, err := h.Archived(ctx, rec.WorkflowID); err != nil || old != nil {
+			return old, false, err
+		}
+	}
 	for n := 1; n < len(parts); n++ {
 		body, err := schema.Msgpack.Marshal(&schema.ArchivedPart{WorkflowID: rec.WorkflowID, StartSeq: rec.StartSeq, Part: n, Events: parts[n]})
 		if err != nil {
