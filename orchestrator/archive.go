@@ -292,7 +292,7 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 		o.log.Info("refused run of an archived id removed, the original's record kept", "workflow_id", id)
 	}
 	failpoint.Hit("archive.before-purge")
-	if err := o.purgeArchived(ctx, wid, last, earlier, evs, row); err != nil {
+	if err := o.purgeArchived(ctx, wid, last, earlier, evs, !written, row); err != nil {
 		return err
 	}
 	o.cfg.Metrics.WorkflowArchived()
@@ -326,10 +326,15 @@ func (o *Orchestrator) purgeArchivedUpTo(ctx context.Context, wid string, last i
 
 // purgeArchived removes an archived chain from the live streams: the
 // buckets' keys of runs 1 to last, the earlier runs' events and run
-// pointers, then the last run's events, then the index row.
-func (o *Orchestrator) purgeArchived(ctx context.Context, wid string, last int, earlier, evs []streams.Event, row uint64) error {
-	// Only a run that started a timer has keys in the timers bucket; the
-	// events of every run were read whole.
+// pointers, then the last run's events, then the index row. repeat says
+// the record was there already: an earlier attempt may have purged some
+// of the earlier runs' events, so what was read cannot tell which runs
+// started a timer.
+func (o *Orchestrator) purgeArchived(ctx context.Context, wid string, last int, earlier, evs []streams.Event, repeat bool, row uint64) error {
+	// Only a run that started a timer has keys in the timers bucket
+	// (every key is put after its TimerStarted event is stored). On a
+	// first attempt every run was read whole; on a repeat every run's
+	// timers are purged.
 	timed := map[string]bool{}
 	for _, ev := range slices.Concat(earlier, evs) {
 		if _, ok := ev.Value.(*schema.TimerStarted); ok {
@@ -339,7 +344,7 @@ func (o *Orchestrator) purgeArchived(ctx context.Context, wid string, last int, 
 	}
 	for r := 1; r <= last; r++ {
 		hid := streams.RunID(wid, r)
-		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, hid, timed[hid]); err != nil {
+		if err := streams.PurgeWorkflowKeys(ctx, o.cfg.NC, hid, repeat || timed[hid]); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
@@ -178,6 +179,71 @@ func TestArchiveWritesTheRecordThenPurges(t *testing.T) {
 	f.checkGone(&schema.ArchivedHistory{StartSeq: f.evs[0].Seq, LastSeq: f.end().Seq, Events: make([]schema.ArchivedEvent, len(f.evs))})
 }
 
+// publish writes one event into the history.
+func (f *archiveFixture) publish(subject string, v schema.Kinded) streams.Event {
+	f.t.Helper()
+	m, err := streams.NewMsg(subject, v)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ack, err := f.env.JS.PublishMsg(context.Background(), m)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return streams.Event{Subject: subject, Seq: ack.Sequence, Value: v}
+}
+
+// firedTimer leaves what a fired timer leaves in the timers bucket: the
+// delete marker of its entry.
+func (f *archiveFixture) firedTimer(hid string, id int) {
+	f.t.Helper()
+	ctx := context.Background()
+	kv, err := f.env.JS.KeyValue(ctx, streams.TimersBucket)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, TimerKey(hid, id), []byte("{}")); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, TimerKey(hid, id)); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// timerKeys returns the timers bucket's subjects of history hid.
+func (f *archiveFixture) timerKeys(hid string) map[string]uint64 {
+	f.t.Helper()
+	ctx := context.Background()
+	s, err := f.env.JS.Stream(ctx, "KV_"+streams.TimersBucket)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("$KV."+streams.TimersBucket+"."+hid+".>"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return info.State.Subjects
+}
+
+// indexRow waits for the index row of the end at history sequence end.
+func (f *archiveFixture) indexRow(status schema.Status, end uint64) uint64 {
+	f.t.Helper()
+	ctx := context.Background()
+	ix, err := f.env.JS.Stream(ctx, streams.IndexStream)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var row uint64
+	natstest.Eventually(f.t, time.Minute, func() bool {
+		m, err := ix.GetLastMsgForSubject(ctx, streams.IndexDoneFilter(string(status)))
+		if err == nil && streams.SourceSeq(m.Header.Get(streams.HeaderStreamSource)) == end {
+			row = m.Sequence
+		}
+		return row > 0
+	}, "the index did not get the end at #%d", end)
+	return row
+}
+
 // A run that started a timer leaves its entry (or the entry's delete
 // marker) in the timers bucket: archiving it purges the run's keys there.
 // A run that started none has no key there, and the archiver skips that
@@ -186,70 +252,71 @@ func TestArchivePurgesTheTimersOfARunThatStartedOne(t *testing.T) {
 	f := newArchiveFixture(t)
 	ctx := context.Background()
 	const id = "arch-timed"
-	for _, ev := range []struct {
-		subject string
-		v       schema.Kinded
-	}{
-		{streams.StartSubject(id), &schema.WorkflowStarted{WorkflowID: id, Type: "x", Source: "test"}},
-		{streams.TimerSubject(id, 1), &schema.TimerStarted{ID: 1, Duration: time.Hour, Due: time.Now().Add(time.Hour)}},
-		{streams.DoneSubject(id, string(schema.StatusCompleted)), &schema.WorkflowFinished{Status: schema.StatusCompleted}},
-	} {
-		m, err := streams.NewMsg(ev.subject, ev.v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.env.JS.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kv, err := f.env.JS.KeyValue(ctx, streams.TimersBucket)
+	f.publish(streams.StartSubject(id), &schema.WorkflowStarted{WorkflowID: id, Type: "x", Source: "test"})
+	f.publish(streams.TimerSubject(id, 1), &schema.TimerStarted{ID: 1, Duration: time.Hour, Due: time.Now().Add(time.Hour)})
+	end := f.publish(streams.DoneSubject(id, string(schema.StatusCompleted)), &schema.WorkflowFinished{Status: schema.StatusCompleted})
+	f.firedTimer(id, 1)
+	// The purge requests the timers bucket's stream gets: the connection's
+	// read loop puts each in the channel before it reads the Flush's
+	// answer, so after a Flush the channel holds all there were.
+	purges := make(chan *nats.Msg, 16)
+	sub, err := f.env.NC.ChanSubscribe("$JS.API.STREAM.PURGE.KV_"+streams.TimersBucket, purges)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, TimerKey(id, 1), []byte("{}")); err != nil {
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := f.env.NC.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := kv.Delete(ctx, TimerKey(id, 1)); err != nil { // the timer fired: its delete marker stays
-		t.Fatal(err)
-	}
-	evs, err := f.o.hist.Read(ctx, id, 0)
-	if err != nil || len(evs) != 3 {
-		t.Fatalf("history %v (%v), want 3 events", evs, err)
-	}
-	ix, err := f.env.JS.Stream(ctx, streams.IndexStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var row uint64
-	natstest.Eventually(t, time.Minute, func() bool {
-		m, err := ix.GetLastMsgForSubject(ctx, streams.IndexDoneFilter(string(schema.StatusCompleted)))
-		if err == nil && m.Sequence > f.row {
-			row = m.Sequence
-		}
-		return row > 0
-	}, "the index did not get the end")
-	if err := f.o.archive(ctx, id, evs[2].Seq, row); err != nil {
+	if err := f.o.archive(ctx, id, end.Seq, f.indexRow(schema.StatusCompleted, end.Seq)); err != nil {
 		t.Fatalf("archive: %v", err)
 	}
-	timerKeys := func(id string) map[string]uint64 {
-		s, err := f.env.JS.Stream(ctx, "KV_"+streams.TimersBucket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter("$KV."+streams.TimersBucket+"."+id+".>"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Subjects
-	}
-	if keys := timerKeys(id); len(keys) != 0 {
+	if keys := f.timerKeys(id); len(keys) != 0 {
 		t.Fatalf("timer keys left after the archive: %v", keys)
 	}
-	// The fixture's workflow started no timer: archived all the same.
+	// The fixture's workflow started no timer: archived all the same,
+	// without a request to the timers bucket.
 	if err := f.o.archive(ctx, f.id, f.end().Seq, f.row); err != nil {
 		t.Fatalf("archive: %v", err)
 	}
 	if tree, _ := f.left(); tree != 0 {
 		t.Fatalf("%d events left in the timerless tree", tree)
+	}
+	if err := f.env.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(purges); n != 1 {
+		t.Fatalf("%d purges of the timers bucket for one workflow with a timer and one without, want 1", n)
+	}
+}
+
+// A chain of two runs, run 1 with a timer, whose archive was cut short
+// after its record and run 1's tree were gone: the next attempt reads run
+// 1 empty, and must still purge run 1's timer keys.
+func TestArchiveRepeatPurgesTheTimersOfRunsAlreadyGone(t *testing.T) {
+	f := newArchiveFixture(t)
+	ctx := context.Background()
+	const wid = "chain"
+	run2 := streams.RunID(wid, 2)
+	s1 := f.publish(streams.StartSubject(wid), &schema.WorkflowStarted{WorkflowID: wid, Type: "x", Source: "test"})
+	t1 := f.publish(streams.TimerSubject(wid, 1), &schema.TimerStarted{ID: 1, Duration: time.Hour, Due: time.Now().Add(time.Hour)})
+	e1 := f.publish(streams.DoneSubject(wid, string(schema.StatusContinuedAsNew)), &schema.WorkflowFinished{Status: schema.StatusContinuedAsNew})
+	f.firedTimer(wid, 1)
+	s2 := f.publish(streams.StartSubject(run2), &schema.WorkflowStarted{WorkflowID: wid, Type: "x", Source: "test"})
+	e2 := f.publish(streams.DoneSubject(run2, string(schema.StatusCompleted)), &schema.WorkflowFinished{Status: schema.StatusCompleted})
+	row := f.indexRow(schema.StatusCompleted, e2.Seq)
+	chain := []streams.Event{s1, t1, e1, s2, e2}
+	if _, _, err := f.o.hist.WriteArchive(ctx, &schema.ArchivedHistory{
+		WorkflowID: wid, Type: "x", Status: schema.StatusCompleted, StartSeq: s1.Seq, LastSeq: e2.Seq,
+		Events: streams.ArchivedEventsOf(chain),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.purge(s1, t1, e1) // cut short here: run 1's tree gone, its keys not
+	if err := f.o.archive(ctx, run2, e2.Seq, row); err != nil {
+		t.Fatalf("archive: %v", err)
+	}
+	if keys := f.timerKeys(wid); len(keys) != 0 {
+		t.Fatalf("timer keys of run 1 left after the archive: %v", keys)
 	}
 }

@@ -57,6 +57,26 @@ func TestArchiveSplitsALargeHistoryAndKeepsTheFirstRecord(t *testing.T) {
 	if err != nil || written || stored.StartSeq != 1 || stored.Status != schema.StatusCompleted {
 		t.Fatalf("second record: written %v, stored %+v, %v; want the first kept", written, stored, err)
 	}
+	// A second record of several parts too: its parts must not replace the
+	// first record's (a part is read by its subject's last message).
+	other := make([]schema.ArchivedEvent, len(evs))
+	for i, ev := range evs {
+		body, _ := schema.Msgpack.Marshal(&schema.Marker{ID: 100 + i, Name: "other", Value: mustRaw(t, big)})
+		ev.Body = body
+		other[i] = ev
+	}
+	bigLater := &schema.ArchivedHistory{WorkflowID: "big", Type: "t", Status: schema.StatusFailed, StartSeq: 99, LastSeq: 110, Events: other}
+	if stored, written, err = h.WriteArchive(ctx, bigLater); err != nil || written || stored.StartSeq != 1 {
+		t.Fatalf("second record of several parts: written %v, stored %+v, %v; want the first kept", written, stored, err)
+	}
+	if back, err = h.ArchivedEvents(ctx, stored); err != nil || len(back) != 11 {
+		t.Fatalf("read back %d events (%v), want 11", len(back), err)
+	}
+	for i, ev := range back {
+		if m, ok := ev.Value.(*schema.Marker); !ok || m.ID != i+1 {
+			t.Fatalf("event %d of the kept record is not marker %d: a second record's part replaced it", i, i+1)
+		}
+	}
 }
 
 func mustRaw(t *testing.T, v any) []byte {
