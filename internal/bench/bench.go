@@ -672,6 +672,10 @@ func drive(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	// An end event still being handled when the subscriptions go (they
+	// do not wait for a running callback) finds no order in flight, so
+	// nothing writes to an order once the analysis reads them.
+	clear(byID)
 	res.Published = int(published.Load())
 	res.Finished = finished
 	if finished > 0 {

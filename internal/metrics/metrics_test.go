@@ -231,7 +231,7 @@ func TestDashboardQueriesPassPromtool(t *testing.T) {
 	for i, e := range exprs {
 		q, _ := json.Marshal(e) // a JSON string is a YAML string
 		fmt.Fprintf(&rules, "  - record: dashboard_query_%d\n    expr: %s\n", i, q)
-		if strings.Contains(e, "_hits_total") {
+		if strings.Contains(e, " / (") {
 			ratios = append(ratios, i)
 		}
 	}
@@ -243,13 +243,14 @@ func TestDashboardQueriesPassPromtool(t *testing.T) {
 	if out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check rules on the dashboard's queries: %v\n%s", err, out)
 	}
-	if len(ratios) == 0 {
-		t.Fatal("no hit-ratio panel found")
+	if len(ratios) < 3 {
+		t.Fatalf("%d ratio panels found, want the attempts per step and the two hit ratios", len(ratios))
 	}
 	// Idle: every counter flat at 0 for ten minutes; each ratio is empty.
 	var test strings.Builder
 	fmt.Fprintf(&test, "rule_files: [%s]\nevaluation_interval: 1m\ntests:\n- interval: 1m\n  input_series:\n", file)
-	for _, c := range []string{"jetflow_history_cache_hits_total", "jetflow_history_cache_misses_total", "jetflow_sticky_hits_total", "jetflow_sticky_misses_total"} {
+	for _, c := range []string{"jetflow_history_cache_hits_total", "jetflow_history_cache_misses_total", "jetflow_sticky_hits_total", "jetflow_sticky_misses_total",
+		"jetflow_step_attempts_sum", "jetflow_step_attempts_count"} {
 		fmt.Fprintf(&test, "  - series: '%s'\n    values: '0x10'\n", c)
 	}
 	test.WriteString("  promql_expr_test:\n")
