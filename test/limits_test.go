@@ -40,9 +40,11 @@ func (s *stack) deadLetterMsgs(subject string) map[uint64]jetstream.Msg {
 	return out
 }
 
-// intakeIdle waits until the intake holds no order, neither waiting nor
-// unacknowledged: every order was started, acknowledged or dead-lettered.
-func (s *stack) intakeIdle() {
+// intakeSettled waits until the intake has settled every order up to
+// stream sequence seq: its ack floor is there and nothing is pending. (The
+// consumer's pending count alone can read 0 before the consumer has seen
+// an order just stored.)
+func (s *stack) intakeSettled(seq uint64) {
 	s.t.Helper()
 	var info *jetstream.ConsumerInfo
 	natstest.Eventually(s.t, 30*time.Second, func() bool {
@@ -51,8 +53,8 @@ func (s *stack) intakeIdle() {
 			return false
 		}
 		info, err = c.Info(context.Background())
-		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-	}, "intake still busy: %+v", info)
+		return err == nil && info.AckFloor.Stream >= seq && info.NumAckPending == 0 && info.NumPending == 0
+	}, "intake has not settled the orders up to #%d: %+v", seq, info)
 }
 
 // TestHostileOrdersEndInDeadLetters: an order just under the server's max
@@ -174,7 +176,7 @@ func TestConflictingDuplicateOrder(t *testing.T) {
 	changed := o
 	changed.AmountCents++
 	conflict := s.publishSeq(mustJSON(t, changed), nil)
-	s.intakeIdle()
+	s.intakeSettled(conflict)
 
 	dls := s.deadLetterMsgs(streams.DeadLetterSubject(streams.OrderCreated))
 	if len(dls) != 1 || dls[conflict] == nil {
