@@ -187,3 +187,65 @@ func TestArchiveUnderRolePermissions(t *testing.T) {
 		return s.archived(o.OrderID) != nil && len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0
 	}, "the orchestrator role did not archive and purge")
 }
+
+// TestArchiverFinishesAPurgeCutShort: an archiver that died in the middle
+// of a purge can leave a tree whose start is there and whose end is gone,
+// its record written. The archiver's next attempt, from the index row it
+// still holds, finishes the cleanup from the record instead of taking the
+// tree for a lagging read for ever (the archive step alone:
+// orchestrator's TestArchiveFinishesAPurgeCutShort).
+func TestArchiverFinishesAPurgeCutShort(t *testing.T) {
+	s, clock := timerStack(t)
+	s.retention = time.Hour
+	s.orchestrator()
+	s.participants()
+	o := order("cut-", 1, map[string]string{"pickup": "at_creation"})
+	s.publishOrder(o)
+	if st := s.waitSettled([]string{o.OrderID}, time.Minute); st[o.OrderID] != schema.StatusCompleted {
+		t.Fatalf("status %s, want completed", st[o.OrderID])
+	}
+	ctx := context.Background()
+	h := streams.NewHistory(s.env.NC, s.env.JS)
+	evs, err := h.Read(ctx, o.OrderID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := evs[len(evs)-1]
+	if _, ok := end.Value.(*schema.WorkflowFinished); !ok {
+		t.Fatalf("last event %s is not the end", end.Subject)
+	}
+	// The archiver learns of the end from the index, which sources it
+	// from the history a moment later (List above reads the history): the
+	// end is purged only once the index holds it, as it always is by the
+	// archiver.
+	natstest.Eventually(t, time.Minute, func() bool {
+		return len(s.subjects(streams.IndexStream, streams.IndexDoneFilter(string(schema.StatusCompleted)))) == 1
+	}, "the index did not get the end")
+	// The state a crash mid-purge left: the record written, the end
+	// purged, the start and the rest still there.
+	rec := &schema.ArchivedHistory{
+		WorkflowID: o.OrderID, Type: fulfillment.WorkflowType, Status: schema.StatusCompleted,
+		Ended: end.Time, ArchivedAt: end.Time, StartSeq: evs[0].Seq, LastSeq: end.Seq,
+		Events: streams.ArchivedEventsOf(evs),
+	}
+	if _, _, err := h.WriteArchive(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.Purge(ctx, s.env.NC, streams.HistoryStream, end.Subject, end.Seq+1); err != nil {
+		t.Fatal(err)
+	}
+
+	clock.Advance(2 * time.Hour)
+	// Two minutes: a failed attempt is retried with a growing delay (to
+	// 10 s), and a loaded machine can fail several.
+	natstest.Eventually(t, 2*time.Minute, func() bool {
+		return len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0 &&
+			len(s.subjects(streams.IndexStream, streams.IndexDoneFilter(string(schema.StatusCompleted)))) == 0
+	}, "the purge cut short was not finished")
+	if got := s.archived(o.OrderID); got == nil || got.StartSeq != rec.StartSeq || got.Status != schema.StatusCompleted {
+		t.Fatalf("archive record %+v, want the one written", got)
+	}
+	if dl := s.deadLetters(streams.DeadLetterSubject("archive")); len(dl) != 0 {
+		t.Fatalf("dead letters on dlq.archive: %v", dl)
+	}
+}
