@@ -2,7 +2,6 @@ package streams
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -78,12 +77,12 @@ func (h *History) Scan(ctx context.Context, stream, filter string, from uint64, 
 // direct sends one direct-get request to stream and returns its message;
 // found is false on "no message".
 func (h *History) direct(ctx context.Context, stream, filter string, req map[string]any) (Event, bool, error) {
-	body, _ := json.Marshal(req)
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	m, err := h.nc.RequestWithContext(rctx, "$JS.API.DIRECT.GET."+stream, body)
-	if m, err = directReply(m, err, filter); err != nil || m == nil {
-		return Event{}, false, err
+	m, err := directMsg(ctx, h.nc, stream, req)
+	if err != nil {
+		return Event{}, false, fmt.Errorf("scan %s: %w", filter, err)
+	}
+	if m == nil {
+		return Event{}, false, nil
 	}
 	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil {
