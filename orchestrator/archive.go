@@ -169,13 +169,20 @@ func (o *Orchestrator) archiveEnd(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	var row uint64
+	var due time.Time
 	if md, err := m.Metadata(); err == nil {
-		row = md.Sequence.Stream
+		row, due = md.Sequence.Stream, md.Timestamp.Add(o.cfg.Retention)
 	}
 	if err := o.archive(ctx, id, streams.SourceSeq(src), row); err != nil {
 		o.log.Warn("archive failed, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
 		return
+	}
+	if !due.IsZero() {
+		// How far behind the window the archiver runs: the operator's
+		// sign that the history stops being flat (deploy/prometheus,
+		// JetflowArchivalBehind).
+		o.cfg.Metrics.ArchiveDelay(o.cfg.Clock.Now().Sub(due))
 	}
 	_ = m.Ack()
 }

@@ -98,3 +98,22 @@ func counter(t *testing.T, m *metrics.Metrics, name string) float64 {
 	}
 	return n
 }
+
+// histogram returns the sample count and sum of the histogram family name
+// in m.
+func histogram(t *testing.T, m *metrics.Metrics, name string) (count uint64, sum float64) {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, x := range mf.GetMetric() {
+				count += x.GetHistogram().GetSampleCount()
+				sum += x.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return count, sum
+}

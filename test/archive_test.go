@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
@@ -51,10 +52,12 @@ func (s *stack) archived(id string) *schema.ArchivedHistory {
 // bucket; a manual order is never archived; a re-published archived order
 // is refused as a duplicate without overwriting the original's record; a
 // late result for it is dead-lettered and removed; a verb on it is
-// refused naming the archive.
+// refused naming the archive. The archiver's lag is observed: the orders
+// were archived an hour past their window.
 func TestFinishedWorkflowsAreArchivedPastRetention(t *testing.T) {
 	s, clock := timerStack(t)
 	s.retention = time.Hour
+	s.metrics = metrics.New()
 	s.orchestrator()
 	s.participants()
 
@@ -73,6 +76,10 @@ func TestFinishedWorkflowsAreArchivedPastRetention(t *testing.T) {
 	if before.Archived || s.archived(done.OrderID) != nil {
 		t.Fatal("archived before its retention")
 	}
+	const delay = "jetflow_archive_delay_seconds"
+	if n, _ := histogram(t, s.metrics, delay); n != 0 {
+		t.Fatalf("%d archive delays observed before any end was due", n)
+	}
 
 	clock.Advance(2 * time.Hour)
 	natstest.Eventually(t, time.Minute, func() bool {
@@ -80,6 +87,15 @@ func TestFinishedWorkflowsAreArchivedPastRetention(t *testing.T) {
 			len(s.subjects(streams.HistoryStream, streams.Tree(done.OrderID))) == 0 &&
 			len(s.subjects(streams.HistoryStream, streams.Tree(comp.OrderID))) == 0
 	}, "finished orders not archived and removed 2h after their end with a 1h retention")
+	// Each was archived about an hour (the clock's jump past the window,
+	// less the seconds since its end) after it was due.
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		n, _ := histogram(t, s.metrics, delay)
+		return n >= 2
+	}, "the two archived orders' delays were not observed")
+	if n, sum := histogram(t, s.metrics, delay); sum/float64(n) < (50 * time.Minute).Seconds() {
+		t.Fatalf("mean archive delay %.0f s over %d ends, want about an hour", sum/float64(n), n)
+	}
 
 	// show finds it, whole, read-only.
 	after := s.describe(done.OrderID)

@@ -32,6 +32,7 @@ type Metrics struct {
 	workflowsStarted  *prometheus.CounterVec
 	workflowsFinished *prometheus.CounterVec
 	workflowsArchived prometheus.Counter
+	archiveDelay      prometheus.Histogram
 	manualQueue       prometheus.Gauge
 	blocked           prometheus.Gauge
 
@@ -50,10 +51,13 @@ type Metrics struct {
 	stickyMismatches prometheus.Counter
 	stickyWorkflows  prometheus.Gauge
 
-	deadLetters   *prometheus.CounterVec
-	deadStored    *prometheus.GaugeVec
-	timerLateness prometheus.Histogram
-	signals       *prometheus.CounterVec
+	deadLetters    *prometheus.CounterVec
+	deadStored     *prometheus.GaugeVec
+	streamSubjects *prometheus.GaugeVec
+	streamMessages *prometheus.GaugeVec
+	streamBytes    *prometheus.GaugeVec
+	timerLateness  prometheus.Histogram
+	signals        *prometheus.CounterVec
 
 	consumerPending     *prometheus.GaugeVec
 	consumerAckPending  *prometheus.GaugeVec
@@ -102,6 +106,7 @@ func New() *Metrics {
 	m.workflowsStarted = f.counterVec("workflows_started_total", "Workflows started (their first decision recorded) by this process, by workflow type.", "type")
 	m.workflowsFinished = f.counterVec("workflows_finished_total", "Workflows whose end this process recorded, by type and final status.", "type", "status")
 	m.workflowsArchived = f.counter("workflows_archived_total", "Finished workflows this process archived (JETFLOW_ARCHIVE) and removed from the history stream.")
+	m.archiveDelay = f.histogram("archive_delay_seconds", "How long past its retention window each end of the index waited for the archiver (archived, or found archived or reopened already): near 0 while archival keeps up.", prometheus.ExponentialBuckets(0.25, 4, 10))
 	m.manualQueue = f.gauge("manual_queue_depth", "Workflows ended manual (wf.*.done.manual in the history stream): the manual-intervention queue.")
 	m.blocked = f.gauge("workflows_blocked", "Workflows parked blocked and not ended (the code no longer matches their history).")
 	m.stepDuration = f.histogramVec("step_duration_seconds", "Time a participant's handler took for one attempt of a step, by service, action and outcome (ok, failed, retried).",
@@ -121,6 +126,9 @@ func New() *Metrics {
 	m.stickyWorkflows = f.gauge("sticky_workflows", "Workflows kept live between decisions (bounded by StickyWorkflows).")
 	m.deadLetters = f.counterVec("dead_letters_total", "Messages this process refused and stored in JETFLOW_DLQ, by origin and reason class.", "origin", "reason")
 	m.deadStored = f.gaugeVec("dead_letters_stored", "Messages held in the JETFLOW_DLQ stream, by origin (its subject dlq.<origin>).", "origin")
+	m.streamSubjects = f.gaugeVec("stream_subjects", "Distinct subjects in the stream; the server keeps an entry of its subject index in memory for each (JETFLOW_HISTORY: about 10 per workflow kept, JETFLOW_ARCHIVE: one per archived workflow).", "stream")
+	m.streamMessages = f.gaugeVec("stream_messages", "Messages in the stream.", "stream")
+	m.streamBytes = f.gaugeVec("stream_bytes", "Bytes the stream's messages take, as stored.", "stream")
 	m.timerLateness = f.histogram("timer_lateness_seconds", "How long after its due time a timer's fire was recorded.", prometheus.ExponentialBuckets(0.001, 4, 10))
 	m.signals = f.counterVec("signals_total", "Signals handled, by outcome: recorded in the history, refused (dead-lettered) or late (the workflow had ended).", "outcome")
 	m.consumerPending = f.gaugeVec("consumer_pending_messages", "Messages of the stream not yet delivered to the consumer.", "stream", "consumer")
@@ -197,6 +205,14 @@ func (m *Metrics) WorkflowFinished(wfType, status string) {
 func (m *Metrics) WorkflowArchived() {
 	if m != nil {
 		m.workflowsArchived.Inc()
+	}
+}
+
+// ArchiveDelay observes how long past its retention window the archiver
+// settled an end of the index (the archiver's lag).
+func (m *Metrics) ArchiveDelay(d time.Duration) {
+	if m != nil {
+		m.archiveDelay.Observe(max(d, 0).Seconds())
 	}
 }
 

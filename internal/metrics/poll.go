@@ -40,8 +40,9 @@ type PollConfig struct {
 	JS jetstream.JetStream
 	// Every is the period. Default 15s.
 	Every time.Duration
-	// Queues reads the manual queue's depth, the blocked workflows and the
-	// dead letters stored (an orchestrator's or an operator's process).
+	// Queues reads the manual queue's depth, the blocked workflows, the
+	// dead letters stored and the sizes of JETFLOW_DLQ and SizedStreams
+	// (an orchestrator's or an operator's process).
 	Queues bool
 	// QueueDepth, with Queues, reads how many workflows are in the manual
 	// queue and blocked now (orchestrator.QueueDepth); nil leaves those
@@ -61,8 +62,9 @@ type PollConfig struct {
 // Cost: the manual queue's depth and the blocked count are whatever
 // cfg.QueueDepth costs (orchestrator.QueueDepth: the index events of the
 // manual ends and blocked events ever recorded, and one multi_last per
-// 1,000 of them); the dead letters stored are one stream info, and each
-// consumer one consumer info.
+// 1,000 of them); the dead letters stored are one stream info, the sizes
+// of SizedStreams one stream info each, and each consumer one consumer
+// info.
 func (m *Metrics) Poll(ctx context.Context, cfg PollConfig) {
 	if m == nil {
 		return
@@ -124,7 +126,32 @@ func (m *Metrics) pollQueues(ctx context.Context, js jetstream.JetStream, hist *
 	for subj, n := range dinfo.State.Subjects {
 		m.deadStored.WithLabelValues(strings.TrimPrefix(subj, streams.DeadLetterPrefix+".")).Set(float64(n))
 	}
-	return nil
+	m.setStream(streams.DeadLetterStream, dinfo.State)
+	var errs []error
+	for _, name := range SizedStreams {
+		s, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue // the archive stream before a first Ensure that made it
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		// CachedInfo is the answer to the look-up just made.
+		m.setStream(name, s.CachedInfo().State)
+	}
+	return errors.Join(errs...)
+}
+
+// SizedStreams are the streams, besides JETFLOW_DLQ, whose subjects,
+// messages and bytes the queues' poll exports: the ones that grow with the
+// workflows kept (the history and its index) and archived.
+var SizedStreams = []string{streams.HistoryStream, streams.IndexStream, streams.ArchiveStream}
+
+func (m *Metrics) setStream(name string, st jetstream.StreamState) {
+	m.streamSubjects.WithLabelValues(name).Set(float64(st.NumSubjects))
+	m.streamMessages.WithLabelValues(name).Set(float64(st.Msgs))
+	m.streamBytes.WithLabelValues(name).Set(float64(st.Bytes))
 }
 
 func (m *Metrics) pollConsumer(ctx context.Context, js jetstream.JetStream, c Consumer) error {

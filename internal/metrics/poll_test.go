@@ -18,7 +18,9 @@ import (
 
 // TestPollReadsQueuesAndConsumers checks the gauges read from JetStream:
 // the manual queue's depth, the blocked workflows (a blocked workflow that
-// ended since is not), dead letters stored by origin, consumer pending.
+// ended since is not), dead letters stored by origin, consumer pending,
+// and the subjects and messages of the streams that grow with the
+// workflows kept.
 func TestPollReadsQueuesAndConsumers(t *testing.T) {
 	env := natstest.RunJetStream(t)
 	ctx := natstest.Context(t)
@@ -89,9 +91,22 @@ func TestPollReadsQueuesAndConsumers(t *testing.T) {
 		"jetflow_dead_letters_stored{origin=signal}":                                             2,
 		"jetflow_dead_letters_stored{origin=cmd.payment}":                                        1,
 		"jetflow_consumer_pending_messages{consumer=probe,stream=" + streams.HistoryStream + "}": 8,
+		// 12 events, each on a subject of its own; the index holds their
+		// 8 ends and 3 blocked events on one subject per status (manual,
+		// completed, compensated, resolved) and one for blocked.
+		"jetflow_stream_subjects{stream=" + streams.HistoryStream + "}":    12,
+		"jetflow_stream_messages{stream=" + streams.HistoryStream + "}":    12,
+		"jetflow_stream_subjects{stream=" + streams.IndexStream + "}":      5,
+		"jetflow_stream_messages{stream=" + streams.IndexStream + "}":      11,
+		"jetflow_stream_subjects{stream=" + streams.DeadLetterStream + "}": 2,
+		"jetflow_stream_messages{stream=" + streams.DeadLetterStream + "}": 3,
+		"jetflow_stream_messages{stream=" + streams.ArchiveStream + "}":    0,
 	} {
-		if got[k] != want {
-			t.Errorf("%s = %v, want %v", k, got[k], want)
+		if v, ok := got[k]; !ok || v != want {
+			t.Errorf("%s = %v (exported %v), want %v", k, v, ok, want)
 		}
+	}
+	if b := got["jetflow_stream_bytes{stream="+streams.HistoryStream+"}"]; b < 12 {
+		t.Errorf("history stream bytes = %v, want at least its 12 one-byte bodies", b)
 	}
 }
