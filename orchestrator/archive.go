@@ -80,9 +80,11 @@ func (o *Orchestrator) runArchiver(ctx context.Context) {
 			log.Debug("archiver fetch", "err", err)
 		}
 		if len(msgs) == 0 {
+			o.cfg.Metrics.ArchiveLag(0)
 			sleepCtx(ctx, archivePoll)
 			continue
 		}
+		o.cfg.Metrics.ArchiveLag(o.lagOf(msgs))
 		o.archiveBatch(ctx, msgs)
 	}
 }
@@ -94,12 +96,12 @@ func (o *Orchestrator) archiveBatch(ctx context.Context, msgs []jetstream.Msg) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for i, m := range msgs {
-		md, err := m.Metadata()
-		if err != nil {
+		due, ok := o.dueOf(m)
+		if !ok {
 			_ = m.Nak()
 			continue
 		}
-		if !o.waitOld(ctx, md.Timestamp.Add(o.cfg.Retention), msgs[i:]) {
+		if !o.waitOld(ctx, due, msgs[i:]) {
 			return // stopping: what is held is redelivered after AckWait
 		}
 		sem <- struct{}{}
@@ -169,22 +171,43 @@ func (o *Orchestrator) archiveEnd(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	var row uint64
-	var due time.Time
 	if md, err := m.Metadata(); err == nil {
-		row, due = md.Sequence.Stream, md.Timestamp.Add(o.cfg.Retention)
+		row = md.Sequence.Stream
 	}
 	if err := o.archive(ctx, id, streams.SourceSeq(src), row); err != nil {
 		o.log.Warn("archive failed, will retry", "workflow_id", id, "err", err)
 		_ = m.NakWithDelay(retryDelay(m))
 		return
 	}
-	if !due.IsZero() {
-		// How far behind the window the archiver runs: the operator's
-		// sign that the history stops being flat (deploy/prometheus,
-		// JetflowArchivalBehind).
+	if due, ok := o.dueOf(m); ok {
 		o.cfg.Metrics.ArchiveDelay(o.cfg.Clock.Now().Sub(due))
 	}
 	_ = m.Ack()
+}
+
+// lagOf is how far past its due time the oldest of msgs is (0 or less:
+// none is due yet). Ends come in the order they were indexed, but a
+// failed attempt's end comes back after its retry delay, among later ones.
+func (o *Orchestrator) lagOf(msgs []jetstream.Msg) time.Duration {
+	now := o.cfg.Clock.Now()
+	var lag time.Duration
+	for _, m := range msgs {
+		if due, ok := o.dueOf(m); ok {
+			lag = max(lag, now.Sub(due))
+		}
+	}
+	return lag
+}
+
+// dueOf is when the end event m of the index is due for archival: the
+// time its copy was stored in the index (within milliseconds of the end,
+// unless the index was rebuilt) plus the retention.
+func (o *Orchestrator) dueOf(m jetstream.Msg) (time.Time, bool) {
+	md, err := m.Metadata()
+	if err != nil {
+		return time.Time{}, false
+	}
+	return md.Timestamp.Add(o.cfg.Retention), true
 }
 
 // archive moves finished workflow id to the archive: read its tree, write

@@ -320,3 +320,45 @@ func TestArchiveRepeatPurgesTheTimersOfRunsAlreadyGone(t *testing.T) {
 		t.Fatalf("timer keys of run 1 left after the archive: %v", keys)
 	}
 }
+
+// TestArchiveLagIsHowLateTheOldestEndIs: the lag the archiver reports of
+// the ends it fetched is how far the oldest is past its copy's time in
+// the index plus the retention, and nothing while none is due.
+func TestArchiveLagIsHowLateTheOldestEndIs(t *testing.T) {
+	f := newArchiveFixture(t) // one end in the index, arch-1's
+	ctx := context.Background()
+	m, err := streams.NewMsg(streams.DoneSubject("arch-2", string(schema.StatusCompensated)), &schema.WorkflowFinished{Status: schema.StatusCompensated})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.env.JS.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := f.env.JS.CreateOrUpdateConsumer(ctx, streams.IndexStream, jetstream.ConsumerConfig{Durable: "lag", FilterSubject: streams.IndexDoneFilter("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []jetstream.Msg
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		batch, err := cons.FetchNoWait(10)
+		if err != nil {
+			return false
+		}
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		return len(msgs) == 2
+	}, "the index did not hold the two ends")
+	first, _ := msgs[0].Metadata()
+	clock := &ManualClock{}
+	f.o.cfg.Clock, f.o.cfg.Retention = clock, time.Hour
+	if lag := f.o.lagOf(msgs); lag > 0 {
+		t.Fatalf("lag %v before any end is due, want none", lag)
+	}
+	clock.Advance(3 * time.Hour)
+	// The oldest is late by its age plus the two hours past the window.
+	want := time.Since(first.Timestamp) + 2*time.Hour
+	if lag := f.o.lagOf(msgs); lag < want || lag > want+time.Minute {
+		t.Fatalf("lag %v, want about %v (the oldest end's)", lag, want)
+	}
+}

@@ -357,6 +357,60 @@ type ArchivedEntry struct {
 // records archived before until (zero: no end). It returns the entries and
 // the cursor of the next page (0 when there is none).
 func (h *History) ArchivedPage(ctx context.Context, since, until time.Time, after uint64, limit int) ([]ArchivedEntry, uint64, error) {
+	var out []ArchivedEntry
+	next, err := h.archivedRecords(ctx, since, until, after, limit, func(seq uint64, data []byte) error {
+		// Decoded without its events: listing reads what it shows.
+		var rec struct {
+			WorkflowID string        `msgpack:"workflow_id"`
+			Type       string        `msgpack:"type"`
+			Status     schema.Status `msgpack:"status"`
+			Ended      time.Time     `msgpack:"ended"`
+			ArchivedAt time.Time     `msgpack:"archived_at"`
+		}
+		if err := schema.Msgpack.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("list archive: record #%d: %w", seq, err)
+		}
+		out = append(out, ArchivedEntry{Seq: seq, ID: rec.WorkflowID, Type: rec.Type, Status: rec.Status, Ended: rec.Ended, ArchivedAt: rec.ArchivedAt})
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if out == nil {
+		out = []ArchivedEntry{}
+	}
+	return out, next, nil
+}
+
+// ArchivedRecord is an archive record as stored, with its sequence in
+// ArchiveStream (a cursor, as ArchivedEntry.Seq).
+type ArchivedRecord struct {
+	Seq    uint64
+	Record *schema.ArchivedHistory
+}
+
+// ArchivedRecords is ArchivedPage with whole records: their first part,
+// events included (ArchivedEvents reads the rest of a split one).
+func (h *History) ArchivedRecords(ctx context.Context, since, until time.Time, after uint64, limit int) ([]ArchivedRecord, uint64, error) {
+	var out []ArchivedRecord
+	next, err := h.archivedRecords(ctx, since, until, after, limit, func(seq uint64, data []byte) error {
+		var rec schema.ArchivedHistory
+		if err := schema.Msgpack.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("read archive: record #%d: %w", seq, err)
+		}
+		out = append(out, ArchivedRecord{Seq: seq, Record: &rec})
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, next, nil
+}
+
+// archivedRecords walks the archive records of ArchivedPage, one direct
+// get each, handing each record's sequence and body to take, and returns
+// the cursor of the next page (0 when there is none).
+func (h *History) archivedRecords(ctx context.Context, since, until time.Time, after uint64, limit int, take func(seq uint64, data []byte) error) (uint64, error) {
 	req := map[string]any{"next_by_subj": ArchiveFilter}
 	switch {
 	case after > 0:
@@ -366,41 +420,30 @@ func (h *History) ArchivedPage(ctx context.Context, since, until time.Time, afte
 	default:
 		req["seq"] = 1
 	}
-	var out []ArchivedEntry
-	for len(out) < limit {
+	var last uint64
+	for n := 0; n < limit; n++ {
 		m, err := directMsg(ctx, h.nc, ArchiveStream, req)
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		if m == nil {
-			return out, 0, nil
+			return 0, nil
 		}
 		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 		if err != nil {
-			return nil, 0, errors.New("list archive: bad sequence header")
+			return 0, errors.New("read archive: bad sequence header")
 		}
 		ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
 		if !until.IsZero() && !ts.Before(until) {
-			return out, 0, nil
+			return 0, nil
 		}
-		// Decoded without its events: listing reads what it shows.
-		var rec struct {
-			WorkflowID string        `msgpack:"workflow_id"`
-			Type       string        `msgpack:"type"`
-			Status     schema.Status `msgpack:"status"`
-			Ended      time.Time     `msgpack:"ended"`
-			ArchivedAt time.Time     `msgpack:"archived_at"`
+		if err := take(seq, m.Data); err != nil {
+			return 0, err
 		}
-		if err := schema.Msgpack.Unmarshal(m.Data, &rec); err != nil {
-			return nil, 0, fmt.Errorf("list archive: record #%d: %w", seq, err)
-		}
-		out = append(out, ArchivedEntry{Seq: seq, ID: rec.WorkflowID, Type: rec.Type, Status: rec.Status, Ended: rec.Ended, ArchivedAt: rec.ArchivedAt})
+		last = seq
 		req = map[string]any{"next_by_subj": ArchiveFilter, "seq": seq + 1}
 	}
-	if len(out) == 0 {
-		return out, 0, nil
-	}
-	return out, out[len(out)-1].Seq, nil
+	return last, nil
 }
 
 // keepDenyPurge keeps DenyPurge on a history stream created with it (by a

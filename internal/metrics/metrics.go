@@ -33,6 +33,7 @@ type Metrics struct {
 	workflowsFinished *prometheus.CounterVec
 	workflowsArchived prometheus.Counter
 	archiveDelay      prometheus.Histogram
+	archiveLag        prometheus.Gauge
 	manualQueue       prometheus.Gauge
 	blocked           prometheus.Gauge
 
@@ -106,7 +107,8 @@ func New() *Metrics {
 	m.workflowsStarted = f.counterVec("workflows_started_total", "Workflows started (their first decision recorded) by this process, by workflow type.", "type")
 	m.workflowsFinished = f.counterVec("workflows_finished_total", "Workflows whose end this process recorded, by type and final status.", "type", "status")
 	m.workflowsArchived = f.counter("workflows_archived_total", "Finished workflows this process archived (JETFLOW_ARCHIVE) and removed from the history stream.")
-	m.archiveDelay = f.histogram("archive_delay_seconds", "How long past its retention window each end of the index waited for the archiver (archived, or found archived or reopened already): near 0 while archival keeps up.", prometheus.ExponentialBuckets(0.25, 4, 10))
+	m.archiveDelay = f.histogram("archive_delay_seconds", "How long past its due time (its end's copy in the index plus the retention) each end waited for the archiver to settle it (archived, or found archived or reopened already): near 0 while archival keeps up.", []float64{1, 5, 15, 60, 300, 600, 1800, 3600, 21600, 86400})
+	m.archiveLag = f.gauge("archive_lag_seconds", "How far past its due time the oldest end this process's archiver fetched last was: 0 while it waits for ends to come due; growing while archival is slow or failing.")
 	m.manualQueue = f.gauge("manual_queue_depth", "Workflows ended manual (wf.*.done.manual in the history stream): the manual-intervention queue.")
 	m.blocked = f.gauge("workflows_blocked", "Workflows parked blocked and not ended (the code no longer matches their history).")
 	m.stepDuration = f.histogramVec("step_duration_seconds", "Time a participant's handler took for one attempt of a step, by service, action and outcome (ok, failed, retried).",
@@ -208,11 +210,19 @@ func (m *Metrics) WorkflowArchived() {
 	}
 }
 
-// ArchiveDelay observes how long past its retention window the archiver
-// settled an end of the index (the archiver's lag).
+// ArchiveDelay observes how long past its due time the archiver settled
+// an end of the index.
 func (m *Metrics) ArchiveDelay(d time.Duration) {
 	if m != nil {
 		m.archiveDelay.Observe(max(d, 0).Seconds())
+	}
+}
+
+// ArchiveLag sets how far past its due time the oldest end the archiver
+// fetched last was (0: not due yet, or nothing fetched).
+func (m *Metrics) ArchiveLag(d time.Duration) {
+	if m != nil {
+		m.archiveLag.Set(max(d, 0).Seconds())
 	}
 }
 

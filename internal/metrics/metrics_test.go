@@ -44,6 +44,7 @@ func exercised() *Metrics {
 	m.ConnState("reconnected", true)
 	m.deadStored.WithLabelValues("wf").Set(0)
 	m.ArchiveDelay(time.Second)
+	m.ArchiveLag(time.Second)
 	m.streamSubjects.WithLabelValues("s").Set(0)
 	m.streamMessages.WithLabelValues("s").Set(0)
 	m.streamBytes.WithLabelValues("s").Set(0)
