@@ -123,6 +123,13 @@ func DescribeRun(ctx context.Context, h *streams.History, id string, run int) (*
 	if err != nil {
 		return nil, err
 	}
+	return describe(ctx, h, wid, id, arch, evs, all)
+}
+
+// describe builds the description of history id of workflow wid from its
+// events evs; arch is its archive record when it was read from one, with
+// all, every event of the record (every run).
+func describe(ctx context.Context, h *streams.History, wid, id string, arch *schema.ArchivedHistory, evs, all []streams.Event) (*Description, error) {
 	d := &Description{ID: id, Status: schema.StatusRunning, History: []HistoryEntry{}}
 	if arch != nil {
 		d.Archived, d.ArchivedAt = true, arch.ArchivedAt

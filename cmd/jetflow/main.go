@@ -73,6 +73,7 @@ func init() {
 		{"participant", "NAME", "run one reference participant: payment, inventory, shipping or notification", runParticipant},
 		{"show", "WORKFLOW_ID", "show a workflow's status and decoded history", runShow},
 		{"list", "", "list workflows with their status", runList},
+		{"export", "", "write archived workflows as JSON lines (one show --output json per run) to stdout, to keep them past --archive-retention; replay reads them", runExport},
 		{"ledger", "SYSTEM", "list the effects recorded by a simulated system", runLedger},
 		{"signal", "WORKFLOW_ID NAME [JSON]", "send a signal to a workflow (signal.<name>.<id>)", runSignal},
 		{"ui", "", "serve the web console: workflows, timelines, actions, dead letters", runUI},
@@ -83,7 +84,7 @@ func init() {
 		{"bench", "", "measure orders/s, latency and JetStream writes per order, in process", runBench},
 		{"reconcile", "", "compare the payment ledger with the orders' outcomes; --fix refunds what was charged and neither fulfilled nor refunded; exit 3 on critical findings", runReconcile},
 		{"schedule", "", "list the schedules: spec, next run, last run and its result", runSchedule},
-		{"replay", "", "replay saved histories (jetflow show ID --output json, with --history FILE) against this build's workflows; print the first divergence", runReplay},
+		{"replay", "", "replay saved histories (jetflow show ID --output json, or jetflow export, with --history FILE) against this build's workflows; print the first divergence", runReplay},
 		{"help", "[COMMAND]", "show a command's usage and flags", runHelp},
 		{"completion", "bash|zsh", "print a shell completion script: source <(jetflow completion bash)", runCompletion},
 	}

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,7 +32,7 @@ func runReplay(_ context.Context, args []string) error {
 	var files historyFiles
 	var output string
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.Var(&files, "history", "a history saved with `jetflow show ID --output json` (repeatable; - for stdin)")
+	fs.Var(&files, "history", "a history saved with `jetflow show ID --output json`, or the histories `jetflow export` wrote, one a line (repeatable; - for stdin)")
 	fs.StringVar(&output, "output", "text", "output format: text or json")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -51,8 +55,23 @@ func runReplay(_ context.Context, args []string) error {
 type replayResult struct {
 	File string `json:"file"`
 	OK   bool   `json:"ok"`
-	// Divergence is the first difference between the code and the history.
+	// Divergence is the first difference between the code and the history
+	// (of the file's first history that does not replay).
 	Divergence string `json:"divergence,omitempty"`
+	// Histories is how many histories the file held (an export holds one
+	// per line).
+	Histories int `json:"histories"`
+	// Failures are the histories that do not replay, in file order.
+	Failures []replayFailure `json:"failures,omitempty"`
+}
+
+// replayFailure is one history of a file that does not replay.
+type replayFailure struct {
+	// Index is the history's place in the file, from 1 (its line in an
+	// export).
+	Index      int    `json:"index"`
+	WorkflowID string `json:"workflow_id,omitempty"`
+	Divergence string `json:"divergence"`
 }
 
 // replayJSON replays each file and prints the results as JSON; it fails
@@ -60,20 +79,24 @@ type replayResult struct {
 func replayJSON(files []string) error {
 	rp := referenceReplayer()
 	out := make([]replayResult, 0, len(files))
-	failed := 0
 	for _, f := range files {
-		r := replayResult{File: f, OK: true}
-		if err := replayFile(rp, f); err != nil {
-			r.OK, r.Divergence = false, err.Error()
-			failed++
-		}
-		out = append(out, r)
+		out = append(out, replayFile(rp, f))
 	}
 	if err := printJSON(out); err != nil {
 		return err
 	}
+	return replayVerdict(out)
+}
+
+// replayVerdict is the error of a replay whose results are rs: how many
+// histories do not replay, of how many.
+func replayVerdict(rs []replayResult) error {
+	failed, total := 0, 0
+	for _, r := range rs {
+		failed, total = failed+len(r.Failures), total+r.Histories
+	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d histories do not replay", failed, len(files))
+		return fmt.Errorf("%d of %d histories do not replay", failed, total)
 	}
 	return nil
 }
@@ -82,32 +105,69 @@ func replayJSON(files []string) error {
 // not replay.
 func replayFiles(w io.Writer, files []string) error {
 	rp := referenceReplayer()
-	failed := 0
+	rs := make([]replayResult, 0, len(files))
 	for _, f := range files {
-		err := replayFile(rp, f)
-		if err != nil {
-			failed++
-			fmt.Fprintf(w, "FAIL %s: %v\n", f, err)
-			continue
+		r := replayFile(rp, f)
+		rs = append(rs, r)
+		switch {
+		case r.OK && r.Histories == 1:
+			fmt.Fprintf(w, "ok   %s\n", f)
+		case r.OK:
+			fmt.Fprintf(w, "ok   %s (%d histories)\n", f, r.Histories)
+		case r.Histories == 1:
+			fmt.Fprintf(w, "FAIL %s: %s\n", f, r.Divergence)
+		default:
+			for _, x := range r.Failures {
+				fmt.Fprintf(w, "FAIL %s #%d %s: %s\n", f, x.Index, x.WorkflowID, x.Divergence)
+			}
+			fmt.Fprintf(w, "FAIL %s: %d of %d histories do not replay\n", f, len(r.Failures), r.Histories)
 		}
-		fmt.Fprintf(w, "ok   %s\n", f)
 	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d histories do not replay", failed, len(files))
-	}
-	return nil
+	return replayVerdict(rs)
 }
 
-func replayFile(rp *workflow.Replayer, name string) error {
-	if name == "-" {
-		return rp.ReplayHistoryJSON(os.Stdin)
+// replayFile replays every history of file name ("-": stdin): one saved
+// with `jetflow show ID --output json`, or the JSON lines of `jetflow
+// export`.
+func replayFile(rp *workflow.Replayer, name string) replayResult {
+	r := replayResult{File: name, OK: true}
+	fail := func(id, why string) {
+		if r.OK {
+			r.OK, r.Divergence = false, why
+		}
+		r.Failures = append(r.Failures, replayFailure{Index: r.Histories, WorkflowID: id, Divergence: why})
 	}
-	f, err := os.Open(name)
-	if err != nil {
-		return err
+	var in io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			r.Histories = 1
+			fail("", err.Error())
+			return r
+		}
+		defer f.Close()
+		in = f
 	}
-	defer f.Close()
-	return rp.ReplayHistoryJSON(f)
+	dec := json.NewDecoder(bufio.NewReaderSize(in, 1<<20))
+	for {
+		var raw json.RawMessage
+		err := dec.Decode(&raw)
+		if errors.Is(err, io.EOF) && r.Histories > 0 {
+			return r
+		}
+		r.Histories++
+		if err != nil {
+			fail("", "read history: "+err.Error())
+			return r // the rest of the file cannot be told apart
+		}
+		id, evs, err := workflow.ReadHistoryJSON(bytes.NewReader(raw))
+		if err == nil {
+			err = rp.ReplayHistory(id, evs)
+		}
+		if err != nil {
+			fail(id, err.Error())
+		}
+	}
 }
 
 // referenceReplayer replays the workflows this binary registers.

@@ -47,3 +47,44 @@ func TestReplayJSON(t *testing.T) {
 		t.Fatalf("replay --output json: exit %d, %q %s", code, out, stderr)
 	}
 }
+
+// TestReplayReadsAnExport: a file of histories one a line, as `jetflow
+// export` writes them, is replayed history by history; the one that
+// diverges is named by its place and workflow, and counted.
+func TestReplayReadsAnExport(t *testing.T) {
+	var lines []string
+	for _, name := range []string{"completed.json", "out-of-stock.json", "completed.json"} {
+		body, err := os.ReadFile(filepath.Join(savedHistories, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var line bytes.Buffer
+		if err := json.Compact(&line, body); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, line.String())
+	}
+	lines[2] = strings.Replace(lines[2], `"action":"charge"`, `"action":"refund"`, 1)
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := replayFiles(&out, []string{file})
+	if err == nil || err.Error() != "1 of 3 histories do not replay" {
+		t.Fatalf("error %v, want one of three failing", err)
+	}
+	text := out.String()
+	if !strings.Contains(text, "FAIL "+file+" #3 ") || !strings.Contains(text, "history has command payment.refund, code issued command payment.charge") ||
+		!strings.Contains(text, "FAIL "+file+": 1 of 3 histories do not replay") || strings.Contains(text, "#1 ") || strings.Contains(text, "#2 ") {
+		t.Fatalf("output:\n%s", text)
+	}
+	lines = lines[:2]
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := replayFiles(&out, []string{file}); err != nil || strings.TrimSpace(out.String()) != "ok   "+file+" (2 histories)" {
+		t.Fatalf("two good histories: %v\n%s", err, out.String())
+	}
+}
