@@ -53,6 +53,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.CeilingAtomicBatch, "ceiling-batch", 0, "also measure the ceiling's messages written as atomic batches of this many (0: not measured)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up when the orders have not finished within this time")
 	fs.DurationVar(&cfg.Retention, "retention", 0, "archive finished orders this long after their end, and report the server's memory, subjects and disk every 10 s (0: keep them; the write counts are not meaningful with it)")
+	fs.DurationVar(&cfg.LedgerTTL, "ledger-ttl", DefaultLedgerTTL, "how long the simulated systems' ledgers keep an effect (0: for ever); a long run with --retention keeps them shorter, like the history")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the order run to this file")
 	fs.StringVar(&cfg.MemProfile, "memprofile", "", "write the allocation profile of the process to this file after the order run")
 	registerOutput(fs, &output)
@@ -146,7 +147,7 @@ func validateBench(cfg bench.Config) error {
 		notNegative("latency", cfg.Latency),
 		notNegative("pickup-delay", cfg.PickupDelay),
 		positive("timeout", cfg.Timeout),
-		notNegative("retention", cfg.Retention),
+		notNegative("retention", cfg.Retention), notNegative("ledger-ttl", cfg.LedgerTTL),
 	)
 	return errors.Join(errs...)
 }

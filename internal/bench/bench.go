@@ -141,6 +141,11 @@ type Config struct {
 	// server's state every 10 s (Result.Retention). With it, the write
 	// counts are not meaningful: archival removes history messages.
 	Retention time.Duration
+	// LedgerTTL is how long the simulated systems' ledgers keep an effect
+	// (0: for ever). A long run keeps them shorter: they are the external
+	// systems' records, not the engine's, and in process their subject
+	// index weighs on the heap the run measures.
+	LedgerTTL time.Duration
 }
 
 func (c *Config) defaults() error {
@@ -239,7 +244,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = streams.Ensure(ectx, js, streams.Topology{Replicas: cfg.Replicas})
+	err = streams.Ensure(ectx, js, streams.Topology{Replicas: cfg.Replicas, LedgerTTL: cfg.LedgerTTL})
 	cancel()
 	if err != nil {
 		return nil, err
@@ -448,7 +453,7 @@ func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jet
 			_ = stop()
 			return nil, nil, err
 		}
-		svc, err := reference.Service(ctx, js, streams.Topology{Replicas: cfg.Replicas}, name, sim.Faults{Latency: cfg.Latency, PickupDelay: cfg.PickupDelay})
+		svc, err := reference.Service(ctx, js, streams.Topology{Replicas: cfg.Replicas, LedgerTTL: cfg.LedgerTTL}, name, sim.Faults{Latency: cfg.Latency, PickupDelay: cfg.PickupDelay})
 		if err != nil {
 			_ = stop()
 			return nil, nil, err
