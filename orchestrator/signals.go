@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -535,27 +536,40 @@ func signalPayload(data []byte, h nats.Header) (schema.Raw, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("invalid JSON payload: %w", err)
 	}
-	return schema.EncodeRaw(jsonNumbers(v))
+	v, err := jsonNumbers(v)
+	if err != nil {
+		return nil, fmt.Errorf("invalid JSON payload: %w", err)
+	}
+	return schema.EncodeRaw(v)
 }
 
 // jsonNumbers turns json.Number into int64 or float64 so the msgpack
-// encoding has real numbers.
-func jsonNumbers(v any) any {
+// encoding has real numbers. A number no float64 holds (1e700) is refused:
+// it would be recorded as an infinity, which no JSON renders.
+func jsonNumbers(v any) (any, error) {
+	var err error
 	switch t := v.(type) {
 	case map[string]any:
 		for k, e := range t {
-			t[k] = jsonNumbers(e)
+			if t[k], err = jsonNumbers(e); err != nil {
+				return nil, err
+			}
 		}
 	case []any:
 		for i, e := range t {
-			t[i] = jsonNumbers(e)
+			if t[i], err = jsonNumbers(e); err != nil {
+				return nil, err
+			}
 		}
 	case json.Number:
 		if i, err := t.Int64(); err == nil {
-			return i
+			return i, nil
 		}
-		f, _ := t.Float64()
-		return f
+		f, err := t.Float64()
+		if err != nil || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("number %s is out of the range of a 64-bit float", streams.Clip(t.String(), 40))
+		}
+		return f, nil
 	}
-	return v
+	return v, nil
 }

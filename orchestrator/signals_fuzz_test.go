@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -63,5 +64,23 @@ func TestSignalPayloadKeepsMsgpackWhitespaceBytes(t *testing.T) {
 	raw, err := signalPayload(body, nats.Header{schema.HeaderContentType: []string{schema.ContentTypeMsgpack}})
 	if err != nil || string(raw) != string(body) {
 		t.Fatalf("payload %x, %v; want %x", raw, err, body)
+	}
+}
+
+// TestSignalPayloadRefusesInfiniteNumbers: a JSON number no float64 holds
+// is refused with its reason, not recorded as an infinity that nothing can
+// render; the largest finite one is kept.
+func TestSignalPayloadRefusesInfiniteNumbers(t *testing.T) {
+	for _, body := range []string{`1e700`, `{"amount":[1, -1e400]}`} {
+		if raw, err := signalPayload([]byte(body), nil); err == nil || !strings.Contains(err.Error(), "out of the range of a 64-bit float") {
+			t.Fatalf("payload %s: %x, %v; want refused as out of range", body, raw, err)
+		}
+	}
+	raw, err := signalPayload([]byte(`{"f":1.7976931348623157e308}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js, err := schema.ToJSON(raw); err != nil || !strings.Contains(string(js), "1.7976931348623157e+308") {
+		t.Fatalf("largest float: %s, %v", js, err)
 	}
 }
