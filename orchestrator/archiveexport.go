@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
 
@@ -17,15 +18,18 @@ const exportPage = 256
 // ExportArchived reads archived workflows in the order they were archived
 // (from the first archived at or after q.Since, or after q.Cursor; before
 // q.Until; at most q.Limit of them, 0: every one) and hands emit the
-// description of every run of each, in run order, as `jetflow show ID
-// --run N --output json` prints it from the archive: the export that keeps
-// histories past --archive-retention, and that `jetflow replay` reads.
+// descriptions of every run of each, in run order, as `jetflow show ID
+// --run N --output json` prints them from the archive: the export that
+// keeps histories past --archive-retention, and that `jetflow replay`
+// reads. A workflow's runs are handed over together, once all are read.
 //
-// It returns the cursor after the last workflow read, to go on from with
-// q.Cursor, or 0 when the archive holds no more. A record that cannot be
-// read stops it, with an error naming the record and the cursor that skips
-// it; emit's error stops it as is.
-func ExportArchived(ctx context.Context, js jetstream.JetStream, q ArchivedQuery, emit func(*Description) error) (uint64, error) {
+// It returns the cursor after the last workflow handed over, to go on from
+// with q.Cursor (also with an error), or 0 when the archive holds no more.
+// A record that cannot be read (it does not decode, a part is missing
+// because the record is ageing out, it holds no event of its workflow)
+// stops it with a *streams.BadRecordError, whose Seq is the cursor that
+// skips it; emit's error stops it as is.
+func ExportArchived(ctx context.Context, js jetstream.JetStream, q ArchivedQuery, emit func([]*Description) error) (uint64, error) {
 	h := historyOf(js)
 	after, n := q.Cursor, 0
 	for {
@@ -35,20 +39,20 @@ func ExportArchived(ctx context.Context, js jetstream.JetStream, q ArchivedQuery
 				return after, nil
 			}
 		}
-		recs, next, err := h.ArchivedRecords(ctx, q.Since, q.Until, after, want)
-		if err != nil {
-			return after, err
-		}
+		recs, next, rerr := h.ArchivedRecords(ctx, q.Since, q.Until, after, want)
 		for _, r := range recs {
-			if err := exportRecord(ctx, h, r, emit); err != nil {
-				var bad *badRecordError
-				if errors.As(err, &bad) {
-					return after, fmt.Errorf("archive record %d (workflow %s): %w; --cursor %d goes on after it", r.Seq, r.Record.WorkflowID, bad.err, r.Seq)
-				}
+			ds, err := describeRecord(ctx, h, r.Record)
+			if err != nil {
+				return after, &streams.BadRecordError{Seq: r.Seq, Err: fmt.Errorf("workflow %s: %w", r.Record.WorkflowID, err)}
+			}
+			if err := emit(ds); err != nil {
 				return after, err
 			}
 			after = r.Seq
 			n++
+		}
+		if rerr != nil {
+			return after, rerr
 		}
 		if next == 0 {
 			return 0, nil
@@ -56,17 +60,11 @@ func ExportArchived(ctx context.Context, js jetstream.JetStream, q ArchivedQuery
 	}
 }
 
-// badRecordError is an archive record that cannot be described.
-type badRecordError struct{ err error }
-
-func (e *badRecordError) Error() string { return e.err.Error() }
-
-// exportRecord hands emit the description of every run in record r.
-func exportRecord(ctx context.Context, h *streams.History, r streams.ArchivedRecord, emit func(*Description) error) error {
-	rec := r.Record
+// describeRecord describes every run in archive record rec, in run order.
+func describeRecord(ctx context.Context, h *streams.History, rec *schema.ArchivedHistory) ([]*Description, error) {
 	all, err := h.ArchivedEvents(ctx, rec)
 	if err != nil {
-		return &badRecordError{err}
+		return nil, err
 	}
 	trees := map[int][]streams.Event{}
 	var runs []int
@@ -85,17 +83,16 @@ func exportRecord(ctx context.Context, h *streams.History, r streams.ArchivedRec
 		trees[run] = append(trees[run], ev)
 	}
 	if len(runs) == 0 {
-		return &badRecordError{errors.New("no event of its workflow")}
+		return nil, errors.New("no event of its workflow")
 	}
 	sort.Ints(runs)
+	ds := make([]*Description, 0, len(runs))
 	for _, run := range runs {
 		d, err := describe(ctx, h, rec.WorkflowID, streams.RunID(rec.WorkflowID, run), rec, trees[run], all)
 		if err != nil {
-			return &badRecordError{err}
+			return nil, err
 		}
-		if err := emit(d); err != nil {
-			return err
-		}
+		ds = append(ds, d)
 	}
-	return nil
+	return ds, nil
 }

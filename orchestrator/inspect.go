@@ -216,7 +216,7 @@ func describe(ctx context.Context, h *streams.History, wid, id string, arch *sch
 	default:
 		d.Reason, d.Error = "", ""
 	}
-	if !d.Status.Terminal() {
+	if !d.Status.Terminal() && arch == nil { // an archived run ended: nothing to look up
 		ids := make([]int, 0, len(open))
 		for id := range open {
 			ids = append(ids, id)

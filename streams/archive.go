@@ -390,22 +390,34 @@ type ArchivedRecord struct {
 }
 
 // ArchivedRecords is ArchivedPage with whole records: their first part,
-// events included (ArchivedEvents reads the rest of a split one).
+// events included (ArchivedEvents reads the rest of a split one). A record
+// that does not decode ends the page with a *BadRecordError; the records
+// before it are returned with it.
 func (h *History) ArchivedRecords(ctx context.Context, since, until time.Time, after uint64, limit int) ([]ArchivedRecord, uint64, error) {
 	var out []ArchivedRecord
 	next, err := h.archivedRecords(ctx, since, until, after, limit, func(seq uint64, data []byte) error {
 		var rec schema.ArchivedHistory
 		if err := schema.Msgpack.Unmarshal(data, &rec); err != nil {
-			return fmt.Errorf("read archive: record #%d: %w", seq, err)
+			return &BadRecordError{Seq: seq, Err: err}
 		}
 		out = append(out, ArchivedRecord{Seq: seq, Record: &rec})
 		return nil
 	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return out, next, nil
+	return out, next, err
 }
+
+// BadRecordError is an archive record that cannot be read: Seq, its
+// sequence in ArchiveStream, is the cursor that goes on after it.
+type BadRecordError struct {
+	Seq uint64
+	Err error
+}
+
+func (e *BadRecordError) Error() string {
+	return fmt.Sprintf("archive record %d: %v", e.Seq, e.Err)
+}
+
+func (e *BadRecordError) Unwrap() error { return e.Err }
 
 // archivedRecords walks the archive records of ArchivedPage, one direct
 // get each, handing each record's sequence and body to take, and returns

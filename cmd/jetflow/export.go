@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jetflow-io/jetflow/internal/natsauth"
 	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // exportProgressEvery is how often export reports its progress on stderr.
@@ -60,7 +62,7 @@ func runExport(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	return export(ctx, os.Stdout, os.Stderr, q, func(emit func(*orchestrator.Description) error) (uint64, error) {
+	return export(ctx, os.Stdout, os.Stderr, q, func(emit func([]*orchestrator.Description) error) (uint64, error) {
 		return orchestrator.ExportArchived(ctx, js, q, emit)
 	})
 }
@@ -70,38 +72,39 @@ type exportCount struct {
 	workflows, runs int
 	bytes           int64
 	first, last     time.Time // when the first and last workflow were archived
-	lastID          string
 }
 
-// export writes the descriptions read writes out as JSON lines, reports
-// its progress on progress, and ends with where it stopped and the cursor
-// to go on from.
-func export(ctx context.Context, out, progress io.Writer, q orchestrator.ArchivedQuery, read func(func(*orchestrator.Description) error) (uint64, error)) error {
+// export writes the workflows read hands over as JSON lines, one per run,
+// reports its progress on progress, and ends with where it stopped and the
+// cursor to go on from: after a --limit, and after an error too, so an
+// interrupted export resumes without a gap or a workflow written twice.
+func export(ctx context.Context, out, progress io.Writer, q orchestrator.ArchivedQuery, read func(func([]*orchestrator.Description) error) (uint64, error)) error {
 	w := bufio.NewWriterSize(out, 1<<20)
 	enc := json.NewEncoder(w)
 	var n exportCount
 	start, shown := time.Now(), time.Now()
-	next, err := read(func(d *orchestrator.Description) error {
+	next, err := read(func(runs []*orchestrator.Description) error {
+		if err := ctx.Err(); err != nil {
+			return err // stopped: this workflow is not written, and the cursor is before it
+		}
 		before := w.Buffered()
-		if err := enc.Encode(d); err != nil {
-			return err
+		for _, d := range runs {
+			if err := enc.Encode(d); err != nil {
+				return err
+			}
 		}
 		n.bytes += int64(w.Buffered() - before)
-		n.runs++
-		if d.ID != n.lastID || d.Run <= 1 {
-			n.workflows++
-			n.lastID = d.ID
-		}
+		n.workflows, n.runs = n.workflows+1, n.runs+len(runs)
 		if n.first.IsZero() {
-			n.first = d.ArchivedAt
+			n.first = runs[0].ArchivedAt
 		}
-		n.last = d.ArchivedAt
+		n.last = runs[0].ArchivedAt
 		if time.Since(shown) >= exportProgressEvery {
 			shown = time.Now()
 			fmt.Fprintf(progress, "export: %d workflows (%d runs), %s, archived up to %s, %.0f workflows/s\n",
 				n.workflows, n.runs, mib(n.bytes), n.last.Local().Format(time.DateTime), float64(n.workflows)/time.Since(start).Seconds())
 		}
-		return ctx.Err()
+		return nil
 	})
 	if ferr := w.Flush(); err == nil {
 		err = ferr
@@ -111,12 +114,17 @@ func export(ctx context.Context, out, progress io.Writer, q orchestrator.Archive
 		span = fmt.Sprintf("archived %s to %s", n.first.Local().Format(time.DateTime), n.last.Local().Format(time.DateTime))
 	}
 	fmt.Fprintf(progress, "export: %d workflows (%d runs), %s, %s\n", n.workflows, n.runs, mib(n.bytes), span)
-	if err != nil {
+	var bad *streams.BadRecordError
+	switch {
+	case errors.As(err, &bad):
+		return fmt.Errorf("%w; --cursor %d goes on after it (with the same --until)", err, bad.Seq)
+	case err != nil && next != 0 && next != q.Cursor:
+		return fmt.Errorf("%w; what was written ends cleanly: go on with --cursor %d (with the same --until)", err, next)
+	case err != nil:
 		return err
-	}
-	if next != 0 {
-		fmt.Fprintf(progress, "export: stopped at --limit %d; go on with --cursor %d\n", q.Limit, next)
-	} else {
+	case next != 0:
+		fmt.Fprintf(progress, "export: stopped at --limit %d; go on with --cursor %d (with the same --until)\n", q.Limit, next)
+	default:
 		fmt.Fprintln(progress, "export: the last archived workflow of the span was written")
 	}
 	return nil

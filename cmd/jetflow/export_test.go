@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // TestExportKeepsArchivedHistories: a `jetflow dev` archiving the demo's
@@ -77,7 +82,7 @@ func TestExportKeepsArchivedHistories(t *testing.T) {
 	if err := os.WriteFile(file, []byte(all), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, _, code := runStatus(t, nil, "replay", "--history", file); code != 0 || !strings.HasPrefix(out, "ok   "+file) {
+	if out, _, code := runStatus(t, nil, "replay", "--history", file); code != 0 || strings.TrimSpace(out) != fmt.Sprintf("ok   %s (%d histories)", file, len(lines)) {
 		t.Fatalf("replay of the export: exit %d\n%s", code, out)
 	}
 
@@ -90,5 +95,41 @@ func TestExportKeepsArchivedHistories(t *testing.T) {
 	rest, stderr, code := runStatus(t, nil, "export", "--until", until, "--cursor", m[1], "--nats", url)
 	if code != 0 || first+rest != all {
 		t.Fatalf("export --cursor %s: exit %d; the two halves are not the whole export\n%s", m[1], code, stderr)
+	}
+}
+
+// TestExportStoppedSaysWhereToGoOn: an export cut short (interrupted, a
+// read that failed) names the cursor after the last workflow it wrote,
+// writes nothing of a workflow it did not finish, and counts workflows
+// and runs apart; a bad record names the cursor that skips it.
+func TestExportStoppedSaysWhereToGoOn(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	chain := []*orchestrator.Description{{ID: "loop-7", Run: 1, ArchivedAt: at}, {ID: "loop-7", Run: 2, ArchivedAt: at}}
+	lone := []*orchestrator.Description{{ID: "lone-1", ArchivedAt: at}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, progress strings.Builder
+	err := export(ctx, &out, &progress, orchestrator.ArchivedQuery{Cursor: 40}, func(emit func([]*orchestrator.Description) error) (uint64, error) {
+		if err := emit(chain); err != nil {
+			return 40, err
+		}
+		if err := emit(lone); err != nil {
+			return 41, err
+		}
+		cancel() // Ctrl-C while the next workflow is read
+		return 42, emit(lone)
+	})
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "go on with --cursor 42") {
+		t.Fatalf("interrupted export: %v, want the cursor after lone-1", err)
+	}
+	if got := strings.Count(out.String(), "\n"); got != 3 || !strings.Contains(progress.String(), "export: 2 workflows (3 runs)") {
+		t.Fatalf("interrupted export wrote %d lines; progress:\n%s", got, progress.String())
+	}
+
+	out.Reset()
+	err = export(context.Background(), &out, &progress, orchestrator.ArchivedQuery{}, func(emit func([]*orchestrator.Description) error) (uint64, error) {
+		return 0, &streams.BadRecordError{Seq: 57, Err: errors.New("part 2 of 3 is missing")}
+	})
+	if err == nil || !strings.Contains(err.Error(), "archive record 57: part 2 of 3 is missing; --cursor 57 goes on after it") || out.Len() != 0 {
+		t.Fatalf("bad record: %v, wrote %q", err, out.String())
 	}
 }

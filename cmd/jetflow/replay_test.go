@@ -43,7 +43,7 @@ func TestReplayJSON(t *testing.T) {
 	}
 	out, stderr, code := runStatus(t, nil, "replay", "--history", good, "--output", "json")
 	var res []replayResult
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res) != 1 || !res[0].OK || res[0].File != good {
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res) != 1 || !res[0].OK || res[0].File != good || res[0].Histories != 1 || len(res[0].Failures) != 0 {
 		t.Fatalf("replay --output json: exit %d, %q %s", code, out, stderr)
 	}
 }

@@ -5,18 +5,20 @@ package fuzzcheck
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"unicode/utf8"
 )
 
 // Held counts what a decoded value holds: the elements of its slices and
-// arrays' backing slices, the entries of its maps, the characters of its
-// strings and the bytes of its byte slices, through pointers, interfaces
-// and struct fields. Every element or entry of an encoded value takes at
-// least one byte of input of its own, and every character of a string
-// one, so an honest decode of n bytes holds at most n: more means a
-// declared length was taken on trust. Characters, not bytes: a JSON
-// decoder replaces a byte that is not UTF-8 by U+FFFD, three bytes for
-// one (a 4-byte JSON string "\x94\xa9" decodes to 6 bytes).
+// arrays' backing slices, the entries of its maps and the bytes of its
+// strings and byte slices, through pointers, interfaces and struct
+// fields. Every element or entry of an encoded value takes at
+// least one byte of input of its own, and every byte of a string one, so
+// an honest decode of n bytes holds at most n: more means a declared
+// length was taken on trust. One exception is allowed for: a JSON decoder
+// replaces a byte that is not UTF-8 by U+FFFD, three bytes for one (a
+// 4-byte JSON string "\x94\xa9" decodes to 6 bytes), so each U+FFFD of
+// a string counts one.
 func Held(v any) int {
 	return held(reflect.ValueOf(v), 0)
 }
@@ -32,7 +34,7 @@ func held(v reflect.Value, depth int) int {
 		}
 		return held(v.Elem(), depth+1)
 	case reflect.String:
-		return utf8.RuneCountInString(v.String())
+		return v.Len() - (utf8.RuneLen(utf8.RuneError)-1)*strings.Count(v.String(), string(utf8.RuneError))
 	case reflect.Slice:
 		if v.Type().Elem().Kind() == reflect.Uint8 {
 			return v.Len()
