@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/participants"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // flaky is a service whose one action always fails retryably, counting
@@ -43,6 +45,49 @@ func TestScheduleToCloseEndsUnlimitedRetries(t *testing.T) {
 	}
 	if res.Attempts < 2 || int(calls.Load()) != res.Attempts {
 		t.Fatalf("%d attempts, %d calls: want the step retried until its deadline", res.Attempts, calls.Load())
+	}
+}
+
+// TestScheduleToCloseQuotesTheLastFailureOfALateRetry: a retry that comes
+// back after the step's deadline (its participant was away, or busy) ends
+// the step with a timeout that still says why it was being retried.
+func TestScheduleToCloseQuotesTheLastFailureOfALateRetry(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var calls atomic.Int32
+	svc := participants.Service{Name: "flaky", Handlers: map[string]participants.Handler{
+		"try": participants.HandlerFunc(func(ctx context.Context, cmd *participants.Command) (any, error) {
+			calls.Add(1)
+			return nil, errors.New("still down")
+		}),
+	}}
+	stop := h.run(participants.Config{AckWait: 2 * time.Second}, svc)
+	c := command(t, "wf-late-retry", "flaky", "try", 1)
+	c.Retry.MaxAttempts = 0
+	c.Retry.InitialInterval = 2 * time.Second // the retry is due before the deadline
+	c.ScheduleToClose = 3 * time.Second
+	deadline := time.Now().Add(c.ScheduleToClose)
+	h.send(c, "cmd-wf-late-retry-1")
+	// The first attempt fails and is noted; the participant then stops,
+	// before its retry is due, until the deadline has passed.
+	kv, err := h.env.JS.KeyValue(h.ctx, streams.AttemptsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, within, func() bool {
+		keys, err := kv.Keys(h.ctx)
+		return err == nil && len(keys) == 1
+	}, "the first attempt's failure was not noted")
+	stop()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d attempts before the stop, want 1", n)
+	}
+	natstest.Eventually(t, within, func() bool { return time.Now().After(deadline) }, "the deadline did not pass")
+	h.run(participants.Config{AckWait: 2 * time.Second}, svc)
+	res := h.result("wf-late-retry")
+	const want = "passed before attempt 2; attempt 1 failed: still down"
+	if res.Error == nil || res.Error.Kind != participants.KindTimeout || !strings.Contains(res.Error.Message, want) {
+		t.Fatalf("result error %+v, want a timeout ending %q", res.Error, want)
 	}
 }
 

@@ -348,8 +348,11 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 		deadline = j.scheduled.Add(sc.ScheduleToClose)
 		if !time.Now().Before(deadline) {
 			j.log.Info("schedule-to-close timeout passed before the attempt", "timeout", sc.ScheduleToClose)
-			j.finish(sc, msgID, j.failureResult(sc, KindTimeout,
-				fmt.Sprintf("schedule-to-close timeout %v passed before attempt %d", sc.ScheduleToClose, j.attempt)))
+			msg := fmt.Sprintf("schedule-to-close timeout %v passed before attempt %d", sc.ScheduleToClose, j.attempt)
+			if last := j.lastFailure(sc, key); last != "" {
+				msg += "; " + last
+			}
+			j.finish(sc, msgID, j.failureResult(sc, KindTimeout, msg))
 			j.metrics.Step(sc.Service, sc.Action, metrics.StepFailed, 0, j.attempt)
 			return
 		}
@@ -623,6 +626,27 @@ func (j *job) noteAttempt(sc *schema.Command, key, kind, msg string, delay time.
 	if _, err := j.attempts.Put(ctx, key, b); err != nil {
 		j.log.Warn("note failed attempt", "key", key, "err", err)
 	}
+}
+
+// lastFailure quotes the failed attempt of sc noted under key ("attempt 19
+// failed: gateway down"), "" when there is none: a step whose deadline
+// passed while its retry waited (the retry came back later than its delay,
+// behind other work) still says why it was being retried. Read only then.
+func (j *job) lastFailure(sc *schema.Command, key string) string {
+	if j.attempts == nil || j.attempt <= 1 {
+		return ""
+	}
+	ctx, cancel := j.finishCtx()
+	defer cancel()
+	e, err := j.attempts.Get(ctx, key)
+	if err != nil {
+		return ""
+	}
+	var a schema.FailedAttempt
+	if json.Unmarshal(e.Value(), &a) != nil || a.WorkflowID != sc.WorkflowID || a.CommandID != sc.ID {
+		return ""
+	}
+	return fmt.Sprintf("attempt %d failed: %s", a.Attempt, a.Error)
 }
 
 // maxErrorMessage bounds the message of a failure result: a handler's
