@@ -117,7 +117,13 @@ func export(ctx context.Context, out, progress io.Writer, q orchestrator.Archive
 	var bad *streams.BadRecordError
 	switch {
 	case errors.As(err, &bad):
-		return fmt.Errorf("%w; --cursor %d goes on after it (with the same --until)", err, bad.Seq)
+		// A read that failed may only have timed out: say how to try it
+		// again as well as how to skip it.
+		again := "the same command tries it again"
+		if next != 0 {
+			again = fmt.Sprintf("--cursor %d tries it again", next)
+		}
+		return fmt.Errorf("%w; %s, --cursor %d skips it (with the same --until)", err, again, bad.Seq)
 	case err != nil && next != 0 && next != q.Cursor:
 		return fmt.Errorf("%w; what was written ends cleanly: go on with --cursor %d (with the same --until)", err, next)
 	case err != nil:
