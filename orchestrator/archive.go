@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -322,6 +323,13 @@ func (o *Orchestrator) archive(ctx context.Context, id string, endSeq, row uint6
 		o.log.Info("refused run of an archived id removed, the original's record kept", "workflow_id", id)
 	}
 	failpoint.Hit("archive.before-purge")
+	// Before the events: an attempt cut short after it is repeated whole
+	// (the record is there, the tree too), and a delete repeated finds
+	// nothing. A refused run of an archived ID is not in the record: its
+	// signals are left to age out.
+	if written || stored.StartSeq == rec.StartSeq {
+		o.deleteRecordedSignals(ctx, wid, chain)
+	}
 	if err := o.purgeArchived(ctx, wid, last, earlier, evs, !written, row); err != nil {
 		return err
 	}
@@ -401,6 +409,73 @@ func (o *Orchestrator) purgeArchived(ctx context.Context, wid string, last int, 
 	failpoint.Hit("archive.after-purge")
 	return streams.DeleteMsg(ctx, o.cfg.NC, streams.IndexStream, row)
 }
+
+// deleteRecordedSignals removes from JETFLOW_SIGNALS each signal an
+// archived chain recorded, by the sequence its event names, once the
+// message there is confirmed to be on the signal's subject (a stream made
+// anew since begins its sequences again). The archive record holds them;
+// left in JETFLOW_SIGNALS each would keep its subject in the server's
+// memory for the stream's 30 days, which at 1M orders a day with a
+// carrier's signal each is 30M subjects, several GB. Nothing else goes: a
+// signal refused (dead-lettered), one never settled, one sent late, each
+// stays whole where its dead letter or its route expects it.
+//
+// It is best effort: signals not deleted age out as before. A failure is
+// logged and the deletes pause for signalPurgePause, so that a server
+// whose permissions predate them (a nats-server.conf generated before the
+// orchestrator role could delete from JETFLOW_SIGNALS, where the refused
+// request only times out) does not hold every archive up.
+func (o *Orchestrator) deleteRecordedSignals(ctx context.Context, wid string, evs []streams.Event) {
+	if time.Now().UnixNano() < o.signalPurgeOffUntil.Load() {
+		return
+	}
+	var (
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, signalDeletesInFlight)
+		failed atomic.Pointer[error]
+	)
+	for _, ev := range evs {
+		sig, ok := ev.Value.(*schema.Signal)
+		if !ok {
+			continue
+		}
+		seq, ok := streams.SignalEventSeq(ev.Subject)
+		if !ok {
+			continue
+		}
+		sem <- struct{}{}
+		if failed.Load() != nil {
+			<-sem
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			dctx, cancel := context.WithTimeout(ctx, signalPurgeTimeout)
+			defer cancel()
+			if err := streams.DeleteSignal(dctx, o.cfg.NC, streams.SignalSubject(sig.Name, wid), seq); err != nil {
+				failed.CompareAndSwap(nil, &err)
+			}
+		}()
+	}
+	wg.Wait()
+	if errp := failed.Load(); errp != nil && ctx.Err() == nil {
+		o.signalPurgeOffUntil.Store(time.Now().Add(signalPurgePause).UnixNano())
+		o.log.Warn("archive: the signals it recorded stay in "+streams.SignalsStream+" until they age out, and its deletes pause",
+			"workflow_id", wid, "pause", signalPurgePause, "err", *errp,
+			"hint", "the orchestrator role needs $JS.API.STREAM.MSG.DELETE."+streams.SignalsStream+": regenerate nats-server.conf with `jetflow auth config`")
+	}
+}
+
+// signalPurgeTimeout bounds the removal of one recorded signal;
+// signalPurgePause is how long removals pause after one failed;
+// signalDeletesInFlight bounds the removals of one workflow's signals
+// under way at once (a workflow that received thousands).
+const (
+	signalPurgeTimeout    = 5 * time.Second
+	signalPurgePause      = 10 * time.Minute
+	signalDeletesInFlight = 16
+)
 
 // earlierRuns reads the trees of runs 1 to last-1 of workflow wid, in run
 // order. Each must hold its start and its continued-as-new end, unless the

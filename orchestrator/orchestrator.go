@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -196,6 +197,10 @@ type Orchestrator struct {
 	waiting waitingMemo
 	// accepting serializes the update acceptances of one workflow here.
 	accepting keyedMutex
+	// signalPurgeOffUntil is when the archiver's removals of recorded
+	// signals resume after one failed (unix nanoseconds; see
+	// deleteRecordedSignals).
+	signalPurgeOffUntil atomic.Int64
 	// affinityStats counts the wakes affinity forwarded and received; nil
 	// until Run starts it, and without affinity.
 	affinityStats *affinityStats

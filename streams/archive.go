@@ -65,9 +65,19 @@ func (t Topology) archiveConfig() jetstream.StreamConfig {
 		Compression: jetstream.S2Compression,
 		AllowDirect: true,
 		DenyDelete:  true,
-		Duplicates:  t.DuplicateWindow,
+		Duplicates:  boundedBy(t.DuplicateWindow, t.ArchiveMaxAge),
 		MaxMsgSize:  t.MaxMsgSize + 64<<10,
 	}
+}
+
+// boundedBy is window, shortened to maxAge when that is set and shorter:
+// the server refuses a stream whose duplicate window outlasts its
+// messages (a short --archive-retention).
+func boundedBy(window, maxAge time.Duration) time.Duration {
+	if maxAge > 0 && maxAge < window {
+		return maxAge
+	}
+	return window
 }
 
 func orDefault64(n, def int64) int64 {
@@ -136,6 +146,18 @@ func DeleteMsg(ctx context.Context, nc *nats.Conn, stream string, seq uint64) er
 		return fmt.Errorf("delete %s #%d: %w", stream, seq, err)
 	}
 	return nil
+}
+
+// DeleteSignal removes message seq of SignalsStream if it is on subject:
+// the signal a history recorded under that sequence. A message gone
+// already, or one on another subject (the stream was made anew since and
+// its sequences began again), is left, and is no error.
+func DeleteSignal(ctx context.Context, nc *nats.Conn, subject string, seq uint64) error {
+	m, err := directMsg(ctx, nc, SignalsStream, map[string]any{"seq": seq})
+	if err != nil || m == nil || m.Header.Get(jetstream.SubjectHeader) != subject {
+		return err
+	}
+	return DeleteMsg(ctx, nc, SignalsStream, seq)
 }
 
 // errCodeSequenceNotFound is the server's answer to deleting a message

@@ -29,6 +29,23 @@ type Topology struct {
 	// ArchiveMaxBytes bounds ArchiveStream's size: the oldest records go
 	// first. 0: no bound.
 	ArchiveMaxBytes int64
+	// OrdersMaxBytes bounds OrdersStream, where anyone permitted may
+	// publish an order: a publish that would pass the bound is refused
+	// ("maximum bytes exceeded") and what was accepted stays. A flood of
+	// orders then fills its own stream, not the storage the histories are
+	// written to. 0: no bound (the jetflow binary's --orders-max-bytes).
+	// The server reserves a bound against its JetStream storage when it
+	// makes or updates the stream, and refuses one it cannot reserve:
+	// Ensure's error then names the bound. (SignalsStream cannot be
+	// bounded so: it holds server-side message schedules, which the server
+	// refuses on a stream that discards new messages, and dropping old
+	// ones would lose signals not yet recorded.)
+	OrdersMaxBytes int64
+	// DeadLetterMaxBytes bounds DeadLetterStream: past it the oldest dead
+	// letters are dropped (each names the original, which stays in its own
+	// stream until that ages out). 0: no bound (the binary's
+	// --dead-letter-max-bytes).
+	DeadLetterMaxBytes int64
 	// LedgerTTL is how long a simulated system's ledger keeps an effect.
 	// 0 keeps them for ever (the binary's --ledger-ttl defaults to 30
 	// days, well above reconciliation's 24 h look-back).
@@ -86,6 +103,8 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
 			MaxAge:      7 * 24 * time.Hour,
+			MaxBytes:    orDefault64(t.OrdersMaxBytes, -1),
+			Discard:     jetstream.DiscardNew,
 			AllowDirect: true,
 			Duplicates:  t.DuplicateWindow,
 			MaxMsgSize:  t.MaxMsgSize,
@@ -135,6 +154,8 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
+			MaxBytes:    orDefault64(t.DeadLetterMaxBytes, -1),
+			Discard:     jetstream.DiscardOld,
 			AllowDirect: true,
 			// A dead letter carries the refused body, which may itself be at
 			// the size limit, plus headers.
@@ -213,6 +234,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		rctx, cancel := context.WithTimeout(ctx, EnsureRequestTimeout)
 		_, err := js.CreateOrUpdateStream(rctx, cfg)
 		cancel()
+		if cfg.MaxBytes > 0 && storageRefused(err) {
+			return fmt.Errorf("ensure stream %s: the server cannot reserve its bound of %d bytes in its JetStream storage (give JetStream more storage, or lower the bound): %w", cfg.Name, cfg.MaxBytes, err)
+		}
 		if err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
@@ -227,6 +251,25 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}
 	return nil
 }
+
+// storageRefused reports whether err is the server's refusal to reserve a
+// stream's storage: JSStorageResourcesExceededErr (10047, "insufficient
+// storage resources available") on one server, and on a cluster
+// JSClusterNoPeersErrF (10005) for want of storage ("no suitable peers for
+// placement, insufficient storage").
+func storageRefused(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == errCodeStorageResourcesExceeded ||
+		apiErr.ErrorCode == errCodeClusterNoPeers && strings.Contains(apiErr.Description, "insufficient storage")
+}
+
+const (
+	errCodeStorageResourcesExceeded jetstream.ErrorCode = 10047
+	errCodeClusterNoPeers           jetstream.ErrorCode = 10005
+)
 
 // EnsureRequestTimeout bounds each create or update Ensure sends. On a
 // cluster just formed, with several orchestrators ensuring at once, a

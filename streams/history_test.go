@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,6 +42,36 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	if !cfg.AllowDirect || cfg.DenyPurge || !cfg.DenyDelete || cfg.MaxAge != 0 ||
 		cfg.MaxMsgsPerSubject != 1 || cfg.Discard != jetstream.DiscardNew || !cfg.DiscardNewPerSubject {
 		t.Fatalf("history stream config lost a guarantee: %+v", cfg)
+	}
+}
+
+// An archive retention shorter than the duplicate window (a test or a
+// benchmark keeping archived orders for seconds) is a valid topology: the
+// archive's duplicate window is cut to it, which the server requires.
+func TestEnsureTakesAnArchiveRetentionShorterThanTheDuplicateWindow(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	top := streams.Topology{ArchiveMaxAge: 30 * time.Second}
+	if err := streams.Ensure(context.Background(), env.JS, top); err != nil {
+		t.Fatalf("Ensure with a 30 s archive retention: %v", err)
+	}
+	s, err := env.JS.Stream(context.Background(), streams.ArchiveStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := s.CachedInfo().Config; cfg.MaxAge != 30*time.Second || cfg.Duplicates != 30*time.Second {
+		t.Fatalf("archive: max age %s, duplicate window %s; want 30s and 30s", cfg.MaxAge, cfg.Duplicates)
+	}
+}
+
+// The server reserves a bounded stream's MaxBytes in its JetStream
+// storage; a bound it cannot reserve stops Ensure with an error that names
+// the stream and the bound, not only the server's "insufficient storage".
+func TestEnsureNamesABoundTheServerCannotReserve(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	const pib = 1 << 50
+	err := streams.Ensure(context.Background(), env.JS, streams.Topology{OrdersMaxBytes: pib})
+	if err == nil || !strings.Contains(err.Error(), "ensure stream "+streams.OrdersStream+": the server cannot reserve its bound of 1125899906842624 bytes") {
+		t.Fatalf("Ensure with a 1 PiB bound on the orders: %v", err)
 	}
 }
 

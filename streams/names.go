@@ -229,6 +229,21 @@ func SignalEventSubject(id string, seq uint64) string {
 	return "wf." + id + "." + tokSignal + "." + strconv.FormatUint(seq, 10)
 }
 
+// SignalEventSeq is the JETFLOW_SIGNALS sequence of the signal recorded on
+// subject, wf.<history id>.signal.<seq>; false for any other subject.
+func SignalEventSeq(subject string) (uint64, bool) {
+	_, rest, ok := ParseSubject(subject)
+	if !ok {
+		return 0, false
+	}
+	s, ok := strings.CutPrefix(rest, tokSignal+".")
+	if !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(s, 10, 64)
+	return seq, err == nil && seq > 0
+}
+
 // SignalPrefix starts the subjects signals are sent on:
 // signal.<name>.<workflow id>. The name may contain dots
 // (signal.carrier.picked_up.o-1001).

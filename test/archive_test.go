@@ -14,6 +14,7 @@ import (
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
+	"github.com/jetflow-io/jetflow/participants/shipping"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
@@ -215,6 +216,52 @@ func TestArchiveUnderRolePermissions(t *testing.T) {
 	natstest.Eventually(t, time.Minute, func() bool {
 		return s.archived(o.OrderID) != nil && len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0
 	}, "the orchestrator role did not archive and purge")
+}
+
+// TestArchivalRemovesTheSignalsItRecorded: the carrier's signal an order
+// recorded stays in JETFLOW_SIGNALS (30 days, a subject each) until the
+// order is archived; the archiver then purges it, under the orchestrator
+// role's permissions, and keeps a signal sent after it (late, refused).
+func TestArchivalRemovesTheSignalsItRecorded(t *testing.T) {
+	s := newAuthStack(t)
+	clock := &orchestrator.ManualClock{}
+	s.clock, s.retention = clock, time.Hour
+	s.orchestrator()
+	s.participants()
+	ctx := context.Background()
+	o := order("arch-sig-", 1, map[string]string{"pickup": "1s"})
+	s.publishOrder(o)
+	if st := s.waitSettled([]string{o.OrderID}, time.Minute); st[o.OrderID] != schema.StatusCompleted {
+		t.Fatalf("order: %s", st[o.OrderID])
+	}
+	subject := streams.SignalSubject(shipping.PickedUpSignal, o.OrderID)
+	if n := s.subjects(streams.SignalsStream, subject)[subject]; n != 1 {
+		t.Fatalf("%s holds %d signals before archival, want the carrier's", subject, n)
+	}
+	late, err := s.env.JS.Publish(ctx, subject, []byte(`{"carrier":"late"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		dl, err := streams.SignalDeadLetter(ctx, s.env.NC, late.Sequence)
+		return err == nil && dl != nil
+	}, "the late signal was not refused")
+
+	clock.Advance(2 * time.Hour)
+	natstest.Eventually(t, time.Minute, func() bool {
+		return s.archived(o.OrderID) != nil && len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0
+	}, "the order was not archived")
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		return s.subjects(streams.SignalsStream, subject)[subject] == 1
+	}, "%s holds more than the late signal after archival", subject)
+	st, err := s.env.JS.Stream(ctx, streams.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	if err != nil || m.Sequence != late.Sequence {
+		t.Fatalf("left on %s: %v %v, want the late signal #%d", subject, m, err, late.Sequence)
+	}
 }
 
 // TestArchiverFinishesAPurgeCutShort: an archiver that died in the middle

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
 	"github.com/jetflow-io/jetflow/participants/sim"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
@@ -151,6 +152,68 @@ func TestHostileOrdersEndInDeadLetters(t *testing.T) {
 	}
 	if len(charges) != 1 || charges[0].OrderID != good.OrderID {
 		t.Errorf("payment ledger %+v, want the good order's charge only", charges)
+	}
+}
+
+// TestAFloodFillsOnlyItsBoundedStream: with the orders and the dead
+// letters bounded (--orders-max-bytes, --dead-letter-max-bytes), a flood
+// of invalid orders fills JETFLOW_ORDERS to its bound and no further. The
+// publish past it is refused with the server's reason, nothing accepted
+// is dropped to make room, every accepted order is still settled (dead-
+// lettered), the dead letters drop their oldest to stay within their own
+// bound, and the engine goes on: a workflow started then completes.
+func TestAFloodFillsOnlyItsBoundedStream(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	const bound, deadBound = 256 << 10, 64 << 10
+	if err := streams.Ensure(ctx, s.env.JS, streams.Topology{OrdersMaxBytes: bound, DeadLetterMaxBytes: deadBound}); err != nil {
+		t.Fatal(err)
+	}
+	s.orchestrator()
+	s.participants()
+	junk := []byte(strings.Repeat("\xff", 8<<10))
+	var accepted []uint64
+	var refused error
+	for len(accepted) < 100 {
+		ack, err := s.env.JS.Publish(ctx, streams.OrderCreated, junk)
+		if err != nil {
+			refused = err
+			break
+		}
+		accepted = append(accepted, ack.Sequence)
+	}
+	if refused == nil || !strings.Contains(refused.Error(), "maximum bytes exceeded") {
+		t.Fatalf("%d orders of 8 KiB into a bound of %d bytes, then %v; want maximum bytes exceeded", len(accepted), bound, refused)
+	}
+	orders, err := s.env.JS.Stream(ctx, streams.OrdersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := orders.CachedInfo().State; st.Msgs != uint64(len(accepted)) || st.FirstSeq != accepted[0] || st.Bytes > bound {
+		t.Fatalf("%s after the flood: %d orders from #%d, %d bytes; want the %d accepted from #%d within %d bytes",
+			streams.OrdersStream, st.Msgs, st.FirstSeq, st.Bytes, len(accepted), accepted[0], bound)
+	}
+
+	// Every accepted order was dead-lettered; the dead letters dropped the
+	// oldest (each a copy of about 8 KiB, in the order they were written)
+	// to stay within their bound.
+	s.intakeSettled(accepted[len(accepted)-1])
+	dlq, err := s.env.JS.Stream(ctx, streams.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := dlq.CachedInfo().State; st.LastSeq != uint64(len(accepted)) || st.FirstSeq < 2 || st.Msgs == 0 || st.Bytes > deadBound {
+		t.Fatalf("%s after %d dead letters: #%d to #%d, %d kept, %d bytes; want all %d written, the oldest dropped, within %d bytes",
+			streams.DeadLetterStream, len(accepted), st.FirstSeq, st.LastSeq, st.Msgs, st.Bytes, len(accepted), deadBound)
+	}
+
+	// The history is not bounded with them: a workflow started now runs.
+	o := order("after-flood-", 0, map[string]string{"pickup": "at_creation"})
+	if _, err := orchestrator.Start(ctx, s.env.JS, fulfillment.WorkflowType, o.OrderID, o, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.waitSettled([]string{o.OrderID}, time.Minute); st[o.OrderID] != schema.StatusCompleted {
+		t.Fatalf("order started after the flood: %s", st[o.OrderID])
 	}
 }
 

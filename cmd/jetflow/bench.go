@@ -54,6 +54,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up when the orders have not finished within this time")
 	fs.DurationVar(&cfg.Retention, "retention", 0, "archive finished orders this long after their end, and report the server's memory, subjects and disk every 10 s (0: keep them; the write counts are not meaningful with it)")
 	fs.DurationVar(&cfg.LedgerTTL, "ledger-ttl", DefaultLedgerTTL, "how long the simulated systems' ledgers keep an effect (0: for ever); a long run with --retention keeps them shorter, like the history")
+	fs.DurationVar(&cfg.ArchiveRetention, "archive-retention", DefaultArchiveRetention, "how long an archived order is kept (0: for ever); a long run with --retention keeps it short to show the archive bounded as well")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the order run to this file")
 	fs.StringVar(&cfg.MemProfile, "memprofile", "", "write the allocation profile of the process to this file after the order run")
 	registerOutput(fs, &output)
@@ -148,6 +149,7 @@ func validateBench(cfg bench.Config) error {
 		notNegative("pickup-delay", cfg.PickupDelay),
 		positive("timeout", cfg.Timeout),
 		notNegative("retention", cfg.Retention), notNegative("ledger-ttl", cfg.LedgerTTL),
+		notNegative("archive-retention", cfg.ArchiveRetention),
 	)
 	return errors.Join(errs...)
 }

@@ -67,6 +67,10 @@ type engineFlags struct {
 	retention        time.Duration
 	archiveRetention time.Duration
 	archiveMaxBytes  int64
+	// ordersMaxBytes and deadLetterMaxBytes bound the streams anyone
+	// permitted may fill (streams.Topology).
+	ordersMaxBytes     int64
+	deadLetterMaxBytes int64
 	// ledgerTTL is how long the simulated systems keep an effect.
 	ledgerTTL time.Duration
 
@@ -99,7 +103,17 @@ func (e *engineFlags) registerOrchestrator(fs *flag.FlagSet) {
 	fs.DurationVar(&e.retention, "retention", orchestrator.DefaultRetention, "how long a finished workflow stays in the history after its end before it is archived and removed (0: kept for ever)")
 	fs.DurationVar(&e.archiveRetention, "archive-retention", DefaultArchiveRetention, "how long an archived history is kept (0: for ever); its order id is refused as a duplicate meanwhile")
 	fs.Int64Var(&e.archiveMaxBytes, "archive-max-bytes", 0, "bound of the archive stream's size in bytes, the oldest records dropped first (0: none)")
+	// Bounds are off by default: the server reserves a stream's bound
+	// against its JetStream storage when the stream is made, so a default
+	// sized for production would stop jetflow from starting on a small
+	// disk. deploy/README.md says how to size them.
+	fs.Int64Var(&e.ordersMaxBytes, "orders-max-bytes", 0, "bound of the JETFLOW_ORDERS stream in bytes, at least 16 MiB: an order.created past it is refused, so a flood of orders fills that stream and not the storage the histories need (0: none)")
+	fs.Int64Var(&e.deadLetterMaxBytes, "dead-letter-max-bytes", 0, "bound of the JETFLOW_DLQ stream in bytes, at least 16 MiB, the oldest dead letters dropped first (0: none)")
 }
+
+// minStreamBound is the smallest --orders-max-bytes and
+// --dead-letter-max-bytes: 16 MiB.
+const minStreamBound = 16 << 20
 
 // DefaultArchiveRetention is --archive-retention's default: 90 days.
 const DefaultArchiveRetention = 90 * 24 * time.Hour
@@ -159,6 +173,20 @@ func (e *engineFlags) validate() error {
 		if e.archiveMaxBytes < 0 {
 			errs = append(errs, fmt.Errorf("--archive-max-bytes %d: must not be negative", e.archiveMaxBytes))
 		}
+		// A bound must hold many of the largest messages (a dead letter
+		// of one is up to the max payload and 64 KiB): below that, one
+		// message takes the whole stream.
+		for _, b := range []struct {
+			name string
+			v    int64
+		}{
+			{"orders-max-bytes", e.ordersMaxBytes},
+			{"dead-letter-max-bytes", e.deadLetterMaxBytes},
+		} {
+			if b.v != 0 && b.v < minStreamBound {
+				errs = append(errs, fmt.Errorf("--%s %d: want 0 (no bound) or at least %d (16 MiB)", b.name, b.v, minStreamBound))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -189,7 +217,8 @@ func parseEngine(fs *flag.FlagSet, e *engineFlags, args []string) ([]string, err
 }
 
 func (e *engineFlags) topology() streams.Topology {
-	return streams.Topology{Replicas: e.replicas, ArchiveMaxAge: e.archiveRetention, ArchiveMaxBytes: e.archiveMaxBytes, LedgerTTL: e.ledgerTTL}
+	return streams.Topology{Replicas: e.replicas, ArchiveMaxAge: e.archiveRetention, ArchiveMaxBytes: e.archiveMaxBytes,
+		OrdersMaxBytes: e.ordersMaxBytes, DeadLetterMaxBytes: e.deadLetterMaxBytes, LedgerTTL: e.ledgerTTL}
 }
 
 // startOrchestrator runs the orchestrator with the reference workflow.

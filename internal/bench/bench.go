@@ -146,6 +146,12 @@ type Config struct {
 	// systems' records, not the engine's, and in process their subject
 	// index weighs on the heap the run measures.
 	LedgerTTL time.Duration
+	// ArchiveRetention is how long an archived history is kept
+	// (streams.Topology.ArchiveMaxAge; 0: for ever). A run through a
+	// retention window keeps it short to show the archive bounded too:
+	// without it, the archive's subject index grows the heap by a record
+	// per order.
+	ArchiveRetention time.Duration
 }
 
 func (c *Config) defaults() error {
@@ -244,7 +250,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = streams.Ensure(ectx, js, streams.Topology{Replicas: cfg.Replicas, LedgerTTL: cfg.LedgerTTL})
+	err = streams.Ensure(ectx, js, streams.Topology{Replicas: cfg.Replicas, LedgerTTL: cfg.LedgerTTL, ArchiveMaxAge: cfg.ArchiveRetention})
 	cancel()
 	if err != nil {
 		return nil, err

@@ -33,6 +33,10 @@ type RetentionSample struct {
 	ArchiveBytes    uint64 `json:"archive_bytes"`
 	IndexMsgs       uint64 `json:"index_msgs"`
 	IdemSubjects    uint64 `json:"idempotency_subjects"`
+	// SignalSubjects are JETFLOW_SIGNALS' subjects: one per workflow and
+	// signal name until the archiver purges a workflow's recorded signals
+	// (a run with --pickup signal has one per order).
+	SignalSubjects uint64 `json:"signal_subjects"`
 	// DiskBytes is the size of the embedded server's store directory.
 	DiskBytes int64 `json:"disk_bytes,omitempty"`
 	// RSSBytes is the process's resident memory; HeapBytes its live Go
@@ -60,8 +64,8 @@ func sampleRetention(ctx context.Context, js jetstream.JetStream, storeDir strin
 			return
 		}
 		s.Seconds = time.Since(begin).Seconds()
-		fmt.Fprintf(progress, "bench: retention t=%4.0fs archived %d history %d subjects %d msgs %s, archive %s, index %d, idempotency %d subjects, disk %s, rss %s heap %s\n",
-			s.Seconds, s.Archived, s.HistorySubjects, s.HistoryMsgs, mib(s.HistoryBytes), mib(s.ArchiveBytes), s.IndexMsgs, s.IdemSubjects, mib(uint64(s.DiskBytes)), mib(s.RSSBytes), mib(s.HeapBytes))
+		fmt.Fprintf(progress, "bench: retention t=%4.0fs archived %d history %d subjects %d msgs %s, archive %s, index %d, idempotency %d subjects, signals %d subjects, disk %s, rss %s heap %s\n",
+			s.Seconds, s.Archived, s.HistorySubjects, s.HistoryMsgs, mib(s.HistoryBytes), mib(s.ArchiveBytes), s.IndexMsgs, s.IdemSubjects, s.SignalSubjects, mib(uint64(s.DiskBytes)), mib(s.RSSBytes), mib(s.HeapBytes))
 		mu.Lock()
 		samples = append(samples, s)
 		mu.Unlock()
@@ -116,6 +120,9 @@ func retentionSample(ctx context.Context, js jetstream.JetStream, storeDir strin
 	}
 	if kv, err := state("KV_" + streams.IdempotencyBucket); err == nil {
 		s.IdemSubjects = kv.NumSubjects
+	}
+	if sig, err := state(streams.SignalsStream); err == nil {
+		s.SignalSubjects = sig.NumSubjects
 	}
 	if storeDir != "" {
 		s.DiskBytes = dirSize(storeDir)

@@ -57,6 +57,7 @@ type Metrics struct {
 	streamSubjects *prometheus.GaugeVec
 	streamMessages *prometheus.GaugeVec
 	streamBytes    *prometheus.GaugeVec
+	streamMaxBytes *prometheus.GaugeVec
 	timerLateness  prometheus.Histogram
 	signals        *prometheus.CounterVec
 
@@ -131,6 +132,7 @@ func New() *Metrics {
 	m.streamSubjects = f.gaugeVec("stream_subjects", "Distinct subjects in the stream; the server keeps an entry of its subject index in memory for each (JETFLOW_HISTORY: about 10 per workflow kept, JETFLOW_ARCHIVE: one per archived workflow).", "stream")
 	m.streamMessages = f.gaugeVec("stream_messages", "Messages in the stream.", "stream")
 	m.streamBytes = f.gaugeVec("stream_bytes", "Bytes the stream's messages take, as stored.", "stream")
+	m.streamMaxBytes = f.gaugeVec("stream_max_bytes", "The stream's bound in bytes (its MaxBytes), 0 when it has none: JETFLOW_ORDERS refuses publishes past it, JETFLOW_DLQ and JETFLOW_ARCHIVE drop their oldest messages.", "stream")
 	m.timerLateness = f.histogram("timer_lateness_seconds", "How long after its due time a timer's fire was recorded.", prometheus.ExponentialBuckets(0.001, 4, 10))
 	m.signals = f.counterVec("signals_total", "Signals handled, by outcome: recorded in the history, refused (dead-lettered) or late (the workflow had ended).", "outcome")
 	m.consumerPending = f.gaugeVec("consumer_pending_messages", "Messages of the stream not yet delivered to the consumer.", "stream", "consumer")

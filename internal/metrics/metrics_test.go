@@ -48,6 +48,7 @@ func exercised() *Metrics {
 	m.streamSubjects.WithLabelValues("s").Set(0)
 	m.streamMessages.WithLabelValues("s").Set(0)
 	m.streamBytes.WithLabelValues("s").Set(0)
+	m.streamMaxBytes.WithLabelValues("s").Set(0)
 	m.consumerPending.WithLabelValues("s", "c").Set(0)
 	m.consumerAckPending.WithLabelValues("s", "c").Set(0)
 	m.consumerRedelivered.WithLabelValues("s", "c").Set(0)
@@ -269,4 +270,73 @@ func TestDashboardQueriesPassPromtool(t *testing.T) {
 	if out, err := exec.Command(promtool, "test", "rules", tfile).CombinedOutput(); err != nil {
 		t.Fatalf("promtool test rules, idle ratios: %v\n%s", err, out)
 	}
+}
+
+// TestOrdersNearlyFullAlert evaluates JetflowOrdersNearlyFull with
+// `promtool test rules`: it fires for the orders stream past 80% of its
+// bound, and neither for a stream without a bound, however large, nor for
+// a bounded dead-letter stream, which drops its oldest when full.
+func TestOrdersNearlyFullAlert(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (Debian package prometheus)")
+	}
+	rules, err := filepath.Abs(filepath.Join("..", "..", "deploy", "prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	test := fmt.Sprintf(`rule_files: [%s]
+evaluation_interval: 1m
+tests:
+- interval: 1m
+  input_series:
+  - series: 'jetflow_stream_bytes{stream="JETFLOW_ORDERS"}'
+    values: '900x20'
+  - series: 'jetflow_stream_max_bytes{stream="JETFLOW_ORDERS"}'
+    values: '1000x20'
+  - series: 'jetflow_stream_bytes{stream="JETFLOW_DLQ"}'
+    values: '990x20'
+  - series: 'jetflow_stream_max_bytes{stream="JETFLOW_DLQ"}'
+    values: '1000x20'
+  - series: 'jetflow_stream_bytes{stream="JETFLOW_HISTORY"}'
+    values: '5000000000x20'
+  - series: 'jetflow_stream_max_bytes{stream="JETFLOW_HISTORY"}'
+    values: '0x20'
+  alert_rule_test:
+  - alertname: JetflowOrdersNearlyFull
+    eval_time: 5m
+    exp_alerts: []
+  - alertname: JetflowOrdersNearlyFull
+    eval_time: 15m
+    exp_alerts:
+    - exp_labels: {severity: warning, stream: JETFLOW_ORDERS}
+      exp_annotations:
+        summary: "JETFLOW_ORDERS is 90%% full"
+        description: %q
+`, rules, ordersFullDescription(t, rules))
+	file := filepath.Join(t.TempDir(), "full_test.yml")
+	if err := os.WriteFile(file, []byte(test), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "test", "rules", file).CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules, JetflowOrdersNearlyFull: %v\n%s", err, out)
+	}
+}
+
+// ordersFullDescription is JetflowOrdersNearlyFull's description as the
+// rules file has it (it has no template): the test pins when the alert
+// fires, not its prose.
+func ordersFullDescription(t *testing.T, file string) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "alert: JetflowOrdersNearlyFull")
+	_, rest, ok2 := strings.Cut(rest, "description: \"")
+	desc, _, ok3 := strings.Cut(rest, "\"\n")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("JetflowOrdersNearlyFull has no description in " + file)
+	}
+	return desc
 }

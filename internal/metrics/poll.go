@@ -123,10 +123,21 @@ func (m *Metrics) pollQueues(ctx context.Context, js jetstream.JetStream, hist *
 	if err != nil {
 		return err
 	}
+	// A signal's dead letter has a subject of its own, dlq.signal.<seq>:
+	// they are counted under origin signal, so a flood of refused signals
+	// is one series, not one per signal.
+	stored := map[string]uint64{}
 	for subj, n := range dinfo.State.Subjects {
-		m.deadStored.WithLabelValues(strings.TrimPrefix(subj, streams.DeadLetterPrefix+".")).Set(float64(n))
+		origin := strings.TrimPrefix(subj, streams.DeadLetterPrefix+".")
+		if strings.HasPrefix(origin, streams.SignalOrigin+".") {
+			origin = streams.SignalOrigin
+		}
+		stored[origin] += n
 	}
-	m.setStream(streams.DeadLetterStream, dinfo.State)
+	for origin, n := range stored {
+		m.deadStored.WithLabelValues(origin).Set(float64(n))
+	}
+	m.setStream(dinfo)
 	var errs []error
 	for _, name := range SizedStreams {
 		s, err := js.Stream(ctx, name)
@@ -138,20 +149,24 @@ func (m *Metrics) pollQueues(ctx context.Context, js jetstream.JetStream, hist *
 			continue
 		}
 		// CachedInfo is the answer to the look-up just made.
-		m.setStream(name, s.CachedInfo().State)
+		m.setStream(s.CachedInfo())
 	}
 	return errors.Join(errs...)
 }
 
 // SizedStreams are the streams, besides JETFLOW_DLQ, whose subjects,
-// messages and bytes the queues' poll exports: the ones that grow with the
-// workflows kept (the history and its index) and archived.
-var SizedStreams = []string{streams.HistoryStream, streams.IndexStream, streams.ArchiveStream}
+// messages, bytes and bound the queues' poll exports: the ones that grow
+// with the workflows kept (the history and its index) and archived, and
+// the two anyone permitted may publish to (orders, whose bound refuses a
+// flood, and signals).
+var SizedStreams = []string{streams.HistoryStream, streams.IndexStream, streams.ArchiveStream, streams.OrdersStream, streams.SignalsStream}
 
-func (m *Metrics) setStream(name string, st jetstream.StreamState) {
+func (m *Metrics) setStream(info *jetstream.StreamInfo) {
+	name, st := info.Config.Name, info.State
 	m.streamSubjects.WithLabelValues(name).Set(float64(st.NumSubjects))
 	m.streamMessages.WithLabelValues(name).Set(float64(st.Msgs))
 	m.streamBytes.WithLabelValues(name).Set(float64(st.Bytes))
+	m.streamMaxBytes.WithLabelValues(name).Set(float64(max(info.Config.MaxBytes, 0)))
 }
 
 func (m *Metrics) pollConsumer(ctx context.Context, js jetstream.JetStream, c Consumer) error {

@@ -19,11 +19,14 @@ import (
 // TestPollReadsQueuesAndConsumers checks the gauges read from JetStream:
 // the manual queue's depth, the blocked workflows (a blocked workflow that
 // ended since is not), dead letters stored by origin, consumer pending,
-// and the subjects and messages of the streams that grow with the
-// workflows kept.
+// the subjects and messages of the streams that grow with the workflows
+// kept or with what anyone publishes, and the bounds of those bounded.
 func TestPollReadsQueuesAndConsumers(t *testing.T) {
 	env := natstest.RunJetStream(t)
 	ctx := natstest.Context(t)
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{OrdersMaxBytes: 1 << 20, DeadLetterMaxBytes: 2 << 20}); err != nil {
+		t.Fatal(err)
+	}
 	pub := func(subject string) {
 		t.Helper()
 		if _, err := env.JS.Publish(ctx, subject, []byte("x")); err != nil {
@@ -46,8 +49,10 @@ func TestPollReadsQueuesAndConsumers(t *testing.T) {
 		streams.OperatorSubject("g", 40, schema.VerbRetry),
 		streams.DoneSubjectAfter("g", string(schema.StatusManual), 41),
 		streams.DeadLetterSubject("signal"),
-		streams.DeadLetterSubject("signal"),
+		streams.SignalDeadLetterSubject(41),
+		streams.SignalDeadLetterSubject(42),
 		streams.DeadLetterSubject("cmd.payment"),
+		streams.OrderCreated,
 	} {
 		pub(s)
 	}
@@ -86,24 +91,36 @@ func TestPollReadsQueuesAndConsumers(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]float64{
-		"jetflow_manual_queue_depth":                                                             3,
-		"jetflow_workflows_blocked":                                                              1,
-		"jetflow_dead_letters_stored{origin=signal}":                                             2,
+		"jetflow_manual_queue_depth": 3,
+		"jetflow_workflows_blocked":  1,
+		// A signal's dead letters, each on dlq.signal.<seq>, are one series.
+		"jetflow_dead_letters_stored{origin=signal}":                                             3,
 		"jetflow_dead_letters_stored{origin=cmd.payment}":                                        1,
 		"jetflow_consumer_pending_messages{consumer=probe,stream=" + streams.HistoryStream + "}": 8,
 		// 12 events, each on a subject of its own; the index holds their
 		// 8 ends and 3 blocked events on one subject per status (manual,
 		// completed, compensated, resolved) and one for blocked.
-		"jetflow_stream_subjects{stream=" + streams.HistoryStream + "}":    12,
-		"jetflow_stream_messages{stream=" + streams.HistoryStream + "}":    12,
-		"jetflow_stream_subjects{stream=" + streams.IndexStream + "}":      5,
-		"jetflow_stream_messages{stream=" + streams.IndexStream + "}":      11,
-		"jetflow_stream_subjects{stream=" + streams.DeadLetterStream + "}": 2,
-		"jetflow_stream_messages{stream=" + streams.DeadLetterStream + "}": 3,
-		"jetflow_stream_messages{stream=" + streams.ArchiveStream + "}":    0,
+		"jetflow_stream_subjects{stream=" + streams.HistoryStream + "}":     12,
+		"jetflow_stream_messages{stream=" + streams.HistoryStream + "}":     12,
+		"jetflow_stream_subjects{stream=" + streams.IndexStream + "}":       5,
+		"jetflow_stream_messages{stream=" + streams.IndexStream + "}":       11,
+		"jetflow_stream_subjects{stream=" + streams.DeadLetterStream + "}":  4,
+		"jetflow_stream_messages{stream=" + streams.DeadLetterStream + "}":  4,
+		"jetflow_stream_messages{stream=" + streams.ArchiveStream + "}":     0,
+		"jetflow_stream_messages{stream=" + streams.OrdersStream + "}":      1,
+		"jetflow_stream_messages{stream=" + streams.SignalsStream + "}":     0,
+		"jetflow_stream_max_bytes{stream=" + streams.OrdersStream + "}":     1 << 20,
+		"jetflow_stream_max_bytes{stream=" + streams.DeadLetterStream + "}": 2 << 20,
+		"jetflow_stream_max_bytes{stream=" + streams.SignalsStream + "}":    0,
+		"jetflow_stream_max_bytes{stream=" + streams.HistoryStream + "}":    0,
 	} {
 		if v, ok := got[k]; !ok || v != want {
 			t.Errorf("%s = %v (exported %v), want %v", k, v, ok, want)
+		}
+	}
+	for k := range got {
+		if strings.HasPrefix(k, "jetflow_dead_letters_stored{origin=signal.") {
+			t.Errorf("a signal's dead letter has a series of its own: %s", k)
 		}
 	}
 	if b := got["jetflow_stream_bytes{stream="+streams.HistoryStream+"}"]; b < 12 {

@@ -282,6 +282,8 @@ func Roles(services []string) []Role {
 				api + "STREAM.PURGE." + kvPfx + streams.IdempotencyBucket,
 				api + "STREAM.PURGE." + kvPfx + streams.TimersBucket,
 				api + "STREAM.MSG.DELETE." + streams.IndexStream,
+				// An archived workflow's recorded signals.
+				api + "STREAM.MSG.DELETE." + streams.SignalsStream,
 			},
 			// A workflow's SignalExternal may send any signal but those
 			// another role alone may send.
