@@ -411,23 +411,35 @@ func (o *Orchestrator) purgeArchived(ctx context.Context, wid string, last int, 
 }
 
 // deleteRecordedSignals removes from JETFLOW_SIGNALS each signal an
-// archived chain recorded, by the sequence its event names, once the
-// message there is confirmed to be on the signal's subject (a stream made
-// anew since begins its sequences again). The archive record holds them;
+// archived chain recorded before its run ended, by the sequence its event
+// names, once the message there is confirmed to be that signal: on its
+// subject, and stored no later than it was recorded (a stream made anew
+// since begins its sequences again). The archive record holds them;
 // left in JETFLOW_SIGNALS each would keep its subject in the server's
 // memory for the stream's 30 days, which at 1M orders a day with a
 // carrier's signal each is 30M subjects, several GB. Nothing else goes: a
-// signal refused (dead-lettered), one never settled, one sent late, each
-// stays whole where its dead letter or its route expects it.
+// signal refused (dead-lettered), one never settled, one recorded or sent
+// late, each stays whole where its dead letter or its route expects it.
 //
 // It is best effort: signals not deleted age out as before. A failure is
-// logged and the deletes pause for signalPurgePause, so that a server
+// logged and the deletes pause for signalPurgePause (a minute), so that a server
 // whose permissions predate them (a nats-server.conf generated before the
 // orchestrator role could delete from JETFLOW_SIGNALS, where the refused
 // request only times out) does not hold every archive up.
 func (o *Orchestrator) deleteRecordedSignals(ctx context.Context, wid string, evs []streams.Event) {
 	if time.Now().UnixNano() < o.signalPurgeOffUntil.Load() {
 		return
+	}
+	// A signal recorded after its run's first end was late: it is
+	// dead-lettered too, and may still be routed (a late route). It stays.
+	ended := map[string]uint64{}
+	for _, ev := range evs {
+		if _, ok := ev.Value.(*schema.WorkflowFinished); ok {
+			hid, _, _ := streams.ParseSubject(ev.Subject)
+			if e, ok := ended[hid]; !ok || ev.Seq < e {
+				ended[hid] = ev.Seq
+			}
+		}
 	}
 	var (
 		wg     sync.WaitGroup
@@ -440,7 +452,8 @@ func (o *Orchestrator) deleteRecordedSignals(ctx context.Context, wid string, ev
 			continue
 		}
 		seq, ok := streams.SignalEventSeq(ev.Subject)
-		if !ok {
+		hid, _, _ := streams.ParseSubject(ev.Subject)
+		if end, done := ended[hid]; !ok || !done || ev.Seq > end {
 			continue
 		}
 		sem <- struct{}{}
@@ -453,7 +466,7 @@ func (o *Orchestrator) deleteRecordedSignals(ctx context.Context, wid string, ev
 			defer func() { <-sem; wg.Done() }()
 			dctx, cancel := context.WithTimeout(ctx, signalPurgeTimeout)
 			defer cancel()
-			if err := streams.DeleteSignal(dctx, o.cfg.NC, streams.SignalSubject(sig.Name, wid), seq); err != nil {
+			if err := streams.DeleteSignal(dctx, o.cfg.NC, streams.SignalSubject(sig.Name, wid), seq, ev.Time); err != nil {
 				failed.CompareAndSwap(nil, &err)
 			}
 		}()
@@ -473,7 +486,7 @@ func (o *Orchestrator) deleteRecordedSignals(ctx context.Context, wid string, ev
 // under way at once (a workflow that received thousands).
 const (
 	signalPurgeTimeout    = 5 * time.Second
-	signalPurgePause      = 10 * time.Minute
+	signalPurgePause      = time.Minute
 	signalDeletesInFlight = 16
 )
 

@@ -362,3 +362,52 @@ func TestArchiveLagIsHowLateTheOldestEndIs(t *testing.T) {
 		t.Fatalf("lag %v, want about %v (the oldest end's)", lag, want)
 	}
 }
+
+// TestDeleteRecordedSignalsTakesOnlyWhatTheChainRecorded: of the signals
+// an archived history names, only the ones it recorded before its end,
+// still on their subject and stored before they were recorded, leave
+// JETFLOW_SIGNALS. A signal recorded after the end (late, perhaps still
+// routed), one a forged or stale event names on another subject or from
+// after it was recorded (a signals stream made anew), and one never
+// recorded stay.
+func TestDeleteRecordedSignalsTakesOnlyWhatTheChainRecorded(t *testing.T) {
+	f := newArchiveFixture(t)
+	ctx := context.Background()
+	pub := func(name, id string) uint64 {
+		t.Helper()
+		ack, err := f.env.JS.Publish(ctx, streams.SignalSubject(name, id), []byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	recordedBefore := pub("ping", "w")
+	recordedLate := pub("ping", "w")
+	othersSignal := pub("ping", "x")
+	neverRecorded := pub("ping", "w")
+	storedAfter := pub("ping", "w")
+	later, earlier := time.Now().Add(time.Minute), time.Now().Add(-time.Minute)
+	ev := func(seq uint64, subject string, at time.Time, v schema.Kinded) streams.Event {
+		return streams.Event{Seq: seq, Subject: subject, Time: at, Value: v}
+	}
+	sig := &schema.Signal{Name: "ping"}
+	evs := []streams.Event{
+		ev(10, streams.StartSubject("w"), earlier, &schema.WorkflowStarted{WorkflowID: "w", Type: "x"}),
+		ev(11, streams.SignalEventSubject("w", recordedBefore), later, sig),
+		ev(12, streams.SignalEventSubject("w", othersSignal), later, sig),
+		ev(13, streams.SignalEventSubject("w", storedAfter), earlier, sig),
+		ev(14, streams.DoneSubject("w", string(schema.StatusCompleted)), later, &schema.WorkflowFinished{Status: schema.StatusCompleted}),
+		ev(15, streams.SignalEventSubject("w", recordedLate), later, sig),
+	}
+	f.o.deleteRecordedSignals(ctx, "w", evs)
+	st, err := f.env.JS.Stream(ctx, streams.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq, want := range map[uint64]bool{recordedBefore: false, recordedLate: true, othersSignal: true, neverRecorded: true, storedAfter: true} {
+		_, err := st.GetMsg(ctx, seq)
+		if got := err == nil; got != want {
+			t.Errorf("signal #%d kept %v, want %v (%v)", seq, got, want, err)
+		}
+	}
+}

@@ -148,16 +148,31 @@ func DeleteMsg(ctx context.Context, nc *nats.Conn, stream string, seq uint64) er
 	return nil
 }
 
-// DeleteSignal removes message seq of SignalsStream if it is on subject:
-// the signal a history recorded under that sequence. A message gone
-// already, or one on another subject (the stream was made anew since and
-// its sequences began again), is left, and is no error.
-func DeleteSignal(ctx context.Context, nc *nats.Conn, subject string, seq uint64) error {
+// DeleteSignal removes message seq of SignalsStream if it is the signal a
+// history recorded under that sequence at time recorded: on subject, and
+// stored no later than that. A message gone already, or any other (the
+// stream was made anew since and its sequences began again), is left, and
+// is no error. The server's own Nats-Subject and Nats-Time-Stamp headers
+// are the last of their names (a publisher's headers come first).
+func DeleteSignal(ctx context.Context, nc *nats.Conn, subject string, seq uint64, recorded time.Time) error {
 	m, err := directMsg(ctx, nc, SignalsStream, map[string]any{"seq": seq})
-	if err != nil || m == nil || m.Header.Get(jetstream.SubjectHeader) != subject {
+	if err != nil || m == nil || lastHeader(m.Header, jetstream.SubjectHeader) != subject {
 		return err
 	}
+	stored, err := time.Parse(time.RFC3339Nano, lastHeader(m.Header, jetstream.TimeStampHeaer))
+	if err != nil || stored.After(recorded) {
+		return nil
+	}
 	return DeleteMsg(ctx, nc, SignalsStream, seq)
+}
+
+// lastHeader is the last value of header name, "" when there is none.
+func lastHeader(h nats.Header, name string) string {
+	v := h.Values(name)
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
 }
 
 // errCodeSequenceNotFound is the server's answer to deleting a message

@@ -68,10 +68,12 @@ func TestEnsureTakesAnArchiveRetentionShorterThanTheDuplicateWindow(t *testing.T
 // the stream and the bound, not only the server's "insufficient storage".
 func TestEnsureNamesABoundTheServerCannotReserve(t *testing.T) {
 	env := natstest.RunJetStream(t)
-	const pib = 1 << 50
-	err := streams.Ensure(context.Background(), env.JS, streams.Topology{OrdersMaxBytes: pib})
-	if err == nil || !strings.Contains(err.Error(), "ensure stream "+streams.OrdersStream+": the server cannot reserve its bound of 1125899906842624 bytes") {
-		t.Fatalf("Ensure with a 1 PiB bound on the orders: %v", err)
+	// 4 EiB: more than any disk (the server's default storage is 75% of
+	// the free space of its store's file system).
+	const bound = 1 << 62
+	err := streams.Ensure(context.Background(), env.JS, streams.Topology{OrdersMaxBytes: bound})
+	if err == nil || !strings.Contains(err.Error(), "ensure stream "+streams.OrdersStream+": the server cannot reserve its bound of 4611686018427387904 bytes") {
+		t.Fatalf("Ensure with a 4 EiB bound on the orders: %v", err)
 	}
 }
 

@@ -128,7 +128,7 @@ func New() *Metrics {
 	m.stickyMismatches = f.counter("sticky_mismatches_total", "Sticky decisions that differed from a full replay (checked only with VerifySticky); the full replay's was taken.")
 	m.stickyWorkflows = f.gauge("sticky_workflows", "Workflows kept live between decisions (bounded by StickyWorkflows).")
 	m.deadLetters = f.counterVec("dead_letters_total", "Messages this process refused and stored in JETFLOW_DLQ, by origin and reason class.", "origin", "reason")
-	m.deadStored = f.gaugeVec("dead_letters_stored", "Messages held in the JETFLOW_DLQ stream, by origin (its subject dlq.<origin>).", "origin")
+	m.deadStored = f.gaugeVec("dead_letters_stored", "Messages held in the JETFLOW_DLQ stream, by origin (its subject dlq.<origin>; a refused signal's, dlq.signal.<seq>, under origin signal).", "origin")
 	m.streamSubjects = f.gaugeVec("stream_subjects", "Distinct subjects in the stream; the server keeps an entry of its subject index in memory for each (JETFLOW_HISTORY: about 10 per workflow kept, JETFLOW_ARCHIVE: one per archived workflow).", "stream")
 	m.streamMessages = f.gaugeVec("stream_messages", "Messages in the stream.", "stream")
 	m.streamBytes = f.gaugeVec("stream_bytes", "Bytes the stream's messages take, as stored.", "stream")

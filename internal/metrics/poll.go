@@ -134,6 +134,9 @@ func (m *Metrics) pollQueues(ctx context.Context, js jetstream.JetStream, hist *
 		}
 		stored[origin] += n
 	}
+	// Reset first: an origin whose dead letters are all gone (the oldest
+	// dropped under --dead-letter-max-bytes) reads 0, not its last count.
+	m.deadStored.Reset()
 	for origin, n := range stored {
 		m.deadStored.WithLabelValues(origin).Set(float64(n))
 	}
