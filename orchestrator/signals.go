@@ -185,6 +185,21 @@ func (o *Orchestrator) routeSignal(ctx context.Context, m jetstream.Msg, memo *c
 		o.refuse(ctx, m, "signal", reason)
 		return turnGo
 	}
+	if r := m.Headers().Get(jetstream.MsgRollup); r != "" {
+		// The server has already acted on it: JETFLOW_SIGNALS allows
+		// roll-ups (it holds message schedules), so this publish removed
+		// the earlier signals of its subject ("sub") or of the whole
+		// stream ("all") before they were recorded. It is refused, and
+		// said loudly: nothing else tells of the signals it removed.
+		removed := m.Subject()
+		if r == jetstream.MsgRollupAll {
+			removed = "every subject of " + streams.SignalsStream
+		}
+		reason := "signal carries Nats-Rollup " + r + ": the server removed the signals stored before it on " + removed + "; no signal may roll up the stream"
+		o.log.Error("a signal rolled up the signals stream: signals not yet recorded may be lost", "subject", m.Subject(), "rollup", r)
+		o.refuse(ctx, m, "signal", reason)
+		return turnGo
+	}
 	payload, err := signalPayload(m.Data(), m.Headers())
 	if err != nil {
 		o.refuse(ctx, m, "signal", "signal "+name+": "+err.Error())

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
@@ -261,6 +262,43 @@ func TestSecondPickupIsDeadLettered(t *testing.T) {
 		}
 	}
 	s.completes("dup-after-")
+}
+
+// TestRollupSignalIsRefusedAndSaid: a signal published with Nats-Rollup
+// (which the signals stream cannot refuse: it allows message schedules)
+// removes what was stored before it on its subject; the router does not
+// record it, dead-letters it naming the rollup, and the order waiting for
+// it is not completed by it.
+func TestRollupSignalIsRefusedAndSaid(t *testing.T) {
+	s, _ := timerStack(t)
+	s.orchestrator()
+	s.participants()
+	o := order("rollup-", 1, map[string]string{"pickup": "never"})
+	s.publishOrder(o)
+	natstest.Eventually(t, time.Minute, func() bool { return s.waitingForPickup(o.OrderID) }, "order not waiting for pickup")
+	m := nats.NewMsg(streams.SignalSubject("carrier.picked_up", o.OrderID))
+	m.Data = []byte(`{"carrier":"DHL"}`)
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	ack, err := s.env.JS.PublishMsg(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dl *nats.Msg
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		dl, err = streams.SignalDeadLetter(context.Background(), s.env.NC, ack.Sequence)
+		return err == nil && dl != nil
+	}, "the rollup signal was not dead-lettered")
+	if r := dl.Header.Get(schema.HeaderReason); !strings.Contains(r, "signal carries Nats-Rollup sub") {
+		t.Fatalf("dead letter reason %q", r)
+	}
+	for _, ev := range s.history(o.OrderID) {
+		if _, ok := ev.Value.(*schema.Signal); ok {
+			t.Fatalf("the rollup signal was recorded at history seq %d", ev.Seq)
+		}
+	}
+	if !s.waitingForPickup(o.OrderID) {
+		t.Fatal("the order no longer waits for its pickup")
+	}
 }
 
 // TestWaitingSignalsAreCapped: 1,200 signals the workflow never takes are
