@@ -94,6 +94,7 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"--latency", "-1ms"}, "--latency -1ms: must not be negative"},
 		{[]string{"--pickup-delay", "-1s"}, "--pickup-delay -1s: must not be negative"},
 		{[]string{"--timeout", "-1m"}, "--timeout -1m0s: must be positive"},
+		{[]string{"--archive-retention", "-1h"}, "--archive-retention -1h0m0s: must not be negative"},
 		{[]string{"--ceiling", "-2"}, "--ceiling -2: want -1"},
 		{[]string{"--ceiling-streams", "0"}, "--ceiling-streams 0: want 1 to 64"},
 		{[]string{"--ceiling-batch", "-1"}, "--ceiling-batch -1: want 0 (not measured) to 1000"},
