@@ -222,3 +222,20 @@ func TestRunFlood(t *testing.T) {
 		t.Errorf("text report lacks the flood:\n%s", text.String())
 	}
 }
+
+// TestAnalyseTakesAnOrderPastTheArchiveAsSeen: an order whose history has
+// left the archive too by the end of a long run (--archive-retention
+// shorter than the run) is counted with the status its end event had when
+// it was seen, as aged out, not as running and unexpected.
+func TestAnalyseTakesAnOrderPastTheArchiveAsSeen(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	now := time.Now()
+	orders := []*order{{id: "gone-1", want: schema.StatusCompleted, published: now.Add(-time.Second), done: now, status: schema.StatusCompleted}}
+	res := &Result{}
+	if err := analyse(context.Background(), streams.NewHistory(env.NC, env.JS), orders, res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Statuses[schema.StatusCompleted] != 1 || res.Unexpected != 0 || res.AgedOut != 1 {
+		t.Fatalf("statuses %v, unexpected %d, aged out %d; want 1 completed, aged out", res.Statuses, res.Unexpected, res.AgedOut)
+	}
+}

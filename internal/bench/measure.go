@@ -33,6 +33,10 @@ type Result struct {
 	Statuses map[schema.Status]int `json:"statuses"`
 	// Unexpected counts orders whose status is not the one the mix gives.
 	Unexpected int `json:"unexpected"`
+	// AgedOut counts orders whose history had left the archive too by the
+	// time it was read (Config.ArchiveRetention shorter than the run):
+	// their status is the end event seen while the run went on.
+	AgedOut int `json:"aged_out,omitempty"`
 	// WallSeconds runs from the first publish to the last terminal event;
 	// OrdersPerSec is Finished over it.
 	WallSeconds  float64 `json:"wall_seconds"`
@@ -303,7 +307,9 @@ var (
 
 // orderStats is what one order's history says.
 type orderStats struct {
-	status                  schema.Status
+	status schema.Status
+	// agedOut: neither the history nor the archive held the order.
+	agedOut                 bool
 	startToDone, pubToStart time.Duration
 	hasDone, hasStart       bool
 	// overhead by wake token (res, signal, fired); first: start → first
@@ -324,6 +330,11 @@ func historyStats(ctx context.Context, h *streams.History, o *order) orderStats 
 		var rec *schema.ArchivedHistory
 		if rec, err = h.Archived(ctx, o.id); err == nil && rec != nil {
 			evs, err = h.ArchivedEvents(ctx, rec)
+		} else if err == nil && !o.done.IsZero() {
+			// Past the archive's retention as well: what was seen of
+			// its end while the run went on is all there is.
+			p.status, p.agedOut = o.status, true
+			return p
 		}
 	}
 	if err != nil {
@@ -434,6 +445,9 @@ func analyse(ctx context.Context, h *streams.History, orders []*order, res *Resu
 			continue
 		}
 		res.Statuses[p.status]++
+		if p.agedOut {
+			res.AgedOut++
+		}
 		if p.status != o.want {
 			res.Unexpected++
 		}

@@ -68,6 +68,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.Unexpected > 0 {
 		p("  unexpected status\t%10d\t", r.Unexpected)
 	}
+	if r.AgedOut > 0 {
+		p("  aged out of the archive\t%10d\tstatus as their end event was seen (--archive-retention)", r.AgedOut)
+	}
 	p("  wall clock\t%10.2f\ts", r.WallSeconds)
 	p("  throughput\t%10s\torders/s", num(r.OrdersPerSec))
 	if err := tw.Flush(); err != nil {
