@@ -87,9 +87,7 @@ func TestFinishedWorkflowsAreArchivedPastRetention(t *testing.T) {
 	// moment it jumps: the ends are due since the seconds they ended.
 	clock.Advance(time.Hour)
 	natstest.Eventually(t, time.Minute, func() bool {
-		return s.archived(done.OrderID) != nil && s.archived(comp.OrderID) != nil &&
-			len(s.subjects(streams.HistoryStream, streams.Tree(done.OrderID))) == 0 &&
-			len(s.subjects(streams.HistoryStream, streams.Tree(comp.OrderID))) == 0
+		return s.archivedAndGone(done.OrderID) && s.archivedAndGone(comp.OrderID)
 	}, "finished orders not archived and removed 1h after their end with a 1h retention")
 	natstest.Eventually(t, 10*time.Second, func() bool {
 		n, _ := histogram(t, s.metrics, delay)
@@ -193,15 +191,29 @@ func TestFinishedWorkflowsAreArchivedPastRetention(t *testing.T) {
 	}
 }
 
-// TestArchiveUnderRolePermissions: on a server enforcing the roles, the
-// orchestrator archives and purges, and no other role may purge the
-// history: the operator's purge is refused.
-func TestArchiveUnderRolePermissions(t *testing.T) {
+// archivingAuthStack is an auth stack (newAuthStack) with its orchestrator
+// and participants running, archiving an hour after each end on a clock
+// the test moves.
+func archivingAuthStack(t *testing.T) (*stack, *orchestrator.ManualClock) {
 	s := newAuthStack(t)
 	clock := &orchestrator.ManualClock{}
 	s.clock, s.retention = clock, time.Hour
 	s.orchestrator()
 	s.participants()
+	return s, clock
+}
+
+// archivedAndGone reports whether id has its archive record and nothing
+// left in the history.
+func (s *stack) archivedAndGone(id string) bool {
+	return s.archived(id) != nil && len(s.subjects(streams.HistoryStream, streams.Tree(id))) == 0
+}
+
+// TestArchiveUnderRolePermissions: on a server enforcing the roles, the
+// orchestrator archives and purges, and no other role may purge the
+// history: the operator's purge is refused.
+func TestArchiveUnderRolePermissions(t *testing.T) {
+	s, clock := archivingAuthStack(t)
 	o := order("arch-auth-", 1, map[string]string{"pickup": "at_creation"})
 	s.publishOrder(o)
 	s.waitSettled([]string{o.OrderID}, time.Minute)
@@ -213,21 +225,15 @@ func TestArchiveUnderRolePermissions(t *testing.T) {
 		t.Fatal("the operator's refused purge removed the history")
 	}
 	clock.Advance(2 * time.Hour)
-	natstest.Eventually(t, time.Minute, func() bool {
-		return s.archived(o.OrderID) != nil && len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0
-	}, "the orchestrator role did not archive and purge")
+	natstest.Eventually(t, time.Minute, func() bool { return s.archivedAndGone(o.OrderID) }, "the orchestrator role did not archive and purge")
 }
 
 // TestArchivalRemovesTheSignalsItRecorded: the carrier's signal an order
 // recorded stays in JETFLOW_SIGNALS (30 days, a subject each) until the
-// order is archived; the archiver then purges it, under the orchestrator
+// order is archived; the archiver then deletes it, under the orchestrator
 // role's permissions, and keeps a signal sent after it (late, refused).
 func TestArchivalRemovesTheSignalsItRecorded(t *testing.T) {
-	s := newAuthStack(t)
-	clock := &orchestrator.ManualClock{}
-	s.clock, s.retention = clock, time.Hour
-	s.orchestrator()
-	s.participants()
+	s, clock := archivingAuthStack(t)
 	ctx := context.Background()
 	o := order("arch-sig-", 1, map[string]string{"pickup": "1s"})
 	s.publishOrder(o)
@@ -248,9 +254,7 @@ func TestArchivalRemovesTheSignalsItRecorded(t *testing.T) {
 	}, "the late signal was not refused")
 
 	clock.Advance(2 * time.Hour)
-	natstest.Eventually(t, time.Minute, func() bool {
-		return s.archived(o.OrderID) != nil && len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0
-	}, "the order was not archived")
+	natstest.Eventually(t, time.Minute, func() bool { return s.archivedAndGone(o.OrderID) }, "the order was not archived")
 	natstest.Eventually(t, 10*time.Second, func() bool {
 		return s.subjects(streams.SignalsStream, subject)[subject] == 1
 	}, "%s holds more than the late signal after archival", subject)

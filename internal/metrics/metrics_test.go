@@ -107,10 +107,7 @@ func TestDeployUsesExportedMetrics(t *testing.T) {
 // TestAlertRulesPassPromtool runs `promtool check rules` on the alert
 // rules, when promtool is installed (.ci/run installs it).
 func TestAlertRulesPassPromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed (Debian package prometheus)")
-	}
+	promtool := promtoolPath(t)
 	out, err := exec.Command(promtool, "check", "rules", filepath.Join("..", "..", "deploy", "prometheus", "alerts.yml")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
@@ -198,10 +195,7 @@ func TestServeHealthAndReadiness(t *testing.T) {
 // and evaluates the ratio panels on idle counters with `promtool test
 // rules`: a ratio of two rates that are both zero shows no data, not NaN.
 func TestDashboardQueriesPassPromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed (Debian package prometheus)")
-	}
+	promtool := promtoolPath(t)
 	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "jetflow.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -263,13 +257,7 @@ func TestDashboardQueriesPassPromtool(t *testing.T) {
 	for _, i := range ratios {
 		fmt.Fprintf(&test, "  - expr: dashboard_query_%d\n    eval_time: 10m\n    exp_samples: []\n", i)
 	}
-	tfile := filepath.Join(dir, "idle_test.yml")
-	if err := os.WriteFile(tfile, []byte(test.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(promtool, "test", "rules", tfile).CombinedOutput(); err != nil {
-		t.Fatalf("promtool test rules, idle ratios: %v\n%s", err, out)
-	}
+	promtoolTestRules(t, promtool, filepath.Join(dir, "idle_test.yml"), test.String(), "idle ratios")
 }
 
 // TestOrdersNearlyFullAlert evaluates JetflowOrdersNearlyFull with
@@ -277,10 +265,7 @@ func TestDashboardQueriesPassPromtool(t *testing.T) {
 // bound, and neither for a stream without a bound, however large, nor for
 // a bounded dead-letter stream, which drops its oldest when full.
 func TestOrdersNearlyFullAlert(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed (Debian package prometheus)")
-	}
+	promtool := promtoolPath(t)
 	rules, err := filepath.Abs(filepath.Join("..", "..", "deploy", "prometheus", "alerts.yml"))
 	if err != nil {
 		t.Fatal(err)
@@ -314,12 +299,29 @@ tests:
         summary: "JETFLOW_ORDERS is 90%% full"
         description: %q
 `, rules, ordersFullDescription(t, rules))
-	file := filepath.Join(t.TempDir(), "full_test.yml")
-	if err := os.WriteFile(file, []byte(test), 0o600); err != nil {
+	promtoolTestRules(t, promtool, filepath.Join(t.TempDir(), "full_test.yml"), test, "JetflowOrdersNearlyFull")
+}
+
+// promtoolPath is promtool's path; the test is skipped without it (.ci/run
+// installs it).
+func promtoolPath(t *testing.T) string {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (Debian package prometheus)")
+	}
+	return promtool
+}
+
+// promtoolTestRules writes the rule unit test text to file and runs
+// `promtool test rules` on it; what names it in a failure.
+func promtoolTestRules(t *testing.T, promtool, file, text, what string) {
+	t.Helper()
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(promtool, "test", "rules", file).CombinedOutput(); err != nil {
-		t.Fatalf("promtool test rules, JetflowOrdersNearlyFull: %v\n%s", err, out)
+		t.Fatalf("promtool test rules, %s: %v\n%s", what, err, out)
 	}
 }
 
