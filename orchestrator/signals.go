@@ -85,6 +85,9 @@ func (o *Orchestrator) runSignals(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: consumer %s: %w", cfg.Durable, err)
 	}
+	if err := streams.SignalsRollupExposed(ctx, o.cfg.JS); err != nil {
+		o.log.Warn("signals stream open to roll-ups", "err", err)
+	}
 	sched := newScheduler()
 	var wg sync.WaitGroup
 	for range routerConcurrency {
@@ -186,11 +189,13 @@ func (o *Orchestrator) routeSignal(ctx context.Context, m jetstream.Msg, memo *c
 		return turnGo
 	}
 	if r := m.Headers().Get(jetstream.MsgRollup); r != "" {
-		// The server has already acted on it: JETFLOW_SIGNALS allows
-		// roll-ups (it holds message schedules), so this publish removed
-		// the earlier signals of its subject ("sub") or of the whole
-		// stream ("all") before they were recorded. It is refused, and
-		// said loudly: nothing else tells of the signals it removed.
+		// The server has already acted on it: a signals stream made by
+		// an earlier version allows roll-ups (it held message schedules;
+		// SignalsRollupExposed), so this publish removed the earlier
+		// signals of its subject ("sub") or of the whole stream ("all")
+		// before they were recorded. It is refused, and said loudly:
+		// nothing else tells of the signals it removed. A stream made
+		// today refuses the publish itself.
 		removed := m.Subject()
 		if r == jetstream.MsgRollupAll {
 			removed = "every subject of " + streams.SignalsStream

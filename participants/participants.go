@@ -149,6 +149,12 @@ type Service struct {
 	Name string
 	// Handlers maps an action ("charge") to its handler.
 	Handlers map[string]Handler
+	// Background lists work that runs beside the commands for as long as
+	// Run does, each in a goroutine of its own with Run's logger: a
+	// system's callbacks sent when due, a webhook listener. Each returns
+	// once ctx is done; one that returns an error before is logged and
+	// started again after a pause.
+	Background []func(ctx context.Context, log *slog.Logger) error
 }
 
 // Config configures Run.
@@ -300,6 +306,13 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 		hcancel()
 		wg.Wait()
 	}()
+	for _, bg := range svc.Background {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runBackground(ctx, log, bg)
+		}()
+	}
 	sem := make(chan struct{}, conc)
 	log.Info("participant started", "consumer", consCfg.Durable, "ack_wait", ackWait, "concurrency", conc, "max_deliver", maxDeliver)
 	for {
@@ -318,6 +331,23 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 			log.Warn("recreate consumer", "err", err)
 		} else {
 			cons = c
+		}
+	}
+}
+
+// runBackground runs bg until ctx is done, again after a pause whenever it
+// fails.
+func runBackground(ctx context.Context, log *slog.Logger, bg func(context.Context, *slog.Logger) error) {
+	for {
+		err := bg(ctx, log)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("background work stopped, starting it again", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(busyDelay):
 		}
 	}
 }

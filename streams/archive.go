@@ -513,6 +513,43 @@ func keepDenyPurge(ctx context.Context, js jetstream.JetStream, cfg *jetstream.S
 	return nil
 }
 
+// keepSchedules keeps message schedules, and the subjects, of a signals
+// stream made with them (by a version before the callbacks streams): the
+// server never turns schedules off in place ("message schedules can not be
+// disabled"), so such a stream is updated otherwise, and SignalsRollupExposed
+// says what it leaves open.
+func keepSchedules(ctx context.Context, js jetstream.JetStream, cfg *jetstream.StreamConfig) error {
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+	}
+	if old := s.CachedInfo().Config; old.AllowMsgSchedules {
+		cfg.AllowMsgSchedules = true
+		cfg.Subjects = old.Subjects
+	}
+	return nil
+}
+
+// SignalsRollupExposed reports an error when the signals stream allows
+// message schedules (it was made by a version before the callbacks
+// streams): the server then allows roll-ups on it, so any party that may
+// send a signal can remove every signal not yet recorded with a
+// Nats-Rollup header. The engine refuses such a signal and says so, but the
+// signals it removed are gone.
+func SignalsRollupExposed(ctx context.Context, js jetstream.JetStream) error {
+	s, err := js.Stream(ctx, SignalsStream)
+	if err != nil {
+		return fmt.Errorf("signals stream: %w", err)
+	}
+	if s.CachedInfo().Config.AllowMsgSchedules {
+		return fmt.Errorf("%s allows message schedules (made by an earlier version; the server cannot turn them off in place), so it allows roll-ups: any signal publisher can remove the signals not yet recorded; docs/ARCHITECTURE.md, \"Signals\", says how to make it anew", SignalsStream)
+	}
+	return nil
+}
+
 // HistoryPurgeable reports an error when the history stream denies purge
 // (it was created before archival, and the server cannot lift that in
 // place): its finished workflows cannot be removed, so they are not

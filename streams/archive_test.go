@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/schema"
@@ -145,5 +146,85 @@ func TestEnsureKeepsDenyPurgeOfAnEarlierHistory(t *testing.T) {
 	}
 	if err := streams.HistoryPurgeable(ctx, env.JS); err == nil || !strings.Contains(err.Error(), "denies purge") {
 		t.Fatalf("HistoryPurgeable: %v", err)
+	}
+}
+
+// signalsConfig is the signals stream's configuration of today.
+func signalsConfig(t *testing.T) jetstream.StreamConfig {
+	t.Helper()
+	for _, c := range (streams.Topology{}).StreamConfigs() {
+		if c.Name == streams.SignalsStream {
+			return c
+		}
+	}
+	t.Fatal("no signals stream in the topology")
+	return jetstream.StreamConfig{}
+}
+
+// The signals stream allows neither roll-ups nor schedules: the server
+// refuses a signal that would purge the signals before it, and
+// SignalsRollupExposed says nothing.
+func TestSignalsStreamRefusesRollups(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	waiting := streams.SignalSubject("carrier.picked_up", "o-1")
+	if _, err := env.JS.Publish(ctx, waiting, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, how := range []string{jetstream.MsgRollupAll, jetstream.MsgRollupSubject} {
+		m := nats.NewMsg(streams.SignalSubject("carrier.picked_up", "o-2"))
+		m.Header.Set(jetstream.MsgRollup, how)
+		if _, err := env.JS.PublishMsg(ctx, m); err == nil {
+			t.Errorf("a signal with Nats-Rollup %s was taken", how)
+		}
+	}
+	m := nats.NewMsg(streams.SignalSubject("carrier.picked_up", "o-3"))
+	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	m.Header.Set("Nats-Schedule-Target", waiting)
+	if _, err := env.JS.PublishMsg(ctx, m); err == nil {
+		t.Error("a scheduled signal was taken")
+	}
+	s, err := env.JS.Stream(ctx, streams.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("%d signals, want the first one alone", n)
+	}
+	if err := streams.SignalsRollupExposed(ctx, env.JS); err != nil {
+		t.Errorf("SignalsRollupExposed: %v", err)
+	}
+}
+
+// A signals stream made with message schedules (by an earlier version)
+// cannot have them turned off by the server: Ensure keeps them, and its
+// subjects, and upgrades the rest; SignalsRollupExposed says what is open.
+func TestEnsureKeepsSchedulesOfAnEarlierSignalsStream(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	if err := env.JS.DeleteStream(ctx, streams.SignalsStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatal(err)
+	}
+	old := signalsConfig(t)
+	old.Subjects = append(old.Subjects, "schedule.>")
+	old.AllowMsgSchedules, old.Description = true, "with schedules"
+	if _, err := env.JS.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+		t.Fatalf("Ensure on a signals stream with schedules: %v", err)
+	}
+	s, err := env.JS.Stream(ctx, streams.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := s.CachedInfo().Config; !cfg.AllowMsgSchedules || len(cfg.Subjects) != 2 || cfg.Description == "with schedules" {
+		t.Fatalf("schedules %v, subjects %v, description %q: want schedules and subjects kept and the rest upgraded", cfg.AllowMsgSchedules, cfg.Subjects, cfg.Description)
+	}
+	if err := streams.SignalsRollupExposed(ctx, env.JS); err == nil || !strings.Contains(err.Error(), "roll-ups") {
+		t.Fatalf("SignalsRollupExposed: %v", err)
 	}
 }

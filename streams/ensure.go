@@ -112,18 +112,18 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 		{
 			Name:        SignalsStream,
 			Description: "jetflow signals: signal.<name>.<workflow id>, waiting to be recorded",
-			Subjects:    []string{SignalPrefix + ".>", "schedule.>"},
+			Subjects:    []string{SignalPrefix + ".>"},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
 			MaxAge:      30 * 24 * time.Hour,
 			AllowDirect: true,
-			// The simulated systems schedule their callbacks (a carrier
-			// pickup, a late payment settlement) as server-side scheduled
-			// messages, so they survive restarts.
-			AllowMsgSchedules: true,
-			Duplicates:        t.DuplicateWindow,
-			MaxMsgSize:        t.MaxMsgSize,
+			// No message schedules and no roll-ups: the server refuses a
+			// signal with a Nats-Rollup header, which would otherwise purge
+			// the signals not yet recorded. Scheduled callbacks have
+			// streams of their own (CallbacksConfig).
+			Duplicates: t.DuplicateWindow,
+			MaxMsgSize: t.MaxMsgSize,
 		},
 		{
 			Name:        IndexStream,
@@ -164,6 +164,46 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 		t.archiveConfig(),
 	}
 }
+
+// CallbacksConfig is the configuration of the stream of system's scheduled
+// callbacks (CallbacksStream). It is a work queue: a due callback leaves
+// once forwarded as a signal and acknowledged, and a schedule leaves when
+// it fires, so the stream holds only what is pending.
+func (t Topology) CallbacksConfig(system string) jetstream.StreamConfig {
+	t = t.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        CallbacksStream(system),
+		Description: "simulated " + system + " system: its callbacks scheduled for later (callback." + system + ".at.<id>.<signal>), and those due, waiting to be sent as signals",
+		Subjects:    []string{CallbackPrefix + "." + system + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+		// A schedule message is a roll-up of its subject: scheduling a
+		// callback again replaces it.
+		AllowMsgSchedules: true,
+		Duplicates:        t.DuplicateWindow,
+		MaxMsgSize:        t.MaxMsgSize,
+	}
+}
+
+// CallbackConsumerConfig is the configuration of the consumer that
+// forwards system's due callbacks as signals.
+func CallbackConsumerConfig(system string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       CallbackConsumer,
+		Description:   "forwards the due callbacks of " + system + " as signals",
+		FilterSubject: CallbackDueFilter(system),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    CallbackMaxDeliver,
+		MaxAckPending: 1024,
+	}
+}
+
+// CallbackMaxDeliver bounds the deliveries of a due callback: the forward
+// that reaches it and fails gives the callback up, and the workflow that
+// waits for the signal meets its own deadline.
+const CallbackMaxDeliver = 30
 
 // IdempotencyConfig is the configuration of the participants' claim bucket.
 func (t Topology) IdempotencyConfig() jetstream.KeyValueConfig {
@@ -226,8 +266,13 @@ func (t Topology) TimersConfig() jetstream.KeyValueConfig {
 // credentials may not create streams, call Check).
 func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	for _, cfg := range t.StreamConfigs() {
-		if cfg.Name == HistoryStream {
+		switch cfg.Name {
+		case HistoryStream:
 			if err := keepDenyPurge(ctx, js, &cfg); err != nil {
+				return err
+			}
+		case SignalsStream:
+			if err := keepSchedules(ctx, js, &cfg); err != nil {
 				return err
 			}
 		}

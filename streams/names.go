@@ -265,21 +265,24 @@ func ParseSignalSubject(subject string) (name, id string, ok bool) {
 	return s[:i], s[i+1:], true
 }
 
-// ScheduleSubject is where a delayed message for target is scheduled, in
-// SignalsStream: the server publishes it to target at its time.
+// ScheduleSubject is where a delayed signal was scheduled in SignalsStream
+// by versions whose signals stream allowed message schedules. Such a
+// stream is still read (CheckScheduled); new schedules go to a callbacks
+// stream (CallbacksStream).
 func ScheduleSubject(key string) string { return "schedule." + key }
 
 // HeaderScheduler is set by the server on a message it published for a
-// schedule: the subject of the schedule (schedule.<id>.<name>). The server
-// removes any such header the scheduling client sent.
+// schedule: the subject of the schedule. The server refuses a client's
+// publish that carries it (but for a schedule's purge).
 const HeaderScheduler = "Nats-Scheduler"
 
 // CheckScheduled reports an error when signal name for workflow id was
-// published by a schedule other than schedule.<id>.<name>. The server does
-// not check a schedule's target (Nats-Schedule-Target) against the
-// scheduler's publish permissions, so a party allowed to schedule its own
-// signal could otherwise deliver any signal; the schedule subject is the
-// part the permissions do check.
+// published by a schedule other than schedule.<id>.<name>, in a signals
+// stream made by an earlier version, with schedules. The server does not
+// check a schedule's target (Nats-Schedule-Target) against the scheduler's
+// publish permissions, so a party allowed to schedule its own signal could
+// otherwise deliver any signal; the schedule subject is the part the
+// permissions do check.
 func CheckScheduled(name, id, scheduler string) error {
 	if scheduler == "" || scheduler == ScheduleSubject(id+"."+name) {
 		return nil
@@ -287,6 +290,48 @@ func CheckScheduled(name, id, scheduler string) error {
 	return fmt.Errorf("signal %s for %s was published by schedule %s: a scheduled signal must come from %s",
 		name, id, scheduler, ScheduleSubject(id+"."+name))
 }
+
+// CallbackPrefix starts the subjects of the callbacks streams.
+const CallbackPrefix = "callback"
+
+// CallbacksStream is the stream of system's scheduled callbacks: a system
+// that calls a workflow back later (a gateway's late settlement, a
+// carrier's pickup) schedules the callback there, as a server-side message
+// schedule, and forwards it as a signal when the server fires it. The
+// signals stream itself allows no schedules: a stream that does must allow
+// roll-ups, and any signal publisher could then purge the signals not yet
+// recorded with one Nats-Rollup header. Each system has a stream of its
+// own, so a party can roll up only its own callbacks.
+func CallbacksStream(system string) string { return "JETFLOW_CALLBACKS_" + system }
+
+// CallbackAtSubject is where system schedules signal name for workflow id:
+// callback.<system>.at.<id>.<name>. Scheduling again replaces it.
+func CallbackAtSubject(system, id, name string) string {
+	return CallbackPrefix + "." + system + ".at." + id + "." + name
+}
+
+// CallbackDueSubject is where the server publishes that schedule when it
+// is due (its Nats-Schedule-Target): callback.<system>.due.<id>.<name>.
+func CallbackDueSubject(system, id, name string) string {
+	return CallbackPrefix + "." + system + ".due." + id + "." + name
+}
+
+// CallbackDueFilter matches every due callback of system.
+func CallbackDueFilter(system string) string { return CallbackPrefix + "." + system + ".due.>" }
+
+// ParseCallbackDue splits callback.<system>.due.<id>.<name>.
+func ParseCallbackDue(system, subject string) (id, name string, ok bool) {
+	rest, found := strings.CutPrefix(subject, CallbackPrefix+"."+system+".due.")
+	if !found {
+		return "", "", false
+	}
+	id, name, ok = strings.Cut(rest, ".")
+	return id, name, ok && id != "" && name != ""
+}
+
+// CallbackConsumer is the durable consumer that forwards a system's due
+// callbacks as signals.
+const CallbackConsumer = "jetflow-callbacks"
 
 // Filters used by listings.
 const (

@@ -17,6 +17,7 @@ import (
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/fulfillment"
 	"github.com/jetflow-io/jetflow/participants/payment"
+	"github.com/jetflow-io/jetflow/participants/shipping"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
@@ -249,10 +250,10 @@ func TestAuthForgedEventsRefused(t *testing.T) {
 			m := nats.NewMsg(subject)
 			m.Data = body
 			a.forge(m)
-			// Nor through a scheduled message of its own.
-			sm := nats.NewMsg(streams.ScheduleSubject(id + "." + payment.SettledSignal))
+			// Nor through a callback scheduled in the gateway's stream.
+			sm := nats.NewMsg(streams.CallbackAtSubject(payment.Name, id, payment.SettledSignal))
 			sm.Header.Set("Nats-Schedule", "@at "+time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
-			sm.Header.Set("Nats-Schedule-Target", subject)
+			sm.Header.Set("Nats-Schedule-Target", streams.CallbackDueSubject(payment.Name, id, payment.SettledSignal))
 			sm.Data = body
 			a.forge(sm)
 		}
@@ -352,11 +353,13 @@ func freeClosedPort(t *testing.T) int {
 // TestAuthScheduledSignalFromTheWrongSchedule: nats-server v2.15.2 does
 // not check a scheduled message's target (Nats-Schedule-Target) against
 // the scheduler's permissions, so the carrier, allowed to schedule its own
-// pickups (schedule.<id>.carrier.>), can make the server publish a
-// payment.settled. The server sets Nats-Scheduler to the schedule's
-// subject; the engine refuses a signal whose schedule is not
-// schedule.<id>.<name>, so the forged settlement is dead-lettered and never
-// recorded, and the order keeps waiting for the gateway's.
+// pickups (callback.shipping.at.<id>.carrier.>), can aim one at the due
+// subject of a payment.settled in its callbacks stream (the target must be
+// a subject of the same stream). The server sets Nats-Scheduler to the
+// schedule's subject; the carrier's forwarder sends a due callback only
+// when that is callback.shipping.at.<id>.<name>, so the forged settlement
+// is never sent (the carrier may not send it anyway), and the order keeps
+// waiting for the gateway's.
 func TestAuthScheduledSignalFromTheWrongSchedule(t *testing.T) {
 	s := newAuthStack(t)
 	s.participants()
@@ -370,23 +373,32 @@ func TestAuthScheduledSignalFromTheWrongSchedule(t *testing.T) {
 	}, "%s does not wait for its settlement", o.OrderID)
 	c := s.chargeOf(o.OrderID)
 
+	ctx := context.Background()
 	_, carrier, _ := s.env.ConnectAs(t, natsauth.Carrier)
 	body := []byte(`{"order_id":"` + o.OrderID + `","charge_id":"` + c.ChargeID + `","amount_cents":` + strconv.FormatInt(c.AmountCents, 10) + `,"currency":"EUR"}`)
-	m := nats.NewMsg(streams.ScheduleSubject(o.OrderID + ".carrier.picked_up"))
-	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(500*time.Millisecond).UTC().Format(time.RFC3339Nano))
-	m.Header.Set("Nats-Schedule-Target", streams.SignalSubject(payment.SettledSignal, o.OrderID))
+	m := nats.NewMsg(streams.CallbackAtSubject(shipping.Name, o.OrderID, "carrier.picked_up"))
+	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(300*time.Millisecond).UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule-Target", streams.CallbackDueSubject(shipping.Name, o.OrderID, payment.SettledSignal))
 	m.Data = body
 	// The limit: the server accepts it.
-	if _, err := carrier.PublishMsg(context.Background(), m); err != nil {
+	if _, err := carrier.PublishMsg(ctx, m); err != nil {
 		t.Fatalf("the server refused the carrier's schedule (the limit is gone: tighten the docs): %v", err)
 	}
-	var reasons []string
+	// The forged callback falls due and is taken from the stream.
 	natstest.Eventually(t, time.Minute, func() bool {
-		reasons = s.deadLetters(streams.DeadLetterSubject("signal"))
-		return len(reasons) > 0
-	}, "the forged settlement was not dead-lettered")
-	if !strings.Contains(reasons[0], "schedule.") {
-		t.Errorf("reason %q does not name the schedule", reasons[0])
+		str, err := s.env.JS.Stream(ctx, streams.CallbacksStream(shipping.Name))
+		if err != nil {
+			return false
+		}
+		info, err := str.Info(ctx)
+		return err == nil && info.State.Msgs == 0 && info.State.LastSeq >= 2
+	}, "the forged callback was not handled")
+	sigs, err := s.env.JS.Stream(ctx, streams.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sm, err := sigs.GetLastMsgForSubject(ctx, streams.SignalSubject(payment.SettledSignal, o.OrderID)); err == nil {
+		t.Fatalf("the forged settlement was sent: %s", sm.Data)
 	}
 	for _, ev := range s.history(o.OrderID) {
 		if sig, ok := ev.Value.(*schema.Signal); ok {

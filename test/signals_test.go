@@ -264,13 +264,30 @@ func TestSecondPickupIsDeadLettered(t *testing.T) {
 	s.completes("dup-after-")
 }
 
-// TestRollupSignalIsRefusedAndSaid: a signal published with Nats-Rollup
-// (which the signals stream cannot refuse: it allows message schedules)
+// TestRollupSignalIsRefusedAndSaid: on a signals stream made by an earlier
+// version, with message schedules (which the server cannot turn off, and
+// which make it allow roll-ups), a signal published with Nats-Rollup
 // removes what was stored before it on its subject; the router does not
 // record it, dead-letters it naming the rollup, and the order waiting for
-// it is not completed by it.
+// it is not completed by it. (Today's signals stream refuses the publish:
+// streams.TestSignalsStreamRefusesRollups.)
 func TestRollupSignalIsRefusedAndSaid(t *testing.T) {
 	s, _ := timerStack(t)
+	ctx := context.Background()
+	if err := s.env.JS.DeleteStream(ctx, streams.SignalsStream); err != nil {
+		t.Fatal(err)
+	}
+	var old jetstream.StreamConfig
+	for _, c := range (streams.Topology{}).StreamConfigs() {
+		if c.Name == streams.SignalsStream {
+			old = c
+		}
+	}
+	old.Subjects = append(old.Subjects, "schedule.>")
+	old.AllowMsgSchedules = true
+	if _, err := s.env.JS.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
 	s.orchestrator()
 	s.participants()
 	o := order("rollup-", 1, map[string]string{"pickup": "never"})

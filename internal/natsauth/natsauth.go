@@ -119,7 +119,7 @@ const (
 // durables are the durable consumers of jetflow: no role but the owner may
 // pull from, update or delete them.
 func durables(services []string) []string {
-	d := []string{streams.OrchestratorConsumer, streams.IntakeConsumer, streams.SignalsConsumer, streams.ArchiverConsumer}
+	d := []string{streams.OrchestratorConsumer, streams.IntakeConsumer, streams.SignalsConsumer, streams.ArchiverConsumer, streams.CallbackConsumer}
 	for _, s := range append(append([]string{}, services...), ReconcileServices...) {
 		d = append(d, streams.ParticipantConsumerPrefix+s)
 	}
@@ -183,6 +183,23 @@ func inbox(role string) string { return InboxPrefix(role) + ".>" }
 // (orchestrator.WaitSignalVerdict): direct gets addressed by subject of a
 // recorded signal, a workflow's end and a signal's dead letter, nothing
 // else of the streams.
+// callbackRules let a party schedule the callbacks of system whose signal
+// names match names, in the system's own callbacks stream, and forward
+// them as signals when due (sim.System.ForwardCallbacks): the consumer
+// that pulls and acknowledges them, nothing else of the stream. The target
+// of a schedule is not checked against these (the server does not), but
+// it can only be a subject of the same stream, and the forward checks it.
+func callbackRules(system, names string) []string {
+	stream := streams.CallbacksStream(system)
+	return []string{
+		streams.CallbackAtSubject(system, "*", names),
+		api + "CONSUMER.CREATE." + stream + "." + streams.CallbackConsumer,
+		api + "CONSUMER.CREATE." + stream + "." + streams.CallbackConsumer + ".>",
+		api + "CONSUMER.MSG.NEXT." + stream + "." + streams.CallbackConsumer,
+		apiAck + stream + "." + streams.CallbackConsumer + ".>",
+	}
+}
+
 var signalVerdictReads = []string{
 	api + "DIRECT.GET." + streams.HistoryStream + ".wf.*.signal.*",
 	api + "DIRECT.GET." + streams.HistoryStream + ".wf.*.done.*",
@@ -321,6 +338,11 @@ func Roles(services []string) []Role {
 					api + "STREAM.INFO." + ledger,
 					api + "STREAM.CREATE." + ledger,
 					api + "STREAM.UPDATE." + ledger,
+					// Its simulated system's scheduled callbacks (the
+					// calling party schedules and forwards them).
+					api + "STREAM.INFO." + streams.CallbacksStream(svc),
+					api + "STREAM.CREATE." + streams.CallbacksStream(svc),
+					api + "STREAM.UPDATE." + streams.CallbacksStream(svc),
 					api + "DIRECT.GET." + kvPfx + streams.IdempotencyBucket + "." + kvPub + idem,
 					api + "DIRECT.GET." + ledger + "." + kvPub + streams.LedgerBucketPrefix + svc + ".>",
 					api + "DIRECT.GET." + streams.HistoryStream + "." + streams.StepCancelFilter,
@@ -350,18 +372,18 @@ func Roles(services []string) []Role {
 		},
 		Role{
 			Name: Carrier,
-			Doc:  "the carrier: sends (and schedules) signal.carrier.>",
+			Doc:  "the carrier: sends signal.carrier.>, and schedules it in JETFLOW_CALLBACKS_shipping",
 			Publish: Rule{
-				Allow: append([]string{streams.SignalPrefix + ".carrier.>", streams.ScheduleSubject("*.carrier.>")}, signalVerdictReads...),
+				Allow: append(append([]string{streams.SignalPrefix + ".carrier.>"}, callbackRules("shipping", "carrier.>")...), signalVerdictReads...),
 				Deny:  deny,
 			},
 			Subscribe: Rule{Allow: []string{inbox(Carrier)}},
 		},
 		Role{
 			Name: PaymentGateway,
-			Doc:  "the payment gateway: sends (and schedules) signal.payment.settled.<id>",
+			Doc:  "the payment gateway: sends signal.payment.settled.<id>, and schedules it in JETFLOW_CALLBACKS_payment",
 			Publish: Rule{
-				Allow: append([]string{streams.SignalPrefix + ".payment.settled.*", streams.ScheduleSubject("*.payment.settled")}, signalVerdictReads...),
+				Allow: append(append([]string{streams.SignalPrefix + ".payment.settled.*"}, callbackRules("payment", "payment.settled")...), signalVerdictReads...),
 				Deny:  deny,
 			},
 			Subscribe: Rule{Allow: []string{inbox(PaymentGateway)}},

@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -129,6 +130,9 @@ func Service(sys *sim.System, f sim.Faults) participants.Service {
 			Refund.Action: participants.HandlerFunc(p.refund),
 			Void.Action:   participants.HandlerFunc(p.void),
 		},
+		// The gateway's late settlement is a callback scheduled for later, sent as
+		// a signal when due.
+		Background: []func(context.Context, *slog.Logger) error{sys.ForwardCallbacks},
 	}
 }
 

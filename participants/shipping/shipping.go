@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"log/slog"
 	"time"
 
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
@@ -101,6 +102,9 @@ func Service(sys *sim.System, f sim.Faults) participants.Service {
 			CreateShipment.Action: participants.HandlerFunc(p.create),
 			CancelShipment.Action: participants.HandlerFunc(p.cancel),
 		},
+		// The carrier's pickup is a callback scheduled for later, sent as
+		// a signal when due.
+		Background: []func(context.Context, *slog.Logger) error{sys.ForwardCallbacks},
 	}
 }
 

@@ -16,10 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -61,6 +63,11 @@ type System struct {
 	kv   jetstream.KeyValue
 	js   jetstream.JetStream
 	cb   jetstream.JetStream
+	topo streams.Topology
+
+	// cbMade is set once the callbacks stream is known to exist.
+	cbMu   sync.Mutex
+	cbMade bool
 }
 
 // Open creates or updates the ledger bucket of system name and returns the
@@ -73,7 +80,7 @@ func Open(ctx context.Context, js jetstream.JetStream, name string, topo streams
 	if err != nil {
 		return nil, fmt.Errorf("sim: open ledger %s: %w", name, err)
 	}
-	return &System{name: name, kv: kv, js: js, cb: js}, nil
+	return &System{name: name, kv: kv, js: js, cb: js, topo: topo}, nil
 }
 
 // Name returns the system's name.
@@ -329,27 +336,116 @@ func Failing(simulate string, attempt int) bool {
 
 // Callback makes the system call back a workflow later, as a real gateway or
 // carrier does: it sends signal name to workflowID after delay, with payload
-// as JSON. The callback is a server-side scheduled message in the signals
-// stream, so it survives restarts of every process; sending it again for the
-// same workflow and name replaces the earlier one.
+// as JSON. A delayed callback is a server-side message schedule in the
+// system's callbacks stream (streams.CallbacksStream), so it survives
+// restarts of every process. Sending it again for the same workflow and
+// name (a retried step) is a duplicate within the duplicate window and
+// replaces the earlier schedule after it. ForwardCallbacks sends it as the
+// signal when it is due.
 func (s *System) Callback(ctx context.Context, name, workflowID string, delay time.Duration, payload any) error {
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return err
 	}
-	target := streams.SignalSubject(name, workflowID)
 	var m *nats.Msg
 	if delay <= 0 {
-		m = nats.NewMsg(target)
+		m = nats.NewMsg(streams.SignalSubject(name, workflowID))
 	} else {
-		m = nats.NewMsg(streams.ScheduleSubject(workflowID + "." + name))
+		if err := s.ensureCallbacks(ctx); err != nil {
+			return err
+		}
+		m = nats.NewMsg(streams.CallbackAtSubject(s.name, workflowID, name))
 		m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(delay).UTC().Format(time.RFC3339Nano))
-		m.Header.Set("Nats-Schedule-Target", target)
+		m.Header.Set("Nats-Schedule-Target", streams.CallbackDueSubject(s.name, workflowID, name))
 	}
 	m.Data = body
-	m.Header.Set(jetstream.MsgIDHeader, "callback-"+workflowID+"-"+name)
+	m.Header.Set(jetstream.MsgIDHeader, callbackMsgID(workflowID, name))
 	if _, err := s.cb.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("sim: schedule %s for %s: %w", name, workflowID, err)
 	}
 	return nil
+}
+
+func callbackMsgID(workflowID, name string) string { return "callback-" + workflowID + "-" + name }
+
+// ensureCallbacks creates or updates the system's callbacks stream, once.
+func (s *System) ensureCallbacks(ctx context.Context) error {
+	s.cbMu.Lock()
+	defer s.cbMu.Unlock()
+	if s.cbMade {
+		return nil
+	}
+	cfg := s.topo.CallbacksConfig(s.name)
+	if _, err := s.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("sim: callbacks stream %s: %w", cfg.Name, err)
+	}
+	s.cbMade = true
+	return nil
+}
+
+// ForwardCallbacks sends each due callback of the system as its signal,
+// through the calling party's connection (CallbacksVia), until ctx is
+// done. A due callback is checked against the schedule it must come from:
+// the server does not check a schedule's target (Nats-Schedule-Target)
+// against the scheduler's permissions, only its subject, so a callback
+// due on callback.<system>.due.<id>.<name> is sent only when the server
+// says it fired from callback.<system>.at.<id>.<name>; any other is
+// dropped and logged. A forward that fails is retried, up to
+// streams.CallbackMaxDeliver deliveries; the signal carries the schedule's
+// message ID, so a forward repeated after a lost acknowledgement is one
+// signal.
+func (s *System) ForwardCallbacks(ctx context.Context, log *slog.Logger) error {
+	if err := s.ensureCallbacks(ctx); err != nil {
+		return err
+	}
+	cons, err := s.cb.CreateOrUpdateConsumer(ctx, streams.CallbacksStream(s.name), streams.CallbackConsumerConfig(s.name))
+	if err != nil {
+		return fmt.Errorf("sim: callbacks consumer: %w", err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return fmt.Errorf("sim: callbacks consumer: %w", err)
+	}
+	defer iter.Stop()
+	log = log.With("stream", streams.CallbacksStream(s.name))
+	for {
+		m, err := iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("sim: callbacks: %w", err)
+		}
+		s.forward(ctx, log, m)
+	}
+}
+
+// forward sends one due callback as its signal.
+func (s *System) forward(ctx context.Context, log *slog.Logger, m jetstream.Msg) {
+	id, name, ok := streams.ParseCallbackDue(s.name, m.Subject())
+	if !ok {
+		log.Error("callback dropped: not a due callback's subject", "subject", m.Subject())
+		_ = m.Term()
+		return
+	}
+	if by, want := m.Headers().Get(streams.HeaderScheduler), streams.CallbackAtSubject(s.name, id, name); by != want {
+		log.Error("callback dropped: it was not scheduled for its workflow and signal", "subject", m.Subject(), "scheduled_by", by, "want", want)
+		_ = m.Term()
+		return
+	}
+	sig := nats.NewMsg(streams.SignalSubject(name, id))
+	sig.Data = m.Data()
+	sig.Header.Set(jetstream.MsgIDHeader, callbackMsgID(id, name))
+	if _, err := s.cb.PublishMsg(ctx, sig); err != nil {
+		md, _ := m.Metadata()
+		if md != nil && md.NumDelivered >= streams.CallbackMaxDeliver {
+			log.Error("callback given up: its signal could not be sent", "subject", m.Subject(), "deliveries", md.NumDelivered, "err", err)
+			_ = m.Term()
+			return
+		}
+		log.Warn("callback: send its signal", "subject", m.Subject(), "err", err)
+		_ = m.NakWithDelay(2 * time.Second)
+		return
+	}
+	_ = m.Ack()
 }

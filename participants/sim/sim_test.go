@@ -2,9 +2,14 @@ package sim_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/participants/sim"
@@ -176,5 +181,148 @@ func TestFaultsWait(t *testing.T) {
 	cancel()
 	if err := (sim.Faults{Latency: time.Hour}).Wait(cctx); err == nil {
 		t.Fatal("Wait ignored a cancelled context")
+	}
+}
+
+// forwarder runs sys.ForwardCallbacks until the returned stop is called.
+func forwarder(t *testing.T, ctx context.Context, sys *sim.System) (stop func()) {
+	t.Helper()
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- sys.ForwardCallbacks(fctx, slog.New(slog.DiscardHandler)) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ForwardCallbacks: %v", err)
+		}
+	}
+}
+
+// lastSignal is the last signal name for id in the signals stream, nil
+// when there is none.
+func lastSignal(t *testing.T, ctx context.Context, js jetstream.JetStream, name, id string) *jetstream.RawStreamMsg {
+	t.Helper()
+	s, err := js.Stream(ctx, streams.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, streams.SignalSubject(name, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// callbacksLeft is the number of messages in sys's callbacks stream.
+func callbacksLeft(t *testing.T, ctx context.Context, js jetstream.JetStream, system string) uint64 {
+	t.Helper()
+	s, err := js.Stream(ctx, streams.CallbacksStream(system))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// TestCallbackIsSentWhenDue: a callback scheduled for later is held by the
+// server in the system's callbacks stream while no forwarder runs (a
+// restart), and sent as its signal, once, when a forwarder runs; the
+// callbacks stream is then empty.
+func TestCallbackIsSentWhenDue(t *testing.T) {
+	t.Parallel()
+	env := natstest.RunJetStream(t)
+	ctx := natstest.Context(t)
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	sys, err := sim.Open(ctx, env.JS, "shipping", streams.Topology{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Callback(ctx, "carrier.picked_up", "o-1", 300*time.Millisecond, map[string]string{"carrier": "DHL"}); err != nil {
+		t.Fatal(err)
+	}
+	// Scheduling it again (a retried step) is a duplicate.
+	if err := sys.Callback(ctx, "carrier.picked_up", "o-1", 300*time.Millisecond, map[string]string{"carrier": "UPS"}); err != nil {
+		t.Fatal(err)
+	}
+	// Due, with nothing to forward it: it waits in the callbacks stream.
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		s, err := env.JS.Stream(ctx, streams.CallbacksStream("shipping"))
+		if err != nil {
+			return false
+		}
+		_, err = s.GetLastMsgForSubject(ctx, streams.CallbackDueSubject("shipping", "o-1", "carrier.picked_up"))
+		return err == nil
+	}, "the callback did not fall due")
+	if m := lastSignal(t, ctx, env.JS, "carrier.picked_up", "o-1"); m != nil {
+		t.Fatalf("signal sent with no forwarder running: %s", m.Data)
+	}
+	stop := forwarder(t, ctx, sys)
+	defer stop()
+	var m *jetstream.RawStreamMsg
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		m = lastSignal(t, ctx, env.JS, "carrier.picked_up", "o-1")
+		return m != nil
+	}, "the due callback was not sent")
+	if string(m.Data) != `{"carrier":"DHL"}` {
+		t.Errorf("signal %s, want the first schedule's", m.Data)
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool { return callbacksLeft(t, ctx, env.JS, "shipping") == 0 },
+		"the forwarded callback stays in its stream")
+	info, err := env.JS.Stream(ctx, streams.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("%d signals, want 1", n)
+	}
+}
+
+// TestCallbackFromAnotherScheduleIsDropped: the server does not check a
+// schedule's target against the scheduler's permissions, so a party that
+// may schedule its own callbacks could aim one at another signal's due
+// subject; the forwarder drops a due callback whose schedule is not its
+// own subject's.
+func TestCallbackFromAnotherScheduleIsDropped(t *testing.T) {
+	t.Parallel()
+	env := natstest.RunJetStream(t)
+	ctx := natstest.Context(t)
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	sys, err := sim.Open(ctx, env.JS, "payment", streams.Topology{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := forwarder(t, ctx, sys)
+	defer stop()
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		_, err := env.JS.Stream(ctx, streams.CallbacksStream("payment"))
+		return err == nil
+	}, "no callbacks stream")
+	m := nats.NewMsg(streams.CallbackAtSubject("payment", "o-2", "carrier.picked_up"))
+	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(100*time.Millisecond).UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule-Target", streams.CallbackDueSubject("payment", "o-2", "payment.settled"))
+	m.Data = []byte(`{"charge_id":"forged"}`)
+	if _, err := env.JS.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	// Then a callback of its own, after it: once that one is sent, the
+	// forged one was handled.
+	if err := sys.Callback(ctx, "payment.settled", "o-3", 200*time.Millisecond, map[string]string{"charge_id": "ch"}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		return lastSignal(t, ctx, env.JS, "payment.settled", "o-3") != nil && callbacksLeft(t, ctx, env.JS, "payment") == 0
+	}, "the callbacks were not handled")
+	if m := lastSignal(t, ctx, env.JS, "payment.settled", "o-2"); m != nil {
+		t.Fatalf("the forged callback was sent: %s", m.Data)
 	}
 }
