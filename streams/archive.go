@@ -545,7 +545,7 @@ func SignalsRollupExposed(ctx context.Context, js jetstream.JetStream) error {
 		return fmt.Errorf("signals stream: %w", err)
 	}
 	if s.CachedInfo().Config.AllowMsgSchedules {
-		return fmt.Errorf("%s allows message schedules (made by an earlier version; the server cannot turn them off in place), so it allows roll-ups: any signal publisher can remove the signals not yet recorded; docs/ARCHITECTURE.md, \"Signals\", says how to make it anew", SignalsStream)
+		return fmt.Errorf("%s allows message schedules (made by an earlier version; the server cannot turn them off in place), so it allows roll-ups: any signal publisher can remove the signals not yet recorded; docs/ARCHITECTURE.md, \"Trust boundary\", says how to make it anew", SignalsStream)
 	}
 	return nil
 }

@@ -214,6 +214,14 @@ func TestEnsureKeepsSchedulesOfAnEarlierSignalsStream(t *testing.T) {
 	if _, err := env.JS.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
+	// A callback scheduled the old way, pending across the upgrade.
+	due := streams.SignalSubject("carrier.picked_up", "o-old")
+	m := nats.NewMsg(streams.ScheduleSubject("o-old.carrier.picked_up"))
+	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule-Target", due)
+	if _, err := env.JS.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
 	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
 		t.Fatalf("Ensure on a signals stream with schedules: %v", err)
 	}
@@ -227,4 +235,9 @@ func TestEnsureKeepsSchedulesOfAnEarlierSignalsStream(t *testing.T) {
 	if err := streams.SignalsRollupExposed(ctx, env.JS); err == nil || !strings.Contains(err.Error(), "roll-ups") {
 		t.Fatalf("SignalsRollupExposed: %v", err)
 	}
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		got, err := s.GetLastMsgForSubject(ctx, due)
+		return err == nil && streams.CheckScheduled("carrier.picked_up", "o-old", got.Header.Get(streams.HeaderScheduler)) == nil &&
+			got.Header.Get(streams.HeaderScheduler) != ""
+	}, "the schedule pending across the upgrade did not fire")
 }

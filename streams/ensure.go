@@ -178,6 +178,9 @@ func (t Topology) CallbacksConfig(system string) jetstream.StreamConfig {
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    t.Replicas,
+		// As the signals stream: a callback scheduled further out, or one
+		// no forwarder took, leaves after 30 days.
+		MaxAge: 30 * 24 * time.Hour,
 		// A schedule message is a roll-up of its subject: scheduling a
 		// callback again replaces it.
 		AllowMsgSchedules: true,
@@ -194,7 +197,7 @@ func CallbackConsumerConfig(system string) jetstream.ConsumerConfig {
 		Description:   "forwards the due callbacks of " + system + " as signals",
 		FilterSubject: CallbackDueFilter(system),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       2 * time.Minute,
 		MaxDeliver:    CallbackMaxDeliver,
 		MaxAckPending: 1024,
 	}

@@ -179,10 +179,6 @@ func contains(list []string, s string) bool {
 
 func inbox(role string) string { return InboxPrefix(role) + ".>" }
 
-// signalVerdictReads let a role that sends signals wait for their verdict
-// (orchestrator.WaitSignalVerdict): direct gets addressed by subject of a
-// recorded signal, a workflow's end and a signal's dead letter, nothing
-// else of the streams.
 // callbackRules let a party schedule the callbacks of system whose signal
 // names match names, in the system's own callbacks stream, and forward
 // them as signals when due (sim.System.ForwardCallbacks): the consumer
@@ -200,6 +196,31 @@ func callbackRules(system, names string) []string {
 	}
 }
 
+// callbacksClosed keeps every role but the calling party from the
+// consumers of the callbacks streams. They are work queues, where an
+// acknowledgement removes a message: a consumer's flow-control reply
+// acknowledges, and a consumer whose filter overlaps the forwarder's
+// would keep the forwarder's from being made. The operator reads them
+// with message and direct gets.
+func callbacksClosed(services []string) []string {
+	var deny []string
+	for _, svc := range services {
+		stream := streams.CallbacksStream(svc)
+		deny = append(deny,
+			api+"CONSUMER.CREATE."+stream+".*",
+			api+"CONSUMER.CREATE."+stream+".*.>",
+			api+"CONSUMER.DURABLE.CREATE."+stream+".*",
+			"$JS.FC."+stream+".>",
+			apiAck+stream+".>",
+		)
+	}
+	return deny
+}
+
+// signalVerdictReads let a role that sends signals wait for their verdict
+// (orchestrator.WaitSignalVerdict): direct gets addressed by subject of a
+// recorded signal, a workflow's end and a signal's dead letter, nothing
+// else of the streams.
 var signalVerdictReads = []string{
 	api + "DIRECT.GET." + streams.HistoryStream + ".wf.*.signal.*",
 	api + "DIRECT.GET." + streams.HistoryStream + ".wf.*.done.*",
@@ -391,7 +412,7 @@ func Roles(services []string) []Role {
 		Role{
 			Name:      Operator,
 			Doc:       "reads everything (jetflow show, list, ledger, query; nats stream view); acts only through the verbs (jetflow start, cancel, terminate, retry, resolve, resume)",
-			Publish:   Rule{Allow: append(append([]string{}, readAPI...), "wf.*.start", streams.OperatorFilter, streams.QueryPrefix+".*"), Deny: append(append([]string{}, deny...), othersDurables(services)...)},
+			Publish:   Rule{Allow: append(append([]string{}, readAPI...), "wf.*.start", streams.OperatorFilter, streams.QueryPrefix+".*"), Deny: append(append(append([]string{}, deny...), othersDurables(services)...), callbacksClosed(services)...)},
 			Subscribe: Rule{Allow: []string{inbox(Operator), "wf.>", streams.DeadLetterPrefix + ".>", streams.OrderCreated, streams.SignalPrefix + ".>"}},
 		},
 		Role{

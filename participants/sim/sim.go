@@ -65,9 +65,11 @@ type System struct {
 	cb   jetstream.JetStream
 	topo streams.Topology
 
-	// cbMade is set once the callbacks stream is known to exist.
-	cbMu   sync.Mutex
-	cbMade bool
+	// cbMade is set once this process made the callbacks stream, and
+	// cbReady closed.
+	cbMu    sync.Mutex
+	cbMade  bool
+	cbReady chan struct{}
 }
 
 // Open creates or updates the ledger bucket of system name and returns the
@@ -80,7 +82,7 @@ func Open(ctx context.Context, js jetstream.JetStream, name string, topo streams
 	if err != nil {
 		return nil, fmt.Errorf("sim: open ledger %s: %w", name, err)
 	}
-	return &System{name: name, kv: kv, js: js, cb: js, topo: topo}, nil
+	return &System{name: name, kv: kv, js: js, cb: js, topo: topo, cbReady: make(chan struct{})}, nil
 }
 
 // Name returns the system's name.
@@ -380,34 +382,55 @@ func (s *System) ensureCallbacks(ctx context.Context) error {
 		return fmt.Errorf("sim: callbacks stream %s: %w", cfg.Name, err)
 	}
 	s.cbMade = true
+	close(s.cbReady)
 	return nil
 }
 
 // ForwardCallbacks sends each due callback of the system as its signal,
 // through the calling party's connection (CallbacksVia), until ctx is
-// done. A due callback is checked against the schedule it must come from:
-// the server does not check a schedule's target (Nats-Schedule-Target)
+// done. It starts once the callbacks stream exists: the system's first
+// delayed Callback makes it, in this process or another, so a system that
+// never calls back (or a party without the credentials to) pulls nothing.
+//
+// A due callback is checked against the schedule it must come from: the
+// server does not check a schedule's target (Nats-Schedule-Target)
 // against the scheduler's permissions, only its subject, so a callback
 // due on callback.<system>.due.<id>.<name> is sent only when the server
 // says it fired from callback.<system>.at.<id>.<name>; any other is
-// dropped and logged. A forward that fails is retried, up to
-// streams.CallbackMaxDeliver deliveries; the signal carries the schedule's
-// message ID, so a forward repeated after a lost acknowledgement is one
-// signal.
+// dropped and logged. A forward that fails is retried with a growing
+// delay, up to streams.CallbackMaxDeliver deliveries (about two hours);
+// the signal carries the schedule's message ID, so a forward repeated
+// after a lost acknowledgement is one signal.
 func (s *System) ForwardCallbacks(ctx context.Context, log *slog.Logger) error {
-	if err := s.ensureCallbacks(ctx); err != nil {
-		return err
+	stream := streams.CallbacksStream(s.name)
+	log = log.With("stream", stream)
+	for {
+		if _, err := s.js.Stream(ctx, stream); err == nil {
+			break
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) && ctx.Err() == nil {
+			log.Debug("callbacks stream", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.cbReady:
+		case <-time.After(callbackStreamPoll):
+		}
 	}
-	cons, err := s.cb.CreateOrUpdateConsumer(ctx, streams.CallbacksStream(s.name), streams.CallbackConsumerConfig(s.name))
+	cons, err := s.cb.CreateOrUpdateConsumer(ctx, stream, streams.CallbackConsumerConfig(s.name))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("sim: callbacks consumer: %w", err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(256))
+	// Few at a time: each is forwarded before the next, and every one
+	// pulled must be answered within the consumer's AckWait.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(callbackBatch))
 	if err != nil {
 		return fmt.Errorf("sim: callbacks consumer: %w", err)
 	}
 	defer iter.Stop()
-	log = log.With("stream", streams.CallbacksStream(s.name))
 	for {
 		m, err := iter.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -419,6 +442,17 @@ func (s *System) ForwardCallbacks(ctx context.Context, log *slog.Logger) error {
 		s.forward(ctx, log, m)
 	}
 }
+
+// Pacing of ForwardCallbacks.
+const (
+	// callbackStreamPoll is how often a forwarder looks for a callbacks
+	// stream another process may have made.
+	callbackStreamPoll = 5 * time.Second
+	// callbackBatch callbacks are pulled at once; with callbackSendTimeout
+	// each, they are answered well within the consumer's AckWait.
+	callbackBatch       = 8
+	callbackSendTimeout = 5 * time.Second
+)
 
 // forward sends one due callback as its signal.
 func (s *System) forward(ctx context.Context, log *slog.Logger, m jetstream.Msg) {
@@ -436,16 +470,39 @@ func (s *System) forward(ctx context.Context, log *slog.Logger, m jetstream.Msg)
 	sig := nats.NewMsg(streams.SignalSubject(name, id))
 	sig.Data = m.Data()
 	sig.Header.Set(jetstream.MsgIDHeader, callbackMsgID(id, name))
-	if _, err := s.cb.PublishMsg(ctx, sig); err != nil {
-		md, _ := m.Metadata()
-		if md != nil && md.NumDelivered >= streams.CallbackMaxDeliver {
-			log.Error("callback given up: its signal could not be sent", "subject", m.Subject(), "deliveries", md.NumDelivered, "err", err)
-			_ = m.Term()
-			return
-		}
-		log.Warn("callback: send its signal", "subject", m.Subject(), "err", err)
-		_ = m.NakWithDelay(2 * time.Second)
+	pctx, cancel := context.WithTimeout(ctx, callbackSendTimeout)
+	_, err := s.cb.PublishMsg(pctx, sig)
+	cancel()
+	if err == nil {
+		_ = m.Ack()
 		return
 	}
-	_ = m.Ack()
+	if ctx.Err() != nil {
+		// Stopping: the next forwarder takes it.
+		_ = m.Nak()
+		return
+	}
+	md, _ := m.Metadata()
+	if md != nil && md.NumDelivered >= streams.CallbackMaxDeliver {
+		log.Error("callback given up: its signal could not be sent", "subject", m.Subject(), "deliveries", md.NumDelivered, "err", err)
+		_ = m.Term()
+		return
+	}
+	delay := callbackRetryDelay(md)
+	log.Warn("callback: its signal could not be sent, retrying", "subject", m.Subject(), "in", delay, "err", err)
+	_ = m.NakWithDelay(delay)
+}
+
+// callbackRetryDelay is the wait before delivery n+1 of a callback whose
+// signal could not be sent: 2 s, doubling to 5 minutes from the 9th on, so
+// the 30 deliveries span about two hours of outage.
+func callbackRetryDelay(md *jetstream.MsgMetadata) time.Duration {
+	n := uint64(1)
+	if md != nil {
+		n = md.NumDelivered
+	}
+	if n > 8 {
+		return 5 * time.Minute
+	}
+	return min(2*time.Second<<(n-1), 5*time.Minute)
 }

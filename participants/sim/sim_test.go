@@ -301,12 +301,11 @@ func TestCallbackFromAnotherScheduleIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := env.JS.CreateStream(ctx, streams.Topology{}.CallbacksConfig("payment")); err != nil {
+		t.Fatal(err)
+	}
 	stop := forwarder(t, ctx, sys)
 	defer stop()
-	natstest.Eventually(t, 10*time.Second, func() bool {
-		_, err := env.JS.Stream(ctx, streams.CallbacksStream("payment"))
-		return err == nil
-	}, "no callbacks stream")
 	m := nats.NewMsg(streams.CallbackAtSubject("payment", "o-2", "carrier.picked_up"))
 	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(100*time.Millisecond).UTC().Format(time.RFC3339Nano))
 	m.Header.Set("Nats-Schedule-Target", streams.CallbackDueSubject("payment", "o-2", "payment.settled"))
@@ -325,4 +324,32 @@ func TestCallbackFromAnotherScheduleIsDropped(t *testing.T) {
 	if m := lastSignal(t, ctx, env.JS, "payment.settled", "o-2"); m != nil {
 		t.Fatalf("the forged callback was sent: %s", m.Data)
 	}
+}
+
+// TestForwarderWaitsForTheFirstCallback: a forwarder started before the
+// system ever called back does not make the callbacks stream (a party
+// without the credentials would be refused); the first delayed callback
+// makes it, and the running forwarder sends it when due.
+func TestForwarderWaitsForTheFirstCallback(t *testing.T) {
+	t.Parallel()
+	env := natstest.RunJetStream(t)
+	ctx := natstest.Context(t)
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	sys, err := sim.Open(ctx, env.JS, "payment", streams.Topology{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := forwarder(t, ctx, sys)
+	defer stop()
+	if _, err := env.JS.Stream(ctx, streams.CallbacksStream("payment")); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("callbacks stream before any callback: %v", err)
+	}
+	if err := sys.Callback(ctx, "payment.settled", "o-4", 100*time.Millisecond, map[string]string{"charge_id": "ch"}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		return lastSignal(t, ctx, env.JS, "payment.settled", "o-4") != nil
+	}, "the callback was not sent")
 }
