@@ -329,6 +329,11 @@ func ParseCallbackDue(system, subject string) (id, name string, ok bool) {
 	return id, name, ok && id != "" && name != ""
 }
 
+// CallbackOrigin is the dead-letter origin of system's callbacks that
+// were not sent (dlq.callback.<system>): scheduled for another signal's
+// due subject, or given up after CallbackMaxDeliver deliveries.
+func CallbackOrigin(system string) string { return CallbackPrefix + "." + system }
+
 // CallbackConsumer is the durable consumer that forwards a system's due
 // callbacks as signals.
 const CallbackConsumer = "jetflow-callbacks"

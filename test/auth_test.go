@@ -399,15 +399,16 @@ func TestAuthScheduledSignalFromTheWrongSchedule(t *testing.T) {
 	if _, err := carrier.PublishMsg(ctx, m); err != nil {
 		t.Fatalf("the server refused the carrier's schedule (the limit is gone: tighten the docs): %v", err)
 	}
-	// The forged callback falls due and is taken from the stream.
+	// The forged callback falls due, and the carrier's forwarder takes it
+	// into the dead letters with its reason.
+	var reasons []string
 	natstest.Eventually(t, time.Minute, func() bool {
-		str, err := s.env.JS.Stream(ctx, streams.CallbacksStream(shipping.Name))
-		if err != nil {
-			return false
-		}
-		info, err := str.Info(ctx)
-		return err == nil && info.State.Msgs == 0 && info.State.LastSeq >= 2
-	}, "the forged callback was not handled")
+		reasons = s.deadLetters(streams.DeadLetterSubject(streams.CallbackOrigin(shipping.Name)))
+		return len(reasons) > 0
+	}, "the forged callback was not dead-lettered")
+	if !strings.Contains(reasons[0], "must come from "+streams.CallbackAtSubject(shipping.Name, o.OrderID, payment.SettledSignal)) {
+		t.Errorf("dead letter reason %q", reasons[0])
+	}
 	sigs, err := s.env.JS.Stream(ctx, streams.SignalsStream)
 	if err != nil {
 		t.Fatal(err)

@@ -189,6 +189,8 @@ func callbackRules(system, names string) []string {
 	stream := streams.CallbacksStream(system)
 	return []string{
 		streams.CallbackAtSubject(system, "*", names),
+		// The callbacks it gives up, with their reason.
+		streams.DeadLetterSubject(streams.CallbackOrigin(system)),
 		api + "CONSUMER.CREATE." + stream + "." + streams.CallbackConsumer,
 		api + "CONSUMER.CREATE." + stream + "." + streams.CallbackConsumer + ".>",
 		api + "CONSUMER.MSG.NEXT." + stream + "." + streams.CallbackConsumer,

@@ -458,13 +458,11 @@ const (
 func (s *System) forward(ctx context.Context, log *slog.Logger, m jetstream.Msg) {
 	id, name, ok := streams.ParseCallbackDue(s.name, m.Subject())
 	if !ok {
-		log.Error("callback dropped: not a due callback's subject", "subject", m.Subject())
-		_ = m.Term()
+		s.giveUp(ctx, log, m, "not a due callback's subject (callback."+s.name+".due.<workflow id>.<signal>)")
 		return
 	}
 	if by, want := m.Headers().Get(streams.HeaderScheduler), streams.CallbackAtSubject(s.name, id, name); by != want {
-		log.Error("callback dropped: it was not scheduled for its workflow and signal", "subject", m.Subject(), "scheduled_by", by, "want", want)
-		_ = m.Term()
+		s.giveUp(ctx, log, m, fmt.Sprintf("callback %s for %s was scheduled by %q: a due callback must come from %s", name, id, by, want))
 		return
 	}
 	sig := nats.NewMsg(streams.SignalSubject(name, id))
@@ -484,13 +482,28 @@ func (s *System) forward(ctx context.Context, log *slog.Logger, m jetstream.Msg)
 	}
 	md, _ := m.Metadata()
 	if md != nil && md.NumDelivered >= streams.CallbackMaxDeliver {
-		log.Error("callback given up: its signal could not be sent", "subject", m.Subject(), "deliveries", md.NumDelivered, "err", err)
-		_ = m.Term()
+		s.giveUp(ctx, log, m, fmt.Sprintf("its signal could not be sent in %d deliveries: %v", md.NumDelivered, err))
 		return
 	}
 	delay := callbackRetryDelay(md)
 	log.Warn("callback: its signal could not be sent, retrying", "subject", m.Subject(), "in", delay, "err", err)
 	_ = m.NakWithDelay(delay)
+}
+
+// giveUp takes a callback that will not be sent out of the stream, into
+// the dead letters (dlq.callback.<system>) with its reason. A dead letter
+// that cannot be written is retried with the callback, but for its last
+// delivery, which is logged and dropped.
+func (s *System) giveUp(ctx context.Context, log *slog.Logger, m jetstream.Msg, reason string) {
+	log.Error("callback not sent", "subject", m.Subject(), "reason", reason)
+	if err := streams.DeadLetter(ctx, s.cb, streams.CallbackOrigin(s.name), m, reason); err != nil {
+		if md, _ := m.Metadata(); ctx.Err() != nil || md == nil || md.NumDelivered < streams.CallbackMaxDeliver {
+			_ = m.NakWithDelay(callbackRetryDelay(md))
+			return
+		}
+		log.Error("callback dropped: its dead letter could not be written", "subject", m.Subject(), "err", err)
+	}
+	_ = m.Term()
 }
 
 // callbackRetryDelay is the wait before delivery n+1 of a callback whose

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/participants/sim"
+	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
 
@@ -323,6 +325,19 @@ func TestCallbackFromAnotherScheduleIsDropped(t *testing.T) {
 	}, "the callbacks were not handled")
 	if m := lastSignal(t, ctx, env.JS, "payment.settled", "o-2"); m != nil {
 		t.Fatalf("the forged callback was sent: %s", m.Data)
+	}
+	// It is in the dead letters, with its reason.
+	dlq, err := env.JS.Stream(ctx, streams.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := dlq.GetLastMsgForSubject(ctx, streams.DeadLetterSubject(streams.CallbackOrigin("payment")))
+	if err != nil {
+		t.Fatalf("no dead letter for the forged callback: %v", err)
+	}
+	if r := dl.Header.Get(schema.HeaderReason); !strings.Contains(r, streams.CallbackAtSubject("payment", "o-2", "carrier.picked_up")) ||
+		!strings.Contains(r, streams.CallbackAtSubject("payment", "o-2", "payment.settled")) {
+		t.Errorf("dead letter reason %q: want the schedule it came from and the one it must", r)
 	}
 }
 
