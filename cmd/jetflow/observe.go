@@ -138,9 +138,9 @@ func (o *obsFlags) connOptions(log *slog.Logger) []nats.Option {
 
 // participantConsumers are the consumers of the reference participants.
 func participantConsumers() []metrics.Consumer {
-	out := make([]metrics.Consumer, 0, len(reference.Names))
+	out := make([]metrics.Consumer, 0, 2*len(reference.Names))
 	for _, n := range reference.Names {
-		out = append(out, metrics.ParticipantConsumer(n))
+		out = append(out, metrics.ParticipantConsumer(n), metrics.CallbackConsumer(n))
 	}
 	return out
 }

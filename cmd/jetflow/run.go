@@ -407,7 +407,7 @@ func runParticipant(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
-	e.obs.poll(ctx, log, metrics.PollConfig{NC: nc, JS: js, Consumers: []metrics.Consumer{metrics.ParticipantConsumer(pos[0])}}, nc)
+	e.obs.poll(ctx, log, metrics.PollConfig{NC: nc, JS: js, Consumers: []metrics.Consumer{metrics.ParticipantConsumer(pos[0]), metrics.CallbackConsumer(pos[0])}}, nc)
 	if err := startParticipant(ctx, &wg, nc, js, cb, log, &e, pos[0], errs); err != nil {
 		cancel()
 		return err

@@ -30,6 +30,13 @@ func ParticipantConsumer(service string) Consumer {
 	return Consumer{streams.HistoryStream, streams.ParticipantConsumerPrefix + service}
 }
 
+// CallbackConsumer is the consumer that forwards simulated system's due
+// callbacks as signals: its pending messages are callbacks due and not yet
+// sent, its redelivered ones callbacks whose signal could not be sent.
+func CallbackConsumer(system string) Consumer {
+	return Consumer{streams.CallbacksStream(system), streams.CallbackConsumer}
+}
+
 // QueueDepth reads the manual queue's depth and the blocked count.
 type QueueDepth func(ctx context.Context) (manual, blocked int, err error)
 
@@ -174,7 +181,7 @@ func (m *Metrics) setStream(info *jetstream.StreamInfo) {
 
 func (m *Metrics) pollConsumer(ctx context.Context, js jetstream.JetStream, c Consumer) error {
 	cons, err := js.Consumer(ctx, c.Stream, c.Name)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil // not created yet
 	}
 	if err != nil {

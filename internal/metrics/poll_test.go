@@ -59,8 +59,18 @@ func TestPollReadsQueuesAndConsumers(t *testing.T) {
 	if _, err := env.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, jetstream.ConsumerConfig{Durable: "probe", FilterSubject: streams.DoneFilter}); err != nil {
 		t.Fatal(err)
 	}
+	// A callbacks stream with two callbacks due and not yet sent; the
+	// other system named has no stream (it never called back).
+	if _, err := env.JS.CreateStream(ctx, streams.Topology{}.CallbacksConfig("payment")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.JS.CreateOrUpdateConsumer(ctx, streams.CallbacksStream("payment"), streams.CallbackConsumerConfig("payment")); err != nil {
+		t.Fatal(err)
+	}
+	pub(streams.CallbackDueSubject("payment", "o-1", "payment.settled"))
+	pub(streams.CallbackDueSubject("payment", "o-2", "payment.settled"))
 	m := metrics.New()
-	cfg := metrics.PollConfig{NC: env.NC, JS: env.JS, Queues: true, QueueDepth: func(ctx context.Context) (int, int, error) { return orchestrator.QueueDepth(ctx, env.JS) }, Consumers: []metrics.Consumer{{streams.HistoryStream, "probe"}, {streams.HistoryStream, "absent"}}}
+	cfg := metrics.PollConfig{NC: env.NC, JS: env.JS, Queues: true, QueueDepth: func(ctx context.Context) (int, int, error) { return orchestrator.QueueDepth(ctx, env.JS) }, Consumers: []metrics.Consumer{{streams.HistoryStream, "probe"}, {streams.HistoryStream, "absent"}, metrics.CallbackConsumer("payment"), metrics.CallbackConsumer("nowhere")}}
 	// The index follows the history by milliseconds.
 	natstest.Eventually(t, 10*time.Second, func() bool {
 		n, err := streams.NewHistory(env.NC, env.JS).CountOn(ctx, streams.IndexStream, streams.IndexDoneFilter(""))
@@ -97,6 +107,7 @@ func TestPollReadsQueuesAndConsumers(t *testing.T) {
 		"jetflow_dead_letters_stored{origin=signal}":                                             3,
 		"jetflow_dead_letters_stored{origin=cmd.payment}":                                        1,
 		"jetflow_consumer_pending_messages{consumer=probe,stream=" + streams.HistoryStream + "}": 8,
+		"jetflow_consumer_pending_messages{consumer=" + streams.CallbackConsumer + ",stream=" + streams.CallbacksStream("payment") + "}": 2,
 		// 12 events, each on a subject of its own; the index holds their
 		// 8 ends and 3 blocked events on one subject per status (manual,
 		// completed, compensated, resolved) and one for blocked.

@@ -364,6 +364,7 @@ func Roles(services []string) []Role {
 					// Its simulated system's scheduled callbacks (the
 					// calling party schedules and forwards them).
 					api + "STREAM.INFO." + streams.CallbacksStream(svc),
+					api + "CONSUMER.INFO." + streams.CallbacksStream(svc) + "." + streams.CallbackConsumer,
 					api + "STREAM.CREATE." + streams.CallbacksStream(svc),
 					api + "STREAM.UPDATE." + streams.CallbacksStream(svc),
 					api + "DIRECT.GET." + kvPfx + streams.IdempotencyBucket + "." + kvPub + idem,
