@@ -152,8 +152,8 @@ type Service struct {
 	// Background lists work that runs beside the commands for as long as
 	// Run does, each in a goroutine of its own with Run's logger: a
 	// system's callbacks sent when due, a webhook listener. Each returns
-	// once ctx is done; one that returns an error before is logged and
-	// started again after a pause.
+	// once ctx is done, or nil when it has nothing to do; one that returns
+	// an error before is logged and started again after a pause.
 	Background []func(ctx context.Context, log *slog.Logger) error
 }
 
@@ -335,12 +335,12 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 	}
 }
 
-// runBackground runs bg until ctx is done, again after a pause whenever it
-// fails.
+// runBackground runs bg until ctx is done or it returns nil, again after
+// a pause whenever it fails.
 func runBackground(ctx context.Context, log *slog.Logger, bg func(context.Context, *slog.Logger) error) {
 	for {
 		err := bg(ctx, log)
-		if ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			return
 		}
 		log.Warn("background work stopped, starting it again", "err", err)

@@ -217,7 +217,7 @@ func TestEnsureKeepsSchedulesOfAnEarlierSignalsStream(t *testing.T) {
 	// A callback scheduled the old way, pending across the upgrade.
 	due := streams.SignalSubject("carrier.picked_up", "o-old")
 	m := nats.NewMsg(streams.ScheduleSubject("o-old.carrier.picked_up"))
-	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(5*time.Second).UTC().Format(time.RFC3339Nano))
 	m.Header.Set("Nats-Schedule-Target", due)
 	if _, err := env.JS.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
@@ -228,6 +228,9 @@ func TestEnsureKeepsSchedulesOfAnEarlierSignalsStream(t *testing.T) {
 	s, err := env.JS.Stream(ctx, streams.SignalsStream)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := s.GetLastMsgForSubject(ctx, m.Subject); err != nil {
+		t.Fatalf("the schedule is not pending across the upgrade (Ensure took over 5 s?): %v", err)
 	}
 	if cfg := s.CachedInfo().Config; !cfg.AllowMsgSchedules || len(cfg.Subjects) != 2 || cfg.Description == "with schedules" {
 		t.Fatalf("schedules %v, subjects %v, description %q: want schedules and subjects kept and the rest upgraded", cfg.AllowMsgSchedules, cfg.Subjects, cfg.Description)

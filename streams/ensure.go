@@ -36,10 +36,10 @@ type Topology struct {
 	// written to. 0: no bound (the jetflow binary's --orders-max-bytes).
 	// The server reserves a bound against its JetStream storage when it
 	// makes or updates the stream, and refuses one it cannot reserve:
-	// Ensure's error then names the bound. (SignalsStream cannot be
-	// bounded so: it holds server-side message schedules, which the server
-	// refuses on a stream that discards new messages, and dropping old
-	// ones would lose signals not yet recorded.)
+	// Ensure's error then names the bound. (SignalsStream is not bounded:
+	// dropping old signals would lose those not yet recorded, and one made
+	// by an earlier version holds message schedules, which the server
+	// refuses on a stream that discards new messages.)
 	OrdersMaxBytes int64
 	// DeadLetterMaxBytes bounds DeadLetterStream: past it the oldest dead
 	// letters are dropped (each names the original, which stays in its own
@@ -50,7 +50,15 @@ type Topology struct {
 	// 0 keeps them for ever (the binary's --ledger-ttl defaults to 30
 	// days, well above reconciliation's 24 h look-back).
 	LedgerTTL time.Duration
+	// CallbackSystems are the simulated systems that call workflows back
+	// later; Ensure makes a callbacks stream for each (CallbacksConfig).
+	// nil: CallbackSystems, the reference payment gateway and carrier.
+	CallbackSystems []string
 }
+
+// CallbackSystems are the reference application's systems that call back:
+// the payment gateway's late settlement, the carrier's pickup.
+var CallbackSystems = []string{"payment", "shipping"}
 
 func (t Topology) withDefaults() Topology {
 	if t.Replicas <= 0 {
@@ -62,13 +70,16 @@ func (t Topology) withDefaults() Topology {
 	if t.MaxMsgSize <= 0 {
 		t.MaxMsgSize = 1 << 20
 	}
+	if t.CallbackSystems == nil {
+		t.CallbackSystems = CallbackSystems
+	}
 	return t
 }
 
 // StreamConfigs returns the configuration of every jetflow stream.
 func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 	t = t.withDefaults()
-	return []jetstream.StreamConfig{
+	cfgs := []jetstream.StreamConfig{
 		{
 			Name:        HistoryStream,
 			Description: "jetflow workflow histories: wf.<workflow id>.>",
@@ -163,12 +174,18 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 		},
 		t.archiveConfig(),
 	}
+	for _, sys := range t.CallbackSystems {
+		cfgs = append(cfgs, t.CallbacksConfig(sys))
+	}
+	return cfgs
 }
 
 // CallbacksConfig is the configuration of the stream of system's scheduled
 // callbacks (CallbacksStream). It is a work queue: a due callback leaves
 // once forwarded as a signal and acknowledged, and a schedule leaves when
-// it fires, so the stream holds only what is pending.
+// it fires, so the stream holds only what is pending. Ensure makes it (the
+// roles that schedule and forward callbacks may not make or change a
+// stream), before any process could claim its subjects.
 func (t Topology) CallbacksConfig(system string) jetstream.StreamConfig {
 	t = t.withDefaults()
 	return jetstream.StreamConfig{
@@ -196,17 +213,25 @@ func CallbackConsumerConfig(system string) jetstream.ConsumerConfig {
 		Durable:       CallbackConsumer,
 		Description:   "forwards the due callbacks of " + system + " as signals",
 		FilterSubject: CallbackDueFilter(system),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
-		MaxDeliver:    CallbackMaxDeliver,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		// Within the signals' duplicate window (2 minutes by default): a
+		// callback redelivered after a lost acknowledgement is sent again
+		// with the same message ID, and is one signal.
+		AckWait: time.Minute,
+		// Redelivered for as long as it is not settled: the forwarder
+		// counts the deliveries itself (CallbackMaxDeliver) and settles
+		// the last one, dead letter included, so no callback is left
+		// behind by a delivery that ran out.
+		MaxDeliver:    -1,
 		MaxAckPending: 1024,
 	}
 }
 
-// CallbackMaxDeliver bounds the deliveries of a due callback: the forward
-// that reaches it and fails gives the callback up, and the workflow that
-// waits for the signal meets its own deadline.
-const CallbackMaxDeliver = 30
+// CallbackMaxDeliver bounds the sends of a due callback: a delivery from
+// this one on whose send fails gives the callback up (a dead letter), and
+// the workflow that waits for the signal meets its own deadline. With the
+// forwarder's delays (2 s doubling to a minute) that is about two hours.
+const CallbackMaxDeliver = 120
 
 // IdempotencyConfig is the configuration of the participants' claim bucket.
 func (t Topology) IdempotencyConfig() jetstream.KeyValueConfig {

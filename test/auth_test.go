@@ -282,14 +282,23 @@ func TestAuthParticipantCannotActAsAnother(t *testing.T) {
 	op.forge(nats.NewMsg(next))
 	// The callbacks streams are work queues, where an acknowledgement
 	// removes: only the calling party's forwarder consumes them.
+	// Nor may any role change such a stream but the orchestrator, which
+	// makes it.
 	cbs := streams.CallbacksStream(payment.Name)
-	for _, role := range []string{natsauth.Operator, natsauth.Carrier, natsauth.Participant("payment"), natsauth.Client} {
+	for _, role := range []string{natsauth.Operator, natsauth.Carrier, natsauth.Participant("payment"), natsauth.Client, natsauth.Orchestrator, natsauth.Reconcile} {
 		a := s.attacker(role)
 		a.forge(nats.NewMsg("$JS.API.CONSUMER.CREATE." + cbs + ".peek"))
 		a.forge(nats.NewMsg("$JS.API.CONSUMER.CREATE." + cbs + ".peek.callback.payment.at.>"))
+		a.forge(nats.NewMsg("$JS.API.CONSUMER.DURABLE.CREATE." + cbs + ".peek"))
+		a.forge(nats.NewMsg("$JS.API.CONSUMER.MSG.NEXT." + cbs + ".peek"))
 		a.forge(nats.NewMsg("$JS.API.CONSUMER.MSG.NEXT." + cbs + "." + streams.CallbackConsumer))
 		a.forge(nats.NewMsg("$JS.FC." + cbs + ".peek.1"))
+		a.forge(nats.NewMsg("$JS.ACK." + cbs + ".peek.1.1.1.0.0"))
 		a.forge(nats.NewMsg("$JS.ACK." + cbs + "." + streams.CallbackConsumer + ".1.1.1.0.0"))
+		if role != natsauth.Orchestrator {
+			a.forge(nats.NewMsg("$JS.API.STREAM.UPDATE." + cbs))
+			a.forge(nats.NewMsg("$JS.API.STREAM.CREATE." + streams.CallbacksStream("elsewhere")))
+		}
 	}
 	// The destructive API, to every role but admin.
 	for _, role := range []string{natsauth.Orchestrator, natsauth.Operator, natsauth.Client, natsauth.Participant("payment")} {
@@ -385,10 +394,6 @@ func TestAuthScheduledSignalFromTheWrongSchedule(t *testing.T) {
 	c := s.chargeOf(o.OrderID)
 
 	ctx := context.Background()
-	// The shipping system's callbacks stream, as its first pickup makes it.
-	if _, err := s.env.JS.CreateOrUpdateStream(ctx, streams.Topology{}.CallbacksConfig(shipping.Name)); err != nil {
-		t.Fatal(err)
-	}
 	_, carrier, _ := s.env.ConnectAs(t, natsauth.Carrier)
 	body := []byte(`{"order_id":"` + o.OrderID + `","charge_id":"` + c.ChargeID + `","amount_cents":` + strconv.FormatInt(c.AmountCents, 10) + `,"currency":"EUR"}`)
 	m := nats.NewMsg(streams.CallbackAtSubject(shipping.Name, o.OrderID, "carrier.picked_up"))

@@ -203,7 +203,7 @@ func callbackRules(system, names string) []string {
 // acknowledgement removes a message: a consumer's flow-control reply
 // acknowledges, and a consumer whose filter overlaps the forwarder's
 // would keep the forwarder's from being made. The operator reads them
-// with message and direct gets.
+// with message gets (nats stream get).
 func callbacksClosed(services []string) []string {
 	var deny []string
 	for _, svc := range services {
@@ -212,6 +212,7 @@ func callbacksClosed(services []string) []string {
 			api+"CONSUMER.CREATE."+stream+".*",
 			api+"CONSUMER.CREATE."+stream+".*.>",
 			api+"CONSUMER.DURABLE.CREATE."+stream+".*",
+			api+"CONSUMER.MSG.NEXT."+stream+".*",
 			"$JS.FC."+stream+".>",
 			apiAck+stream+".>",
 		)
@@ -361,12 +362,11 @@ func Roles(services []string) []Role {
 					api + "STREAM.INFO." + ledger,
 					api + "STREAM.CREATE." + ledger,
 					api + "STREAM.UPDATE." + ledger,
-					// Its simulated system's scheduled callbacks (the
-					// calling party schedules and forwards them).
+					// Its simulated system's scheduled callbacks, read
+					// only: the orchestrator makes the stream, the calling
+					// party schedules and forwards them.
 					api + "STREAM.INFO." + streams.CallbacksStream(svc),
 					api + "CONSUMER.INFO." + streams.CallbacksStream(svc) + "." + streams.CallbackConsumer,
-					api + "STREAM.CREATE." + streams.CallbacksStream(svc),
-					api + "STREAM.UPDATE." + streams.CallbacksStream(svc),
 					api + "DIRECT.GET." + kvPfx + streams.IdempotencyBucket + "." + kvPub + idem,
 					api + "DIRECT.GET." + ledger + "." + kvPub + streams.LedgerBucketPrefix + svc + ".>",
 					api + "DIRECT.GET." + streams.HistoryStream + "." + streams.StepCancelFilter,

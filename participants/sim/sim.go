@@ -21,7 +21,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,13 +62,8 @@ type System struct {
 	kv   jetstream.KeyValue
 	js   jetstream.JetStream
 	cb   jetstream.JetStream
-	topo streams.Topology
-
-	// cbMade is set once this process made the callbacks stream, and
-	// cbReady closed.
-	cbMu    sync.Mutex
-	cbMade  bool
-	cbReady chan struct{}
+	// noForward: ForwardCallbacks does nothing (NoCallbackForwarding).
+	noForward bool
 }
 
 // Open creates or updates the ledger bucket of system name and returns the
@@ -82,7 +76,7 @@ func Open(ctx context.Context, js jetstream.JetStream, name string, topo streams
 	if err != nil {
 		return nil, fmt.Errorf("sim: open ledger %s: %w", name, err)
 	}
-	return &System{name: name, kv: kv, js: js, cb: js, topo: topo, cbReady: make(chan struct{})}, nil
+	return &System{name: name, kv: kv, js: js, cb: js}, nil
 }
 
 // Name returns the system's name.
@@ -353,9 +347,6 @@ func (s *System) Callback(ctx context.Context, name, workflowID string, delay ti
 	if delay <= 0 {
 		m = nats.NewMsg(streams.SignalSubject(name, workflowID))
 	} else {
-		if err := s.ensureCallbacks(ctx); err != nil {
-			return err
-		}
 		m = nats.NewMsg(streams.CallbackAtSubject(s.name, workflowID, name))
 		m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(delay).UTC().Format(time.RFC3339Nano))
 		m.Header.Set("Nats-Schedule-Target", streams.CallbackDueSubject(s.name, workflowID, name))
@@ -370,50 +361,50 @@ func (s *System) Callback(ctx context.Context, name, workflowID string, delay ti
 
 func callbackMsgID(workflowID, name string) string { return "callback-" + workflowID + "-" + name }
 
-// ensureCallbacks creates or updates the system's callbacks stream, once.
-func (s *System) ensureCallbacks(ctx context.Context) error {
-	s.cbMu.Lock()
-	defer s.cbMu.Unlock()
-	if s.cbMade {
-		return nil
-	}
-	cfg := s.topo.CallbacksConfig(s.name)
-	if _, err := s.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("sim: callbacks stream %s: %w", cfg.Name, err)
-	}
-	s.cbMade = true
-	close(s.cbReady)
-	return nil
+// NoCallbackForwarding makes ForwardCallbacks return at once: the
+// process's connection may not consume the callbacks stream (a participant
+// under permissions with no credentials of the calling party). It returns
+// s.
+func (s *System) NoCallbackForwarding() *System {
+	s.noForward = true
+	return s
 }
 
 // ForwardCallbacks sends each due callback of the system as its signal,
 // through the calling party's connection (CallbacksVia), until ctx is
-// done. It starts once the callbacks stream exists: the system's first
-// delayed Callback makes it, in this process or another, so a system that
-// never calls back (or a party without the credentials to) pulls nothing.
+// done. The callbacks stream is made by streams.Ensure; until it exists
+// the forwarder looks for it every few seconds.
 //
 // A due callback is checked against the schedule it must come from: the
 // server does not check a schedule's target (Nats-Schedule-Target)
 // against the scheduler's permissions, only its subject, so a callback
 // due on callback.<system>.due.<id>.<name> is sent only when the server
-// says it fired from callback.<system>.at.<id>.<name>; any other is
-// dropped and logged. A forward that fails is retried with a growing
-// delay, up to streams.CallbackMaxDeliver deliveries (about two hours);
-// the signal carries the schedule's message ID, so a forward repeated
-// after a lost acknowledgement is one signal.
+// says it fired from callback.<system>.at.<id>.<name>; any other goes to
+// the dead letters (dlq.callback.<system>). A send that fails is retried
+// with a growing delay, up to streams.CallbackMaxDeliver deliveries
+// (about two hours), then dead-lettered. The signal carries the
+// schedule's message ID and every redelivery comes within the signals'
+// duplicate window, so a send repeated after a lost acknowledgement is
+// one signal.
 func (s *System) ForwardCallbacks(ctx context.Context, log *slog.Logger) error {
+	if s.noForward {
+		log.Warn("callbacks are not forwarded: no credentials of the party that calls back", "system", s.name)
+		return nil
+	}
 	stream := streams.CallbacksStream(s.name)
 	log = log.With("stream", stream)
 	for {
-		if _, err := s.js.Stream(ctx, stream); err == nil {
+		_, err := s.js.Stream(ctx, stream)
+		if err == nil {
 			break
-		} else if !errors.Is(err, jetstream.ErrStreamNotFound) && ctx.Err() == nil {
-			log.Debug("callbacks stream", "err", err)
 		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Debug("callbacks stream not there yet", "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.cbReady:
 		case <-time.After(callbackStreamPoll):
 		}
 	}
@@ -450,7 +441,7 @@ const (
 	callbackStreamPoll = 5 * time.Second
 	// callbackBatch callbacks are pulled at once; with callbackSendTimeout
 	// each, they are answered well within the consumer's AckWait.
-	callbackBatch       = 8
+	callbackBatch       = 4
 	callbackSendTimeout = 5 * time.Second
 )
 
@@ -507,15 +498,16 @@ func (s *System) giveUp(ctx context.Context, log *slog.Logger, m jetstream.Msg, 
 }
 
 // callbackRetryDelay is the wait before delivery n+1 of a callback whose
-// signal could not be sent: 2 s, doubling to 5 minutes from the 9th on, so
-// the 30 deliveries span about two hours of outage.
+// signal could not be sent: 2 s, doubling to a minute from the 6th on, so
+// the streams.CallbackMaxDeliver deliveries span about two hours of outage
+// and each comes within the signals' duplicate window of the one before.
 func callbackRetryDelay(md *jetstream.MsgMetadata) time.Duration {
 	n := uint64(1)
 	if md != nil {
 		n = md.NumDelivered
 	}
-	if n > 8 {
-		return 5 * time.Minute
+	if n > 5 {
+		return time.Minute
 	}
-	return min(2*time.Second<<(n-1), 5*time.Minute)
+	return min(2*time.Second<<(n-1), time.Minute)
 }

@@ -240,9 +240,6 @@ func TestCallbackIsSentWhenDue(t *testing.T) {
 	t.Parallel()
 	env := natstest.RunJetStream(t)
 	ctx := natstest.Context(t)
-	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
-		t.Fatal(err)
-	}
 	sys, err := sim.Open(ctx, env.JS, "shipping", streams.Topology{})
 	if err != nil {
 		t.Fatal(err)
@@ -296,14 +293,8 @@ func TestCallbackFromAnotherScheduleIsDropped(t *testing.T) {
 	t.Parallel()
 	env := natstest.RunJetStream(t)
 	ctx := natstest.Context(t)
-	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
-		t.Fatal(err)
-	}
 	sys, err := sim.Open(ctx, env.JS, "payment", streams.Topology{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.JS.CreateStream(ctx, streams.Topology{}.CallbacksConfig("payment")); err != nil {
 		t.Fatal(err)
 	}
 	stop := forwarder(t, ctx, sys)
@@ -341,15 +332,14 @@ func TestCallbackFromAnotherScheduleIsDropped(t *testing.T) {
 	}
 }
 
-// TestForwarderWaitsForTheFirstCallback: a forwarder started before the
-// system ever called back does not make the callbacks stream (a party
-// without the credentials would be refused); the first delayed callback
-// makes it, and the running forwarder sends it when due.
-func TestForwarderWaitsForTheFirstCallback(t *testing.T) {
+// TestForwarderWaitsForItsStream: a forwarder started before its
+// callbacks stream exists (an orchestrator of this version makes it) does
+// not make it, and starts sending once it is made.
+func TestForwarderWaitsForItsStream(t *testing.T) {
 	t.Parallel()
 	env := natstest.RunJetStream(t)
 	ctx := natstest.Context(t)
-	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+	if err := env.JS.DeleteStream(ctx, streams.CallbacksStream("payment")); err != nil {
 		t.Fatal(err)
 	}
 	sys, err := sim.Open(ctx, env.JS, "payment", streams.Topology{})
@@ -358,8 +348,14 @@ func TestForwarderWaitsForTheFirstCallback(t *testing.T) {
 	}
 	stop := forwarder(t, ctx, sys)
 	defer stop()
+	if err := sys.Callback(ctx, "payment.settled", "o-4", 100*time.Millisecond, map[string]string{"charge_id": "ch"}); err == nil {
+		t.Fatal("a callback was scheduled with no callbacks stream")
+	}
 	if _, err := env.JS.Stream(ctx, streams.CallbacksStream("payment")); !errors.Is(err, jetstream.ErrStreamNotFound) {
-		t.Fatalf("callbacks stream before any callback: %v", err)
+		t.Fatalf("the forwarder made its stream: %v", err)
+	}
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+		t.Fatal(err)
 	}
 	if err := sys.Callback(ctx, "payment.settled", "o-4", 100*time.Millisecond, map[string]string{"charge_id": "ch"}); err != nil {
 		t.Fatal(err)
