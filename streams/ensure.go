@@ -213,7 +213,7 @@ func CallbackConsumerConfig(system string) jetstream.ConsumerConfig {
 		Durable:       CallbackConsumer,
 		Description:   "forwards the due callbacks of " + system + " as signals",
 		FilterSubject: CallbackDueFilter(system),
-		AckPolicy: jetstream.AckExplicitPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
 		// Within the signals' duplicate window (2 minutes by default): a
 		// callback redelivered after a lost acknowledgement is sent again
 		// with the same message ID, and is one signal.

@@ -101,9 +101,9 @@ func TestPollReadsQueuesAndConsumers(t *testing.T) {
 		"jetflow_manual_queue_depth": 3,
 		"jetflow_workflows_blocked":  1,
 		// A signal's dead letters, each on dlq.signal.<seq>, are one series.
-		"jetflow_dead_letters_stored{origin=signal}":                                             3,
-		"jetflow_dead_letters_stored{origin=cmd.payment}":                                        1,
-		"jetflow_consumer_pending_messages{consumer=probe,stream=" + streams.HistoryStream + "}": 8,
+		"jetflow_dead_letters_stored{origin=signal}":                                                                                     3,
+		"jetflow_dead_letters_stored{origin=cmd.payment}":                                                                                1,
+		"jetflow_consumer_pending_messages{consumer=probe,stream=" + streams.HistoryStream + "}":                                         8,
 		"jetflow_consumer_pending_messages{consumer=" + streams.CallbackConsumer + ",stream=" + streams.CallbacksStream("payment") + "}": 2,
 		// 12 events, each on a subject of its own; the index holds their
 		// 8 ends and 3 blocked events on one subject per status (manual,
