@@ -198,7 +198,8 @@ type StreamWrites struct {
 type Writes struct {
 	PerOrder float64 `json:"per_order"`
 	// EnginePerOrder leaves out the simulated external systems' ledgers
-	// (KV_jetflow_ledger_*): the writes jetflow itself makes.
+	// (KV_jetflow_ledger_*) and scheduled callbacks (JETFLOW_CALLBACKS_*):
+	// the writes jetflow itself makes.
 	EnginePerOrder  float64                 `json:"engine_per_order"`
 	HistoryPerOrder float64                 `json:"history_per_order"`
 	BytesPerOrder   float64                 `json:"bytes_per_order"`
@@ -243,7 +244,7 @@ func writesOf(before, after map[string]streamState, orders int) Writes {
 		sw.BytesPerOrder = float64(sw.Bytes) / float64(orders)
 		w.ByStream[name] = sw
 		total += sw.Writes
-		if !strings.HasPrefix(name, "KV_"+streams.LedgerBucketPrefix) {
+		if !strings.HasPrefix(name, "KV_"+streams.LedgerBucketPrefix) && !strings.HasPrefix(name, streams.CallbacksStream("")) {
 			engine += sw.Writes
 		}
 		bytes += sw.Bytes

@@ -131,7 +131,7 @@ func (r *Result) WriteText(w io.Writer) error {
 		p("  %s\t%8.2f\t%8.0f", n, s.WritesPerOrder, s.BytesPerOrder)
 	}
 	p("  total\t%8.2f\t%8.0f", wr.PerOrder, wr.BytesPerOrder)
-	p("  jetflow's own (total without the simulated ledgers)\t%8.2f\t", wr.EnginePerOrder)
+	p("  jetflow's own (total without the simulated systems')\t%8.2f\t", wr.EnginePerOrder)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
