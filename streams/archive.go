@@ -500,17 +500,24 @@ func (h *History) archivedRecords(ctx context.Context, since, until time.Time, a
 // cancel deny purge"), so such a stream is updated otherwise and its
 // workflows are not archived (HistoryPurgeable reports it).
 func keepDenyPurge(ctx context.Context, js jetstream.JetStream, cfg *jetstream.StreamConfig) error {
-	s, err := js.Stream(ctx, cfg.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
-	}
-	if s.CachedInfo().Config.DenyPurge {
+	old, err := existingConfig(ctx, js, cfg.Name)
+	if err == nil && old != nil && old.DenyPurge {
 		cfg.DenyPurge = true
 	}
-	return nil
+	return err
+}
+
+// existingConfig is the configuration of stream name, nil when there is
+// no such stream.
+func existingConfig(ctx context.Context, js jetstream.JetStream, name string) (*jetstream.StreamConfig, error) {
+	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", name, err)
+	}
+	return &s.CachedInfo().Config, nil
 }
 
 // keepSchedules keeps message schedules, and the subjects, of a signals
@@ -519,18 +526,12 @@ func keepDenyPurge(ctx context.Context, js jetstream.JetStream, cfg *jetstream.S
 // disabled"), so such a stream is updated otherwise, and SignalsRollupExposed
 // says what it leaves open.
 func keepSchedules(ctx context.Context, js jetstream.JetStream, cfg *jetstream.StreamConfig) error {
-	s, err := js.Stream(ctx, cfg.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
-	}
-	if old := s.CachedInfo().Config; old.AllowMsgSchedules {
+	old, err := existingConfig(ctx, js, cfg.Name)
+	if err == nil && old != nil && old.AllowMsgSchedules {
 		cfg.AllowMsgSchedules = true
 		cfg.Subjects = old.Subjects
 	}
-	return nil
+	return err
 }
 
 // SignalsRollupExposed reports an error when the signals stream allows
