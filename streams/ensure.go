@@ -215,8 +215,8 @@ func CallbackConsumerConfig(system string) jetstream.ConsumerConfig {
 		FilterSubject: CallbackDueFilter(system),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		// Within the signals' duplicate window (2 minutes by default): a
-		// callback redelivered after a lost acknowledgement is sent again
-		// with the same message ID, and is one signal.
+		// callback redelivered soon after a lost acknowledgement is sent
+		// again with the same message ID, and is one signal.
 		AckWait: time.Minute,
 		// Redelivered for as long as it is not settled: the forwarder
 		// counts the deliveries itself (CallbackMaxDeliver) and settles

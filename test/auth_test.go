@@ -297,7 +297,7 @@ func TestAuthParticipantCannotActAsAnother(t *testing.T) {
 		a.forge(nats.NewMsg("$JS.ACK." + cbs + "." + streams.CallbackConsumer + ".1.1.1.0.0"))
 		if role != natsauth.Orchestrator {
 			a.forge(nats.NewMsg("$JS.API.STREAM.UPDATE." + cbs))
-			a.forge(nats.NewMsg("$JS.API.STREAM.CREATE." + streams.CallbacksStream("elsewhere")))
+			a.forge(nats.NewMsg("$JS.API.STREAM.CREATE." + cbs))
 		}
 	}
 	// The destructive API, to every role but admin.

@@ -263,7 +263,8 @@ func startOrchestrator(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, j
 
 // startParticipant runs one reference participant; its simulated system
 // calls back through cb (nil: through js).
-func startParticipant(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js, cb jetstream.JetStream, log *slog.Logger, e *engineFlags, name string, errs chan<- error, opts ...reference.Option) error {
+func startParticipant(ctx context.Context, wg *sync.WaitGroup, nc *nats.Conn, js, cb jetstream.JetStream, log *slog.Logger, e *engineFlags, name string, errs chan<- error) error {
+	var opts []reference.Option
 	if cb != nil {
 		opts = append(opts, reference.CallbacksVia(cb))
 	}
@@ -362,7 +363,7 @@ func runParticipant(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("participant", flag.ContinueOnError)
 	e.register(fs)
 	e.registerSimulation(fs)
-	fs.StringVar(&callbackNKey, "callback-nkey", "", "nkey seed of the party the simulated system calls back as (payment-gateway for payment, carrier for shipping); default: the participant's own connection")
+	fs.StringVar(&callbackNKey, "callback-nkey", "", "nkey seed of the party the simulated system calls back as (payment-gateway for payment, carrier for shipping), which schedules and forwards its callbacks; default: the participant's own connection (under the role permissions it may do neither)")
 	pos, err := parseEngine(fs, &e, args)
 	if err != nil {
 		return err
@@ -385,14 +386,6 @@ func runParticipant(ctx context.Context, args []string) error {
 	}
 	defer nc.Close()
 	var cb jetstream.JetStream
-	var opts []reference.Option
-	if callbackNKey == "" && natsauth.CallbackRole(pos[0]) != "" {
-		// Under permissions the participant's own role may not schedule
-		// or forward the calling party's callbacks.
-		if c, err := e.conn.Resolve(os.Getenv); err == nil && (c.NKey != "" || c.Creds != "" || c.User != "" || c.Token != "") {
-			opts = append(opts, reference.NoCallbackForwarding())
-		}
-	}
 	if callbackNKey != "" {
 		role := natsauth.CallbackRole(pos[0])
 		if role == "" {
@@ -415,7 +408,7 @@ func runParticipant(ctx context.Context, args []string) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
 	e.obs.poll(ctx, log, metrics.PollConfig{NC: nc, JS: js, Consumers: []metrics.Consumer{metrics.ParticipantConsumer(pos[0]), metrics.CallbackConsumer(pos[0])}}, nc)
-	if err := startParticipant(ctx, &wg, nc, js, cb, log, &e, pos[0], errs, opts...); err != nil {
+	if err := startParticipant(ctx, &wg, nc, js, cb, log, &e, pos[0], errs); err != nil {
 		cancel()
 		return err
 	}

@@ -54,9 +54,10 @@ func TestWritesOf(t *testing.T) {
 		"UNTOUCHED":   {lastSeq: 7, bytes: 70},
 		scratchStream: {lastSeq: 5000, bytes: 1 << 20},
 		"KV_" + streams.LedgerBucketPrefix + "placed": {lastSeq: 0, bytes: 0},
+		streams.CallbacksStream("shipping"):           {lastSeq: 20, bytes: 0},
 	}
 	w := writesOf(before, after, 10)
-	if w.PerOrder != 19 || w.EnginePerOrder != 18 || w.HistoryPerOrder != 10 || w.BytesPerOrder != 630 {
+	if w.PerOrder != 21 || w.EnginePerOrder != 18 || w.HistoryPerOrder != 10 || w.BytesPerOrder != 630 {
 		t.Fatalf("writes %+v", w)
 	}
 	if _, ok := w.ByStream["UNTOUCHED"]; ok {

@@ -31,13 +31,6 @@ func CallbacksVia(js jetstream.JetStream) Option {
 	return func(s *sim.System) { s.CallbacksVia(js) }
 }
 
-// NoCallbackForwarding keeps the simulated system from forwarding its due
-// callbacks: the participant runs under permissions without the calling
-// party's credentials, and its own may not consume the callbacks stream.
-func NoCallbackForwarding() Option {
-	return func(s *sim.System) { s.NoCallbackForwarding() }
-}
-
 // Service opens the simulated system of participant name and returns the
 // service that serves its commands.
 func Service(ctx context.Context, js jetstream.JetStream, topo streams.Topology, name string, f sim.Faults, opts ...Option) (participants.Service, error) {

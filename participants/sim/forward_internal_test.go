@@ -11,8 +11,8 @@ import (
 
 // The retries of a callback whose signal cannot be sent span about two
 // hours, and each comes within the signals' default duplicate window (2
-// minutes) of the one before, so a send that was stored although it
-// failed is not sent twice.
+// minutes) of the one before: a send stored although it failed, retried
+// at once, is not a second signal.
 func TestCallbackRetriesSpanTwoHoursInsideTheDuplicateWindow(t *testing.T) {
 	var total time.Duration
 	for n := uint64(1); n < streams.CallbackMaxDeliver; n++ {

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,8 +63,9 @@ type System struct {
 	kv   jetstream.KeyValue
 	js   jetstream.JetStream
 	cb   jetstream.JetStream
-	// noForward: ForwardCallbacks does nothing (NoCallbackForwarding).
-	noForward bool
+	// scheduled is closed once this process scheduled a callback.
+	scheduled     chan struct{}
+	scheduledOnce sync.Once
 }
 
 // Open creates or updates the ledger bucket of system name and returns the
@@ -76,7 +78,7 @@ func Open(ctx context.Context, js jetstream.JetStream, name string, topo streams
 	if err != nil {
 		return nil, fmt.Errorf("sim: open ledger %s: %w", name, err)
 	}
-	return &System{name: name, kv: kv, js: js, cb: js}, nil
+	return &System{name: name, kv: kv, js: js, cb: js, scheduled: make(chan struct{})}, nil
 }
 
 // Name returns the system's name.
@@ -356,24 +358,21 @@ func (s *System) Callback(ctx context.Context, name, workflowID string, delay ti
 	if _, err := s.cb.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("sim: schedule %s for %s: %w", name, workflowID, err)
 	}
+	if delay > 0 {
+		s.scheduledOnce.Do(func() { close(s.scheduled) })
+	}
 	return nil
 }
 
 func callbackMsgID(workflowID, name string) string { return "callback-" + workflowID + "-" + name }
 
-// NoCallbackForwarding makes ForwardCallbacks return at once: the
-// process's connection may not consume the callbacks stream (a participant
-// under permissions with no credentials of the calling party). It returns
-// s.
-func (s *System) NoCallbackForwarding() *System {
-	s.noForward = true
-	return s
-}
-
 // ForwardCallbacks sends each due callback of the system as its signal,
 // through the calling party's connection (CallbacksVia), until ctx is
-// done. The callbacks stream is made by streams.Ensure; until it exists
-// the forwarder looks for it every few seconds.
+// done. The callbacks stream is made by streams.Ensure. The forwarder
+// starts once there is something to forward: this process scheduled a
+// callback, or the stream holds one (looked at every few seconds). A
+// participant under permissions without the calling party's credentials
+// can schedule none, so it never tries to consume what its role may not.
 //
 // A due callback is checked against the schedule it must come from: the
 // server does not check a schedule's target (Nats-Schedule-Target)
@@ -387,24 +386,22 @@ func (s *System) NoCallbackForwarding() *System {
 // duplicate window, so a send repeated after a lost acknowledgement is
 // one signal.
 func (s *System) ForwardCallbacks(ctx context.Context, log *slog.Logger) error {
-	if s.noForward {
-		log.Warn("callbacks are not forwarded: no credentials of the party that calls back", "system", s.name)
-		return nil
-	}
 	stream := streams.CallbacksStream(s.name)
 	log = log.With("stream", stream)
+	scheduled := s.scheduled
 	for {
-		_, err := s.js.Stream(ctx, stream)
-		if err == nil {
+		str, err := s.js.Stream(ctx, stream)
+		if err == nil && str.CachedInfo().State.Msgs > 0 {
 			break
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		log.Debug("callbacks stream not there yet", "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-scheduled:
+			scheduled = nil // once: then by the stream's content
 		case <-time.After(callbackStreamPoll):
 		}
 	}
@@ -436,8 +433,8 @@ func (s *System) ForwardCallbacks(ctx context.Context, log *slog.Logger) error {
 
 // Pacing of ForwardCallbacks.
 const (
-	// callbackStreamPoll is how often a forwarder looks for a callbacks
-	// stream another process may have made.
+	// callbackStreamPoll is how often a forwarder that has not started
+	// looks for callbacks in its stream.
 	callbackStreamPoll = 5 * time.Second
 	// callbackBatch callbacks are pulled at once; with callbackSendTimeout
 	// each, they are answered well within the consumer's AckWait.
@@ -472,7 +469,7 @@ func (s *System) forward(ctx context.Context, log *slog.Logger, m jetstream.Msg)
 		return
 	}
 	md, _ := m.Metadata()
-	if md != nil && md.NumDelivered >= streams.CallbackMaxDeliver {
+	if md == nil || md.NumDelivered >= streams.CallbackMaxDeliver {
 		s.giveUp(ctx, log, m, fmt.Sprintf("its signal could not be sent in %d deliveries: %v", md.NumDelivered, err))
 		return
 	}
@@ -488,7 +485,7 @@ func (s *System) forward(ctx context.Context, log *slog.Logger, m jetstream.Msg)
 func (s *System) giveUp(ctx context.Context, log *slog.Logger, m jetstream.Msg, reason string) {
 	log.Error("callback not sent", "subject", m.Subject(), "reason", reason)
 	if err := streams.DeadLetter(ctx, s.cb, streams.CallbackOrigin(s.name), m, reason); err != nil {
-		if md, _ := m.Metadata(); ctx.Err() != nil || md == nil || md.NumDelivered < streams.CallbackMaxDeliver {
+		if md, _ := m.Metadata(); ctx.Err() != nil || md != nil && md.NumDelivered < streams.CallbackMaxDeliver {
 			_ = m.NakWithDelay(callbackRetryDelay(md))
 			return
 		}
