@@ -382,9 +382,8 @@ func callbackMsgID(workflowID, name string) string { return "callback-" + workfl
 // the dead letters (dlq.callback.<system>). A send that fails is retried
 // with a growing delay, up to streams.CallbackMaxDeliver deliveries
 // (about two hours), then dead-lettered. The signal carries the
-// schedule's message ID and every redelivery comes within the signals'
-// duplicate window, so a send repeated after a lost acknowledgement is
-// one signal.
+// schedule's message ID, so a send repeated soon after a lost
+// acknowledgement (within the signals' duplicate window) is one signal.
 func (s *System) ForwardCallbacks(ctx context.Context, log *slog.Logger) error {
 	stream := streams.CallbacksStream(s.name)
 	log = log.With("stream", stream)
@@ -468,8 +467,12 @@ func (s *System) forward(ctx context.Context, log *slog.Logger, m jetstream.Msg)
 		_ = m.Nak()
 		return
 	}
-	md, _ := m.Metadata()
-	if md == nil || md.NumDelivered >= streams.CallbackMaxDeliver {
+	md, mdErr := m.Metadata()
+	if mdErr != nil {
+		s.giveUp(ctx, log, m, fmt.Sprintf("its signal could not be sent (%v), and its delivery count is unreadable: %v", err, mdErr))
+		return
+	}
+	if md.NumDelivered >= streams.CallbackMaxDeliver {
 		s.giveUp(ctx, log, m, fmt.Sprintf("its signal could not be sent in %d deliveries: %v", md.NumDelivered, err))
 		return
 	}
