@@ -515,7 +515,7 @@ func existingConfig(ctx context.Context, js jetstream.JetStream, name string) (*
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ensure stream %s: %w", name, err)
+		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
 	return &s.CachedInfo().Config, nil
 }
@@ -541,11 +541,11 @@ func keepSchedules(ctx context.Context, js jetstream.JetStream, cfg *jetstream.S
 // Nats-Rollup header. The engine refuses such a signal and says so, but the
 // signals it removed are gone.
 func SignalsRollupExposed(ctx context.Context, js jetstream.JetStream) error {
-	s, err := js.Stream(ctx, SignalsStream)
+	cfg, err := existingConfig(ctx, js, SignalsStream)
 	if err != nil {
-		return fmt.Errorf("signals stream: %w", err)
+		return err
 	}
-	if s.CachedInfo().Config.AllowMsgSchedules {
+	if cfg != nil && cfg.AllowMsgSchedules {
 		return fmt.Errorf("%s allows message schedules (made by an earlier version; the server cannot turn them off in place), so it allows roll-ups: any signal publisher can remove the signals not yet recorded; docs/ARCHITECTURE.md, \"Trust boundary\", says how to make it anew", SignalsStream)
 	}
 	return nil

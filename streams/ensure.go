@@ -297,11 +297,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		switch cfg.Name {
 		case HistoryStream:
 			if err := keepDenyPurge(ctx, js, &cfg); err != nil {
-				return err
+				return fmt.Errorf("ensure %w", err)
 			}
 		case SignalsStream:
 			if err := keepSchedules(ctx, js, &cfg); err != nil {
-				return err
+				return fmt.Errorf("ensure %w", err)
 			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, EnsureRequestTimeout)

@@ -302,7 +302,10 @@ const CallbackPrefix = "callback"
 // roll-ups, and any signal publisher could then purge the signals not yet
 // recorded with one Nats-Rollup header. Each system has a stream of its
 // own, so a party can roll up only its own callbacks.
-func CallbacksStream(system string) string { return "JETFLOW_CALLBACKS_" + system }
+func CallbacksStream(system string) string { return CallbacksStreamPrefix + system }
+
+// CallbacksStreamPrefix starts the name of every callbacks stream.
+const CallbacksStreamPrefix = "JETFLOW_CALLBACKS_"
 
 // CallbackAtSubject is where system schedules signal name for workflow id:
 // callback.<system>.at.<id>.<name>. Scheduling again replaces it.

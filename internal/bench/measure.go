@@ -244,7 +244,7 @@ func writesOf(before, after map[string]streamState, orders int) Writes {
 		sw.BytesPerOrder = float64(sw.Bytes) / float64(orders)
 		w.ByStream[name] = sw
 		total += sw.Writes
-		if !strings.HasPrefix(name, "KV_"+streams.LedgerBucketPrefix) && !strings.HasPrefix(name, streams.CallbacksStream("")) {
+		if !strings.HasPrefix(name, "KV_"+streams.LedgerBucketPrefix) && !strings.HasPrefix(name, streams.CallbacksStreamPrefix) {
 			engine += sw.Writes
 		}
 		bytes += sw.Bytes
