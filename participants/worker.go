@@ -352,8 +352,12 @@ func (j *job) process(sc *schema.Command, handler Handler) {
 			if last := j.lastFailure(sc, key); last != "" {
 				msg += "; " + last
 			}
-			j.finish(sc, msgID, j.failureResult(sc, KindTimeout, msg))
-			j.metrics.Step(sc.Service, sc.Action, metrics.StepFailed, 0, j.attempt)
+			// The attempts made: this delivery's is not one, so the count
+			// is the handler's calls whichever way the deadline was met.
+			res := j.failureResult(sc, KindTimeout, msg)
+			res.Attempts = j.attempt - 1
+			j.finish(sc, msgID, res)
+			j.metrics.Step(sc.Service, sc.Action, metrics.StepFailed, 0, res.Attempts)
 			return
 		}
 	}
