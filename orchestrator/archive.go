@@ -349,7 +349,7 @@ func (o *Orchestrator) purgeArchivedUpTo(ctx context.Context, wid string, last i
 		filters = append(filters, streams.Tree(streams.RunID(wid, r)))
 	}
 	for _, f := range filters {
-		if _, err := streams.Purge(ctx, o.cfg.NC, streams.HistoryStream, f, lastSeq+1); err != nil {
+		if _, err := streams.Purge(ctx, o.cfg.NC, streams.HistoryStreamOf(wid), f, lastSeq+1); err != nil {
 			return err
 		}
 	}
@@ -566,10 +566,10 @@ func (o *Orchestrator) deadLetterStart(ctx context.Context, id string, startSeq 
 	m.Data = body
 	m.Header.Set(schema.HeaderReason, reason)
 	m.Header.Set(schema.HeaderSourceSubject, streams.StartSubject(id))
-	m.Header.Set(schema.HeaderSourceStream, streams.HistoryStream)
+	m.Header.Set(schema.HeaderSourceStream, streams.HistoryStreamOf(id))
 	m.Header.Set(schema.HeaderSourceSeq, strconv.FormatUint(startSeq, 10))
 	m.Header.Set("Orig-"+schema.HeaderKind, string(kind))
-	m.Header.Set(jetstream.MsgIDHeader, "dlq-"+streams.HistoryStream+"-"+strconv.FormatUint(startSeq, 10))
+	m.Header.Set(jetstream.MsgIDHeader, "dlq-"+streams.HistoryStreamOf(id)+"-"+strconv.FormatUint(startSeq, 10))
 	if _, err := o.cfg.JS.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("dead letter of the refused start of %s: %w", id, err)
 	}
@@ -593,7 +593,7 @@ func archivedError(ctx context.Context, h *streams.History, id string, notFound 
 // and purged (a late result, a timer's fire), already dead-lettered with
 // the reason. Nothing decides for such a tree.
 func (o *Orchestrator) dropOrphan(ctx context.Context, id string, below uint64) {
-	if _, err := streams.Purge(ctx, o.cfg.NC, streams.HistoryStream, streams.Tree(id), below); err != nil {
+	if _, err := streams.Purge(ctx, o.cfg.NC, streams.HistoryStreamOf(id), streams.Tree(id), below); err != nil {
 		o.log.Warn("removing the events of an archived workflow failed", "workflow_id", id, "err", err)
 	}
 }

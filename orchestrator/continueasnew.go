@@ -166,7 +166,7 @@ func runToDescribe(ctx context.Context, h *streams.History, id string, run int) 
 // while hid has not ended continued-as-new. It reads hid's end by a
 // subject-addressed direct get, which a role allowed wf.*.done.* may make.
 func nextRun(ctx context.Context, nc *nats.Conn, hid string) (string, error) {
-	m, err := streams.LastBySubject(ctx, nc, streams.HistoryStream, streams.DoneFilterOf(hid))
+	m, err := streams.LastBySubject(ctx, nc, streams.HistoryStreamOf(hid), streams.DoneFilterOf(hid))
 	if err != nil || m == nil {
 		return "", err
 	}

@@ -282,16 +282,31 @@ type Summary struct {
 // lists all. It reads subject counts from the history stream (one request
 // per page), not the histories.
 func List(ctx context.Context, js jetstream.JetStream, status schema.Status) ([]Summary, error) {
-	stream, err := js.Stream(ctx, streams.HistoryStream)
-	if err != nil {
+	if _, err := streams.Discover(ctx, js); err != nil {
 		return nil, err
 	}
-	subjects := func(filter string) (map[string]uint64, error) {
-		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+	var hist []jetstream.Stream
+	for _, name := range streams.HistoryStreams() {
+		stream, err := js.Stream(ctx, name)
 		if err != nil {
 			return nil, err
 		}
-		return info.State.Subjects, nil
+		hist = append(hist, stream)
+	}
+	// A workflow's subjects are all in one stream: the streams' subjects
+	// add up without overlap.
+	subjects := func(filter string) (map[string]uint64, error) {
+		all := map[string]uint64{}
+		for _, stream := range hist {
+			info, err := stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+			if err != nil {
+				return nil, err
+			}
+			for subj, n := range info.State.Subjects {
+				all[subj] += n
+			}
+		}
+		return all, nil
 	}
 	starts, err := subjects(streams.StartFilter)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,18 +88,24 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 	if !opts.Since.IsZero() && !opts.Until.IsZero() && opts.Until.Before(opts.Since) {
 		return Page{}, fmt.Errorf("until %s is before since %s", opts.Until.Format(time.RFC3339), opts.Since.Format(time.RFC3339))
 	}
-	kind, stream, filter := cursorStarts, streams.HistoryStream, streams.StartFilter
+	if _, err := streams.Discover(ctx, js); err != nil {
+		return Page{}, fmt.Errorf("list: %w", err)
+	}
+	// Starts are walked in the history's streams (several when it is
+	// partitioned, merged in time order); ends and blocked events in the
+	// index, which sources them all.
+	kind, walked, filter := cursorStarts, streams.HistoryStreams(), streams.StartFilter
 	switch st := opts.Status; {
 	case st == "" || st == schema.StatusRunning:
 	case st == schema.StatusBlocked:
-		kind, stream, filter = cursorBlocked, streams.IndexStream, streams.IndexBlockedSubject
+		kind, walked, filter = cursorBlocked, []string{streams.IndexStream}, streams.IndexBlockedSubject
 	default:
 		if err := validStatusToken(st); err != nil {
 			return Page{}, err
 		}
-		kind, stream, filter = cursorDone, streams.IndexStream, streams.IndexDoneFilter(string(st))
+		kind, walked, filter = cursorDone, []string{streams.IndexStream}, streams.IndexDoneFilter(string(st))
 	}
-	from, err := parseCursor(opts.Cursor, kind)
+	from, err := parseCursor(opts.Cursor, kind, len(walked))
 	if err != nil {
 		return Page{}, err
 	}
@@ -108,13 +115,7 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 	for scanned, round := 0, 0; len(page.Workflows) < limit && scanned < budget; round++ {
 		// Filters that drop most events take larger batches each round.
 		batch := min(max(limit-len(page.Workflows), 64)<<min(round, 4), budget-scanned, 1000)
-		var since time.Time
-		if from == 0 {
-			// A workflow reached any status after it started: its
-			// events of that status are at or after Since too.
-			since = opts.Since
-		}
-		evs, end, err := h.Scan(ctx, stream, filter, from, since, batch)
+		evs, of, end, err := scanMerged(ctx, h, walked, filter, from, opts.Since, batch)
 		if err != nil {
 			return Page{}, fmt.Errorf("list: %w", err)
 		}
@@ -124,27 +125,93 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 			return Page{}, fmt.Errorf("list: %w", err)
 		}
 		for i, r := range rows {
+			from[of[i]] = evs[i].Seq + 1
 			if r == nil {
 				continue
 			}
 			page.Workflows = append(page.Workflows, *r)
 			if len(page.Workflows) == limit {
-				from = evs[i].Seq + 1
 				if i == len(evs)-1 && end {
 					return page, nil
 				}
-				page.Next = kind + strconv.FormatUint(from, 10)
+				page.Next = formatCursor(kind, from)
 				return page, nil
 			}
 		}
 		if stop || len(evs) == 0 || end {
 			return page, nil
 		}
-		from = evs[len(evs)-1].Seq + 1
 	}
 	// The scan budget is spent: the next page goes on from here.
-	page.Next = kind + strconv.FormatUint(from, 10)
+	page.Next = formatCursor(kind, from)
 	return page, nil
+}
+
+// scanMerged scans up to about n events on filter from each of the
+// streams, each from its own cursor in from (0: from since, if set), and
+// returns them in order with the index of each one's stream: stream order
+// for one stream; time order for several, up to the earliest last event
+// among the streams not scanned to their end, so that no event the next
+// round reads can come before one returned. end reports that every stream
+// was read to its end.
+func scanMerged(ctx context.Context, h *streams.History, names []string, filter string, from []uint64, since time.Time, n int) ([]streams.Event, []int, bool, error) {
+	per := n
+	if len(names) > 1 {
+		per = max(16, n/len(names))
+	}
+	type part struct {
+		evs []streams.Event
+		end bool
+	}
+	parts := make([]part, len(names))
+	var cutoff time.Time
+	allEnd := true
+	for p, name := range names {
+		var s time.Time
+		if from[p] == 0 {
+			// A workflow reached any status after it started: its
+			// events of that status are at or after Since too.
+			s = since
+		}
+		evs, end, err := h.Scan(ctx, name, filter, from[p], s, per)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		parts[p] = part{evs, end}
+		if !end && len(evs) > 0 {
+			allEnd = false
+			if last := evs[len(evs)-1].Time; cutoff.IsZero() || last.Before(cutoff) {
+				cutoff = last
+			}
+		}
+	}
+	if len(names) == 1 {
+		of := make([]int, len(parts[0].evs))
+		return parts[0].evs, of, parts[0].end, nil
+	}
+	var evs []streams.Event
+	var of []int
+	taken := true
+	for p, pt := range parts {
+		for _, ev := range pt.evs {
+			if !allEnd && ev.Time.After(cutoff) {
+				taken = false
+				break
+			}
+			evs = append(evs, ev)
+			of = append(of, p)
+		}
+	}
+	idx := make([]int, len(evs))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return evs[idx[a]].Time.Before(evs[idx[b]].Time) })
+	sorted, sortedOf := make([]streams.Event, len(evs)), make([]int, len(evs))
+	for i, j := range idx {
+		sorted[i], sortedOf[i] = evs[j], of[j]
+	}
+	return sorted, sortedOf, allEnd && taken, nil
 }
 
 // listRows turns the events a page walked into its rows: one per event,
@@ -224,19 +291,42 @@ func validStatusToken(st schema.Status) error {
 	return nil
 }
 
-// parseCursor reads a cursor of kind; "" is the first page (0).
-func parseCursor(c, kind string) (uint64, error) {
+// parseCursor reads a cursor of kind over k streams; "" is the first page
+// (0 for each). A cursor over several streams (a partitioned history's
+// starts) holds one sequence per stream, comma-separated.
+func parseCursor(c, kind string, k int) ([]uint64, error) {
+	from := make([]uint64, k)
 	if c == "" {
-		return 0, nil
+		return from, nil
 	}
 	if !strings.HasPrefix(c, kind) {
-		return 0, fmt.Errorf("cursor %q: from a list with another status filter", c)
+		return nil, fmt.Errorf("cursor %q: from a list with another status filter", c)
 	}
-	seq, err := strconv.ParseUint(c[len(kind):], 10, 64)
-	if err != nil || seq == 0 {
-		return 0, fmt.Errorf("cursor %q: not a cursor jetflow gave", c)
+	parts := strings.Split(c[len(kind):], ",")
+	if len(parts) != k {
+		return nil, fmt.Errorf("cursor %q: not a cursor jetflow gave (for %d streams)", c, k)
 	}
-	return seq, nil
+	some := false
+	for i, p := range parts {
+		seq, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("cursor %q: not a cursor jetflow gave", c)
+		}
+		from[i], some = seq, some || seq > 0
+	}
+	if !some {
+		return nil, fmt.Errorf("cursor %q: not a cursor jetflow gave", c)
+	}
+	return from, nil
+}
+
+// formatCursor is the cursor of kind at from.
+func formatCursor(kind string, from []uint64) string {
+	parts := make([]string, len(from))
+	for i, seq := range from {
+		parts[i] = strconv.FormatUint(seq, 10)
+	}
+	return kind + strings.Join(parts, ",")
 }
 
 // rowsByID groups the rows (nil ones skipped) by workflow ID.

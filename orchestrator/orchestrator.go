@@ -243,12 +243,24 @@ func startErr(ctx context.Context, err error) error {
 // Run consumes until ctx is done. It returns nil on cancellation.
 func (o *Orchestrator) Run(ctx context.Context) error {
 	// A server that is away at start is waited for (streams.Await).
-	var cons jetstream.Consumer
-	err := streams.Await(ctx, o.log, "create the orchestrator's consumer", func(ctx context.Context) (err error) {
-		cons, err = o.cfg.JS.CreateOrUpdateConsumer(ctx, streams.HistoryStream, streams.OrchestratorConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Decisions))
-		return err
+	// One consumer per stream of the history (one, unless it is
+	// partitioned), all feeding the same scheduler.
+	var conss []jetstream.Consumer
+	err := streams.Await(ctx, o.log, "create the orchestrator's consumer", func(ctx context.Context) error {
+		if _, err := streams.Discover(ctx, o.cfg.JS); err != nil {
+			return err
+		}
+		conss = conss[:0]
+		for _, stream := range streams.HistoryStreams() {
+			cons, err := o.cfg.JS.CreateOrUpdateConsumer(ctx, stream, streams.OrchestratorConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Decisions))
+			if err != nil {
+				return err
+			}
+			conss = append(conss, cons)
+		}
+		return nil
 	})
-	if err == nil && cons == nil {
+	if err == nil && len(conss) == 0 {
 		return nil // stopped while waiting
 	}
 	if err != nil {
@@ -288,21 +300,23 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		return startErr(ctx, err)
 	}
 	defer aff.stop()
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		// A subject that names no workflow is keyed by what parsing gave
-		// (possibly ""), and dead-lettered by its loop.
-		id, _, _ := streams.ParseSubject(m.Subject())
-		if aff.forward(id, m) {
-			return
+	for _, cons := range conss {
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			// A subject that names no workflow is keyed by what parsing gave
+			// (possibly ""), and dead-lettered by its loop.
+			id, _, _ := streams.ParseSubject(m.Subject())
+			if aff.forward(id, m) {
+				return
+			}
+			sched.put(id, m)
+		}, jetstream.PullMaxMessages(max(64, 512/len(conss))), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			o.log.Debug("orchestrator consume", "err", err)
+		}))
+		if err != nil {
+			return startErr(ctx, fmt.Errorf("orchestrator: consume: %w", err))
 		}
-		sched.put(id, m)
-	}, jetstream.PullMaxMessages(512), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		o.log.Debug("orchestrator consume", "err", err)
-	}))
-	if err != nil {
-		return startErr(ctx, fmt.Errorf("orchestrator: consume: %w", err))
+		defer cc.Stop()
 	}
-	defer cc.Stop()
 
 	if o.cfg.Intake != nil {
 		stop, err := o.runIntake(ctx)

@@ -116,7 +116,7 @@ func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, s
 			v.Reason = dl.Header.Get(schema.HeaderReason)
 			return v, nil
 		}
-		ev, err := streams.LastBySubject(ctx, nc, streams.HistoryStream, streams.SignalEventSubject(hid, seq))
+		ev, err := streams.LastBySubject(ctx, nc, streams.HistoryStreamOf(hid), streams.SignalEventSubject(hid, seq))
 		if err != nil {
 			if ctx.Err() != nil {
 				return v, noVerdict()
@@ -128,7 +128,7 @@ func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, s
 			if err != nil {
 				return v, fmt.Errorf("signal #%d: bad sequence header %q", seq, ev.Header.Get(jetstream.SequenceHeader))
 			}
-			done, err := streams.LastBySubject(ctx, nc, streams.HistoryStream, streams.DoneFilterOf(hid))
+			done, err := streams.LastBySubject(ctx, nc, streams.HistoryStreamOf(hid), streams.DoneFilterOf(hid))
 			if err != nil {
 				if ctx.Err() != nil {
 					return v, noVerdict()

@@ -67,7 +67,7 @@ func (o *Orchestrator) answerUpdate(ctx context.Context, m *nats.Msg) handlerRep
 	done := streams.UpdateDoneSubject(id, req.UpdateID)
 	// Subscribed before the history is read: a completion written after
 	// the read is seen here.
-	sub, err := o.cfg.NC.SubscribeSync(done)
+	sub, err := o.cfg.NC.SubscribeSync(streams.LiveFilter(done))
 	if err != nil {
 		return errorReply(fmt.Errorf("subscribe %s: %w", done, err))
 	}

@@ -274,12 +274,24 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 		attempts = nil
 	}
 	consCfg := streams.ParticipantConsumerConfig(svc.Name, ackWait, conc, maxDeliver)
-	var cons jetstream.Consumer
-	err = streams.AwaitTopology(ctx, log, "create the consumer", func(ctx context.Context) (err error) {
-		cons, err = js.CreateOrUpdateConsumer(ctx, streams.HistoryStream, consCfg)
-		return err
+	// One consumer per stream of the history (one, unless it is
+	// partitioned).
+	var conss []jetstream.Consumer
+	err = streams.AwaitTopology(ctx, log, "create the consumer", func(ctx context.Context) error {
+		if _, err := streams.Discover(ctx, js); err != nil {
+			return err
+		}
+		conss = conss[:0]
+		for _, stream := range streams.HistoryStreams() {
+			cons, err := js.CreateOrUpdateConsumer(ctx, stream, consCfg)
+			if err != nil {
+				return err
+			}
+			conss = append(conss, cons)
+		}
+		return nil
 	})
-	if err != nil || cons == nil {
+	if err != nil || len(conss) == 0 {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -314,21 +326,41 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 		}()
 	}
 	sem := make(chan struct{}, conc)
-	log.Info("participant started", "consumer", consCfg.Durable, "ack_wait", ackWait, "concurrency", conc, "max_deliver", maxDeliver)
+	log.Info("participant started", "consumer", consCfg.Durable, "ack_wait", ackWait, "concurrency", conc, "max_deliver", maxDeliver, "history_streams", len(conss))
+	// The streams' consumers share the concurrency: each pulls its share
+	// ahead, so no more commands wait in this process than one stream's
+	// consumer would hold.
+	pull := max(1, conc/len(conss))
+	var loops sync.WaitGroup
+	for _, cons := range conss {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			w.consumeStream(ctx, js, cons, consCfg, pull, len(conss) > 1, sem, &wg)
+		}()
+	}
+	loops.Wait()
+	log.Info("participant stopping")
+	return nil
+}
+
+// consumeStream consumes one history stream's commands until ctx is done,
+// making its consumer anew whenever the pull is interrupted.
+func (w *worker) consumeStream(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, consCfg jetstream.ConsumerConfig, pull int, shared bool, sem chan struct{}, wg *sync.WaitGroup) {
+	stream := cons.CachedInfo().Stream
 	for {
-		err := w.consume(ctx, cons, conc, sem, &wg)
+		err := w.consume(ctx, cons, pull, shared, sem, wg)
 		if ctx.Err() != nil {
-			log.Info("participant stopping")
-			return nil
+			return
 		}
-		log.Warn("consumer interrupted, resuming", "err", err)
+		w.log.Warn("consumer interrupted, resuming", "stream", stream, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(busyDelay):
 		}
-		if c, err := js.CreateOrUpdateConsumer(ctx, streams.HistoryStream, consCfg); err != nil {
-			log.Warn("recreate consumer", "err", err)
+		if c, err := js.CreateOrUpdateConsumer(ctx, stream, consCfg); err != nil {
+			w.log.Warn("recreate consumer", "stream", stream, "err", err)
 		} else {
 			cons = c
 		}
@@ -354,22 +386,37 @@ func runBackground(ctx context.Context, log *slog.Logger, bg func(context.Contex
 
 // consume pulls messages until ctx is done or the iterator fails, handing
 // each to its own goroutine once a concurrency slot is free.
-func (w *worker) consume(ctx context.Context, cons jetstream.Consumer, conc int, sem chan struct{}, wg *sync.WaitGroup) error {
-	iter, err := cons.Messages(jetstream.PullMaxMessages(conc))
+//
+// With one stream a slot is taken before the next message. Several
+// streams share the slots: each takes one once it holds a message, or a
+// stream with none would hold a slot another stream's command is waiting
+// for; a message that meets the end of ctx is handed back at once.
+func (w *worker) consume(ctx context.Context, cons jetstream.Consumer, pull int, shared bool, sem chan struct{}, wg *sync.WaitGroup) error {
+	iter, err := cons.Messages(jetstream.PullMaxMessages(pull))
 	if err != nil {
 		return err
 	}
 	defer stopIterator(iter)
 	for {
+		var msg jetstream.Msg
+		if shared {
+			if msg, err = iter.Next(jetstream.NextContext(ctx)); err != nil {
+				return err
+			}
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
+			if msg != nil {
+				_ = msg.Nak()
+			}
 			return ctx.Err()
 		}
-		msg, err := iter.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			<-sem
-			return err
+		if !shared {
+			if msg, err = iter.Next(jetstream.NextContext(ctx)); err != nil {
+				<-sem
+				return err
+			}
 		}
 		wg.Add(1)
 		go func() {

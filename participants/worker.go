@@ -300,7 +300,7 @@ func (j *job) publishResult(ctx context.Context, replyTo, msgID string, res *sch
 // result: the history's write-once result is the command's idempotency
 // record. One direct get of that subject.
 func (j *job) answered(ctx context.Context, replyTo string) (bool, error) {
-	reply, err := streams.LastBySubject(ctx, j.js.Conn(), streams.HistoryStream, replyTo)
+	reply, err := streams.LastBySubject(ctx, j.js.Conn(), streams.HistoryStreamFor(replyTo), replyTo)
 	return reply != nil && reply.Header.Get("Nats-Subject") == replyTo, err
 }
 
@@ -566,8 +566,10 @@ var errStepCancelled = errors.New("the workflow cancelled this step")
 // errStepCancelled. One subscription for the process, not one made and
 // dropped per command. It returns the function that stops watching.
 func (w *worker) watchCancels() (stop func(), err error) {
-	sub, err := w.js.Conn().Subscribe(streams.StepCancelFilter, func(m *nats.Msg) {
-		if cancel, ok := w.running.Load(m.Subject); ok {
+	// As published: a partitioned history's cancellations are heard on
+	// wfp.<p>.…, the subject they are stored under is wf.….
+	sub, err := w.js.Conn().Subscribe(streams.LiveFilter(streams.StepCancelFilter), func(m *nats.Msg) {
+		if cancel, ok := w.running.Load(streams.StoredSubject(m.Subject)); ok {
 			w.log.Info("step cancelled by its workflow: cancelling the handler", "subject", m.Subject)
 			cancel.(context.CancelCauseFunc)(errStepCancelled)
 		}
@@ -597,7 +599,7 @@ func (j *job) cancelledBefore(sc *schema.Command) bool {
 	subject := streams.StepCancelSubject(sc.WorkflowID, sc.ID)
 	ctx, cancel := j.finishCtx()
 	defer cancel()
-	reply, err := streams.LastBySubject(ctx, j.js.Conn(), streams.HistoryStream, subject)
+	reply, err := streams.LastBySubject(ctx, j.js.Conn(), streams.HistoryStreamFor(subject), subject)
 	if err != nil {
 		j.log.Debug("look the step's cancellation up", "err", err)
 		return false

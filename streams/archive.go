@@ -556,7 +556,9 @@ func SignalsRollupExposed(ctx context.Context, js jetstream.JetStream) error {
 // place): its finished workflows cannot be removed, so they are not
 // archived.
 func HistoryPurgeable(ctx context.Context, js jetstream.JetStream) error {
-	s, err := js.Stream(ctx, HistoryStream)
+	// A partitioned history is made with purge allowed: only the single
+	// stream can be older than archival.
+	s, err := js.Stream(ctx, HistoryStreams()[0])
 	if err != nil {
 		return fmt.Errorf("history stream: %w", err)
 	}
@@ -624,7 +626,7 @@ func PurgeEvents(ctx context.Context, nc *nats.Conn, evs []Event) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			_, errs[i] = Purge(ctx, nc, HistoryStream, ev.Subject, ev.Seq+1)
+			_, errs[i] = Purge(ctx, nc, HistoryStreamFor(ev.Subject), ev.Subject, ev.Seq+1)
 		}()
 	}
 	wg.Wait()

@@ -9,7 +9,15 @@ import (
 // (wf.<id>.signal.*). One batched direct get answers it from the stream's
 // subject index (the server's Nats-Num-Pending): the messages are not read.
 func (h *History) Count(ctx context.Context, subject string) (uint64, error) {
-	return h.CountOn(ctx, HistoryStream, subject)
+	var sum uint64
+	for _, stream := range historyStreamsFor(subject) {
+		n, err := h.CountOn(ctx, stream, subject)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
 }
 
 // CountOn is Count on any stream that allows direct gets. The server

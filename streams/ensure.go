@@ -54,6 +54,13 @@ type Topology struct {
 	// later; Ensure makes a callbacks stream for each (CallbacksConfig).
 	// nil: CallbackSystems, the reference payment gateway and carrier.
 	CallbackSystems []string
+	// HistoryPartitions spreads the histories over this many streams
+	// (JETFLOW_HISTORY_0 …), each workflow in the one its ID hashes to, so
+	// their write loops, and their fsyncs, run side by side. 0 keeps the
+	// layout the server has (a new deployment gets the single
+	// HistoryStream); 1 asks for the single stream. A history keeps the
+	// layout it was made with: Ensure refuses another.
+	HistoryPartitions int
 }
 
 // CallbackSystems are the reference application's systems that call back:
@@ -79,33 +86,53 @@ func (t Topology) withDefaults() Topology {
 // StreamConfigs returns the configuration of every jetflow stream.
 func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 	t = t.withDefaults()
-	cfgs := []jetstream.StreamConfig{
-		{
-			Name:        HistoryStream,
-			Description: "jetflow workflow histories: wf.<workflow id>.>",
-			Subjects:    []string{"wf.>"},
-			Retention:   jetstream.LimitsPolicy,
-			Storage:     jetstream.FileStorage,
-			Replicas:    t.Replicas,
-			// A TTL would make an expected-last-subject-sequence of 0 valid
-			// again behind a workflow's back: histories are never deleted or
-			// aged out by the server. Only the archiver purges, a finished
-			// workflow's tree up to the last sequence it archived
-			// (orchestrator/archive.go; docs/ARCHITECTURE.md, "Retention and
-			// archival", says why the fences hold on a purged tree).
-			DenyDelete: true,
-			// Every event has a subject of its own and is written once: the
-			// server refuses a second message on a subject, whoever sends it
-			// (a plain publish bypasses the engine's expected-sequence
-			// fence), so the first event on a subject stays the fact that
-			// every read returns.
-			MaxMsgsPerSubject:    1,
-			Discard:              jetstream.DiscardNew,
-			DiscardNewPerSubject: true,
-			AllowDirect:          true,
-			Duplicates:           t.DuplicateWindow,
-			MaxMsgSize:           t.MaxMsgSize,
-		},
+	history := jetstream.StreamConfig{
+		Name:        HistoryStream,
+		Description: "jetflow workflow histories: wf.<workflow id>.>",
+		Subjects:    []string{"wf.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+		// A TTL would make an expected-last-subject-sequence of 0 valid
+		// again behind a workflow's back: histories are never deleted or
+		// aged out by the server. Only the archiver purges, a finished
+		// workflow's tree up to the last sequence it archived
+		// (orchestrator/archive.go; docs/ARCHITECTURE.md, "Retention and
+		// archival", says why the fences hold on a purged tree).
+		DenyDelete: true,
+		// Every event has a subject of its own and is written once: the
+		// server refuses a second message on a subject, whoever sends it
+		// (a plain publish bypasses the engine's expected-sequence
+		// fence), so the first event on a subject stays the fact that
+		// every read returns.
+		MaxMsgsPerSubject:    1,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		AllowDirect:          true,
+		Duplicates:           t.DuplicateWindow,
+		MaxMsgSize:           t.MaxMsgSize,
+	}
+	histories := []jetstream.StreamConfig{history}
+	if k := t.HistoryPartitions; k > 1 {
+		histories = histories[:0]
+		for p := range k {
+			histories = append(histories, historyPartitionConfig(history, p, k))
+		}
+	}
+	var indexSources []*jetstream.StreamSource
+	for _, h := range histories {
+		indexSources = append(indexSources, &jetstream.StreamSource{
+			Name: h.Name,
+			SubjectTransforms: []jetstream.SubjectTransformConfig{
+				// A first end, wf.<id>.done.<status>, and an end after an
+				// operator's retry, wf.<id>.done.<status>.<retry seq>.
+				{Source: "wf.*." + tokDone + ".*", Destination: IndexPrefix + "." + tokDone + ".{{wildcard(2)}}"},
+				{Source: "wf.*." + tokDone + ".*.*", Destination: IndexPrefix + "." + tokDone + ".{{wildcard(2)}}"},
+				{Source: BlockedFilter, Destination: IndexBlockedSubject},
+			},
+		})
+	}
+	cfgs := append(histories, []jetstream.StreamConfig{
 		{
 			Name:        OrdersStream,
 			Description: "jetflow intake: orders waiting to be started",
@@ -143,20 +170,11 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
 			AllowDirect: true,
-			// Kept by the server: it sources the history stream through
-			// subject transforms, in history order, from the first message
-			// (a new index is filled from the whole history). Deleted, it
-			// is rebuilt the same by the next Ensure.
-			Sources: []*jetstream.StreamSource{{
-				Name: HistoryStream,
-				SubjectTransforms: []jetstream.SubjectTransformConfig{
-					// A first end, wf.<id>.done.<status>, and an end after an
-					// operator's retry, wf.<id>.done.<status>.<retry seq>.
-					{Source: "wf.*." + tokDone + ".*", Destination: IndexPrefix + "." + tokDone + ".{{wildcard(2)}}"},
-					{Source: "wf.*." + tokDone + ".*.*", Destination: IndexPrefix + "." + tokDone + ".{{wildcard(2)}}"},
-					{Source: BlockedFilter, Destination: IndexBlockedSubject},
-				},
-			}},
+			// Kept by the server: it sources the history streams through
+			// subject transforms, in each one's order, from the first
+			// message (a new index is filled from the whole history).
+			// Deleted, it is rebuilt the same by the next Ensure.
+			Sources: indexSources,
 		},
 		{
 			Name:        DeadLetterStream,
@@ -173,7 +191,7 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			MaxMsgSize: t.MaxMsgSize + 64<<10,
 		},
 		t.archiveConfig(),
-	}
+	}...)
 	for _, sys := range t.CallbackSystems {
 		cfgs = append(cfgs, t.CallbacksConfig(sys))
 	}
@@ -293,13 +311,29 @@ func (t Topology) TimersConfig() jetstream.KeyValueConfig {
 // idempotent: every orchestrator calls it at start-up (participants, whose
 // credentials may not create streams, call Check).
 func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	if t.HistoryPartitions < 0 || t.HistoryPartitions > MaxHistoryPartitions {
+		return fmt.Errorf("ensure: %d history partitions: want 1 to %d", t.HistoryPartitions, MaxHistoryPartitions)
+	}
+	have, err := serverLayout(ctx, js)
+	if err != nil {
+		return fmt.Errorf("ensure: %w", err)
+	}
+	switch want := max(t.HistoryPartitions, 1); {
+	case have == 0:
+		t.HistoryPartitions = want
+	case t.HistoryPartitions == 0:
+		t.HistoryPartitions = have
+	case want != have:
+		return fmt.Errorf("ensure: %w: %s, asked for %s; a history keeps the layout it was made with (docs/ARCHITECTURE.md, \"Partitioned history\")", ErrLayoutMismatch, layoutName(have), layoutName(want))
+	}
+	SetHistoryPartitions(t.HistoryPartitions)
 	for _, cfg := range t.StreamConfigs() {
-		switch cfg.Name {
-		case HistoryStream:
+		switch {
+		case IsHistoryStream(cfg.Name):
 			if err := keepDenyPurge(ctx, js, &cfg); err != nil {
 				return fmt.Errorf("ensure %w", err)
 			}
-		case SignalsStream:
+		case cfg.Name == SignalsStream:
 			if err := keepSchedules(ctx, js, &cfg); err != nil {
 				return fmt.Errorf("ensure %w", err)
 			}
@@ -323,6 +357,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		}
 	}
 	return nil
+}
+
+// layoutName says a history layout in words.
+func layoutName(k int) string {
+	if k <= 1 {
+		return "one stream, " + HistoryStream
+	}
+	return fmt.Sprintf("%d partitions, %s to %s", k, HistoryPartitionStream(0), HistoryPartitionStream(k-1))
 }
 
 // storageRefused reports whether err is the server's refusal to reserve a

@@ -24,8 +24,15 @@ import (
 // without a deadline is bounded by the JetStream context's default timeout
 // (5 s unless set), as PublishMsg bounds it: a lost acknowledgement or a
 // publish the server refuses (a permission violation, which has no answer)
-// ends in an error, not a wait for ever.
+// ends in an error, not a wait for ever. A history message goes to its
+// subject as published (PublishSubject): its partition's in a partitioned
+// history.
 func publishMsg(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (*jetstream.PubAck, error) {
+	if ps := PublishSubject(m.Subject); ps != m.Subject {
+		c := *m
+		c.Subject = ps
+		m = &c
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		timeout := js.Options().DefaultTimeout
 		if timeout <= 0 {

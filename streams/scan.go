@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -110,7 +111,8 @@ func subjectMatches(filter, subject string) bool {
 }
 
 // LastOfEach returns the last message of every subject of the history
-// stream matching any of filters (multi_last), sorted by sequence. Filters
+// stream matching any of filters (multi_last), sorted by sequence (by time
+// when they span partitions of a partitioned history). Filters
 // are sent in groups small enough for the server's 1,024 answers per
 // request when each filter matches a few subjects (a workflow's end and
 // blocked events, say).
@@ -120,14 +122,32 @@ func (h *History) LastOfEach(ctx context.Context, filters []string) ([]Event, er
 	}
 	const group = maxMultiLast / 4
 	var out []Event
-	for len(filters) > 0 {
-		k := min(group, len(filters))
-		evs, _, err := h.get(ctx, filters[0], map[string]any{"multi_last": filters[:k]})
-		if err != nil {
-			return nil, err
+	byStream := map[string][]string{}
+	var order []string
+	for _, f := range filters {
+		for _, stream := range historyStreamsFor(f) {
+			if byStream[stream] == nil {
+				order = append(order, stream)
+			}
+			byStream[stream] = append(byStream[stream], f)
 		}
-		out = append(out, evs...)
-		filters = filters[k:]
+	}
+	for _, stream := range order {
+		filters := byStream[stream]
+		for len(filters) > 0 {
+			k := min(group, len(filters))
+			evs, _, err := h.getFrom(ctx, stream, filters[0], map[string]any{"multi_last": filters[:k]})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, evs...)
+			filters = filters[k:]
+		}
+	}
+	if len(order) > 1 {
+		// Sequences order the events of one stream only: across
+		// partitions, by time.
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	}
 	return out, nil
 }

@@ -20,6 +20,7 @@ func runAuth(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("auth", flag.ContinueOnError)
 	out := fs.String("out", "deploy", "directory to write to")
 	services := fs.String("services", strings.Join(natsauth.Services, ","), "participant services, each with a role of its own (comma-separated)")
+	partitions := fs.Int("history-partitions", 1, "the history layout the permissions are for: 1 for the single JETFLOW_HISTORY, K for a history made with --history-partitions K")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -28,6 +29,10 @@ func runAuth(_ context.Context, args []string) error {
 		return errUsage(fs, "want config (the server's permissions) or keys (an nkey seed per role), got %q", pos)
 	}
 	verb := pos[0]
+	if *partitions < 1 || *partitions > streams.MaxHistoryPartitions {
+		return fmt.Errorf("--history-partitions %d: want 1 to %d", *partitions, streams.MaxHistoryPartitions)
+	}
+	streams.SetHistoryPartitions(*partitions)
 	var svcs []string
 	for _, s := range strings.Split(*services, ",") {
 		if err := streams.ValidToken(s); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jetflow-io/jetflow/internal/bench"
 	"github.com/jetflow-io/jetflow/internal/natsconn"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 func runBench(ctx context.Context, args []string) error {
@@ -49,6 +50,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(fs.Lookup("nats").Value, "s", "the same as --nats")
 	fs.StringVar(&cfg.StoreDir, "data", "", "embedded server data directory (default: a temporary directory, removed afterwards)")
 	fs.IntVar(&cfg.CeilingMsgs, "ceiling", 50000, "async publishes of the raw JetStream ceiling measurement (-1 skips it)")
+	fs.IntVar(&cfg.HistoryPartitions, "history-partitions", 0, "spread the histories over this many streams, whose writes and fsyncs run side by side (0: one stream, or the layout of --nats's server)")
 	fs.IntVar(&cfg.CeilingStreams, "ceiling-streams", 1, "also measure the ceiling's async publishes spread over this many streams (1: not measured)")
 	fs.IntVar(&cfg.CeilingAtomicBatch, "ceiling-batch", 0, "also measure the ceiling's messages written as atomic batches of this many (0: not measured)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up when the orders have not finished within this time")
@@ -137,6 +139,9 @@ func validateBench(cfg bench.Config) error {
 	}
 	if cfg.CeilingMsgs < -1 {
 		errs = append(errs, fmt.Errorf("--ceiling %d: want -1 (skip) or a count", cfg.CeilingMsgs))
+	}
+	if cfg.HistoryPartitions < 0 || cfg.HistoryPartitions > streams.MaxHistoryPartitions {
+		errs = append(errs, fmt.Errorf("--history-partitions %d: want 0 to %d", cfg.HistoryPartitions, streams.MaxHistoryPartitions))
 	}
 	if cfg.CeilingStreams < 1 || cfg.CeilingStreams > 64 {
 		errs = append(errs, fmt.Errorf("--ceiling-streams %d: want 1 to 64", cfg.CeilingStreams))

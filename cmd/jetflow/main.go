@@ -446,6 +446,15 @@ func connect(ctx context.Context, c *common, name, role string, ensure bool, ext
 			nc.Close()
 			return nil, nil, err
 		}
+	} else if role == "" || role == natsauth.Operator {
+		// Where the histories are: one stream, or a partitioned history's
+		// streams. The engine's own roles find out when they start.
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if _, err := streams.Discover(ctx, js); err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
 	}
 	return nc, js, nil
 }

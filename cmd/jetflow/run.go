@@ -71,6 +71,7 @@ type engineFlags struct {
 	// permitted may fill (streams.Topology).
 	ordersMaxBytes     int64
 	deadLetterMaxBytes int64
+	historyPartitions  int
 	// ledgerTTL is how long the simulated systems keep an effect.
 	ledgerTTL time.Duration
 
@@ -109,6 +110,7 @@ func (e *engineFlags) registerOrchestrator(fs *flag.FlagSet) {
 	// disk. deploy/README.md says how to size them.
 	fs.Int64Var(&e.ordersMaxBytes, "orders-max-bytes", 0, "bound of the JETFLOW_ORDERS stream in bytes, at least 16 MiB: an order.created past it is refused, so a flood of orders fills that stream and not the storage the histories need (0: none)")
 	fs.Int64Var(&e.deadLetterMaxBytes, "dead-letter-max-bytes", 0, "bound of the JETFLOW_DLQ stream in bytes, at least 16 MiB, the oldest dead letters dropped first (0: none)")
+	fs.IntVar(&e.historyPartitions, "history-partitions", 0, "spread a new deployment's histories over this many streams (JETFLOW_HISTORY_0 ...), whose writes and fsyncs run side by side (0: the layout the server has, one stream for a new one; a history keeps the layout it was made with)")
 }
 
 // minStreamBound is the smallest --orders-max-bytes and
@@ -170,6 +172,9 @@ func (e *engineFlags) validate() error {
 			errs = append(errs, fmt.Errorf("--max-order-size %d: must be positive", e.maxOrderSize))
 		}
 		errs = append(errs, notNegative("retention", e.retention), notNegative("archive-retention", e.archiveRetention))
+		if e.historyPartitions < 0 || e.historyPartitions > streams.MaxHistoryPartitions {
+			errs = append(errs, fmt.Errorf("--history-partitions %d: want 0 (as on the server) or 1 to %d", e.historyPartitions, streams.MaxHistoryPartitions))
+		}
 		if e.archiveMaxBytes < 0 {
 			errs = append(errs, fmt.Errorf("--archive-max-bytes %d: must not be negative", e.archiveMaxBytes))
 		}
@@ -218,7 +223,8 @@ func parseEngine(fs *flag.FlagSet, e *engineFlags, args []string) ([]string, err
 
 func (e *engineFlags) topology() streams.Topology {
 	return streams.Topology{Replicas: e.replicas, ArchiveMaxAge: e.archiveRetention, ArchiveMaxBytes: e.archiveMaxBytes,
-		OrdersMaxBytes: e.ordersMaxBytes, DeadLetterMaxBytes: e.deadLetterMaxBytes, LedgerTTL: e.ledgerTTL}
+		OrdersMaxBytes: e.ordersMaxBytes, DeadLetterMaxBytes: e.deadLetterMaxBytes, LedgerTTL: e.ledgerTTL,
+		HistoryPartitions: e.historyPartitions}
 }
 
 // startOrchestrator runs the orchestrator with the reference workflow.
@@ -435,7 +441,10 @@ func connectEngine(ctx context.Context, e *engineFlags, log *slog.Logger, name, 
 		if role == natsauth.Orchestrator {
 			return streams.Ensure(ectx, js, e.topology())
 		}
-		return streams.Check(ectx, js, streams.HistoryStream, "KV_"+streams.IdempotencyBucket)
+		if _, err := streams.Discover(ectx, js); err != nil {
+			return err
+		}
+		return streams.Check(ectx, js, append(streams.HistoryStreams(), "KV_"+streams.IdempotencyBucket)...)
 	})
 	if err == nil && ctx.Err() != nil {
 		nc.Close()
@@ -505,6 +514,10 @@ func runDev(ctx context.Context, args []string) error {
 		srvCfg := streams.ServerConfig{Listen: listen, StoreDir: data, SyncAlways: syncAlways, Logger: log.With("component", "nats-server")}
 		authDir := filepath.Join(data, "auth")
 		if auth {
+			// The permissions name the history's streams: those of the
+			// layout asked for (a data directory made with another is
+			// refused by Ensure).
+			streams.SetHistoryPartitions(e.historyPartitions)
 			if srvCfg.ConfigFile, err = natsauth.WriteServerConfig(authDir, natsauth.Roles(nil)); err != nil {
 				return err
 			}
@@ -696,7 +709,7 @@ type progress struct {
 func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*progress, error) {
 	p := &progress{js: js, status: map[string]schema.Status{}}
 	on := func(m *nats.Msg) {
-		id, rest, ok := streams.ParseSubject(m.Subject)
+		id, rest, ok := streams.ParseSubject(streams.StoredSubject(m.Subject))
 		if !ok {
 			return
 		}
@@ -722,7 +735,7 @@ func newProgress(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*p
 		}
 	}
 	for _, f := range []string{streams.StartFilter, streams.DoneFilter, streams.BlockedFilter, streams.OperatorFilter} {
-		if _, err := nc.Subscribe(f, on); err != nil {
+		if _, err := nc.Subscribe(streams.LiveFilter(f), on); err != nil {
 			return nil, err
 		}
 	}

@@ -152,6 +152,9 @@ type Config struct {
 	// without it, the archive's subject index grows the heap by a record
 	// per order.
 	ArchiveRetention time.Duration
+	// HistoryPartitions spreads the histories over this many streams
+	// (streams.Topology.HistoryPartitions); 0 or 1: one stream.
+	HistoryPartitions int
 }
 
 func (c *Config) defaults() error {
@@ -250,7 +253,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = streams.Ensure(ectx, js, streams.Topology{Replicas: cfg.Replicas, LedgerTTL: cfg.LedgerTTL, ArchiveMaxAge: cfg.ArchiveRetention})
+	err = streams.Ensure(ectx, js, streams.Topology{Replicas: cfg.Replicas, LedgerTTL: cfg.LedgerTTL, ArchiveMaxAge: cfg.ArchiveRetention, HistoryPartitions: cfg.HistoryPartitions})
 	cancel()
 	if err != nil {
 		return nil, err
@@ -483,11 +486,13 @@ func startEngine(ctx context.Context, connect func(part string) (*nats.Conn, jet
 
 func waitConsumers(ctx context.Context, js jetstream.JetStream) error {
 	want := []struct{ stream, consumer string }{
-		{streams.HistoryStream, streams.OrchestratorConsumer},
 		{streams.OrdersStream, streams.IntakeConsumer},
 	}
-	for _, n := range reference.Names {
-		want = append(want, struct{ stream, consumer string }{streams.HistoryStream, streams.ParticipantConsumerPrefix + n})
+	for _, hs := range streams.HistoryStreams() {
+		want = append(want, struct{ stream, consumer string }{hs, streams.OrchestratorConsumer})
+		for _, n := range reference.Names {
+			want = append(want, struct{ stream, consumer string }{hs, streams.ParticipantConsumerPrefix + n})
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, w := range want {
@@ -563,7 +568,7 @@ func drive(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 	var published atomic.Int64
 	onEnd := func(m *nats.Msg) {
 		now := time.Now()
-		id, rest, ok := streams.ParseSubject(m.Subject)
+		id, rest, ok := streams.ParseSubject(streams.StoredSubject(m.Subject))
 		if !ok {
 			return
 		}
@@ -589,7 +594,7 @@ func drive(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Confi
 	}
 	var subs []*nats.Subscription
 	for _, f := range []string{streams.DoneFilter, streams.BlockedFilter} {
-		s, err := nc.Subscribe(f, onEnd)
+		s, err := nc.Subscribe(streams.LiveFilter(f), onEnd)
 		if err != nil {
 			return err
 		}
@@ -746,14 +751,11 @@ func writeHeapProfile(path string) error {
 
 // waitStored waits until the history stream holds n end events.
 func waitStored(ctx context.Context, js jetstream.JetStream, n int) error {
-	stream, err := js.Stream(ctx, streams.HistoryStream)
-	if err != nil {
-		return err
-	}
+	h := streams.NewHistory(js.Conn(), js)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(streams.DoneFilter))
-		if err == nil && len(info.State.Subjects) >= n {
+		stored, err := h.Count(ctx, streams.DoneFilter)
+		if err == nil && stored >= uint64(n) {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -252,7 +252,11 @@ func writesOf(before, after map[string]streamState, orders int) Writes {
 	w.PerOrder = float64(total) / float64(orders)
 	w.EnginePerOrder = float64(engine) / float64(orders)
 	w.BytesPerOrder = float64(bytes) / float64(orders)
-	w.HistoryPerOrder = w.ByStream[streams.HistoryStream].WritesPerOrder
+	for name, sw := range w.ByStream {
+		if streams.IsHistoryStream(name) {
+			w.HistoryPerOrder += sw.WritesPerOrder
+		}
+	}
 	return w
 }
 

@@ -25,7 +25,8 @@ var EngineConsumers = []Consumer{
 	{streams.SignalsStream, streams.SignalsConsumer},
 }
 
-// ParticipantConsumer is the durable consumer of participant service.
+// ParticipantConsumer is the durable consumer of participant service (one
+// per stream of a partitioned history: Poll reads each).
 func ParticipantConsumer(service string) Consumer {
 	return Consumer{streams.HistoryStream, streams.ParticipantConsumerPrefix + service}
 }
@@ -35,6 +36,19 @@ func ParticipantConsumer(service string) Consumer {
 // sent, its redelivered ones callbacks whose signal could not be sent.
 func CallbackConsumer(system string) Consumer {
 	return Consumer{streams.CallbacksStream(system), streams.CallbackConsumer}
+}
+
+// inEachHistoryStream is c, or, for a consumer of the history stream, its
+// namesake in each stream of a partitioned history.
+func inEachHistoryStream(c Consumer) []Consumer {
+	if c.Stream != streams.HistoryStream {
+		return []Consumer{c}
+	}
+	var out []Consumer
+	for _, stream := range streams.HistoryStreams() {
+		out = append(out, Consumer{stream, c.Name})
+	}
+	return out
 }
 
 // QueueDepth reads the manual queue's depth and the blocked count.
@@ -107,7 +121,9 @@ func (m *Metrics) PollOnce(ctx context.Context, cfg PollConfig, hist *streams.Hi
 		errs = append(errs, m.pollQueues(ctx, cfg.JS, hist, cfg.QueueDepth))
 	}
 	for _, c := range cfg.Consumers {
-		errs = append(errs, m.pollConsumer(ctx, cfg.JS, c))
+		for _, c := range inEachHistoryStream(c) {
+			errs = append(errs, m.pollConsumer(ctx, cfg.JS, c))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -149,7 +165,15 @@ func (m *Metrics) pollQueues(ctx context.Context, js jetstream.JetStream, hist *
 	}
 	m.setStream(dinfo)
 	var errs []error
+	var sized []string
 	for _, name := range SizedStreams {
+		if name == streams.HistoryStream {
+			sized = append(sized, streams.HistoryStreams()...)
+			continue
+		}
+		sized = append(sized, name)
+	}
+	for _, name := range sized {
 		s, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue // the archive stream before a first Ensure that made it

@@ -179,6 +179,27 @@ func contains(list []string, s string) bool {
 
 func inbox(role string) string { return InboxPrefix(role) + ".>" }
 
+// live maps history subjects and filters (wf.<id>.…) to the subjects they
+// are published on (streams.LiveFilter): themselves in a single history
+// stream, wfp.<partition>.… in a partitioned one. The permissions follow
+// the layout of this process (streams.SetHistoryPartitions).
+func live(subjects ...string) []string {
+	out := make([]string, len(subjects))
+	for i, s := range subjects {
+		out[i] = streams.LiveFilter(s)
+	}
+	return out
+}
+
+// perHistory gives rules for each stream of the history.
+func perHistory(rules func(stream string) []string) []string {
+	var out []string
+	for _, stream := range streams.HistoryStreams() {
+		out = append(out, rules(stream)...)
+	}
+	return out
+}
+
 // callbackRules let a party schedule the callbacks of system whose signal
 // names match names, in the system's own callbacks stream, and forward
 // them as signals when due (sim.System.ForwardCallbacks): the consumer
@@ -224,10 +245,10 @@ func callbacksClosed(services []string) []string {
 // (orchestrator.WaitSignalVerdict): direct gets addressed by subject of a
 // recorded signal, a workflow's end and a signal's dead letter, nothing
 // else of the streams.
-var signalVerdictReads = []string{
-	api + "DIRECT.GET." + streams.HistoryStream + ".wf.*.signal.*",
-	api + "DIRECT.GET." + streams.HistoryStream + ".wf.*.done.*",
-	api + "DIRECT.GET." + streams.DeadLetterStream + "." + streams.DeadLetterSubject(streams.SignalOrigin) + ".*",
+func signalVerdictReads() []string {
+	return append(perHistory(func(stream string) []string {
+		return []string{api + "DIRECT.GET." + stream + ".wf.*.signal.*", api + "DIRECT.GET." + stream + ".wf.*.done.*"}
+	}), api+"DIRECT.GET."+streams.DeadLetterStream+"."+streams.DeadLetterSubject(streams.SignalOrigin)+".*")
 }
 
 // readAPI is the read-only JetStream API: stream and consumer information,
@@ -272,7 +293,7 @@ func Roles(services []string) []Role {
 		Name: Orchestrator,
 		Doc:  "runs workflows: writes histories, timers and dead letters; creates the topology",
 		Publish: Rule{
-			Allow: []string{
+			Allow: append(append(live(
 				"wf.*.start", "wf.*.cmd.>", "wf.*.marker.*", "wf.*.timer.*", "wf.*.fired.*",
 				"wf.*.signal.*", "wf.*.done.>", "wf.*.blocked.*", "wf.*.cancel.*",
 				// Continue-as-new run pointers, wf.<id>=runs.<N>
@@ -283,9 +304,18 @@ func Roles(services []string) []Role {
 				"wf.*.*",
 				streams.UpdateFilter, streams.UpdateDoneFilter,
 				// Children and signals between workflows: the parent's
-				// decisions and events, a child's parent-close request,
-				// the signals a workflow sends.
-				streams.ChildFilter, streams.SignalOutFilter, streams.OperatorFilter, streams.SignalPrefix + ".>",
+				// decisions and events, a child's parent-close request.
+				streams.ChildFilter, streams.SignalOutFilter, streams.OperatorFilter,
+			), perHistory(func(stream string) []string {
+				return []string{
+					api + "CONSUMER.CREATE." + stream + "." + streams.OrchestratorConsumer,
+					api + "CONSUMER.MSG.NEXT." + stream + "." + streams.OrchestratorConsumer,
+					apiAck + stream + "." + streams.OrchestratorConsumer + ".>",
+					api + "STREAM.PURGE." + stream,
+				}
+			})...), []string{
+				// The signals a workflow sends.
+				streams.SignalPrefix + ".>",
 				// Answers to queries and updates, in the askers' inboxes.
 				inbox(Client), inbox(Operator),
 				// Affinity: membership, wakes handed to their workflow's
@@ -297,19 +327,16 @@ func Roles(services []string) []Role {
 				api + "STREAM.CREATE.*", api + "STREAM.UPDATE.*", api + "STREAM.INFO.*",
 				api + "STREAM.NAMES", api + "STREAM.LIST", api + "STREAM.MSG.GET.*",
 				api + "DIRECT.GET.>",
-				api + "CONSUMER.CREATE." + streams.HistoryStream + "." + streams.OrchestratorConsumer,
 				api + "CONSUMER.CREATE." + streams.OrdersStream + "." + streams.IntakeConsumer,
 				api + "CONSUMER.CREATE." + streams.OrdersStream + "." + streams.IntakeConsumer + ".>",
 				api + "CONSUMER.CREATE." + streams.SignalsStream + "." + streams.SignalsConsumer,
 				api + "CONSUMER.CREATE." + streams.SignalsStream + "." + streams.SignalsConsumer + ".>",
 				api + "CONSUMER.CREATE." + kvPfx + streams.TimersBucket + ".>",
 				api + "CONSUMER.INFO.*.*",
-				api + "CONSUMER.MSG.NEXT." + streams.HistoryStream + "." + streams.OrchestratorConsumer,
 				api + "CONSUMER.MSG.NEXT." + streams.OrdersStream + "." + streams.IntakeConsumer,
 				api + "CONSUMER.MSG.NEXT." + streams.SignalsStream + "." + streams.SignalsConsumer,
 				api + "CONSUMER.MSG.NEXT." + kvPfx + streams.TimersBucket + ".*",
 				api + "CONSUMER.DELETE." + kvPfx + streams.TimersBucket + ".*",
-				apiAck + streams.HistoryStream + "." + streams.OrchestratorConsumer + ".>",
 				apiAck + streams.OrdersStream + "." + streams.IntakeConsumer + ".>",
 				apiAck + streams.SignalsStream + "." + streams.SignalsConsumer + ".>",
 				"$JS.FC." + kvPfx + streams.TimersBucket + ".>",
@@ -319,13 +346,12 @@ func Roles(services []string) []Role {
 				api + "CONSUMER.CREATE." + streams.IndexStream + "." + streams.ArchiverConsumer + ".>",
 				api + "CONSUMER.MSG.NEXT." + streams.IndexStream + "." + streams.ArchiverConsumer,
 				apiAck + streams.IndexStream + "." + streams.ArchiverConsumer + ".>",
-				api + "STREAM.PURGE." + streams.HistoryStream,
 				api + "STREAM.PURGE." + kvPfx + streams.IdempotencyBucket,
 				api + "STREAM.PURGE." + kvPfx + streams.TimersBucket,
 				api + "STREAM.MSG.DELETE." + streams.IndexStream,
 				// An archived workflow's recorded signals.
 				api + "STREAM.MSG.DELETE." + streams.SignalsStream,
-			},
+			}...),
 			// A workflow's SignalExternal may send any signal but those
 			// another role alone may send.
 			Deny: append(append([]string{}, orchDeny...), ownedSignals()...),
@@ -336,7 +362,7 @@ func Roles(services []string) []Role {
 			streams.QueryPrefix + ".*", streams.UpdatePrefix + ".*",
 			// An update's completion, which the orchestrator that accepted
 			// it waits for.
-			streams.UpdateDoneFilter,
+			streams.LiveFilter(streams.UpdateDoneFilter),
 		}},
 	}
 	roles := []Role{orch}
@@ -349,38 +375,40 @@ func Roles(services []string) []Role {
 			Name: r,
 			Doc:  "participant " + svc + ": consumes its own commands, publishes their results, watches step cancellations",
 			Publish: Rule{
-				Allow: []string{
-					"wf.*.res.*." + svc + ".*",
-					streams.DeadLetterSubject("cmd." + svc),
-					kvPub + idem,
-					kvPub + streams.AttemptsBucket + "." + svc + ".>",
-					kvPub + streams.LedgerBucketPrefix + svc + ".>",
-					api + "INFO",
-					api + "STREAM.INFO." + streams.HistoryStream,
-					api + "STREAM.INFO." + kvPfx + streams.IdempotencyBucket,
-					api + "STREAM.INFO." + kvPfx + streams.AttemptsBucket,
-					api + "STREAM.INFO." + ledger,
-					api + "STREAM.CREATE." + ledger,
-					api + "STREAM.UPDATE." + ledger,
+				Allow: append(append(live("wf.*.res.*."+svc+".*"), perHistory(func(stream string) []string {
+					return []string{
+						api + "STREAM.INFO." + stream,
+						api + "DIRECT.GET." + stream + "." + streams.StepCancelFilter,
+						// Its own commands' results: the history's result is
+						// the command's idempotency record.
+						api + "DIRECT.GET." + stream + ".wf.*.res.*." + svc + ".*",
+						api + "CONSUMER.CREATE." + stream + "." + cons + "." + streams.CommandFilter(svc),
+						api + "CONSUMER.INFO." + stream + "." + cons,
+						api + "CONSUMER.MSG.NEXT." + stream + "." + cons,
+						apiAck + stream + "." + cons + ".>",
+					}
+				})...),
+					streams.DeadLetterSubject("cmd."+svc),
+					kvPub+idem,
+					kvPub+streams.AttemptsBucket+"."+svc+".>",
+					kvPub+streams.LedgerBucketPrefix+svc+".>",
+					api+"INFO",
+					api+"STREAM.INFO."+kvPfx+streams.IdempotencyBucket,
+					api+"STREAM.INFO."+kvPfx+streams.AttemptsBucket,
+					api+"STREAM.INFO."+ledger,
+					api+"STREAM.CREATE."+ledger,
+					api+"STREAM.UPDATE."+ledger,
 					// Its simulated system's scheduled callbacks, read
 					// only: the orchestrator makes the stream, the calling
 					// party schedules and forwards them.
-					api + "STREAM.INFO." + streams.CallbacksStream(svc),
-					api + "CONSUMER.INFO." + streams.CallbacksStream(svc) + "." + streams.CallbackConsumer,
-					api + "DIRECT.GET." + kvPfx + streams.IdempotencyBucket + "." + kvPub + idem,
-					api + "DIRECT.GET." + ledger + "." + kvPub + streams.LedgerBucketPrefix + svc + ".>",
-					api + "DIRECT.GET." + streams.HistoryStream + "." + streams.StepCancelFilter,
-					// Its own commands' results: the history's result is
-					// the command's idempotency record.
-					api + "DIRECT.GET." + streams.HistoryStream + ".wf.*.res.*." + svc + ".*",
-					api + "CONSUMER.CREATE." + streams.HistoryStream + "." + cons + "." + streams.CommandFilter(svc),
-					api + "CONSUMER.INFO." + streams.HistoryStream + "." + cons,
-					api + "CONSUMER.MSG.NEXT." + streams.HistoryStream + "." + cons,
-					apiAck + streams.HistoryStream + "." + cons + ".>",
-				},
+					api+"STREAM.INFO."+streams.CallbacksStream(svc),
+					api+"CONSUMER.INFO."+streams.CallbacksStream(svc)+"."+streams.CallbackConsumer,
+					api+"DIRECT.GET."+kvPfx+streams.IdempotencyBucket+"."+kvPub+idem,
+					api+"DIRECT.GET."+ledger+"."+kvPub+streams.LedgerBucketPrefix+svc+".>",
+				),
 				Deny: deny,
 			},
-			Subscribe: Rule{Allow: []string{inbox(r), streams.StepCancelFilter}},
+			Subscribe: Rule{Allow: []string{inbox(r), streams.LiveFilter(streams.StepCancelFilter)}},
 		})
 	}
 	roles = append(roles, reconcileRole(deny))
@@ -398,7 +426,7 @@ func Roles(services []string) []Role {
 			Name: Carrier,
 			Doc:  "the carrier: sends signal.carrier.>, and schedules it in JETFLOW_CALLBACKS_shipping",
 			Publish: Rule{
-				Allow: append(append([]string{streams.SignalPrefix + ".carrier.>"}, callbackRules("shipping", "carrier.>")...), signalVerdictReads...),
+				Allow: append(append([]string{streams.SignalPrefix + ".carrier.>"}, callbackRules("shipping", "carrier.>")...), signalVerdictReads()...),
 				Deny:  deny,
 			},
 			Subscribe: Rule{Allow: []string{inbox(Carrier)}},
@@ -407,7 +435,7 @@ func Roles(services []string) []Role {
 			Name: PaymentGateway,
 			Doc:  "the payment gateway: sends signal.payment.settled.<id>, and schedules it in JETFLOW_CALLBACKS_payment",
 			Publish: Rule{
-				Allow: append(append([]string{streams.SignalPrefix + ".payment.settled.*"}, callbackRules("payment", "payment.settled")...), signalVerdictReads...),
+				Allow: append(append([]string{streams.SignalPrefix + ".payment.settled.*"}, callbackRules("payment", "payment.settled")...), signalVerdictReads()...),
 				Deny:  deny,
 			},
 			Subscribe: Rule{Allow: []string{inbox(PaymentGateway)}},
@@ -415,8 +443,8 @@ func Roles(services []string) []Role {
 		Role{
 			Name:      Operator,
 			Doc:       "reads everything (jetflow show, list, ledger, query; nats stream view); acts only through the verbs (jetflow start, cancel, terminate, retry, resolve, resume)",
-			Publish:   Rule{Allow: append(append([]string{}, readAPI...), "wf.*.start", streams.OperatorFilter, streams.QueryPrefix+".*"), Deny: append(append(append([]string{}, deny...), othersDurables(services)...), callbacksClosed(services)...)},
-			Subscribe: Rule{Allow: []string{inbox(Operator), "wf.>", streams.DeadLetterPrefix + ".>", streams.OrderCreated, streams.SignalPrefix + ".>"}},
+			Publish:   Rule{Allow: append(append(append([]string{}, readAPI...), live("wf.*.start", streams.OperatorFilter)...), streams.QueryPrefix+".*"), Deny: append(append(append([]string{}, deny...), othersDurables(services)...), callbacksClosed(services)...)},
+			Subscribe: Rule{Allow: []string{inbox(Operator), streams.LiveFilter("wf.>"), streams.DeadLetterPrefix + ".>", streams.OrderCreated, streams.SignalPrefix + ".>"}},
 		},
 		Role{
 			Name:      Admin,
@@ -437,47 +465,47 @@ func Roles(services []string) []Role {
 // run by the payment participant.
 func reconcileRole(deny []string) Role {
 	ledger := kvPfx + streams.LedgerBucketPrefix + "payment"
-	allow := []string{
-		"wf.*.start",
-		api + "INFO",
-		api + "STREAM.INFO." + streams.HistoryStream,
-		api + "STREAM.INFO." + kvPfx + streams.IdempotencyBucket,
-		api + "STREAM.INFO." + kvPfx + streams.AttemptsBucket,
-		api + "DIRECT.GET." + streams.HistoryStream,
-		api + "DIRECT.GET." + streams.HistoryStream + ".>",
+	allow := append(append(live("wf.*.start"), perHistory(func(stream string) []string {
+		return []string{api + "STREAM.INFO." + stream, api + "DIRECT.GET." + stream, api + "DIRECT.GET." + stream + ".>"}
+	})...),
+		api+"INFO",
+		api+"STREAM.INFO."+kvPfx+streams.IdempotencyBucket,
+		api+"STREAM.INFO."+kvPfx+streams.AttemptsBucket,
 		// Archived histories, read only: the scan's Describe of an order
 		// whose history is gone (or never was) looks it up in the archive
 		// (streams.History.Archived, a direct get with a request body).
-		api + "DIRECT.GET." + streams.ArchiveStream,
-		api + "DIRECT.GET." + streams.ArchiveStream + ".>",
+		api+"DIRECT.GET."+streams.ArchiveStream,
+		api+"DIRECT.GET."+streams.ArchiveStream+".>",
 		// The payment ledger, read with a KV watch.
-		api + "STREAM.INFO." + ledger,
-		api + "DIRECT.GET." + ledger + ".>",
-		api + "CONSUMER.CREATE." + ledger,
-		api + "CONSUMER.CREATE." + ledger + ".>",
-		api + "CONSUMER.DELETE." + ledger + ".*",
-		"$JS.FC." + ledger + ".>",
-	}
+		api+"STREAM.INFO."+ledger,
+		api+"DIRECT.GET."+ledger+".>",
+		api+"CONSUMER.CREATE."+ledger,
+		api+"CONSUMER.CREATE."+ledger+".>",
+		api+"CONSUMER.DELETE."+ledger+".*",
+		"$JS.FC."+ledger+".>",
+	)
 	for _, svc := range ReconcileServices {
 		cons := streams.ParticipantConsumerPrefix + svc
 		idem := streams.IdempotencyBucket + "." + svc + ".>"
-		allow = append(allow,
-			"wf.*.res.*."+svc+".*",
+		allow = append(append(append(allow, live("wf.*.res.*."+svc+".*")...),
 			streams.DeadLetterSubject("cmd."+svc),
 			kvPub+idem,
 			kvPub+streams.AttemptsBucket+"."+svc+".>",
 			api+"DIRECT.GET."+kvPfx+streams.IdempotencyBucket+"."+kvPub+idem,
-			api+"CONSUMER.CREATE."+streams.HistoryStream+"."+cons+"."+streams.CommandFilter(svc),
-			api+"CONSUMER.INFO."+streams.HistoryStream+"."+cons,
-			api+"CONSUMER.MSG.NEXT."+streams.HistoryStream+"."+cons,
-			apiAck+streams.HistoryStream+"."+cons+".>",
-		)
+		), perHistory(func(stream string) []string {
+			return []string{
+				api + "CONSUMER.CREATE." + stream + "." + cons + "." + streams.CommandFilter(svc),
+				api + "CONSUMER.INFO." + stream + "." + cons,
+				api + "CONSUMER.MSG.NEXT." + stream + "." + cons,
+				apiAck + stream + "." + cons + ".>",
+			}
+		})...)
 	}
 	return Role{
 		Name:      Reconcile,
 		Doc:       "the reconciliation job: runs the reconcile scan (reads the payment ledger and the histories) and the schedules' fire (starts workflows); consumes those two services' commands alone",
 		Publish:   Rule{Allow: allow, Deny: deny},
-		Subscribe: Rule{Allow: []string{inbox(Reconcile), streams.StepCancelFilter}},
+		Subscribe: Rule{Allow: []string{inbox(Reconcile), streams.LiveFilter(streams.StepCancelFilter)}},
 	}
 }
 
