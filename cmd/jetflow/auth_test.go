@@ -310,3 +310,53 @@ func TestDevAuth(t *testing.T) {
 		t.Errorf("permission violations while running the demo:\n%s", stderr)
 	}
 }
+
+// TestDevPartitionedUnderAuth runs `jetflow dev --auth` with the history
+// partitioned over four streams: every part on its own role's nkey, under
+// permissions written for that layout, and the operator's `jetflow list`
+// and `show` find the workflows in their partitions.
+func TestDevPartitionedUnderAuth(t *testing.T) {
+	addr := freeAddr(t)
+	data := t.TempDir()
+	dev := start(t, "dev", "--auth", "--history-partitions", "4", "--listen", addr, "--data", data, "--ui", "", "--demo", "12", "--pickup-delay", "200ms", "--log-level", "warn")
+	operator := natsauth.SeedFile(filepath.Join(data, "auth"), natsauth.Operator)
+	type row struct {
+		ID     string `json:"id"`
+		Type   string `json:"type"`
+		Status string `json:"status"`
+	}
+	// A strings.Builder is read when the failure is formatted: the last
+	// listing, not the first.
+	var last strings.Builder
+	var orders []row
+	natstest.Eventually(t, 90*time.Second, func() bool {
+		out, stderr, ok := run(t, nil, "list", "--nats", "nats://"+addr, "--nkey", operator, "--output", "json")
+		last.Reset()
+		last.WriteString(out + stderr)
+		var page struct {
+			Workflows []row `json:"workflows"`
+		}
+		if !ok || json.Unmarshal([]byte(out), &page) != nil {
+			return false
+		}
+		orders = orders[:0]
+		for _, r := range page.Workflows {
+			if r.Type != "order.fulfillment" {
+				continue // the reconciliation's schedule
+			}
+			if r.Status == "running" || r.Status == "" {
+				return false
+			}
+			orders = append(orders, r)
+		}
+		return len(orders) == 12
+	}, "the 12 demo orders did not all end; jetflow list:\n%s\ndev:\n%s", &last, dev)
+	rows := orders
+	out, stderr, ok := run(t, nil, "show", rows[0].ID, "--nats", "nats://"+addr, "--nkey", operator)
+	if !ok || !strings.Contains(out, rows[0].ID) {
+		t.Errorf("jetflow show %s: %s\n%s", rows[0].ID, out, stderr)
+	}
+	if s := dev.String(); strings.Contains(s, "iolation") {
+		t.Errorf("dev --auth --history-partitions 4:\n%s", s)
+	}
+}

@@ -191,6 +191,16 @@ func live(subjects ...string) []string {
 	return out
 }
 
+// discovery lets a role find the history's layout (streams.Discover asks
+// for the single stream first): in a partitioned history the single
+// stream's info is not among the partitions' rules.
+func discovery() []string {
+	if streams.HistoryPartitions() == 1 {
+		return nil
+	}
+	return []string{api + "STREAM.INFO." + streams.HistoryStream}
+}
+
 // perHistory gives rules for each stream of the history.
 func perHistory(rules func(stream string) []string) []string {
 	var out []string
@@ -375,7 +385,7 @@ func Roles(services []string) []Role {
 			Name: r,
 			Doc:  "participant " + svc + ": consumes its own commands, publishes their results, watches step cancellations",
 			Publish: Rule{
-				Allow: append(append(live("wf.*.res.*."+svc+".*"), perHistory(func(stream string) []string {
+				Allow: append(append(append(live("wf.*.res.*."+svc+".*"), discovery()...), perHistory(func(stream string) []string {
 					return []string{
 						api + "STREAM.INFO." + stream,
 						api + "DIRECT.GET." + stream + "." + streams.StepCancelFilter,
@@ -465,7 +475,7 @@ func Roles(services []string) []Role {
 // run by the payment participant.
 func reconcileRole(deny []string) Role {
 	ledger := kvPfx + streams.LedgerBucketPrefix + "payment"
-	allow := append(append(live("wf.*.start"), perHistory(func(stream string) []string {
+	allow := append(append(append(live("wf.*.start"), discovery()...), perHistory(func(stream string) []string {
 		return []string{api + "STREAM.INFO." + stream, api + "DIRECT.GET." + stream, api + "DIRECT.GET." + stream + ".>"}
 	})...),
 		api+"INFO",

@@ -24,6 +24,8 @@ func RunAuth(t testing.TB) *Env {
 	t.Helper()
 	dir := t.TempDir()
 	keys := filepath.Join(dir, "auth")
+	// The permissions name the streams of the history's layout.
+	streams.SetHistoryPartitions(HistoryPartitions)
 	conf, err := natsauth.WriteServerConfig(keys, natsauth.Roles(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +40,7 @@ func RunAuth(t testing.TB) *Env {
 	_, ojs, _ := env.ConnectAs(t, natsauth.Orchestrator)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := streams.Ensure(ctx, ojs, streams.Topology{}); err != nil {
+	if err := streams.Ensure(ctx, ojs, Topology()); err != nil {
 		t.Fatalf("ensure topology as orchestrator: %v", err)
 	}
 	return env

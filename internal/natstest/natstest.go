@@ -4,6 +4,9 @@ package natstest
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,6 +24,35 @@ type Env struct {
 	Dir    string
 	// KeyDir holds the nkey seed of every role on a server of RunAuth.
 	KeyDir string
+}
+
+// PartitionsEnv names the environment variable that makes every server of
+// this package hold a partitioned history: JETFLOW_TEST_HISTORY_PARTITIONS=4
+// go test ./test/ runs the end-to-end tests against four history streams.
+// The layout is process-wide (streams.SetHistoryPartitions), so one test
+// binary runs one layout.
+const PartitionsEnv = "JETFLOW_TEST_HISTORY_PARTITIONS"
+
+// HistoryPartitions is the history layout RunJetStream and RunAuth make
+// (streams.Topology.HistoryPartitions): 0, one stream, unless PartitionsEnv
+// says otherwise. A test package may set it in TestMain.
+var HistoryPartitions = partitionsFromEnv()
+
+func partitionsFromEnv() int {
+	v := os.Getenv(PartitionsEnv)
+	if v == "" {
+		return 0
+	}
+	k, err := strconv.Atoi(v)
+	if err != nil || k < 1 || k > streams.MaxHistoryPartitions {
+		panic(fmt.Sprintf("%s=%q: want 1 to %d", PartitionsEnv, v, streams.MaxHistoryPartitions))
+	}
+	return k
+}
+
+// Topology is the topology the servers of this package are made with.
+func Topology() streams.Topology {
+	return streams.Topology{HistoryPartitions: HistoryPartitions}
 }
 
 // RunJetStream starts an embedded JetStream server listening on a free
@@ -43,7 +75,7 @@ func RunJetStreamIn(t testing.TB, dir string) *Env {
 	env.NC, env.JS = Connect(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+	if err := streams.Ensure(ctx, env.JS, Topology()); err != nil {
 		t.Fatalf("ensure topology: %v", err)
 	}
 	return env
