@@ -42,10 +42,22 @@ auth-config: ## regenerate deploy/nats-server.conf from internal/natsauth
 .PHONY: test
 # -p 3: the three end-to-end packages (cmd/jetflow, test, test/chaos) wait on
 # servers and timers far more than they compute, so on 2 cores they overlap.
-test: ## run every test with the race detector (real embedded nats-server), the examples module's, then each fuzz target for 5000 inputs
+test: ## run every test with the race detector (real embedded nats-server), a selection again over a partitioned history, the examples module's, then each fuzz target for 5000 inputs
 	$(GO) test -race -count=1 -p 3 -timeout 15m $(PKGS)
+	$(PARTITIONED) $(GO) test -race -count=1 -timeout 10m -run '^($(PARTITIONED_TESTS))$$' ./test/
 	cd examples && $(GO) test -race -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
+
+# The end-to-end tests run against a history partitioned over four streams
+# (docs/ARCHITECTURE.md, "Partitioned history"): a test binary holds one
+# layout, so they run again in a binary of their own. make test runs this
+# selection; make test-partitioned runs them all.
+PARTITIONED := JETFLOW_TEST_HISTORY_PARTITIONS=4
+PARTITIONED_TESTS := TestPartitionedHistory|TestPartitionedHistoryIsRefusedOverASingleStream|PARTITIONED_SELECTION
+
+.PHONY: test-partitioned
+test-partitioned: ## run the end-to-end tests of ./test/ against a history partitioned over four streams
+	$(PARTITIONED) $(GO) test -race -count=1 -timeout 20m ./test/
 
 # A run that ends on "context deadline exceeded" without writing a failing
 # input is Go's fuzz coordinator racing its own -fuzztime deadline

@@ -446,7 +446,7 @@ func connect(ctx context.Context, c *common, name, role string, ensure bool, ext
 			nc.Close()
 			return nil, nil, err
 		}
-	} else if role == "" || role == natsauth.Operator {
+	} else if role == "" || role == natsauth.Operator || role == natsauth.Reconcile {
 		// Where the histories are: one stream, or a partitioned history's
 		// streams. The engine's own roles find out when they start.
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -66,6 +66,15 @@ func runSignal(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	if role != natsauth.Operator {
+		// The verdict is read in the workflow's history stream. A
+		// configuration written before partitioned histories does not
+		// let the carrier or the gateway read the layout: such a
+		// deployment has the single stream, which is the default.
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, _ = streams.Discover(dctx, js)
+		cancel()
+	}
 	subject := streams.SignalSubject(name, id)
 	var seq uint64
 	if *startType != "" {

@@ -102,7 +102,8 @@ func runFlood(ctx context.Context, js jetstream.JetStream, res *FloodResult) err
 	if err != nil {
 		return err
 	}
-	orch, err := js.Consumer(ctx, streams.HistoryStream, streams.OrchestratorConsumer)
+	// The flooded workflow's wakes are in its own stream's consumer.
+	orch, err := js.Consumer(ctx, streams.HistoryStreamOf(res.Workflow), streams.OrchestratorConsumer)
 	if err != nil {
 		return err
 	}
@@ -123,11 +124,11 @@ func runFlood(ctx context.Context, js jetstream.JetStream, res *FloodResult) err
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	s, err := js.Stream(ctx, streams.HistoryStream)
+	s, err := js.Stream(ctx, streams.HistoryStreamOf(res.Workflow))
 	if err != nil {
 		return err
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter("wf."+res.Workflow+".signal.*"))
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(streams.SignalFilterOf(res.Workflow)))
 	if err != nil {
 		return err
 	}

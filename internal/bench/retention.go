@@ -107,11 +107,15 @@ func retentionSample(ctx context.Context, js jetstream.JetStream, storeDir strin
 		}
 		return st.CachedInfo().State, nil
 	}
-	h, err := state(streams.HistoryStream)
-	if err != nil {
-		return s, err
+	for _, name := range streams.HistoryStreams() {
+		h, err := state(name)
+		if err != nil {
+			return s, err
+		}
+		s.HistorySubjects += h.NumSubjects
+		s.HistoryMsgs += h.Msgs
+		s.HistoryBytes += h.Bytes
 	}
-	s.HistorySubjects, s.HistoryMsgs, s.HistoryBytes = h.NumSubjects, h.Msgs, h.Bytes
 	if a, err := state(streams.ArchiveStream); err == nil {
 		s.Archived, s.ArchiveBytes = a.Msgs, a.Bytes
 	}

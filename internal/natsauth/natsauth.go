@@ -191,10 +191,21 @@ func live(subjects ...string) []string {
 	return out
 }
 
-// discovery lets a role find the history's layout (streams.Discover asks
-// for the single stream first): in a partitioned history the single
-// stream's info is not among the partitions' rules.
+// discovery lets a role find the history's layout (streams.Discover):
+// the single stream's info, and in a partitioned history the first
+// partition's, whose metadata holds the number of partitions.
 func discovery() []string {
+	rules := []string{api + "STREAM.INFO." + streams.HistoryStream}
+	if streams.HistoryPartitions() > 1 {
+		rules = append(rules, api+"STREAM.INFO."+streams.HistoryPartitionStream(0))
+	}
+	return rules
+}
+
+// singleStreamInfo is what a role with the info of each history stream
+// (perHistory) needs more to find the layout: the single stream's info
+// too, in a partitioned history.
+func singleStreamInfo() []string {
 	if streams.HistoryPartitions() == 1 {
 		return nil
 	}
@@ -252,13 +263,13 @@ func callbacksClosed(services []string) []string {
 }
 
 // signalVerdictReads let a role that sends signals wait for their verdict
-// (orchestrator.WaitSignalVerdict): direct gets addressed by subject of a
-// recorded signal, a workflow's end and a signal's dead letter, nothing
-// else of the streams.
+// (orchestrator.WaitSignalVerdict): the history's layout, direct gets
+// addressed by subject of a recorded signal, a workflow's end and a
+// signal's dead letter, nothing else of the streams.
 func signalVerdictReads() []string {
-	return append(perHistory(func(stream string) []string {
+	return append(append(discovery(), perHistory(func(stream string) []string {
 		return []string{api + "DIRECT.GET." + stream + ".wf.*.signal.*", api + "DIRECT.GET." + stream + ".wf.*.done.*"}
-	}), api+"DIRECT.GET."+streams.DeadLetterStream+"."+streams.DeadLetterSubject(streams.SignalOrigin)+".*")
+	})...), api+"DIRECT.GET."+streams.DeadLetterStream+"."+streams.DeadLetterSubject(streams.SignalOrigin)+".*")
 }
 
 // readAPI is the read-only JetStream API: stream and consumer information,
@@ -385,7 +396,7 @@ func Roles(services []string) []Role {
 			Name: r,
 			Doc:  "participant " + svc + ": consumes its own commands, publishes their results, watches step cancellations",
 			Publish: Rule{
-				Allow: append(append(append(live("wf.*.res.*."+svc+".*"), discovery()...), perHistory(func(stream string) []string {
+				Allow: append(append(append(live("wf.*.res.*."+svc+".*"), singleStreamInfo()...), perHistory(func(stream string) []string {
 					return []string{
 						api + "STREAM.INFO." + stream,
 						api + "DIRECT.GET." + stream + "." + streams.StepCancelFilter,
@@ -475,7 +486,7 @@ func Roles(services []string) []Role {
 // run by the payment participant.
 func reconcileRole(deny []string) Role {
 	ledger := kvPfx + streams.LedgerBucketPrefix + "payment"
-	allow := append(append(append(live("wf.*.start"), discovery()...), perHistory(func(stream string) []string {
+	allow := append(append(append(live("wf.*.start"), singleStreamInfo()...), perHistory(func(stream string) []string {
 		return []string{api + "STREAM.INFO." + stream, api + "DIRECT.GET." + stream, api + "DIRECT.GET." + stream + ".>"}
 	})...),
 		api+"INFO",
