@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,6 +125,12 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 		}
 		for i, r := range rows {
 			from[of[i]] = evs[i].Seq + 1
+			if r != nil && len(walked) > 1 && walked[of[i]] != streams.HistoryStreamOf(r.ID) {
+				// A start published by hand to another partition's
+				// subjects: not the workflow's history (the orchestrator
+				// dead-letters it).
+				r = nil
+			}
 			if r == nil {
 				continue
 			}
@@ -179,9 +184,19 @@ func scanMerged(ctx context.Context, h *streams.History, names []string, filter 
 		}
 		parts[p] = part{evs, end}
 		if !end && len(evs) > 0 {
+			// The latest time of the batch, not its last event's: a
+			// stream's times may step back (a leader on a clock behind),
+			// and the stream that sets the cutoff must give its whole
+			// batch, or a round could take nothing.
 			allEnd = false
-			if last := evs[len(evs)-1].Time; cutoff.IsZero() || last.Before(cutoff) {
-				cutoff = last
+			latest := evs[0].Time
+			for _, ev := range evs {
+				if ev.Time.After(latest) {
+					latest = ev.Time
+				}
+			}
+			if cutoff.IsZero() || latest.Before(cutoff) {
+				cutoff = latest
 			}
 		}
 	}
@@ -189,29 +204,39 @@ func scanMerged(ctx context.Context, h *streams.History, names []string, filter 
 		of := make([]int, len(parts[0].evs))
 		return parts[0].evs, of, parts[0].end, nil
 	}
+	// Each stream's prefix up to the cutoff, merged by time as a k-way
+	// merge of the streams' heads: a stream's own events keep their order,
+	// so its cursor only moves forward.
+	taken := true
+	heads := make([][]streams.Event, len(parts))
+	for p, pt := range parts {
+		keep := len(pt.evs)
+		if !allEnd {
+			for i, ev := range pt.evs {
+				if ev.Time.After(cutoff) {
+					keep, taken = i, false
+					break
+				}
+			}
+		}
+		heads[p] = pt.evs[:keep]
+	}
 	var evs []streams.Event
 	var of []int
-	taken := true
-	for p, pt := range parts {
-		for _, ev := range pt.evs {
-			if !allEnd && ev.Time.After(cutoff) {
-				taken = false
-				break
+	for {
+		best := -1
+		for p, h := range heads {
+			if len(h) > 0 && (best < 0 || h[0].Time.Before(heads[best][0].Time)) {
+				best = p
 			}
-			evs = append(evs, ev)
-			of = append(of, p)
 		}
+		if best < 0 {
+			break
+		}
+		evs, of = append(evs, heads[best][0]), append(of, best)
+		heads[best] = heads[best][1:]
 	}
-	idx := make([]int, len(evs))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool { return evs[idx[a]].Time.Before(evs[idx[b]].Time) })
-	sorted, sortedOf := make([]streams.Event, len(evs)), make([]int, len(evs))
-	for i, j := range idx {
-		sorted[i], sortedOf[i] = evs[j], of[j]
-	}
-	return sorted, sortedOf, allEnd && taken, nil
+	return evs, of, allEnd && taken, nil
 }
 
 // listRows turns the events a page walked into its rows: one per event,

@@ -210,6 +210,14 @@ func (w *worker) admit(ctx context.Context, m jetstream.Msg) (seq uint64, ok boo
 		return 0, false
 	}
 	if md, err := m.Metadata(); err == nil {
+		// A partitioned history keeps each workflow in the stream its
+		// ID hashes to; a message published by hand to another
+		// partition's subjects (wfp.<p>.<id>.…) is not part of its
+		// history, and its sequence is another stream's.
+		if home := streams.HistoryStreamOf(id); md.Stream != home {
+			w.deadLetter(ctx, m, "event stored in "+md.Stream+", not in "+home+", the history stream of "+id)
+			return 0, false
+		}
 		seq = md.Sequence.Stream
 	}
 	return seq, true

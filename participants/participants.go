@@ -396,7 +396,12 @@ func (w *worker) consume(ctx context.Context, cons jetstream.Consumer, pull int,
 	if err != nil {
 		return err
 	}
-	defer stopIterator(iter)
+	stopped := false
+	defer func() {
+		if !stopped {
+			stopIterator(iter)
+		}
+	}()
 	for {
 		var msg jetstream.Msg
 		if shared {
@@ -408,6 +413,11 @@ func (w *worker) consume(ctx context.Context, cons jetstream.Consumer, pull int,
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			if msg != nil {
+				// The pull first: a command handed back while this
+				// iterator still pulls could be redelivered into it, and
+				// wait out AckWait there.
+				stopIterator(iter)
+				stopped = true
 				_ = msg.Nak()
 			}
 			return ctx.Err()

@@ -9,6 +9,7 @@ import (
 // (wf.<id>.signal.*). One batched direct get answers it from the stream's
 // subject index (the server's Nats-Num-Pending): the messages are not read.
 func (h *History) Count(ctx context.Context, subject string) (uint64, error) {
+	knowLayout(ctx, h.js)
 	var sum uint64
 	for _, stream := range historyStreamsFor(subject) {
 		n, err := h.CountOn(ctx, stream, subject)

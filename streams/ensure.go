@@ -348,6 +348,17 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
+	// Two first starts asking for different layouts at once would each
+	// see no history and make their own: the one that finds both after
+	// making its own stops here (the other goes on with the single stream,
+	// which Discover prefers).
+	if t.HistoryPartitions > 1 {
+		if single, err := existingConfig(ctx, js, HistoryStream); err != nil {
+			return fmt.Errorf("ensure: %w", err)
+		} else if single != nil {
+			return fmt.Errorf("ensure: %w: both %s and %s exist; remove the one not in use", ErrLayoutMismatch, HistoryStream, HistoryPartitionStream(0))
+		}
+	}
 	for _, kv := range []jetstream.KeyValueConfig{t.IdempotencyConfig(), t.TimersConfig(), t.AttemptsConfig()} {
 		rctx, cancel := context.WithTimeout(ctx, EnsureRequestTimeout)
 		_, err := js.CreateOrUpdateKeyValue(rctx, kv)

@@ -218,6 +218,7 @@ func (h *History) ReadAfter(ctx context.Context, id string, after uint64) ([]Eve
 // Every reply names the sequence of the one before it (Nats-Last-Sequence),
 // so a lost reply is an error, never a history with a hole.
 func (h *History) get(ctx context.Context, id string, request map[string]any) ([]Event, uint64, error) {
+	knowLayout(ctx, h.js)
 	return h.getFrom(ctx, HistoryStreamOf(id), id, request)
 }
 
@@ -295,6 +296,7 @@ func (h *History) LastFromLeader(ctx context.Context, subject string) (*Event, e
 	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	knowLayout(ctx, h.js)
 	m, err := h.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+HistoryStreamFor(subject), req)
 	if err != nil {
 		return nil, fmt.Errorf("last %s: %w", subject, err)
@@ -340,6 +342,7 @@ func (h *History) Last(ctx context.Context, subject string) (*Event, error) {
 	req, _ := json.Marshal(map[string]any{"last_by_subj": subject})
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	knowLayout(ctx, h.js)
 	m, err := h.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+HistoryStreamFor(subject), req)
 	if err != nil {
 		return nil, fmt.Errorf("last %s: %w", subject, err)

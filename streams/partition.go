@@ -7,7 +7,9 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -46,7 +48,33 @@ const MaxHistoryPartitions = 64
 // many partitions the history has.
 const metaPartitions = "jetflow_history_partitions"
 
-var historyPartitions atomic.Int32
+var (
+	historyPartitions atomic.Int32
+	// layoutTried is set once the layout was set, or looked up lazily
+	// (knowLayout): a process that never called Ensure or Discover asks
+	// the server once, at its first history read or write.
+	layoutTried atomic.Bool
+	layoutMu    sync.Mutex
+)
+
+// knowLayout looks the layout up on the server when nothing in this
+// process has set it yet, once: a library user's process that only starts
+// or reads workflows writes and reads where the deployment keeps them. A
+// failed look-up leaves the single stream, the default.
+func knowLayout(ctx context.Context, js jetstream.JetStream) {
+	if layoutTried.Load() || js == nil {
+		return
+	}
+	layoutMu.Lock()
+	defer layoutMu.Unlock()
+	if layoutTried.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, _ = Discover(ctx, js)
+	layoutTried.Store(true)
+}
 
 // HistoryPartitions is the number of streams the history is partitioned
 // over in this process's deployment: 1 is the single HistoryStream.
@@ -61,6 +89,7 @@ func HistoryPartitions() int {
 // and Discover call it). k <= 1 is the single HistoryStream.
 func SetHistoryPartitions(k int) {
 	historyPartitions.Store(int32(max(1, min(k, MaxHistoryPartitions))))
+	layoutTried.Store(true)
 }
 
 // PartitionOf returns the partition of history ID hid among k: every run of
@@ -223,6 +252,36 @@ func serverLayout(ctx context.Context, js jetstream.JetStream) (int, error) {
 	k, err := strconv.Atoi(first.Metadata[metaPartitions])
 	if err != nil || k < 2 || k > MaxHistoryPartitions {
 		return 0, fmt.Errorf("%w: %s has no valid %s metadata (%q)", ErrLayoutMismatch, HistoryPartitionStream(0), metaPartitions, first.Metadata[metaPartitions])
+	}
+	return k, nil
+}
+
+// DiscoverByNames is Discover for a role that may list the stream names
+// ($JS.API.STREAM.NAMES) but not read a stream's information (the carrier,
+// the payment gateway): the single stream's name, or the partitions'.
+func DiscoverByNames(ctx context.Context, js jetstream.JetStream) (int, error) {
+	single, k := false, 0
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		if name == HistoryStream {
+			single = true
+		} else if p, ok := strings.CutPrefix(name, HistoryPartitionStreamPrefix); ok {
+			if n, err := strconv.Atoi(p); err == nil && n >= 0 && n < MaxHistoryPartitions {
+				k = max(k, n+1)
+			}
+		}
+	}
+	if err := names.Err(); err != nil {
+		return 0, fmt.Errorf("discover the history layout: %w", err)
+	}
+	switch {
+	case single:
+		k = 1
+	case k == 1:
+		return 0, fmt.Errorf("discover the history layout: %w: %s alone", ErrLayoutMismatch, HistoryPartitionStream(0))
+	}
+	if k > 0 {
+		SetHistoryPartitions(k)
 	}
 	return k, nil
 }

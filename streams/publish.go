@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,9 @@ import (
 // subject as published (PublishSubject): its partition's in a partitioned
 // history.
 func publishMsg(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (*jetstream.PubAck, error) {
+	if strings.HasPrefix(m.Subject, "wf.") {
+		knowLayout(ctx, js)
+	}
 	if ps := PublishSubject(m.Subject); ps != m.Subject {
 		c := *m
 		c.Subject = ps

@@ -122,6 +122,7 @@ func (h *History) LastOfEach(ctx context.Context, filters []string) ([]Event, er
 	}
 	const group = maxMultiLast / 4
 	var out []Event
+	knowLayout(ctx, h.js)
 	byStream := map[string][]string{}
 	var order []string
 	for _, f := range filters {

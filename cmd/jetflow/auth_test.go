@@ -360,3 +360,21 @@ func TestDevPartitionedUnderAuth(t *testing.T) {
 		t.Errorf("dev --auth --history-partitions 4:\n%s", s)
 	}
 }
+
+// TestPartitionsOnDisk: `jetflow dev --auth` restarted on a data directory
+// of a partitioned history without --history-partitions writes the
+// permissions of that layout, read from the stream directories.
+func TestPartitionsOnDisk(t *testing.T) {
+	data := t.TempDir()
+	if k := partitionsOnDisk(data); k != 0 {
+		t.Fatalf("empty directory: %d partitions", k)
+	}
+	for _, name := range []string{"JETFLOW_HISTORY_0", "JETFLOW_HISTORY_1", "JETFLOW_HISTORY_2", "JETFLOW_INDEX", "JETFLOW_HISTORY_x"} {
+		if err := os.MkdirAll(filepath.Join(data, "jetstream", "JETFLOW", "streams", name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k := partitionsOnDisk(data); k != 3 {
+		t.Fatalf("three partition directories: %d partitions", k)
+	}
+}

@@ -422,6 +422,20 @@ func runParticipant(ctx context.Context, args []string) error {
 	return wait(ctx, cancel, &wg, errs)
 }
 
+// partitionsOnDisk is the number of history partition streams in the
+// data directory of an embedded server that ran before (0: none), read
+// from their directories, before the server starts.
+func partitionsOnDisk(data string) int {
+	dirs, _ := filepath.Glob(filepath.Join(data, "jetstream", "*", "streams", streams.HistoryPartitionStreamPrefix+"*"))
+	k := 0
+	for _, d := range dirs {
+		if p, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), streams.HistoryPartitionStreamPrefix)); err == nil {
+			k = max(k, p+1)
+		}
+	}
+	return k
+}
+
 // connectEngine connects a part of the engine as role. The orchestrator
 // ensures the topology; a participant, whose credentials may not create
 // streams, checks that it exists. A server that is not there yet is waited
@@ -515,9 +529,14 @@ func runDev(ctx context.Context, args []string) error {
 		authDir := filepath.Join(data, "auth")
 		if auth {
 			// The permissions name the history's streams: those of the
-			// layout asked for (a data directory made with another is
-			// refused by Ensure).
-			streams.SetHistoryPartitions(e.historyPartitions)
+			// layout asked for, or, without the flag, of the one the
+			// data directory holds (Ensure refuses a layout other than
+			// the server's).
+			k := e.historyPartitions
+			if k == 0 {
+				k = partitionsOnDisk(data)
+			}
+			streams.SetHistoryPartitions(k)
 			if srvCfg.ConfigFile, err = natsauth.WriteServerConfig(authDir, natsauth.Roles(nil)); err != nil {
 				return err
 			}

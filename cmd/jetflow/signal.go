@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -67,12 +68,15 @@ func runSignal(ctx context.Context, args []string) error {
 	}
 	defer nc.Close()
 	if role != natsauth.Operator {
-		// The verdict is read in the workflow's history stream. A
-		// configuration written before partitioned histories does not
-		// let the carrier or the gateway read the layout: such a
-		// deployment has the single stream, which is the default.
+		// The verdict is read in the workflow's history stream, found
+		// from the stream names. A configuration written before
+		// partitioned histories does not let the carrier or the gateway
+		// list them: such a deployment has the single stream, the
+		// default, and the signal is sent all the same.
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, _ = streams.Discover(dctx, js)
+		if _, err := streams.DiscoverByNames(dctx, js); err != nil {
+			fmt.Fprintf(os.Stderr, "jetflow signal: the history layout is unknown (%v); its verdict is looked for in %s\n", err, streams.HistoryStream)
+		}
 		cancel()
 	}
 	subject := streams.SignalSubject(name, id)

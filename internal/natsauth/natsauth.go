@@ -191,17 +191,6 @@ func live(subjects ...string) []string {
 	return out
 }
 
-// discovery lets a role find the history's layout (streams.Discover):
-// the single stream's info, and in a partitioned history the first
-// partition's, whose metadata holds the number of partitions.
-func discovery() []string {
-	rules := []string{api + "STREAM.INFO." + streams.HistoryStream}
-	if streams.HistoryPartitions() > 1 {
-		rules = append(rules, api+"STREAM.INFO."+streams.HistoryPartitionStream(0))
-	}
-	return rules
-}
-
 // singleStreamInfo is what a role with the info of each history stream
 // (perHistory) needs more to find the layout: the single stream's info
 // too, in a partitioned history.
@@ -263,11 +252,14 @@ func callbacksClosed(services []string) []string {
 }
 
 // signalVerdictReads let a role that sends signals wait for their verdict
-// (orchestrator.WaitSignalVerdict): the history's layout, direct gets
-// addressed by subject of a recorded signal, a workflow's end and a
-// signal's dead letter, nothing else of the streams.
+// (orchestrator.WaitSignalVerdict): the stream names (the history's
+// layout), direct gets addressed by subject of a recorded signal, a
+// workflow's end and a signal's dead letter, nothing else of the streams.
 func signalVerdictReads() []string {
-	return append(append(discovery(), perHistory(func(stream string) []string {
+	// The stream names give the history's layout
+	// (streams.DiscoverByNames); a stream's information, which lists
+	// every workflow's subjects, stays closed.
+	return append(append([]string{api + "STREAM.NAMES"}, perHistory(func(stream string) []string {
 		return []string{api + "DIRECT.GET." + stream + ".wf.*.signal.*", api + "DIRECT.GET." + stream + ".wf.*.done.*"}
 	})...), api+"DIRECT.GET."+streams.DeadLetterStream+"."+streams.DeadLetterSubject(streams.SignalOrigin)+".*")
 }
