@@ -53,7 +53,7 @@ test: ## run every test with the race detector (real embedded nats-server), a se
 # layout, so they run again in a binary of their own. make test runs this
 # selection; make test-partitioned runs them all.
 PARTITIONED := JETFLOW_TEST_HISTORY_PARTITIONS=4
-PARTITIONED_TESTS := TestPartitionedHistory|TestPartitionedHistoryIsRefusedOverASingleStream|PARTITIONED_SELECTION
+PARTITIONED_TESTS := TestPartitionedHistory|TestPartitionedHistoryIsRefusedOverASingleStream|TestAuthPipeline|TestAuthParticipantCannotActAsAnother|TestAuthPushConsumerCannotWriteHistory|TestAuthContinueAsNew|TestAuthQueriesAndUpdates|TestArchivalRemovesTheSignalsItRecorded|TestUnknownCommandAndStrayResult|TestJunkOnAFiredSubject|TestCancelledInFlightStepIsSettled|TestVerbsWithRolePermissions
 
 .PHONY: test-partitioned
 test-partitioned: ## run the end-to-end tests of ./test/ against a history partitioned over four streams

@@ -130,13 +130,14 @@ func TestFinishedWorkflowsAreArchivedPastRetention(t *testing.T) {
 	// A late result is dead-lettered as archived and removed.
 	late := streams.ResultSubject(done.OrderID, 99, "payment", "charge")
 	res, _ := streams.NewMsg(late, &schema.Result{WorkflowID: done.OrderID, CommandID: 99, Service: "payment", Action: "charge"})
+	res.Subject = streams.PublishSubject(res.Subject)
 	if _, err := s.env.JS.PublishMsg(context.Background(), res); err != nil {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, time.Minute, func() bool {
 		for _, r := range s.deadLetters("dlq.wf") {
 			if strings.HasPrefix(r, "workflow archived: "+done.OrderID) {
-				return len(s.subjects(streams.HistoryStream, streams.Tree(done.OrderID))) == 0
+				return len(s.subjects(streams.HistoryStreamOf(done.OrderID), streams.Tree(done.OrderID))) == 0
 			}
 		}
 		return false
@@ -164,6 +165,7 @@ func TestFinishedWorkflowsAreArchivedPastRetention(t *testing.T) {
 	clock.Advance(time.Hour)
 	body, _ := schema.EncodeRaw(done)
 	start, _ := streams.NewMsg(streams.StartSubject(done.OrderID), &schema.WorkflowStarted{WorkflowID: done.OrderID, Type: fulfillment.WorkflowType, Input: body, Source: "test"})
+	start.Subject = streams.PublishSubject(start.Subject)
 	if _, err := s.env.JS.PublishMsg(context.Background(), start); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +174,7 @@ func TestFinishedWorkflowsAreArchivedPastRetention(t *testing.T) {
 	// The clock is 2 h ahead: the refused run, ended at once, is archived
 	// in its turn, an hour late, without replacing the original's record.
 	natstest.Eventually(t, time.Minute, func() bool {
-		return len(s.subjects(streams.HistoryStream, streams.Tree(done.OrderID))) == 0
+		return len(s.subjects(streams.HistoryStreamOf(done.OrderID), streams.Tree(done.OrderID))) == 0
 	}, "the refused run was not removed")
 	natstest.Eventually(t, 10*time.Second, func() bool {
 		n, _ := histogram(t, s.metrics, delay)
@@ -206,7 +208,7 @@ func archivingAuthStack(t *testing.T) (*stack, *orchestrator.ManualClock) {
 // archivedAndGone reports whether id has its archive record and nothing
 // left in the history.
 func (s *stack) archivedAndGone(id string) bool {
-	return s.archived(id) != nil && len(s.subjects(streams.HistoryStream, streams.Tree(id))) == 0
+	return s.archived(id) != nil && len(s.subjects(streams.HistoryStreamOf(id), streams.Tree(id))) == 0
 }
 
 // TestArchiveUnderRolePermissions: on a server enforcing the roles, the
@@ -218,10 +220,10 @@ func TestArchiveUnderRolePermissions(t *testing.T) {
 	s.publishOrder(o)
 	s.waitSettled([]string{o.OrderID}, time.Minute)
 	opNC, _ := s.connect(natsauth.Operator)
-	if _, err := streams.Purge(context.Background(), opNC, streams.HistoryStream, streams.Tree(o.OrderID), 0); err == nil {
+	if _, err := streams.Purge(context.Background(), opNC, streams.HistoryStreamOf(o.OrderID), streams.Tree(o.OrderID), 0); err == nil {
 		t.Fatal("the operator purged a history")
 	}
-	if len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0 {
+	if len(s.subjects(streams.HistoryStreamOf(o.OrderID), streams.Tree(o.OrderID))) == 0 {
 		t.Fatal("the operator's refused purge removed the history")
 	}
 	clock.Advance(2 * time.Hour)
@@ -311,7 +313,7 @@ func TestArchiverFinishesAPurgeCutShort(t *testing.T) {
 	if _, _, err := h.WriteArchive(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := streams.Purge(ctx, s.env.NC, streams.HistoryStream, end.Subject, end.Seq+1); err != nil {
+	if _, err := streams.Purge(ctx, s.env.NC, streams.HistoryStreamFor(end.Subject), end.Subject, end.Seq+1); err != nil {
 		t.Fatal(err)
 	}
 
@@ -319,7 +321,7 @@ func TestArchiverFinishesAPurgeCutShort(t *testing.T) {
 	// Two minutes: a failed attempt is retried with a growing delay (to
 	// 10 s), and a loaded machine can fail several.
 	natstest.Eventually(t, 2*time.Minute, func() bool {
-		return len(s.subjects(streams.HistoryStream, streams.Tree(o.OrderID))) == 0 &&
+		return len(s.subjects(streams.HistoryStreamOf(o.OrderID), streams.Tree(o.OrderID))) == 0 &&
 			len(s.subjects(streams.IndexStream, streams.IndexDoneFilter(string(schema.StatusCompleted)))) == 0
 	}, "the purge cut short was not finished")
 	if got := s.archived(o.OrderID); got == nil || got.StartSeq != rec.StartSeq || got.Status != schema.StatusCompleted {

@@ -142,7 +142,7 @@ func TestAuthReconcileRoleCannotForge(t *testing.T) {
 	rec.forge(encoded(t, "wf.o-victim.done.completed", &schema.WorkflowFinished{Status: schema.StatusCompleted}))
 	for _, subject := range []string{
 		"$KV." + streams.LedgerBucketPrefix + payment.Name + ".forged",
-		"$JS.API.CONSUMER.MSG.NEXT." + streams.HistoryStream + "." + streams.ParticipantConsumerPrefix + "payment",
+		"$JS.API.CONSUMER.MSG.NEXT." + streams.HistoryStreams()[0] + "." + streams.ParticipantConsumerPrefix + "payment",
 	} {
 		if err := rec.nc.Publish(subject, []byte("{}")); err != nil {
 			t.Fatal(err)

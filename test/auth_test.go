@@ -67,6 +67,9 @@ func (s *stack) attacker(role string) *attacker {
 func (a *attacker) forge(m *nats.Msg) {
 	t := a.s.t
 	t.Helper()
+	// A history subject as it is published: with its partition in a
+	// partitioned history.
+	m.Subject = streams.PublishSubject(m.Subject)
 	if err := a.nc.PublishMsg(m); err != nil {
 		t.Fatalf("%s: publish %s: %v", a.role, m.Subject, err)
 	}
@@ -91,7 +94,7 @@ func (s *stack) assertAbsent(subject string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if m, err := str.GetLastMsgForSubject(ctx, subject); !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if m, err := str.GetLastMsgForSubject(ctx, streams.StoredSubject(subject)); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		s.t.Fatalf("%s holds a message on %s (seq %v, err %v)", name, subject, seqOf(m), err)
 	}
 }
@@ -276,7 +279,7 @@ func TestAuthParticipantCannotActAsAnother(t *testing.T) {
 	pay.forge(nats.NewMsg("$KV." + streams.IdempotencyBucket + ".inventory.o-x-2"))
 
 	// Pulling another participant's commands, or creating its consumer.
-	next := "$JS.API.CONSUMER.MSG.NEXT." + streams.HistoryStream + "." + streams.ParticipantConsumerPrefix + "inventory"
+	next := "$JS.API.CONSUMER.MSG.NEXT." + streams.HistoryStreams()[0] + "." + streams.ParticipantConsumerPrefix + "inventory"
 	pay.forge(nats.NewMsg(next))
 	op := s.attacker(natsauth.Operator)
 	op.forge(nats.NewMsg(next))
@@ -303,15 +306,15 @@ func TestAuthParticipantCannotActAsAnother(t *testing.T) {
 	// The destructive API, to every role but admin.
 	for _, role := range []string{natsauth.Orchestrator, natsauth.Operator, natsauth.Client, natsauth.Participant("payment")} {
 		a := s.attacker(role)
-		a.forge(nats.NewMsg("$JS.API.STREAM.DELETE." + streams.HistoryStream))
-		purged := streams.HistoryStream
+		a.forge(nats.NewMsg("$JS.API.STREAM.DELETE." + streams.HistoryStreams()[0]))
+		purged := streams.HistoryStreams()[0]
 		if role == natsauth.Orchestrator {
 			// Its archiver purges the history (TestArchiveUnderRolePermissions);
 			// no other stream.
 			purged = streams.DeadLetterStream
 		}
 		a.forge(nats.NewMsg("$JS.API.STREAM.PURGE." + purged))
-		a.forge(nats.NewMsg("$JS.API.CONSUMER.DELETE." + streams.HistoryStream + "." + streams.OrchestratorConsumer))
+		a.forge(nats.NewMsg("$JS.API.CONSUMER.DELETE." + streams.HistoryStreams()[0] + "." + streams.OrchestratorConsumer))
 	}
 }
 
@@ -443,7 +446,9 @@ func TestAuthPushConsumerCannotWriteHistory(t *testing.T) {
 	if _, err := cjs.Publish(context.Background(), streams.OrderCreated, []byte(`{"order_id":"o-push"}`)); err != nil {
 		t.Fatal(err)
 	}
-	target := streams.DoneSubject("o-push", string(schema.StatusCompensated))
+	// As a history event is published (in a partitioned history, on its
+	// partition's subject).
+	target := streams.PublishSubject(streams.DoneSubject("o-push", string(schema.StatusCompensated)))
 	nc, _, v := s.env.ConnectAs(t, natsauth.Operator)
 	sub, err := nc.SubscribeSync(target)
 	if err != nil {

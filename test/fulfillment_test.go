@@ -113,20 +113,24 @@ func TestDuplicatesCauseNoSecondEffect(t *testing.T) {
 		p.stop(t)
 	}
 	for _, name := range reference.Names {
-		if err := s.env.JS.DeleteConsumer(context.Background(), streams.HistoryStream, streams.ParticipantConsumerPrefix+name); err != nil {
-			t.Fatal(err)
+		for _, hs := range streams.HistoryStreams() {
+			if err := s.env.JS.DeleteConsumer(context.Background(), hs, streams.ParticipantConsumerPrefix+name); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	s.participants()
 	natstest.Eventually(t, time.Minute, func() bool {
 		for _, name := range reference.Names {
-			c, err := s.env.JS.Consumer(context.Background(), streams.HistoryStream, streams.ParticipantConsumerPrefix+name)
-			if err != nil {
-				return false
-			}
-			info, err := c.Info(context.Background())
-			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 || info.Delivered.Consumer == 0 {
-				return false
+			for _, hs := range streams.HistoryStreams() {
+				c, err := s.env.JS.Consumer(context.Background(), hs, streams.ParticipantConsumerPrefix+name)
+				if err != nil {
+					return false
+				}
+				info, err := c.Info(context.Background())
+				if err != nil || info.NumPending != 0 || info.NumAckPending != 0 || info.Delivered.Consumer == 0 {
+					return false
+				}
 			}
 		}
 		return true
@@ -145,7 +149,7 @@ func TestDuplicatesCauseNoSecondEffect(t *testing.T) {
 		}
 	}
 	natstest.Eventually(t, 30*time.Second, func() bool {
-		c, err := s.env.JS.Consumer(context.Background(), streams.HistoryStream, streams.OrchestratorConsumer)
+		c, err := s.env.JS.Consumer(context.Background(), streams.HistoryStreamOf(ids[0]), streams.OrchestratorConsumer)
 		if err != nil {
 			return false
 		}

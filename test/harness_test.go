@@ -227,7 +227,9 @@ func (s *stack) publishOrder(o fulfillment.Order) {
 
 func (s *stack) publish(subject string, body []byte, h nats.Header) {
 	s.t.Helper()
-	m := &nats.Msg{Subject: subject, Data: body, Header: h}
+	// A history subject goes where a hand publisher sends it: to its
+	// partition in a partitioned history.
+	m := &nats.Msg{Subject: streams.PublishSubject(subject), Data: body, Header: h}
 	if _, err := s.env.JS.PublishMsg(context.Background(), m); err != nil {
 		s.t.Fatalf("publish %s: %v", subject, err)
 	}

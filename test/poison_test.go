@@ -85,7 +85,7 @@ func TestPoisonDecisionIsDeadLetteredAndParks(t *testing.T) {
 	}
 	// The event is acked: nothing is left pending on the consumer.
 	natstest.Eventually(t, 30*time.Second, func() bool {
-		c, err := s.env.JS.Consumer(context.Background(), streams.HistoryStream, streams.OrchestratorConsumer)
+		c, err := s.env.JS.Consumer(context.Background(), streams.HistoryStreamOf(id), streams.OrchestratorConsumer)
 		if err != nil {
 			return false
 		}
@@ -113,22 +113,26 @@ func TestPoisonStartAndSignalEndAtMaxDeliver(t *testing.T) {
 	// on the same stream (its file store's config is read unlocked), so
 	// the update waits until the consumer is there and has worked.
 	natstest.Eventually(t, 30*time.Second, func() bool {
-		c, err := s.env.JS.Consumer(ctx, streams.HistoryStream, streams.OrchestratorConsumer)
+		c, err := s.env.JS.Consumer(ctx, streams.HistoryStreamOf(id), streams.OrchestratorConsumer)
 		if err != nil {
 			return false
 		}
 		info, err := c.Info(ctx)
 		return err == nil && info.Delivered.Stream > 0
 	}, "orchestrator consumer not created")
-	// From now on the history stream takes no message above 256 bytes.
-	hist, err := s.env.JS.Stream(ctx, streams.HistoryStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := hist.CachedInfo().Config
-	cfg.MaxMsgSize = 256
-	if _, err := s.env.JS.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
+	// From now on the history (each stream of a partitioned one: the
+	// orchestrator made their consumers before it consumed) takes no
+	// message above 256 bytes.
+	for _, name := range streams.HistoryStreams() {
+		hist, err := s.env.JS.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := hist.CachedInfo().Config
+		cfg.MaxMsgSize = 256
+		if _, err := s.env.JS.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	big := order("too-big-", 0, nil)
 	big.CustomerID = strings.Repeat("c", 300)

@@ -404,13 +404,14 @@ func TestJunkOnAFiredSubject(t *testing.T) {
 	natstest.Eventually(t, time.Minute, func() bool { return s.waitingForPickup(ids[0]) && s.waitingForPickup(ids[1]) }, "orders not waiting for pickup")
 	deadline := s.describe(forged.OrderID).Timers[0]
 	taken := streams.FiredSubject(junk.OrderID, deadline.ID)
-	if _, err := s.env.JS.Publish(context.Background(), taken, []byte("junk")); err != nil {
+	if _, err := s.env.JS.Publish(context.Background(), streams.PublishSubject(taken), []byte("junk")); err != nil {
 		t.Fatal(err)
 	}
 	fake, err := streams.NewMsg(streams.FiredSubject(forged.OrderID, deadline.ID+5), &schema.TimerFired{TimerID: deadline.ID, Due: deadline.Due})
 	if err != nil {
 		t.Fatal(err)
 	}
+	fake.Subject = streams.PublishSubject(fake.Subject)
 	if _, err := s.env.JS.PublishMsg(context.Background(), fake); err != nil {
 		t.Fatal(err)
 	}

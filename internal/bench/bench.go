@@ -258,6 +258,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	res.Config.HistoryPartitions = streams.HistoryPartitions()
 
 	if cfg.CeilingMsgs > 0 {
 		fmt.Fprintf(cfg.Progress, "bench: measuring the JetStream ceiling (%d async, %d sync publishes)\n", cfg.CeilingMsgs, max(cfg.CeilingMsgs/10, 1))

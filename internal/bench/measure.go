@@ -72,9 +72,12 @@ type RunConfig struct {
 	SplitConns  bool    `json:"split_conns,omitempty"`
 	Flood       int     `json:"flood,omitempty"`
 	// Orchestrators run side by side; Replicas of every stream.
-	Orchestrators int  `json:"orchestrators"`
-	Replicas      int  `json:"replicas"`
-	Affinity      bool `json:"affinity,omitempty"`
+	Orchestrators int `json:"orchestrators"`
+	Replicas      int `json:"replicas"`
+	// HistoryPartitions is the number of history streams (1: the single
+	// JETFLOW_HISTORY).
+	HistoryPartitions int  `json:"history_partitions"`
+	Affinity          bool `json:"affinity,omitempty"`
 }
 
 func (c Config) describe() RunConfig {

@@ -38,6 +38,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	if c.SplitConns {
 		fmt.Fprint(w, ", a connection per engine part")
 	}
+	if c.HistoryPartitions > 1 {
+		fmt.Fprintf(w, ", history over %d streams", c.HistoryPartitions)
+	}
 	if c.Flood > 0 {
 		fmt.Fprintf(w, ", flood of %d signals to one workflow", c.Flood)
 	}
