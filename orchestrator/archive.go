@@ -161,6 +161,13 @@ func (o *Orchestrator) archiveEnd(ctx context.Context, m jetstream.Msg) {
 		o.refuse(ctx, m, archiveOrigin, "index end event names no workflow: "+streams.Clip(src, 200))
 		return
 	}
+	// The sequence the index names is one of the stream it came from: an
+	// end stored in a partition its workflow does not hash to is no part
+	// of the workflow's history.
+	if from := streams.SourceStream(src); from != streams.HistoryStreamOf(id) {
+		o.refuse(ctx, m, archiveOrigin, "index end event from "+streams.Clip(from, 100)+", not from "+streams.HistoryStreamOf(id)+", the history stream of "+id)
+		return
+	}
 	switch status, _, _ := streams.ParseDone(rest); status {
 	case string(schema.StatusManual):
 		_ = m.Ack() // waits for a person; a retry or a resolve ends it again

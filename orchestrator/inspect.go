@@ -286,7 +286,8 @@ func List(ctx context.Context, js jetstream.JetStream, status schema.Status) ([]
 		return nil, err
 	}
 	var hist []jetstream.Stream
-	for _, name := range streams.HistoryStreams() {
+	names := streams.HistoryStreams()
+	for _, name := range names {
 		stream, err := js.Stream(ctx, name)
 		if err != nil {
 			return nil, err
@@ -297,12 +298,17 @@ func List(ctx context.Context, js jetstream.JetStream, status schema.Status) ([]
 	// add up without overlap.
 	subjects := func(filter string) (map[string]uint64, error) {
 		all := map[string]uint64{}
-		for _, stream := range hist {
+		for i, stream := range hist {
 			info, err := stream.Info(ctx, jetstream.WithSubjectFilter(filter))
 			if err != nil {
 				return nil, err
 			}
 			for subj, n := range info.State.Subjects {
+				// A subject stored in a partition its workflow does
+				// not hash to is no part of its history.
+				if id, _, _ := streams.ParseSubject(subj); len(names) > 1 && streams.HistoryStreamOf(id) != names[i] {
+					continue
+				}
 				all[subj] += n
 			}
 		}

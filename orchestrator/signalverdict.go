@@ -96,6 +96,7 @@ func SignalAndWait(ctx context.Context, js jetstream.JetStream, id, name string,
 func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, seq uint64) (SignalVerdict, error) {
 	v := SignalVerdict{StreamSeq: seq}
 	nc := js.Conn()
+	streams.LearnLayout(ctx, js)
 	noVerdict := func() error {
 		return fmt.Errorf("signal #%d to %s: %w (%v): is an orchestrator running?", seq, id, ErrNoVerdict, context.Cause(ctx))
 	}

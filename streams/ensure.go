@@ -329,6 +329,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	SetHistoryPartitions(t.HistoryPartitions)
 	for _, cfg := range t.StreamConfigs() {
 		switch {
+		case cfg.Name == IndexStream:
+			// Two first starts asking for different layouts at once
+			// would each see no history and make their own: whichever
+			// finds the other's history streams once its own are made
+			// stops here, before the index is pointed at its streams.
+			if err := oneLayout(ctx, js); err != nil {
+				return fmt.Errorf("ensure: %w", err)
+			}
 		case IsHistoryStream(cfg.Name):
 			if err := keepDenyPurge(ctx, js, &cfg); err != nil {
 				return fmt.Errorf("ensure %w", err)
@@ -348,17 +356,6 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
-	// Two first starts asking for different layouts at once would each
-	// see no history and make their own: the one that finds both after
-	// making its own stops here (the other goes on with the single stream,
-	// which Discover prefers).
-	if t.HistoryPartitions > 1 {
-		if single, err := existingConfig(ctx, js, HistoryStream); err != nil {
-			return fmt.Errorf("ensure: %w", err)
-		} else if single != nil {
-			return fmt.Errorf("ensure: %w: both %s and %s exist; remove the one not in use", ErrLayoutMismatch, HistoryStream, HistoryPartitionStream(0))
-		}
-	}
 	for _, kv := range []jetstream.KeyValueConfig{t.IdempotencyConfig(), t.TimersConfig(), t.AttemptsConfig()} {
 		rctx, cancel := context.WithTimeout(ctx, EnsureRequestTimeout)
 		_, err := js.CreateOrUpdateKeyValue(rctx, kv)
@@ -368,6 +365,20 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		}
 	}
 	return nil
+}
+
+// oneLayout reports ErrLayoutMismatch when both the single history stream
+// and a partitioned history's first stream exist.
+func oneLayout(ctx context.Context, js jetstream.JetStream) error {
+	single, err := existingConfig(ctx, js, HistoryStream)
+	if err != nil || single == nil {
+		return err
+	}
+	first, err := existingConfig(ctx, js, HistoryPartitionStream(0))
+	if err != nil || first == nil {
+		return err
+	}
+	return fmt.Errorf("%w: both %s and %s exist; remove the one not in use", ErrLayoutMismatch, HistoryStream, HistoryPartitionStream(0))
 }
 
 // layoutName says a history layout in words.

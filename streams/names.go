@@ -393,6 +393,14 @@ const IndexBlockedSubject = IndexPrefix + "." + tokBlocked
 // "<stream> <seq> <filters> <destinations> <original subject> <ident>".
 const HeaderStreamSource = "Nats-Stream-Source"
 
+// SourceStream returns the stream a message of IndexStream was sourced
+// from (a partition, in a partitioned history), from its
+// Nats-Stream-Source header value.
+func SourceStream(header string) string {
+	name, _, _ := strings.Cut(header, " ")
+	return name
+}
+
 // SourceSubject returns the subject a message of IndexStream had in the
 // history stream, from its Nats-Stream-Source header value.
 func SourceSubject(header string) string {

@@ -72,9 +72,17 @@ func knowLayout(ctx context.Context, js jetstream.JetStream) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, _ = Discover(ctx, js)
-	layoutTried.Store(true)
+	// Asked again while there is no history yet; a failed look-up (no
+	// permission: a role that needs no layout) is not repeated.
+	if k, err := Discover(ctx, js); k > 0 || err != nil {
+		layoutTried.Store(true)
+	}
 }
+
+// LearnLayout looks the history layout up once for a process that has not
+// called Ensure or Discover (see knowLayout): call it before naming a
+// history stream yourself (HistoryStreamOf) in such a process.
+func LearnLayout(ctx context.Context, js jetstream.JetStream) { knowLayout(ctx, js) }
 
 // HistoryPartitions is the number of streams the history is partitioned
 // over in this process's deployment: 1 is the single HistoryStream.
@@ -238,6 +246,8 @@ var ErrLayoutMismatch = errors.New("jetflow: the history on the server has anoth
 // when the single stream is missing is a partition stream asked for: a role
 // whose permissions name the single stream alone reads nothing else.
 func serverLayout(ctx context.Context, js jetstream.JetStream) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	single, err := existingConfig(ctx, js, HistoryStream)
 	if err != nil {
 		return 0, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -355,6 +356,36 @@ func TestDevPartitionedUnderAuth(t *testing.T) {
 	out, stderr, ok := run(t, nil, "show", rows[0].ID, "--nats", "nats://"+addr, "--nkey", operator)
 	if !ok || !strings.Contains(out, rows[0].ID) {
 		t.Errorf("jetflow show %s: %s\n%s", rows[0].ID, out, stderr)
+	}
+	// The histories are in the four partitions, not in one stream.
+	nkey, err := nats.NkeyOptionFromSeed(operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("nats://"+addr, nkey, nats.CustomInboxPrefix(natsauth.InboxPrefix(natsauth.Operator)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range 4 {
+		if _, err := js.Stream(context.Background(), streams.HistoryPartitionStream(p)); err != nil {
+			t.Errorf("partition %d: %v", p, err)
+		}
+	}
+	if _, err := js.Stream(context.Background(), streams.HistoryStream); err == nil {
+		t.Errorf("%s exists beside the partitions", streams.HistoryStream)
+	}
+	// The carrier finds the layout from the stream names and reads the
+	// verdict of its signal in the workflow's partition: a pickup for an
+	// order that ended is refused, with the reason.
+	carrier := natsauth.SeedFile(filepath.Join(data, "auth"), natsauth.Carrier)
+	out, stderr, ok = run(t, nil, "signal", rows[0].ID, "carrier.picked_up", `{"carrier":"late"}`, "--nats", "nats://"+addr, "--nkey", carrier)
+	if ok || strings.Contains(out+stderr, "no verdict") || strings.Contains(out+stderr, "layout is unknown") || !strings.Contains(out+stderr, rows[0].ID) {
+		t.Errorf("jetflow signal to the ended %s as the carrier: ok=%v\n%s\n%s", rows[0].ID, ok, out, stderr)
 	}
 	if s := dev.String(); strings.Contains(s, "iolation") {
 		t.Errorf("dev --auth --history-partitions 4:\n%s", s)

@@ -422,11 +422,12 @@ func runParticipant(ctx context.Context, args []string) error {
 	return wait(ctx, cancel, &wg, errs)
 }
 
-// partitionsOnDisk is the number of history partition streams in the
-// data directory of an embedded server that ran before (0: none), read
-// from their directories, before the server starts.
+// partitionsOnDisk is the number of history partition streams of the
+// jetflow account in the data directory of an embedded server that ran
+// with --auth before (0: none), read from their directories, before the
+// server starts.
 func partitionsOnDisk(data string) int {
-	dirs, _ := filepath.Glob(filepath.Join(data, "jetstream", "*", "streams", streams.HistoryPartitionStreamPrefix+"*"))
+	dirs, _ := filepath.Glob(filepath.Join(data, "jetstream", natsauth.Account, "streams", streams.HistoryPartitionStreamPrefix+"*"))
 	k := 0
 	for _, d := range dirs {
 		if p, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), streams.HistoryPartitionStreamPrefix)); err == nil {

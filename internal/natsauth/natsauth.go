@@ -191,12 +191,14 @@ func live(subjects ...string) []string {
 	return out
 }
 
-// singleStreamInfo is what a role with the info of each history stream
-// (perHistory) needs more to find the layout: the single stream's info
-// too, in a partitioned history.
-func singleStreamInfo() []string {
+// layoutInfo is what a role with the info of each history stream
+// (perHistory) needs more to find the layout (streams.Discover asks for
+// the single stream's info, then, when there is none, the first
+// partition's): the other of the two, so that a participant started
+// before any history exists retries quietly instead of being refused.
+func layoutInfo() []string {
 	if streams.HistoryPartitions() == 1 {
-		return nil
+		return []string{api + "STREAM.INFO." + streams.HistoryPartitionStream(0)}
 	}
 	return []string{api + "STREAM.INFO." + streams.HistoryStream}
 }
@@ -388,7 +390,7 @@ func Roles(services []string) []Role {
 			Name: r,
 			Doc:  "participant " + svc + ": consumes its own commands, publishes their results, watches step cancellations",
 			Publish: Rule{
-				Allow: append(append(append(live("wf.*.res.*."+svc+".*"), singleStreamInfo()...), perHistory(func(stream string) []string {
+				Allow: append(append(append(live("wf.*.res.*."+svc+".*"), layoutInfo()...), perHistory(func(stream string) []string {
 					return []string{
 						api + "STREAM.INFO." + stream,
 						api + "DIRECT.GET." + stream + "." + streams.StepCancelFilter,
@@ -478,7 +480,7 @@ func Roles(services []string) []Role {
 // run by the payment participant.
 func reconcileRole(deny []string) Role {
 	ledger := kvPfx + streams.LedgerBucketPrefix + "payment"
-	allow := append(append(append(live("wf.*.start"), singleStreamInfo()...), perHistory(func(stream string) []string {
+	allow := append(append(append(live("wf.*.start"), layoutInfo()...), perHistory(func(stream string) []string {
 		return []string{api + "STREAM.INFO." + stream, api + "DIRECT.GET." + stream, api + "DIRECT.GET." + stream + ".>"}
 	})...),
 		api+"INFO",
