@@ -44,7 +44,14 @@ auth-config: ## regenerate deploy/nats-server.conf from internal/natsauth
 # servers and timers far more than they compute, so on 2 cores they overlap.
 test: ## run every test with the race detector (real embedded nats-server), a selection again over a partitioned history, the examples module's, then each fuzz target for 5000 inputs
 	$(GO) test -race -count=1 -p 3 -timeout 15m $(PKGS)
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-partitioned-selection test-examples-fuzz
+
+# The partitioned selection waits on servers and timers more than it
+# computes: it runs beside the examples and the fuzz targets.
+.PHONY: test-partitioned-selection test-examples-fuzz
+test-partitioned-selection:
 	$(PARTITIONED) $(GO) test -race -count=1 -timeout 10m -run '^($(PARTITIONED_TESTS))$$' ./test/
+test-examples-fuzz:
 	cd examples && $(GO) test -race -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
 
