@@ -44,7 +44,7 @@ auth-config: ## regenerate deploy/nats-server.conf from internal/natsauth
 # servers and timers far more than they compute, so on 2 cores they overlap.
 test: ## run every test with the race detector (real embedded nats-server), a selection again over a partitioned history, the examples module's, then each fuzz target for 5000 inputs
 	$(GO) test -race -count=1 -p 3 -timeout 15m $(PKGS)
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-partitioned-selection test-examples-fuzz
+	@$(MAKE) --no-print-directory -j2 test-partitioned-selection test-examples-fuzz
 
 # The partitioned selection waits on servers and timers more than it
 # computes: it runs beside the examples and the fuzz targets.

@@ -93,10 +93,13 @@ func SignalAndWait(ctx context.Context, js jetstream.JetStream, id, name string,
 // Only subject-addressed direct gets are used, so a role allowed
 // $JS.API.DIRECT.GET.JETFLOW_HISTORY.wf.*.signal.*, .wf.*.done.* and
 // $JS.API.DIRECT.GET.JETFLOW_DLQ.dlq.signal.* can wait for its verdicts.
+// They are read in the workflow's history stream: in a process that has
+// not called streams.Ensure or streams.Discover, learn a partitioned
+// history's layout first (streams.DiscoverByNames for a role that may
+// not read a stream's information, as `jetflow signal` does).
 func WaitSignalVerdict(ctx context.Context, js jetstream.JetStream, id string, seq uint64) (SignalVerdict, error) {
 	v := SignalVerdict{StreamSeq: seq}
 	nc := js.Conn()
-	streams.LearnLayout(ctx, js)
 	noVerdict := func() error {
 		return fmt.Errorf("signal #%d to %s: %w (%v): is an orchestrator running?", seq, id, ErrNoVerdict, context.Cause(ctx))
 	}

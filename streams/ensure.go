@@ -331,9 +331,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		switch {
 		case cfg.Name == IndexStream:
 			// Two first starts asking for different layouts at once
-			// would each see no history and make their own: whichever
+			// would each see no history and make their own: the one that
 			// finds the other's history streams once its own are made
-			// stops here, before the index is pointed at its streams.
+			// stops here, before the index is pointed at its streams
+			// (and every Ensure after it, until one layout is removed).
 			if err := oneLayout(ctx, js); err != nil {
 				return fmt.Errorf("ensure: %w", err)
 			}
