@@ -282,9 +282,7 @@ type Summary struct {
 // lists all. It reads subject counts from the history stream (one request
 // per page), not the histories.
 func List(ctx context.Context, js jetstream.JetStream, status schema.Status) ([]Summary, error) {
-	if _, err := streams.Discover(ctx, js); err != nil {
-		return nil, err
-	}
+	streams.LearnLayout(ctx, js)
 	var hist []jetstream.Stream
 	names := streams.HistoryStreams()
 	for _, name := range names {

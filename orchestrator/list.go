@@ -87,9 +87,7 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 	if !opts.Since.IsZero() && !opts.Until.IsZero() && opts.Until.Before(opts.Since) {
 		return Page{}, fmt.Errorf("until %s is before since %s", opts.Until.Format(time.RFC3339), opts.Since.Format(time.RFC3339))
 	}
-	if _, err := streams.Discover(ctx, js); err != nil {
-		return Page{}, fmt.Errorf("list: %w", err)
-	}
+	streams.LearnLayout(ctx, js)
 	// Starts are walked in the history's streams (several when it is
 	// partitioned, merged in time order); ends and blocked events in the
 	// index, which sources them all.
@@ -155,10 +153,10 @@ func ListPage(ctx context.Context, js jetstream.JetStream, opts ListOptions) (Pa
 // scanMerged scans up to about n events on filter from each of the
 // streams, each from its own cursor in from (0: from since, if set), and
 // returns them in order with the index of each one's stream: stream order
-// for one stream; time order for several, up to the earliest last event
-// among the streams not scanned to their end, so that no event the next
-// round reads can come before one returned. end reports that every stream
-// was read to its end.
+// for one stream; for several, a merge by time of each stream's events up
+// to the earliest latest time among the streams not scanned to their end,
+// so that no event the next round reads can come before one returned.
+// end reports that every stream was read to its end.
 func scanMerged(ctx context.Context, h *streams.History, names []string, filter string, from []uint64, since time.Time, n int) ([]streams.Event, []int, bool, error) {
 	per := n
 	if len(names) > 1 {

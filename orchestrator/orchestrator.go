@@ -246,19 +246,9 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	// One consumer per stream of the history (one, unless it is
 	// partitioned), all feeding the same scheduler.
 	var conss []jetstream.Consumer
-	err := streams.Await(ctx, o.log, "create the orchestrator's consumer", func(ctx context.Context) error {
-		if _, err := streams.Discover(ctx, o.cfg.JS); err != nil {
-			return err
-		}
-		conss = conss[:0]
-		for _, stream := range streams.HistoryStreams() {
-			cons, err := o.cfg.JS.CreateOrUpdateConsumer(ctx, stream, streams.OrchestratorConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Decisions))
-			if err != nil {
-				return err
-			}
-			conss = append(conss, cons)
-		}
-		return nil
+	err := streams.Await(ctx, o.log, "create the orchestrator's consumer", func(ctx context.Context) (err error) {
+		conss, err = streams.HistoryConsumers(ctx, o.cfg.JS, streams.OrchestratorConsumerConfig(o.cfg.AckWait, o.cfg.MaxDeliver.Decisions))
+		return err
 	})
 	if err == nil && len(conss) == 0 {
 		return nil // stopped while waiting

@@ -277,19 +277,9 @@ func Run(ctx context.Context, cfg Config, svc Service) error {
 	// One consumer per stream of the history (one, unless it is
 	// partitioned).
 	var conss []jetstream.Consumer
-	err = streams.AwaitTopology(ctx, log, "create the consumer", func(ctx context.Context) error {
-		if _, err := streams.Discover(ctx, js); err != nil {
-			return err
-		}
-		conss = conss[:0]
-		for _, stream := range streams.HistoryStreams() {
-			cons, err := js.CreateOrUpdateConsumer(ctx, stream, consCfg)
-			if err != nil {
-				return err
-			}
-			conss = append(conss, cons)
-		}
-		return nil
+	err = streams.AwaitTopology(ctx, log, "create the consumer", func(ctx context.Context) (err error) {
+		conss, err = streams.HistoryConsumers(ctx, js, consCfg)
+		return err
 	})
 	if err != nil || len(conss) == 0 {
 		if ctx.Err() != nil {

@@ -266,24 +266,55 @@ func serverLayout(ctx context.Context, js jetstream.JetStream) (int, error) {
 	return k, nil
 }
 
-// DiscoverByNames is Discover for a role that may list the stream names
-// ($JS.API.STREAM.NAMES) but not read a stream's information (the carrier,
-// the payment gateway): the single stream's name, or the partitions'.
-func DiscoverByNames(ctx context.Context, js jetstream.JetStream) (int, error) {
-	single, k := false, 0
-	names := js.StreamNames(ctx)
-	for name := range names.Name() {
-		if name == HistoryStream {
-			single = true
-		} else if p, ok := strings.CutPrefix(name, HistoryPartitionStreamPrefix); ok {
+// HistoryConsumers finds the history's layout (Discover) and creates or
+// updates the durable consumer cfg on each of its streams: the
+// orchestrator's and each participant's consumers exist once per
+// partition.
+func HistoryConsumers(ctx context.Context, js jetstream.JetStream, cfg jetstream.ConsumerConfig) ([]jetstream.Consumer, error) {
+	if _, err := Discover(ctx, js); err != nil {
+		return nil, err
+	}
+	var out []jetstream.Consumer
+	for _, stream := range HistoryStreams() {
+		cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cons)
+	}
+	return out, nil
+}
+
+// PartitionsNamed is the number of partitions that stream (or stream
+// directory) names show: the highest JETFLOW_HISTORY_<p> plus one, 0 for
+// none.
+func PartitionsNamed(names []string) int {
+	k := 0
+	for _, name := range names {
+		if p, ok := strings.CutPrefix(name, HistoryPartitionStreamPrefix); ok {
 			if n, err := strconv.Atoi(p); err == nil && n >= 0 && n < MaxHistoryPartitions {
 				k = max(k, n+1)
 			}
 		}
 	}
+	return k
+}
+
+// DiscoverByNames is Discover for a role that may list the stream names
+// ($JS.API.STREAM.NAMES) but not read a stream's information (the carrier,
+// the payment gateway): the single stream's name, or the partitions'.
+func DiscoverByNames(ctx context.Context, js jetstream.JetStream) (int, error) {
+	var all []string
+	single := false
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		single = single || name == HistoryStream
+		all = append(all, name)
+	}
 	if err := names.Err(); err != nil {
 		return 0, fmt.Errorf("discover the history layout: %w", err)
 	}
+	k := PartitionsNamed(all)
 	switch {
 	case single:
 		k = 1

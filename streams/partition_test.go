@@ -91,3 +91,19 @@ func TestHistoryPartitionConfigStoresTheSingleStreamsSubjects(t *testing.T) {
 		t.Errorf("the index sources %v, want the 4 partitions", index)
 	}
 }
+
+func TestPartitionsNamed(t *testing.T) {
+	for _, tc := range []struct {
+		names []string
+		want  int
+	}{
+		{nil, 0},
+		{[]string{HistoryStream, IndexStream}, 0},
+		{[]string{"JETFLOW_HISTORY_1", "JETFLOW_HISTORY_0", "JETFLOW_HISTORY_x", "JETFLOW_HISTORY_-1"}, 2},
+		{[]string{"JETFLOW_HISTORY_7", OrdersStream}, 8},
+	} {
+		if got := PartitionsNamed(tc.names); got != tc.want {
+			t.Errorf("PartitionsNamed(%v) = %d, want %d", tc.names, got, tc.want)
+		}
+	}
+}

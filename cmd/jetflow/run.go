@@ -428,13 +428,10 @@ func runParticipant(ctx context.Context, args []string) error {
 // server starts.
 func partitionsOnDisk(data string) int {
 	dirs, _ := filepath.Glob(filepath.Join(data, "jetstream", natsauth.Account, "streams", streams.HistoryPartitionStreamPrefix+"*"))
-	k := 0
-	for _, d := range dirs {
-		if p, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), streams.HistoryPartitionStreamPrefix)); err == nil {
-			k = max(k, p+1)
-		}
+	for i, d := range dirs {
+		dirs[i] = filepath.Base(d)
 	}
-	return k
+	return streams.PartitionsNamed(dirs)
 }
 
 // connectEngine connects a part of the engine as role. The orchestrator
