@@ -524,12 +524,16 @@ func existingConfig(ctx context.Context, js jetstream.JetStream, name string) (*
 // stream made with them (by a version before the callbacks streams): the
 // server never turns schedules off in place ("message schedules can not be
 // disabled"), so such a stream is updated otherwise, and SignalsRollupExposed
-// says what it leaves open.
+// says what it leaves open. Schedules refuse DiscardNew, so such a stream
+// keeps its DiscardOld and takes no bound: dropping its oldest signals
+// would lose those not yet recorded.
 func keepSchedules(ctx context.Context, js jetstream.JetStream, cfg *jetstream.StreamConfig) error {
 	old, err := existingConfig(ctx, js, cfg.Name)
 	if err == nil && old != nil && old.AllowMsgSchedules {
 		cfg.AllowMsgSchedules = true
 		cfg.Subjects = old.Subjects
+		cfg.Discard = old.Discard
+		cfg.MaxBytes = old.MaxBytes
 	}
 	return err
 }
@@ -546,7 +550,7 @@ func SignalsRollupExposed(ctx context.Context, js jetstream.JetStream) error {
 		return err
 	}
 	if cfg != nil && cfg.AllowMsgSchedules {
-		return fmt.Errorf("%s allows message schedules (made by an earlier version; the server cannot turn them off in place), so it allows roll-ups: any signal publisher can remove the signals not yet recorded; docs/ARCHITECTURE.md, \"Trust boundary\", says how to make it anew", SignalsStream)
+		return fmt.Errorf("%s allows message schedules (made by an earlier version; the server cannot turn them off in place), so it allows roll-ups: any signal publisher can remove the signals not yet recorded, and it takes no bound (--signals-max-bytes); docs/ARCHITECTURE.md, \"Trust boundary\", says how to make it anew", SignalsStream)
 	}
 	return nil
 }

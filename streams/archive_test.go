@@ -199,6 +199,43 @@ func TestSignalsStreamRefusesRollups(t *testing.T) {
 	}
 }
 
+// A signals stream made by the version before the bound (DiscardOld, no
+// schedules) takes the bound in place, signals kept, and refuses a signal
+// past it.
+func TestEnsureBoundsAnEarlierSignalsStream(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := context.Background()
+	if err := env.JS.DeleteStream(ctx, streams.SignalsStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatal(err)
+	}
+	old := signalsConfig(t)
+	old.Discard, old.MaxBytes = jetstream.DiscardOld, -1
+	if _, err := env.JS.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	waiting, err := env.JS.Publish(ctx, streams.SignalSubject("carrier.picked_up", "o-1"), []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bound = 64 << 10
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{SignalsMaxBytes: bound}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := env.JS.Stream(ctx, streams.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := s.CachedInfo().Config; cfg.Discard != jetstream.DiscardNew || cfg.MaxBytes != bound {
+		t.Fatalf("discard %v, max bytes %d: want DiscardNew and %d", cfg.Discard, cfg.MaxBytes, bound)
+	}
+	if _, err := s.GetMsg(ctx, waiting.Sequence); err != nil {
+		t.Fatalf("the signal stored before the bound: %v", err)
+	}
+	if _, err := env.JS.Publish(ctx, streams.SignalSubject("flood", "o-2"), make([]byte, bound)); err == nil || !strings.Contains(err.Error(), "maximum bytes exceeded") {
+		t.Fatalf("a signal past the bound: %v, want maximum bytes exceeded", err)
+	}
+}
+
 // A signals stream made with message schedules (by an earlier version)
 // cannot have them turned off by the server: Ensure keeps them, and its
 // subjects, and upgrades the rest; SignalsRollupExposed says what is open.
@@ -211,6 +248,7 @@ func TestEnsureKeepsSchedulesOfAnEarlierSignalsStream(t *testing.T) {
 	old := signalsConfig(t)
 	old.Subjects = append(old.Subjects, "schedule.>")
 	old.AllowMsgSchedules, old.Description = true, "with schedules"
+	old.Discard, old.MaxBytes = jetstream.DiscardOld, -1 // as an earlier version made it
 	if _, err := env.JS.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +260,9 @@ func TestEnsureKeepsSchedulesOfAnEarlierSignalsStream(t *testing.T) {
 	if _, err := env.JS.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	if err := streams.Ensure(ctx, env.JS, streams.Topology{}); err != nil {
+	// A bound asked for is not applied: schedules refuse DiscardNew, and
+	// dropping the oldest signals would lose those not yet recorded.
+	if err := streams.Ensure(ctx, env.JS, streams.Topology{SignalsMaxBytes: 1 << 20}); err != nil {
 		t.Fatalf("Ensure on a signals stream with schedules: %v", err)
 	}
 	s, err := env.JS.Stream(ctx, streams.SignalsStream)
@@ -234,8 +274,10 @@ func TestEnsureKeepsSchedulesOfAnEarlierSignalsStream(t *testing.T) {
 	}
 	if cfg := s.CachedInfo().Config; !cfg.AllowMsgSchedules || len(cfg.Subjects) != 2 || cfg.Description == "with schedules" {
 		t.Fatalf("schedules %v, subjects %v, description %q: want schedules and subjects kept and the rest upgraded", cfg.AllowMsgSchedules, cfg.Subjects, cfg.Description)
+	} else if cfg.Discard != jetstream.DiscardOld || cfg.MaxBytes > 0 {
+		t.Fatalf("discard %v, max bytes %d: want the earlier stream's DiscardOld and no bound", cfg.Discard, cfg.MaxBytes)
 	}
-	if err := streams.SignalsRollupExposed(ctx, env.JS); err == nil || !strings.Contains(err.Error(), "roll-ups") {
+	if err := streams.SignalsRollupExposed(ctx, env.JS); err == nil || !strings.Contains(err.Error(), "roll-ups") || !strings.Contains(err.Error(), "no bound") {
 		t.Fatalf("SignalsRollupExposed: %v", err)
 	}
 	natstest.Eventually(t, 30*time.Second, func() bool {

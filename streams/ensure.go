@@ -36,11 +36,17 @@ type Topology struct {
 	// written to. 0: no bound (the jetflow binary's --orders-max-bytes).
 	// The server reserves a bound against its JetStream storage when it
 	// makes or updates the stream, and refuses one it cannot reserve:
-	// Ensure's error then names the bound. (SignalsStream is not bounded:
-	// dropping old signals would lose those not yet recorded, and one made
-	// by an earlier version holds message schedules, which the server
-	// refuses on a stream that discards new messages.)
+	// Ensure's error then names the bound.
 	OrdersMaxBytes int64
+	// SignalsMaxBytes bounds SignalsStream the same way: a signal that
+	// would pass the bound is refused ("maximum bytes exceeded") and every
+	// signal accepted stays until it is recorded, so a flood of signals
+	// fills its own stream. 0: no bound (the binary's --signals-max-bytes).
+	// A signals stream made by a version before the callbacks streams
+	// allows message schedules, which the server refuses on a stream that
+	// discards new messages: it keeps no bound (SignalsRollupExposed says
+	// so), since dropping old signals would lose those not yet recorded.
+	SignalsMaxBytes int64
 	// DeadLetterMaxBytes bounds DeadLetterStream: past it the oldest dead
 	// letters are dropped (each names the original, which stays in its own
 	// stream until that ages out). 0: no bound (the binary's
@@ -155,6 +161,8 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
 			MaxAge:      30 * 24 * time.Hour,
+			MaxBytes:    orDefault64(t.SignalsMaxBytes, -1),
+			Discard:     jetstream.DiscardNew,
 			AllowDirect: true,
 			// No message schedules and no roll-ups: the server refuses a
 			// signal with a Nats-Rollup header, which would otherwise purge

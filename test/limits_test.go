@@ -47,15 +47,22 @@ func (s *stack) deadLetterMsgs(subject string) map[uint64]jetstream.Msg {
 // an order just stored.)
 func (s *stack) intakeSettled(seq uint64) {
 	s.t.Helper()
+	s.consumerSettled(streams.OrdersStream, streams.IntakeConsumer, seq)
+}
+
+// consumerSettled waits until durable consumer name of stream has settled
+// every message up to stream sequence seq.
+func (s *stack) consumerSettled(stream, name string, seq uint64) {
+	s.t.Helper()
 	var info *jetstream.ConsumerInfo
 	natstest.Eventually(s.t, 30*time.Second, func() bool {
-		c, err := s.env.JS.Consumer(context.Background(), streams.OrdersStream, streams.IntakeConsumer)
+		c, err := s.env.JS.Consumer(context.Background(), stream, name)
 		if err != nil {
 			return false
 		}
 		info, err = c.Info(context.Background())
 		return err == nil && info.AckFloor.Stream >= seq && info.NumAckPending == 0 && info.NumPending == 0
-	}, "intake has not settled the orders up to #%d: %+v", seq, info)
+	}, "%s has not settled %s up to #%d: %+v", name, stream, seq, info)
 }
 
 // TestHostileOrdersEndInDeadLetters: an order just under the server's max
@@ -214,6 +221,81 @@ func TestAFloodFillsOnlyItsBoundedStream(t *testing.T) {
 	}
 	if st := s.waitSettled([]string{o.OrderID}, time.Minute); st[o.OrderID] != schema.StatusCompleted {
 		t.Fatalf("order started after the flood: %s", st[o.OrderID])
+	}
+}
+
+// TestASignalFloodFillsOnlyItsBoundedStream: with the signals bounded
+// (--signals-max-bytes), a flood of signals fills JETFLOW_SIGNALS to its
+// bound and no further: the publish past it is refused with the server's
+// reason and every signal accepted is kept and settled (these name no
+// workflow: dead-lettered). While the stream is full a legitimate signal
+// is refused too: the carrier's pickup callback is retried by its
+// forwarder, not lost, and once an operator purges the flood it is sent
+// and the order completes.
+func TestASignalFloodFillsOnlyItsBoundedStream(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	const bound = 256 << 10
+	if err := streams.Ensure(ctx, s.env.JS, streams.Topology{SignalsMaxBytes: bound}); err != nil {
+		t.Fatal(err)
+	}
+	s.orchestrator()
+	s.participants()
+	// Signals of 8 KiB until one is refused, then of one byte until one
+	// is: the stream has no room left for any signal.
+	var accepted []uint64
+	for _, size := range []int{8 << 10, 1} {
+		junk := []byte(strings.Repeat("x", size))
+		var refused error
+		for n := 0; n < 1000; n++ {
+			ack, err := s.env.JS.Publish(ctx, streams.SignalSubject("flood", "flood-"+strconv.Itoa(len(accepted))), junk)
+			if err != nil {
+				refused = err
+				break
+			}
+			accepted = append(accepted, ack.Sequence)
+		}
+		if refused == nil || !strings.Contains(refused.Error(), "maximum bytes exceeded") {
+			t.Fatalf("%d signals into a bound of %d bytes, then %v; want maximum bytes exceeded", len(accepted), bound, refused)
+		}
+	}
+	sigs, err := s.env.JS.Stream(ctx, streams.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := sigs.CachedInfo().State; st.Msgs != uint64(len(accepted)) || st.FirstSeq != accepted[0] || st.Bytes > bound {
+		t.Fatalf("%s after the flood: %d signals from #%d, %d bytes; want the %d accepted from #%d within %d bytes",
+			streams.SignalsStream, st.Msgs, st.FirstSeq, st.Bytes, len(accepted), accepted[0], bound)
+	}
+	s.consumerSettled(streams.SignalsStream, streams.SignalsConsumer, accepted[len(accepted)-1])
+	if n := len(s.deadLetterList(streams.DeadLetterSubject("signal"))); n != len(accepted) {
+		t.Fatalf("%d dead letters of signals, want one for each of the %d accepted", n, len(accepted))
+	}
+
+	// An order whose carrier calls back a second after the shipment: the
+	// callback's signal is refused while the stream is full, and its
+	// forwarder tries again.
+	o := order("sig-flood-", 0, map[string]string{"pickup": "1s"})
+	if _, err := orchestrator.Start(ctx, s.env.JS, fulfillment.WorkflowType, o.OrderID, o, "test"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		c, err := s.env.JS.Consumer(ctx, streams.CallbacksStream("shipping"), streams.CallbackConsumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumRedelivered > 0
+	}, "the carrier's callback was never refused and retried")
+	if st := s.statuses()[o.OrderID]; st.Terminal() {
+		t.Fatalf("order %s while its pickup signal is refused", st)
+	}
+	// The operator purges the flood; the retried callback goes through.
+	if err := sigs.Purge(ctx, jetstream.WithPurgeSubject(streams.SignalSubject("flood", "*"))); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.waitSettled([]string{o.OrderID}, time.Minute); st[o.OrderID] != schema.StatusCompleted {
+		t.Fatalf("order after the flood was purged: %s", st[o.OrderID])
 	}
 }
 

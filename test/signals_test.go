@@ -285,6 +285,7 @@ func TestRollupSignalIsRefusedAndSaid(t *testing.T) {
 	}
 	old.Subjects = append(old.Subjects, "schedule.>")
 	old.AllowMsgSchedules = true
+	old.Discard, old.MaxBytes = jetstream.DiscardOld, -1 // as an earlier version made it
 	if _, err := s.env.JS.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}

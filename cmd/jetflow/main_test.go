@@ -266,6 +266,7 @@ func TestBadFlagValuesRefused(t *testing.T) {
 		{[]string{"orchestrator", "--payment-timeout", "-5m"}, "--payment-timeout -5m0s: must be positive"},
 		{[]string{"orchestrator", "--max-order-size", "-1"}, "--max-order-size -1: must be positive"},
 		{[]string{"orchestrator", "--orders-max-bytes", "1000"}, "--orders-max-bytes 1000: want 0 (no bound) or at least 16777216 (16 MiB)"},
+		{[]string{"orchestrator", "--signals-max-bytes", "65536"}, "--signals-max-bytes 65536: want 0 (no bound) or at least 16777216 (16 MiB)"},
 		{[]string{"orchestrator", "--dead-letter-max-bytes", "-1"}, "--dead-letter-max-bytes -1: want 0 (no bound) or at least 16777216 (16 MiB)"},
 		{[]string{"orchestrator", "--archive-max-bytes", "-1"}, "--archive-max-bytes -1: must not be negative"},
 		{[]string{"participant", "payment", "--latency", "-1ms"}, "--latency -1ms: must not be negative"},

@@ -67,9 +67,10 @@ type engineFlags struct {
 	retention        time.Duration
 	archiveRetention time.Duration
 	archiveMaxBytes  int64
-	// ordersMaxBytes and deadLetterMaxBytes bound the streams anyone
+	// ordersMaxBytes, signalsMaxBytes and deadLetterMaxBytes bound the streams anyone
 	// permitted may fill (streams.Topology).
 	ordersMaxBytes     int64
+	signalsMaxBytes    int64
 	deadLetterMaxBytes int64
 	historyPartitions  int
 	// ledgerTTL is how long the simulated systems keep an effect.
@@ -109,12 +110,13 @@ func (e *engineFlags) registerOrchestrator(fs *flag.FlagSet) {
 	// sized for production would stop jetflow from starting on a small
 	// disk. deploy/README.md says how to size them.
 	fs.Int64Var(&e.ordersMaxBytes, "orders-max-bytes", 0, "bound of the JETFLOW_ORDERS stream in bytes, at least 16 MiB: an order.created past it is refused, so a flood of orders fills that stream and not the storage the histories need (0: none)")
+	fs.Int64Var(&e.signalsMaxBytes, "signals-max-bytes", 0, "bound of the JETFLOW_SIGNALS stream in bytes, at least 16 MiB: a signal past it is refused, so a flood of signals fills that stream and not the storage the histories need (0: none)")
 	fs.Int64Var(&e.deadLetterMaxBytes, "dead-letter-max-bytes", 0, "bound of the JETFLOW_DLQ stream in bytes, at least 16 MiB, the oldest dead letters dropped first (0: none)")
 	fs.IntVar(&e.historyPartitions, "history-partitions", 0, "spread a new deployment's histories over this many streams (JETFLOW_HISTORY_0 ...), whose writes and fsyncs run side by side (0: the layout the server has, one stream for a new one; a history keeps the layout it was made with)")
 }
 
-// minStreamBound is the smallest --orders-max-bytes and
-// --dead-letter-max-bytes: 16 MiB.
+// minStreamBound is the smallest --orders-max-bytes, --signals-max-bytes
+// and --dead-letter-max-bytes: 16 MiB.
 const minStreamBound = 16 << 20
 
 // DefaultArchiveRetention is --archive-retention's default: 90 days.
@@ -186,6 +188,7 @@ func (e *engineFlags) validate() error {
 			v    int64
 		}{
 			{"orders-max-bytes", e.ordersMaxBytes},
+			{"signals-max-bytes", e.signalsMaxBytes},
 			{"dead-letter-max-bytes", e.deadLetterMaxBytes},
 		} {
 			if b.v != 0 && b.v < minStreamBound {
@@ -223,7 +226,7 @@ func parseEngine(fs *flag.FlagSet, e *engineFlags, args []string) ([]string, err
 
 func (e *engineFlags) topology() streams.Topology {
 	return streams.Topology{Replicas: e.replicas, ArchiveMaxAge: e.archiveRetention, ArchiveMaxBytes: e.archiveMaxBytes,
-		OrdersMaxBytes: e.ordersMaxBytes, DeadLetterMaxBytes: e.deadLetterMaxBytes, LedgerTTL: e.ledgerTTL,
+		OrdersMaxBytes: e.ordersMaxBytes, SignalsMaxBytes: e.signalsMaxBytes, DeadLetterMaxBytes: e.deadLetterMaxBytes, LedgerTTL: e.ledgerTTL,
 		HistoryPartitions: e.historyPartitions}
 }
 

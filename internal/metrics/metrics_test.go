@@ -260,10 +260,11 @@ func TestDashboardQueriesPassPromtool(t *testing.T) {
 	promtoolTestRules(t, promtool, filepath.Join(dir, "idle_test.yml"), test.String(), "idle ratios")
 }
 
-// TestOrdersNearlyFullAlert evaluates JetflowOrdersNearlyFull with
-// `promtool test rules`: it fires for the orders stream past 80% of its
-// bound, and neither for a stream without a bound, however large, nor for
-// a bounded dead-letter stream, which drops its oldest when full.
+// TestOrdersNearlyFullAlert evaluates JetflowOrdersNearlyFull and
+// JetflowSignalsNearlyFull with `promtool test rules`: each fires for its
+// stream past 80% of its bound, and neither for a stream without a bound,
+// however large, nor for a bounded dead-letter stream, which drops its
+// oldest when full, nor for the other's stream.
 func TestOrdersNearlyFullAlert(t *testing.T) {
 	promtool := promtoolPath(t)
 	rules, err := filepath.Abs(filepath.Join("..", "..", "deploy", "prometheus", "alerts.yml"))
@@ -278,6 +279,10 @@ tests:
   - series: 'jetflow_stream_bytes{stream="JETFLOW_ORDERS"}'
     values: '900x20'
   - series: 'jetflow_stream_max_bytes{stream="JETFLOW_ORDERS"}'
+    values: '1000x20'
+  - series: 'jetflow_stream_bytes{stream="JETFLOW_SIGNALS"}'
+    values: '850x20'
+  - series: 'jetflow_stream_max_bytes{stream="JETFLOW_SIGNALS"}'
     values: '1000x20'
   - series: 'jetflow_stream_bytes{stream="JETFLOW_DLQ"}'
     values: '990x20'
@@ -298,8 +303,18 @@ tests:
       exp_annotations:
         summary: "JETFLOW_ORDERS is 90%% full"
         description: %q
-`, rules, ordersFullDescription(t, rules))
-	promtoolTestRules(t, promtool, filepath.Join(t.TempDir(), "full_test.yml"), test, "JetflowOrdersNearlyFull")
+  - alertname: JetflowSignalsNearlyFull
+    eval_time: 5m
+    exp_alerts: []
+  - alertname: JetflowSignalsNearlyFull
+    eval_time: 15m
+    exp_alerts:
+    - exp_labels: {severity: warning, stream: JETFLOW_SIGNALS}
+      exp_annotations:
+        summary: "JETFLOW_SIGNALS is 85%% full"
+        description: %q
+`, rules, alertDescription(t, rules, "JetflowOrdersNearlyFull"), alertDescription(t, rules, "JetflowSignalsNearlyFull"))
+	promtoolTestRules(t, promtool, filepath.Join(t.TempDir(), "full_test.yml"), test, "JetflowOrdersNearlyFull and JetflowSignalsNearlyFull")
 }
 
 // promtoolPath is promtool's path; the test is skipped without it (.ci/run
@@ -325,20 +340,20 @@ func promtoolTestRules(t *testing.T, promtool, file, text, what string) {
 	}
 }
 
-// ordersFullDescription is JetflowOrdersNearlyFull's description as the
+// alertDescription is the description of alert as the
 // rules file has it (it has no template): the test pins when the alert
 // fires, not its prose.
-func ordersFullDescription(t *testing.T, file string) string {
+func alertDescription(t *testing.T, file, alert string) string {
 	t.Helper()
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(data), "alert: JetflowOrdersNearlyFull")
+	_, rest, ok := strings.Cut(string(data), "alert: "+alert+"\n")
 	_, rest, ok2 := strings.Cut(rest, "description: \"")
 	desc, _, ok3 := strings.Cut(rest, "\"\n")
 	if !ok || !ok2 || !ok3 {
-		t.Fatal("JetflowOrdersNearlyFull has no description in " + file)
+		t.Fatal(alert + " has no description in " + file)
 	}
 	return desc
 }
