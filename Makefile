@@ -40,15 +40,17 @@ auth-config: ## regenerate deploy/nats-server.conf from internal/natsauth
 	$(GO) run ./cmd/jetflow auth config --out deploy
 
 .PHONY: test
+# The three parts run side by side: the packages' run ends on ./test/ alone,
+# a chain of tests that each keep about one core busy, so the other core
+# runs the partitioned selection, the examples and the fuzz targets.
+test: ## run every test with the race detector (real embedded nats-server), a selection again over a partitioned history, the examples module's, then each fuzz target for 5000 inputs
+	@$(MAKE) --no-print-directory -j3 test-packages test-partitioned-selection test-examples-fuzz
+
 # -p 3: the three end-to-end packages (cmd/jetflow, test, test/chaos) wait on
 # servers and timers far more than they compute, so on 2 cores they overlap.
-test: ## run every test with the race detector (real embedded nats-server), a selection again over a partitioned history, the examples module's, then each fuzz target for 5000 inputs
+.PHONY: test-packages test-partitioned-selection test-examples-fuzz
+test-packages:
 	$(GO) test -race -count=1 -p 3 -timeout 15m $(PKGS)
-	@$(MAKE) --no-print-directory -j2 test-partitioned-selection test-examples-fuzz
-
-# The partitioned selection waits on servers and timers more than it
-# computes: it runs beside the examples and the fuzz targets.
-.PHONY: test-partitioned-selection test-examples-fuzz
 test-partitioned-selection:
 	$(PARTITIONED) $(GO) test -race -count=1 -timeout 10m -run '^($(PARTITIONED_TESTS))$$' ./test/
 test-examples-fuzz:

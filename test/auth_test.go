@@ -303,6 +303,14 @@ func TestAuthParticipantCannotActAsAnother(t *testing.T) {
 			a.forge(nats.NewMsg("$JS.API.STREAM.CREATE." + cbs))
 		}
 	}
+	// The orchestrator makes and updates the streams and buckets of
+	// streams.Ensure, and no other: not a participant's ledger, not a
+	// stream of the account's own.
+	orch := s.attacker(natsauth.Orchestrator)
+	for _, name := range []string{"KV_" + streams.LedgerBucketPrefix + payment.Name, "ORDERS_OF_ANOTHER_APP", "KV_another_bucket"} {
+		orch.forge(nats.NewMsg("$JS.API.STREAM.UPDATE." + name))
+		orch.forge(nats.NewMsg("$JS.API.STREAM.CREATE." + name))
+	}
 	// The destructive API, to every role but admin.
 	for _, role := range []string{natsauth.Orchestrator, natsauth.Operator, natsauth.Client, natsauth.Participant("payment")} {
 		a := s.attacker(role)

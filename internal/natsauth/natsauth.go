@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/jetflow-io/jetflow/streams"
 )
 
@@ -212,6 +214,26 @@ func perHistory(rules func(stream string) []string) []string {
 	return out
 }
 
+// ensured lets the orchestrator make and update the streams and buckets
+// streams.Ensure makes, by name, and no other: a stream of the account it
+// did not make (a participant's ledger, a user's own) it may read the
+// info of, not change.
+func ensured() []string {
+	topo := streams.Topology{HistoryPartitions: len(streams.HistoryStreams())}
+	var names []string
+	for _, c := range topo.StreamConfigs() {
+		names = append(names, c.Name)
+	}
+	for _, kv := range []jetstream.KeyValueConfig{topo.IdempotencyConfig(), topo.TimersConfig(), topo.AttemptsConfig()} {
+		names = append(names, kvPfx+kv.Bucket)
+	}
+	var out []string
+	for _, n := range names {
+		out = append(out, api+"STREAM.CREATE."+n, api+"STREAM.UPDATE."+n)
+	}
+	return out
+}
+
 // callbackRules let a party schedule the callbacks of system whose signal
 // names match names, in the system's own callbacks stream, and forward
 // them as signals when due (sim.System.ForwardCallbacks): the consumer
@@ -308,7 +330,7 @@ func Roles(services []string) []Role {
 		Name: Orchestrator,
 		Doc:  "runs workflows: writes histories, timers and dead letters; creates the topology",
 		Publish: Rule{
-			Allow: append(append(live(
+			Allow: append(append(append(live(
 				"wf.*.start", "wf.*.cmd.>", "wf.*.marker.*", "wf.*.timer.*", "wf.*.fired.*",
 				"wf.*.signal.*", "wf.*.done.>", "wf.*.blocked.*", "wf.*.cancel.*",
 				// Continue-as-new run pointers, wf.<id>=runs.<N>
@@ -339,7 +361,7 @@ func Roles(services []string) []Role {
 				streams.DeadLetterPrefix + ".>",
 				kvPub + streams.TimersBucket + ".>",
 				api + "INFO",
-				api + "STREAM.CREATE.*", api + "STREAM.UPDATE.*", api + "STREAM.INFO.*",
+				api + "STREAM.INFO.*",
 				api + "STREAM.NAMES", api + "STREAM.LIST", api + "STREAM.MSG.GET.*",
 				api + "DIRECT.GET.>",
 				api + "CONSUMER.CREATE." + streams.OrdersStream + "." + streams.IntakeConsumer,
@@ -366,7 +388,7 @@ func Roles(services []string) []Role {
 				api + "STREAM.MSG.DELETE." + streams.IndexStream,
 				// An archived workflow's recorded signals.
 				api + "STREAM.MSG.DELETE." + streams.SignalsStream,
-			}...),
+			}...), ensured()...),
 			// A workflow's SignalExternal may send any signal but those
 			// another role alone may send.
 			Deny: append(append([]string{}, orchDeny...), ownedSignals()...),
