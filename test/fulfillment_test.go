@@ -24,8 +24,10 @@ const mixSize = 500
 // one orchestrator, two orchestrators at once (without and with affinity),
 // and an orchestrator that is replaced halfway; every order must reach its
 // expected state and the ledgers must show no double effect. A wrongly
-// ended order has its history logged.
+// ended order has its history logged. Each case has its own server, so
+// they run side by side with the package's other parallel tests.
 func TestOrderMix(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		run  func(s *stack, ids []string)
@@ -44,7 +46,7 @@ func TestOrderMix(t *testing.T) {
 		}},
 		{"orchestrator restarted halfway", func(s *stack, ids []string) {
 			first := s.orchestrator()
-			natstest.Eventually(t, 2*time.Minute, func() bool {
+			natstest.Eventually(s.t, 2*time.Minute, func() bool {
 				n := 0
 				for _, st := range s.statuses() {
 					if st.Terminal() {
@@ -53,11 +55,12 @@ func TestOrderMix(t *testing.T) {
 				}
 				return n >= len(ids)/2
 			}, "half the orders did not finish")
-			first.stop(t)
+			first.stop(s.t)
 			s.orchestrator()
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := newStack(t)
 			s.participants()
 			orders, want, ids := s.mix("o-", mixSize)

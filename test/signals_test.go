@@ -229,6 +229,7 @@ func TestLateSettlementRefundsExactlyTheRecordedChargeOnce(t *testing.T) {
 // one waiting order, one is recorded; the others are dead-lettered with
 // the sequence of the recorded one, and the order completes once.
 func TestSecondPickupIsDeadLettered(t *testing.T) {
+	t.Parallel() // a server of its own
 	const n = 300
 	s, _ := timerStack(t)
 	s.faults = sim.Faults{}
@@ -324,6 +325,7 @@ func TestRollupSignalIsRefusedAndSaid(t *testing.T) {
 // dead-lettered with the limit's name. The capped workflow still meets its
 // deadline, and other orders go on.
 func TestWaitingSignalsAreCapped(t *testing.T) {
+	t.Parallel() // a server of its own
 	const sent, limit = 1200, orchestrator.DefaultMaxPendingSignals
 	s, clock := timerStack(t)
 	s.faults = sim.Faults{}

@@ -64,6 +64,7 @@ func countKind[T schema.Kinded](evs []streams.Event) int {
 // 3 days: the 300 complete, the 700 hit their deadline once and are
 // compensated, and the cancelled timers never fire.
 func TestPickupDeadlinesSurviveAFullRestart(t *testing.T) {
+	t.Parallel() // a server of its own
 	const n, picked = 1000, 300
 	s, clock := timerStack(t)
 	orch := s.orchestrator()
