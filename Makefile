@@ -40,9 +40,10 @@ auth-config: ## regenerate deploy/nats-server.conf from internal/natsauth
 	$(GO) run ./cmd/jetflow auth config --out deploy
 
 .PHONY: test
-# The three parts run side by side: the packages' run ends on ./test/ alone,
-# a chain of tests that each keep about one core busy, so the other core
-# runs the partitioned selection, the examples and the fuzz targets.
+# The three parts run side by side: the end-to-end tests wait on servers,
+# timers and backoffs far more than they compute (a whole make test keeps
+# about one of two cores busy on average), so the partitioned selection,
+# the examples and the fuzz targets fill the idle core.
 test: ## run every test with the race detector (real embedded nats-server), a selection again over a partitioned history, the examples module's, then each fuzz target for 5000 inputs
 	@$(MAKE) --no-print-directory -j3 test-packages test-partitioned-selection test-examples-fuzz
 

@@ -275,7 +275,11 @@ func (o *Orchestrator) requestOf(ctx context.Context, parent string, c *schema.C
 
 // sendSignal publishes the signal of decision s of workflow id to the
 // signals stream, then records that it is stored, once. A target that was
-// never started, or has ended, gets no signal: the record says why.
+// never started, or has ended, gets no signal: the record says why. A
+// signal the stream refuses because it is full is recorded as refused
+// with the server's reason, and the workflow's code decides what next:
+// retrying the wake until there is room would hold the sender's other
+// links (its parent's notice, its next run) behind a flood others made.
 func (o *Orchestrator) sendSignal(ctx context.Context, id string, s *schema.SignalExternal) error {
 	done := &schema.SignalExternalDone{Signal: s.ID}
 	// The target's current run: a workflow that continued as new is
@@ -295,10 +299,15 @@ func (o *Orchestrator) sendSignal(ctx context.Context, id string, s *schema.Sign
 		m.Header.Set(jetstream.MsgIDHeader, streams.SignalOutMsgID(id, s.ID))
 		tracing.Inject(ctx, m.Header)
 		ack, err := o.cfg.JS.PublishMsg(ctx, m)
-		if err != nil {
+		switch {
+		case streams.StreamFull(err):
+			done.Error = schema.SignalExternalRefused + err.Error()
+			o.log.Warn("signal refused: the signals stream is full", "workflow_id", id, "to", s.WorkflowID, "signal", s.Name, "err", err)
+		case err != nil:
 			return fmt.Errorf("signal %s to %s: %w", s.Name, s.WorkflowID, err)
+		default:
+			done.Seq = ack.Sequence
 		}
-		done.Seq = ack.Sequence
 	}
 	m, err := streams.NewMsg(streams.SignalOutDoneSubject(id, s.ID), done)
 	if err != nil {

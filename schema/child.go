@@ -109,7 +109,8 @@ func (SignalExternal) Kind() Kind { return KindSignalExternal }
 type SignalExternalDone struct {
 	Signal int    `msgpack:"signal" json:"signal"`
 	Seq    uint64 `msgpack:"seq,omitempty" json:"seq,omitempty"`
-	// Error is SignalExternalNotFound, SignalExternalEnded, or another
+	// Error is SignalExternalNotFound, SignalExternalEnded,
+	// SignalExternalRefused followed by the server's reason, or another
 	// reason in words; empty when the signal is stored.
 	Error string `msgpack:"error,omitempty" json:"error,omitempty"`
 }
@@ -121,6 +122,10 @@ const (
 	SignalExternalNotFound = "not_found"
 	// SignalExternalEnded: the target workflow has ended.
 	SignalExternalEnded = "ended"
+	// SignalExternalRefused begins the reason of a signal the signals
+	// stream refused to store: it was full (--signals-max-bytes). The
+	// server's words follow.
+	SignalExternalRefused = "refused: "
 )
 
 // Kind implements Kinded.

@@ -420,6 +420,15 @@ func (h *History) Landed(ctx context.Context, id string, expectLast uint64, msgI
 // refused (JSStreamStoreFailedF), among others for a per-subject limit.
 const errCodeStoreFailed jetstream.ErrorCode = 10077
 
+// StreamFull reports whether err is a publish the stream refused because
+// it is at its bound (MaxBytes or MaxMsgs with DiscardNew): the message is
+// not stored, and sending it again only succeeds once there is room.
+func StreamFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed &&
+		(strings.Contains(apiErr.Description, "maximum bytes exceeded") || strings.Contains(apiErr.Description, "maximum messages exceeded"))
+}
+
 // translate maps JetStream errors to this package's sentinels.
 func translate(err error) error {
 	var apiErr *jetstream.APIError

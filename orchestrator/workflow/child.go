@@ -84,6 +84,13 @@ func (e *ChildError) Unwrap() error {
 // fails with "unknown external workflow".
 var ErrExternalWorkflowNotFound = errors.New("workflow: external workflow not found")
 
+// ErrExternalSignalRefused is what SignalExternal's future returns
+// (errors.Is) when the signals stream refused the signal because it was
+// full (its bound, --signals-max-bytes): the signal was not sent, and the
+// workflow decides whether to send it again later (a new SignalExternal
+// after a timer).
+var ErrExternalSignalRefused = errors.New("workflow: signal refused by the signals stream")
+
 // ErrExternalWorkflowEnded is what SignalExternal's future returns
 // (errors.Is) when the target workflow has already ended.
 var ErrExternalWorkflowEnded = errors.New("workflow: external workflow has ended")
@@ -230,7 +237,8 @@ func (s *cancelScope) cancelChildren() bool {
 // the sender (wf.<id>.sigout.<n>); the signal's message ID is derived
 // from it, so a send repeated after a crash is dropped. The future fails
 // with ErrExternalWorkflowNotFound when the target was never started, and
-// ErrExternalWorkflowEnded when it has ended, as Temporal's does.
+// ErrExternalWorkflowEnded when it has ended, as Temporal's does, and with
+// ErrExternalSignalRefused when the signals stream was full.
 func SignalExternal(ctx Context, workflowID, name string, payload any) Future[struct{}] {
 	r := ctx.co().r
 	r.links.init()
@@ -283,6 +291,10 @@ func resolveSent(f *future, done *schema.SignalExternalDone, tick int64) {
 	case schema.SignalExternalEnded:
 		f.err = fmt.Errorf("%s: %w", f.activity, ErrExternalWorkflowEnded)
 	default:
+		if reason, ok := strings.CutPrefix(done.Error, schema.SignalExternalRefused); ok {
+			f.err = fmt.Errorf("%s: %w: %s", f.activity, ErrExternalSignalRefused, reason)
+			return
+		}
 		f.err = fmt.Errorf("%s: %s", f.activity, done.Error)
 	}
 }

@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
 	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/orchestrator/workflow"
 	"github.com/jetflow-io/jetflow/orchestrator/workflowtest"
 	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
 )
 
 // Child workflows and continue-as-new together, as a Temporal user
@@ -177,6 +181,73 @@ func TestSignalExternalReachesTheCurrentRun(t *testing.T) {
 	for id, want := range map[string]string{"s-1": "sent", "r-1": "hello"} {
 		d := env.Wait(id)
 		var out string
+		if err := env.Output(id, &out); err != nil || d.Status != schema.StatusCompleted || out != want {
+			t.Fatalf("%s %s (%s) returned %q, %v: want completed with %q", id, d.Status, d.Error, out, err, want)
+		}
+	}
+}
+
+// A SignalExternal the signals stream refuses because it is full (its
+// bound) fails the sender's future with ErrExternalSignalRefused and the
+// server's reason, at once: the sender goes on, and the target gets
+// nothing. Sent again once there is room, the signal arrives.
+func TestSignalExternalRefusedByAFullSignalsStream(t *testing.T) {
+	env := workflowtest.New(t)
+	workflow.Register(env.Registry(), "receiver", func(ctx workflow.Context, _ struct{}) (string, error) {
+		return workflow.WaitSignal[string](ctx, "ping")
+	})
+	workflow.Register(env.Registry(), "sender", func(ctx workflow.Context, target string) (string, error) {
+		_, err := workflow.SignalExternal(ctx, target, "ping", "hello").Get(ctx)
+		if errors.Is(err, workflow.ErrExternalSignalRefused) {
+			return err.Error(), nil
+		}
+		if err != nil {
+			return "", err
+		}
+		return "sent", nil
+	})
+	env.Run()
+	env.Start("receiver", "r-1", struct{}{})
+	env.WaitFor("r-1", func(d *orchestrator.Description) bool { return d.Status == schema.StatusRunning })
+
+	ctx := context.Background()
+	if err := streams.Ensure(ctx, env.JS(), streams.Topology{SignalsMaxBytes: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{4 << 10, 1} {
+		for n := 0; ; n++ {
+			if _, err := env.JS().Publish(ctx, streams.SignalSubject("flood", "nobody"), make([]byte, size)); err != nil {
+				if !streams.StreamFull(err) {
+					t.Fatalf("flood: %v", err)
+				}
+				break
+			}
+			if n > 1000 {
+				t.Fatal("the signals stream never filled")
+			}
+		}
+	}
+	env.Start("sender", "s-1", "r-1")
+	d := env.Wait("s-1")
+	var out string
+	if err := env.Output("s-1", &out); err != nil || d.Status != schema.StatusCompleted || !strings.Contains(out, "maximum bytes exceeded") {
+		t.Fatalf("sender %s (%s) returned %q, %v: want completed with the refusal and the server's reason", d.Status, d.Error, out, err)
+	}
+	if d, err := env.Describe("r-1"); err != nil || d.Status != schema.StatusRunning {
+		t.Fatalf("receiver after a refused signal: %+v, %v; want it still waiting", d, err)
+	}
+
+	// Room again: the same signal from another sender arrives.
+	sigs, err := env.JS().Stream(ctx, streams.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sigs.Purge(ctx, jetstream.WithPurgeSubject(streams.SignalSubject("flood", "*"))); err != nil {
+		t.Fatal(err)
+	}
+	env.Start("sender", "s-2", "r-1")
+	for id, want := range map[string]string{"s-2": "sent", "r-1": "hello"} {
+		d := env.Wait(id)
 		if err := env.Output(id, &out); err != nil || d.Status != schema.StatusCompleted || out != want {
 			t.Fatalf("%s %s (%s) returned %q, %v: want completed with %q", id, d.Status, d.Error, out, err, want)
 		}
