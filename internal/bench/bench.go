@@ -90,8 +90,16 @@ type Config struct {
 	// of its own. Default: one connection for the whole engine, as
 	// `jetflow dev` has it.
 	SplitConns bool
-	// NatsURL runs against that server instead of an embedded one.
+	// NatsURL runs against that server instead of an embedded one. A
+	// server whose jetflow streams hold messages is refused unless Reuse.
 	NatsURL string
+	// Reuse runs against NatsURL even when it holds a jetflow deployment
+	// already (one kept for benchmarks: a run before this one). The bench
+	// runs its own orchestrators and simulated participants on the
+	// deployment's consumers, writes its orders into it and sets its
+	// streams to the bench's configuration (bounds off, its retention):
+	// never on a deployment in use.
+	Reuse bool
 	// Orchestrators is the number of orchestrators run side by side, each
 	// with its connection, cache and metrics, as separate processes would
 	// be; Result.Decisions reports their cache hit rate and fence
@@ -251,6 +259,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.NatsURL != "" && !cfg.Reuse {
+		if err := refuseDeployment(ctx, js, cfg.NatsURL); err != nil {
+			return nil, err
+		}
 	}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = streams.Ensure(ectx, js, streams.Topology{Replicas: cfg.Replicas, LedgerTTL: cfg.LedgerTTL, ArchiveMaxAge: cfg.ArchiveRetention, HistoryPartitions: cfg.HistoryPartitions})
@@ -768,4 +781,26 @@ func waitStored(ctx context.Context, js jetstream.JetStream, n int) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// refuseDeployment returns an error when the server at url holds a jetflow
+// deployment that was ever written to: a history or orders stream with a
+// message stored. The bench would take that deployment's commands on its
+// consumers and reset its streams' bounds (Config.Reuse).
+func refuseDeployment(ctx context.Context, js jetstream.JetStream, url string) error {
+	for _, name := range []string{streams.HistoryStream, streams.HistoryPartitionStream(0), streams.OrdersStream} {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		s, err := js.Stream(rctx, name)
+		cancel()
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("look for a deployment on %s: %w", url, err)
+		}
+		if st := s.CachedInfo().State; st.LastSeq > 0 {
+			return fmt.Errorf("%s already holds a jetflow deployment (%s has stored %d messages): the bench runs its own orchestrators and simulated participants on that deployment's consumers, writes its orders into it and sets its streams to the bench's configuration; run it against a server of its own, or pass --reuse if this server is kept for benchmarks", url, name, st.LastSeq)
+		}
+	}
+	return nil
 }

@@ -165,6 +165,33 @@ func TestRunExternal(t *testing.T) {
 	}
 }
 
+// TestRunExternalRefusesADeployment: a server whose jetflow streams were
+// written to is refused without Reuse, naming the stream, and nothing is
+// written to it; with Reuse the run goes on.
+func TestRunExternalRefusesADeployment(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	ctx := natstest.Context(t)
+	if _, err := env.JS.Publish(ctx, streams.OrderCreated, []byte(`{"order_id":"in-use"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Run(ctx, Config{Orders: 10, Concurrency: 4, CeilingMsgs: -1, NatsURL: env.Server.ClientURL()})
+	if err == nil || !strings.Contains(err.Error(), "already holds a jetflow deployment") || !strings.Contains(err.Error(), streams.OrdersStream) {
+		t.Fatalf("bench on a deployment in use: %v; want it refused naming %s", err, streams.OrdersStream)
+	}
+	orders, err := env.JS.Stream(ctx, streams.OrdersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := orders.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("%d orders after the refused run, want the 1 there before", n)
+	}
+	r, err := Run(ctx, Config{Orders: 10, Concurrency: 4, CeilingMsgs: -1, NatsURL: env.Server.ClientURL(), Reuse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSane(t, r, 10)
+}
+
 // TestRunOrchestrators runs three orchestrators side by side: every order
 // finishes, the report sums their decisions, cache lookups and fence
 // conflicts, and a workflow's decisions after its first find it cached.
