@@ -83,16 +83,28 @@ func flood(ctx context.Context, js jetstream.JetStream, id string, n int) (wait 
 func runFlood(ctx context.Context, js jetstream.JetStream, res *FloodResult) error {
 	start := time.Now()
 	subject := streams.SignalSubject(FloodSignal, res.Workflow)
+	acks := make([]jetstream.PubAckFuture, 0, res.Signals)
 	for i := range res.Signals {
 		m := &nats.Msg{Subject: subject, Data: []byte(`{"n":` + strconv.Itoa(i) + `}`)}
-		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
+		ack, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute))
+		if err != nil {
 			return fmt.Errorf("flood: publish: %w", err)
 		}
+		acks = append(acks, ack)
 	}
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	// A signal the stream refused (at its bound) is not in the flood: the
+	// figures would be of fewer signals than reported.
+	for _, a := range acks {
+		select {
+		case <-a.Ok():
+		case err := <-a.Err():
+			return fmt.Errorf("flood: a signal was not stored: %w", err)
+		}
 	}
 	res.PublishSeconds = time.Since(start).Seconds()
 
