@@ -299,9 +299,10 @@ func (o *Orchestrator) sendSignal(ctx context.Context, id string, s *schema.Sign
 		m.Header.Set(jetstream.MsgIDHeader, streams.SignalOutMsgID(id, s.ID))
 		tracing.Inject(ctx, m.Header)
 		ack, err := o.cfg.JS.PublishMsg(ctx, m)
+		reason, full := streams.StreamFull(err)
 		switch {
-		case streams.StreamFull(err):
-			done.Error = schema.SignalExternalRefused + err.Error()
+		case full:
+			done.Error = schema.SignalExternalRefused + streams.SignalsStream + ": " + reason
 			o.log.Warn("signal refused: the signals stream is full", "workflow_id", id, "to", s.WorkflowID, "signal", s.Name, "err", err)
 		case err != nil:
 			return fmt.Errorf("signal %s to %s: %w", s.Name, s.WorkflowID, err)

@@ -124,7 +124,8 @@ const (
 	SignalExternalEnded = "ended"
 	// SignalExternalRefused begins the reason of a signal the signals
 	// stream refused to store: it was full (--signals-max-bytes). The
-	// server's words follow.
+	// stream's name and the server's words follow ("JETFLOW_SIGNALS:
+	// maximum bytes exceeded").
 	SignalExternalRefused = "refused: "
 )
 

@@ -421,12 +421,16 @@ func (h *History) Landed(ctx context.Context, id string, expectLast uint64, msgI
 const errCodeStoreFailed jetstream.ErrorCode = 10077
 
 // StreamFull reports whether err is a publish the stream refused because
-// it is at its bound (MaxBytes or MaxMsgs with DiscardNew): the message is
-// not stored, and sending it again only succeeds once there is room.
-func StreamFull(err error) bool {
+// it is at its bound (MaxBytes or MaxMsgs with DiscardNew), with the
+// server's description ("maximum bytes exceeded"): the message is not
+// stored, and sending it again only succeeds once there is room.
+func StreamFull(err error) (reason string, full bool) {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed &&
-		(strings.Contains(apiErr.Description, "maximum bytes exceeded") || strings.Contains(apiErr.Description, "maximum messages exceeded"))
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed &&
+		(strings.Contains(apiErr.Description, "maximum bytes exceeded") || strings.Contains(apiErr.Description, "maximum messages exceeded")) {
+		return apiErr.Description, true
+	}
+	return "", false
 }
 
 // translate maps JetStream errors to this package's sentinels.

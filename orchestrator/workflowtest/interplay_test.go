@@ -217,7 +217,7 @@ func TestSignalExternalRefusedByAFullSignalsStream(t *testing.T) {
 	for _, size := range []int{4 << 10, 1} {
 		for n := 0; ; n++ {
 			if _, err := env.JS().Publish(ctx, streams.SignalSubject("flood", "nobody"), make([]byte, size)); err != nil {
-				if !streams.StreamFull(err) {
+				if _, full := streams.StreamFull(err); !full {
 					t.Fatalf("flood: %v", err)
 				}
 				break
@@ -230,7 +230,7 @@ func TestSignalExternalRefusedByAFullSignalsStream(t *testing.T) {
 	env.Start("sender", "s-1", "r-1")
 	d := env.Wait("s-1")
 	var out string
-	if err := env.Output("s-1", &out); err != nil || d.Status != schema.StatusCompleted || !strings.Contains(out, "maximum bytes exceeded") {
+	if err := env.Output("s-1", &out); err != nil || d.Status != schema.StatusCompleted || !strings.HasSuffix(out, ": "+streams.SignalsStream+": maximum bytes exceeded") {
 		t.Fatalf("sender %s (%s) returned %q, %v: want completed with the refusal and the server's reason", d.Status, d.Error, out, err)
 	}
 	if d, err := env.Describe("r-1"); err != nil || d.Status != schema.StatusRunning {
