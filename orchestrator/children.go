@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetflow-io/jetflow/internal/failpoint"
+	"github.com/jetflow-io/jetflow/internal/metrics"
 	"github.com/jetflow-io/jetflow/internal/tracing"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
@@ -304,6 +305,7 @@ func (o *Orchestrator) sendSignal(ctx context.Context, id string, s *schema.Sign
 		case full:
 			done.Error = schema.SignalExternalRefused + streams.SignalsStream + ": " + reason
 			o.log.Warn("signal refused: the signals stream is full", "workflow_id", id, "to", s.WorkflowID, "signal", s.Name, "err", err)
+			o.cfg.Metrics.Signal(metrics.SignalUnsent)
 		case err != nil:
 			return fmt.Errorf("signal %s to %s: %w", s.Name, s.WorkflowID, err)
 		default:

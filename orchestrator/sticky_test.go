@@ -36,12 +36,22 @@ func tally(ctx workflow.Context, in struct{ Rounds, Helpers int }) (int, error) 
 	return total, nil
 }
 
-// runSticky runs an orchestrator of tally workflows with metrics until the
-// test ends or stop is called.
+// sender sends signal "add" with 1 to workflow target and returns the
+// error its future failed with, "" when sent.
+func sender(ctx workflow.Context, target string) (string, error) {
+	if _, err := workflow.SignalExternal(ctx, target, "add", 1).Get(ctx); err != nil {
+		return err.Error(), nil
+	}
+	return "", nil
+}
+
+// runSticky runs an orchestrator of tally (and sender) workflows with
+// metrics until the test ends or stop is called.
 func runSticky(t testing.TB, env *natstest.Env, cfg orchestrator.Config) (m *metrics.Metrics, stop func()) {
 	t.Helper()
 	reg := workflow.NewRegistry()
 	workflow.Register(reg, "tally", tally)
+	workflow.Register(reg, "sender", sender)
 	m = metrics.New()
 	cfg.NC, cfg.JS, cfg.Registry, cfg.Metrics, cfg.AckWait = env.NC, env.JS, reg, m, 5*time.Second
 	o, err := orchestrator.New(cfg)

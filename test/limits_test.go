@@ -236,28 +236,13 @@ func TestASignalFloodFillsOnlyItsBoundedStream(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
 	const bound = 256 << 10
-	if err := streams.Ensure(ctx, s.env.JS, streams.Topology{SignalsMaxBytes: bound}); err != nil {
-		t.Fatal(err)
-	}
 	s.orchestrator()
 	s.participants()
-	// Signals of 8 KiB until one is refused, then of one byte until one
-	// is: the stream has no room left for any signal.
-	var accepted []uint64
-	for _, size := range []int{8 << 10, 1} {
-		junk := []byte(strings.Repeat("x", size))
-		var refused error
-		for n := 0; n < 1000; n++ {
-			ack, err := s.env.JS.Publish(ctx, streams.SignalSubject("flood", "flood-"+strconv.Itoa(len(accepted))), junk)
-			if err != nil {
-				refused = err
-				break
-			}
-			accepted = append(accepted, ack.Sequence)
-		}
-		if refused == nil || !strings.Contains(refused.Error(), "maximum bytes exceeded") {
-			t.Fatalf("%d signals into a bound of %d bytes, then %v; want maximum bytes exceeded", len(accepted), bound, refused)
-		}
+	// Signals of 8 KiB until one is refused as past the bound, then of one
+	// byte until one is: the stream has no room left for any signal.
+	accepted := natstest.FillSignals(t, s.env.JS, bound, 8<<10)
+	if _, err := s.env.JS.Publish(ctx, streams.SignalSubject("carrier.picked_up", "o-1"), nil); err == nil || !strings.Contains(err.Error(), "maximum bytes exceeded") {
+		t.Fatalf("a signal to a full stream: %v; want maximum bytes exceeded", err)
 	}
 	sigs, err := s.env.JS.Stream(ctx, streams.SignalsStream)
 	if err != nil {

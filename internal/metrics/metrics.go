@@ -97,6 +97,9 @@ const (
 	SignalRecorded = "recorded"
 	SignalRefused  = "refused"
 	SignalLate     = "late"
+	// SignalUnsent: a workflow's SignalExternal that the full signals
+	// stream refused to store (its future failed; nothing was sent).
+	SignalUnsent = "unsent"
 )
 
 // New returns a Metrics with every collector registered on a fresh
@@ -132,9 +135,9 @@ func New() *Metrics {
 	m.streamSubjects = f.gaugeVec("stream_subjects", "Distinct subjects in the stream; the server keeps an entry of its subject index in memory for each (JETFLOW_HISTORY: about 10 per workflow kept, JETFLOW_ARCHIVE: one per archived workflow).", "stream")
 	m.streamMessages = f.gaugeVec("stream_messages", "Messages in the stream.", "stream")
 	m.streamBytes = f.gaugeVec("stream_bytes", "Bytes the stream's messages take, as stored.", "stream")
-	m.streamMaxBytes = f.gaugeVec("stream_max_bytes", "The stream's bound in bytes (its MaxBytes), 0 when it has none: JETFLOW_ORDERS refuses publishes past it, JETFLOW_DLQ and JETFLOW_ARCHIVE drop their oldest messages.", "stream")
+	m.streamMaxBytes = f.gaugeVec("stream_max_bytes", "The stream's bound in bytes (its MaxBytes), 0 when it has none: JETFLOW_ORDERS and JETFLOW_SIGNALS refuse publishes past it, JETFLOW_DLQ and JETFLOW_ARCHIVE drop their oldest messages.", "stream")
 	m.timerLateness = f.histogram("timer_lateness_seconds", "How long after its due time a timer's fire was recorded.", prometheus.ExponentialBuckets(0.001, 4, 10))
-	m.signals = f.counterVec("signals_total", "Signals handled, by outcome: recorded in the history, refused (dead-lettered) or late (the workflow had ended).", "outcome")
+	m.signals = f.counterVec("signals_total", "Signals handled, by outcome: recorded in the history, refused (dead-lettered), late (the workflow had ended), or unsent (a workflow's signal to another that the full signals stream refused).", "outcome")
 	m.consumerPending = f.gaugeVec("consumer_pending_messages", "Messages of the stream not yet delivered to the consumer.", "stream", "consumer")
 	m.consumerAckPending = f.gaugeVec("consumer_ack_pending_messages", "Messages delivered to the consumer and not yet acknowledged.", "stream", "consumer")
 	m.consumerRedelivered = f.gaugeVec("consumer_redelivered_messages", "Messages delivered to the consumer more than once and not yet acknowledged.", "stream", "consumer")
@@ -142,7 +145,7 @@ func New() *Metrics {
 	m.natsConnected = f.gauge("nats_connected", "1 while the process's connections to NATS are all up.")
 	m.natsChanges = f.counterVec("nats_connection_changes_total", "Connection state changes, by state (disconnected, reconnected).", "state")
 	m.readyGauge = f.gaugeVec("ready", "1 while the component runs with its consumers: what /readyz reports.", "component")
-	for _, o := range []string{SignalRecorded, SignalRefused, SignalLate} {
+	for _, o := range []string{SignalRecorded, SignalRefused, SignalLate, SignalUnsent} {
 		m.signals.WithLabelValues(o)
 	}
 	for _, s := range []string{"disconnected", "reconnected"} {

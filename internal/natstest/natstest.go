@@ -124,3 +124,36 @@ func Context(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// FillSignals bounds the signals stream at bound bytes (Topology with
+// SignalsMaxBytes) and publishes signals to workflows that do not exist,
+// first of size bytes, then of one byte, each until the stream refuses one
+// because it is full: no signal fits afterwards. It returns the
+// sequences of the signals stored.
+func FillSignals(t testing.TB, js jetstream.JetStream, bound int64, size int) []uint64 {
+	t.Helper()
+	ctx := context.Background()
+	topo := Topology()
+	topo.SignalsMaxBytes = bound
+	if err := streams.Ensure(ctx, js, topo); err != nil {
+		t.Fatalf("bound the signals stream: %v", err)
+	}
+	var stored []uint64
+	for _, n := range []int{size, 1} {
+		body := make([]byte, n)
+		for {
+			ack, err := js.Publish(ctx, streams.SignalSubject("flood", "flood-"+strconv.Itoa(len(stored))), body)
+			if _, full := streams.StreamFull(err); full {
+				break
+			}
+			if err != nil {
+				t.Fatalf("fill the signals stream: %v", err)
+			}
+			stored = append(stored, ack.Sequence)
+			if int64(len(stored)) > bound {
+				t.Fatalf("%d signals stored under a bound of %d bytes: the stream is not bounded", len(stored), bound)
+			}
+		}
+	}
+	return stored
+}

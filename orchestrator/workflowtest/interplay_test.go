@@ -210,23 +210,7 @@ func TestSignalExternalRefusedByAFullSignalsStream(t *testing.T) {
 	env.Start("receiver", "r-1", struct{}{})
 	env.WaitFor("r-1", func(d *orchestrator.Description) bool { return d.Status == schema.StatusRunning })
 
-	ctx := context.Background()
-	if err := streams.Ensure(ctx, env.JS(), streams.Topology{SignalsMaxBytes: 64 << 10}); err != nil {
-		t.Fatal(err)
-	}
-	for _, size := range []int{4 << 10, 1} {
-		for n := 0; ; n++ {
-			if _, err := env.JS().Publish(ctx, streams.SignalSubject("flood", "nobody"), make([]byte, size)); err != nil {
-				if _, full := streams.StreamFull(err); !full {
-					t.Fatalf("flood: %v", err)
-				}
-				break
-			}
-			if n > 1000 {
-				t.Fatal("the signals stream never filled")
-			}
-		}
-	}
+	natstest.FillSignals(t, env.JS(), 64<<10, 4<<10)
 	env.Start("sender", "s-1", "r-1")
 	d := env.Wait("s-1")
 	var out string
@@ -238,6 +222,7 @@ func TestSignalExternalRefusedByAFullSignalsStream(t *testing.T) {
 	}
 
 	// Room again: the same signal from another sender arrives.
+	ctx := context.Background()
 	sigs, err := env.JS().Stream(ctx, streams.SignalsStream)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,60 @@
+package orchestrator_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jetflow-io/jetflow/internal/metrics"
+	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
+	"github.com/jetflow-io/jetflow/schema"
+	"github.com/jetflow-io/jetflow/streams"
+)
+
+// A workflow's signal to another that the full signals stream refuses is
+// counted as unsent (jetflow_signals_total{outcome="unsent"}), its future
+// fails with the stream's reason, and the sender ends.
+func TestSignalExternalRefusedIsCounted(t *testing.T) {
+	env := natstest.RunJetStream(t)
+	m, _ := runSticky(t, env, orchestrator.Config{})
+	ctx := context.Background()
+	if _, err := orchestrator.Start(ctx, env.JS, "tally", "t-1", struct{ Rounds, Helpers int }{1, 0}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.FillSignals(t, env.JS, 64<<10, 4<<10)
+	if _, err := orchestrator.Start(ctx, env.JS, "sender", "s-1", "t-1", "test"); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, env, "s-1")
+	var out string
+	if err := schema.DecodeRaw(d.Output, &out); err != nil || !strings.Contains(out, streams.SignalsStream+": maximum bytes exceeded") {
+		t.Fatalf("sender returned %q (%v), want the refusal", out, err)
+	}
+	if n := labelled(t, m, "jetflow_signals_total", "outcome", metrics.SignalUnsent); n != 1 {
+		t.Fatalf("%v signals counted unsent, want 1", n)
+	}
+}
+
+// labelled returns the value of counter name with label key=value.
+func labelled(t *testing.T, m *metrics.Metrics, name, key, value string) float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == key && l.GetValue() == value {
+					return mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no metric %s{%s=%q}", name, key, value)
+	return 0
+}
