@@ -55,26 +55,42 @@ var (
 	// the server once, at its first history read or write.
 	layoutTried atomic.Bool
 	layoutMu    sync.Mutex
+	// layoutRetryAt (Unix nanoseconds) holds off the next lazy look-up
+	// after one failed, so a server that does not answer costs one
+	// look-up every layoutRetry, not one per history read or write.
+	layoutRetryAt atomic.Int64
 )
+
+// layoutRetry is how long after a failed lazy look-up the next is tried.
+const layoutRetry = 10 * time.Second
 
 // knowLayout looks the layout up on the server when nothing in this
 // process has set it yet, once: a library user's process that only starts
 // or reads workflows writes and reads where the deployment keeps them. A
-// failed look-up leaves the single stream, the default.
+// failed look-up leaves the single stream, the default, until it is tried
+// again layoutRetry later.
 func knowLayout(ctx context.Context, js jetstream.JetStream) {
-	if layoutTried.Load() || js == nil {
+	if layoutTried.Load() || js == nil || time.Now().UnixNano() < layoutRetryAt.Load() {
 		return
 	}
 	layoutMu.Lock()
 	defer layoutMu.Unlock()
-	if layoutTried.Load() {
+	if layoutTried.Load() || time.Now().UnixNano() < layoutRetryAt.Load() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	// Asked again while there is no history yet; a failed look-up (no
-	// permission: a role that needs no layout) is not repeated.
-	if k, err := Discover(ctx, js); k > 0 || err != nil {
+	// Asked again while there is no history yet; after a failed look-up
+	// (a server restarting, a connection not yet up) asked again
+	// layoutRetry later, the single stream assumed meanwhile. Every role
+	// that reads or writes histories may read the layout's stream info
+	// (internal/natsauth), so a failure is not a refusal that would
+	// repeat for ever.
+	k, err := Discover(ctx, js)
+	switch {
+	case err != nil:
+		layoutRetryAt.Store(time.Now().Add(layoutRetry).UnixNano())
+	case k > 0:
 		layoutTried.Store(true)
 	}
 }
