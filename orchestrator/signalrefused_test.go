@@ -22,7 +22,7 @@ func TestSignalExternalRefusedIsCounted(t *testing.T) {
 	if _, err := orchestrator.Start(ctx, env.JS, "tally", "t-1", struct{ Rounds, Helpers int }{1, 0}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	natstest.FillSignals(t, env.JS, 64<<10, 4<<10)
+	natstest.FillSignals(t, env.JS, 64<<10, 4<<10, true)
 	if _, err := orchestrator.Start(ctx, env.JS, "sender", "s-1", "t-1", "test"); err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,9 @@ func SendSignal(ctx context.Context, js jetstream.JetStream, id, name string, pa
 	}
 	subject := streams.SignalSubject(name, id)
 	ack, err := js.Publish(ctx, subject, payload)
+	if reason, full := streams.StreamFull(err); full {
+		return 0, fmt.Errorf("publish %s: %s is full (%s): the signal was not stored; send it again once there is room (workflows archived, or a flood purged): %w", subject, streams.SignalsStream, reason, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("publish %s: %w", subject, err)
 	}

@@ -236,13 +236,17 @@ func TestASignalFloodFillsOnlyItsBoundedStream(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
 	const bound = 256 << 10
-	s.orchestrator()
-	s.participants()
 	// Signals of 8 KiB until one is refused as past the bound, then of one
 	// byte until one is: the stream has no room left for any signal.
-	accepted := natstest.FillSignals(t, s.env.JS, bound, 8<<10)
+	accepted := natstest.FillSignals(t, s.env.JS, bound, 8<<10, false)
+	s.orchestrator()
+	s.participants()
 	if _, err := s.env.JS.Publish(ctx, streams.SignalSubject("carrier.picked_up", "o-1"), nil); err == nil || !strings.Contains(err.Error(), "maximum bytes exceeded") {
 		t.Fatalf("a signal to a full stream: %v; want maximum bytes exceeded", err)
+	}
+	// jetflow signal and the console say why.
+	if _, err := orchestrator.SendSignal(ctx, s.env.JS, "o-1", "carrier.picked_up", nil); err == nil || !strings.Contains(err.Error(), streams.SignalsStream+" is full (maximum bytes exceeded): the signal was not stored") {
+		t.Fatalf("SendSignal to a full stream: %v", err)
 	}
 	sigs, err := s.env.JS.Stream(ctx, streams.SignalsStream)
 	if err != nil {

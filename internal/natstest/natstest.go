@@ -125,18 +125,33 @@ func Context(t testing.TB) context.Context {
 	return ctx
 }
 
-// FillSignals bounds the signals stream at bound bytes (Topology with
-// SignalsMaxBytes) and publishes signals to workflows that do not exist,
-// first of size bytes, then of one byte, each until the stream refuses one
-// because it is full: no signal fits afterwards. It returns the
-// sequences of the signals stored.
-func FillSignals(t testing.TB, js jetstream.JetStream, bound int64, size int) []uint64 {
+// FillSignals bounds the signals stream at bound bytes (its configuration
+// with Topology.SignalsMaxBytes) and publishes signals to workflows that
+// do not exist, first of size bytes, then of one byte, each until the
+// stream refuses one because it is full: no signal fits afterwards. It
+// returns the sequences of the signals stored. Only the signals stream is
+// updated, and not while an orchestrator is starting: nats-server v2.15.2
+// reads a stream's configuration unlocked while it makes a consumer on it
+// (the race detector reports it), so FillSignals first waits for the
+// signals router's consumer when orchestrators is true.
+func FillSignals(t testing.TB, js jetstream.JetStream, bound int64, size int, orchestrators bool) []uint64 {
 	t.Helper()
 	ctx := context.Background()
+	if orchestrators {
+		Eventually(t, 30*time.Second, func() bool {
+			_, err := js.Consumer(ctx, streams.SignalsStream, streams.SignalsConsumer)
+			return err == nil
+		}, "no orchestrator made %s on %s", streams.SignalsConsumer, streams.SignalsStream)
+	}
 	topo := Topology()
 	topo.SignalsMaxBytes = bound
-	if err := streams.Ensure(ctx, js, topo); err != nil {
-		t.Fatalf("bound the signals stream: %v", err)
+	for _, cfg := range topo.StreamConfigs() {
+		if cfg.Name != streams.SignalsStream {
+			continue
+		}
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatalf("bound the signals stream: %v", err)
+		}
 	}
 	var stored []uint64
 	for _, n := range []int{size, 1} {

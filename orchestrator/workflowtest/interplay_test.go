@@ -210,7 +210,7 @@ func TestSignalExternalRefusedByAFullSignalsStream(t *testing.T) {
 	env.Start("receiver", "r-1", struct{}{})
 	env.WaitFor("r-1", func(d *orchestrator.Description) bool { return d.Status == schema.StatusRunning })
 
-	natstest.FillSignals(t, env.JS(), 64<<10, 4<<10)
+	natstest.FillSignals(t, env.JS(), 64<<10, 4<<10, true)
 	env.Start("sender", "s-1", "r-1")
 	d := env.Wait("s-1")
 	var out string
