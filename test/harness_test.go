@@ -63,6 +63,9 @@ type stack struct {
 	workflows func(*workflow.Registry)
 	ackWait   time.Duration
 	faults    sim.Faults
+	// callbackAttempts bounds the simulated systems' callback sends
+	// (reference.CallbackAttempts); zero: the default.
+	callbackAttempts int
 	clock     orchestrator.Clock
 	// maxDeliver of the orchestrators' consumers; zero: the defaults.
 	maxDeliver orchestrator.MaxDeliver
@@ -191,6 +194,9 @@ func (s *stack) participant(name string) *part {
 	if role := natsauth.CallbackRole(name); role != "" && s.auth {
 		_, cb := s.connect(role)
 		opts = append(opts, reference.CallbacksVia(cb))
+	}
+	if s.callbackAttempts > 0 {
+		opts = append(opts, reference.CallbackAttempts(s.callbackAttempts))
 	}
 	svc, err := reference.Service(context.Background(), js, streams.Topology{}, name, s.faults, opts...)
 	if err != nil {

@@ -288,6 +288,34 @@ func TestASignalFloodFillsOnlyItsBoundedStream(t *testing.T) {
 	}
 }
 
+// TestACallbackRefusedTooOftenEnds: while the signals stream stays full,
+// the carrier's pickup callback is retried in its bounded deliveries, then
+// given up to dlq.callback.shipping with the server's reason, and the
+// order that waited for it meets its pickup deadline: it is compensated,
+// not left waiting.
+func TestACallbackRefusedTooOftenEnds(t *testing.T) {
+	s, clock := timerStack(t)
+	s.callbackAttempts = 2
+	natstest.FillSignals(t, s.env.JS, 256<<10, 8<<10, false)
+	s.orchestrator()
+	s.participants()
+	o := order("cb-full-", 0, map[string]string{"pickup": "1s"})
+	s.publishOrder(o)
+	var reasons []string
+	natstest.Eventually(t, time.Minute, func() bool {
+		reasons = s.deadLetters(streams.DeadLetterSubject(streams.CallbackOrigin("shipping")))
+		return len(reasons) > 0
+	}, "the refused callback was never given up")
+	if len(reasons) != 1 || !strings.Contains(reasons[0], "could not be sent in 2 deliveries") || !strings.Contains(reasons[0], "maximum bytes exceeded") {
+		t.Fatalf("callback dead letters %q: want one, sent in 2 deliveries and refused as maximum bytes exceeded", reasons)
+	}
+	natstest.Eventually(t, time.Minute, func() bool { return s.waitingForPickup(o.OrderID) }, "order not waiting for its pickup")
+	clock.Advance(72*time.Hour + time.Minute)
+	if st := s.waitSettled([]string{o.OrderID}, time.Minute); st[o.OrderID] != schema.StatusCompensated {
+		t.Fatalf("order whose pickup was given up: %s, want compensated at its deadline", st[o.OrderID])
+	}
+}
+
 // TestConflictingDuplicateOrder: the same order again (as JSON or msgpack)
 // is a duplicate and acknowledged; another body under a started order's ID
 // is dead-lettered as a conflicting duplicate, never silently dropped, and

@@ -24,6 +24,12 @@ var Names = []string{"payment", "inventory", "shipping", "notification"}
 // Option changes how Service wires a participant.
 type Option func(*sim.System)
 
+// CallbackAttempts bounds the deliveries in which the simulated system
+// sends a due callback's signal before giving it up (sim.System.CallbackAttempts).
+func CallbackAttempts(n int) Option {
+	return func(s *sim.System) { s.CallbackAttempts(n) }
+}
+
 // CallbacksVia sends the simulated system's callbacks (the gateway's
 // payment.settled, the carrier's carrier.picked_up) through js, the
 // calling party's own connection.

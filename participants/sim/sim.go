@@ -66,6 +66,9 @@ type System struct {
 	// scheduled is closed once this process scheduled a callback.
 	scheduled     chan struct{}
 	scheduledOnce sync.Once
+	// attempts bounds the sends of a due callback (CallbackAttempts);
+	// streams.CallbackMaxDeliver by default.
+	attempts uint64
 }
 
 // Open creates or updates the ledger bucket of system name and returns the
@@ -78,7 +81,16 @@ func Open(ctx context.Context, js jetstream.JetStream, name string, topo streams
 	if err != nil {
 		return nil, fmt.Errorf("sim: open ledger %s: %w", name, err)
 	}
-	return &System{name: name, kv: kv, js: js, cb: js, scheduled: make(chan struct{})}, nil
+	return &System{name: name, kv: kv, js: js, cb: js, scheduled: make(chan struct{}), attempts: streams.CallbackMaxDeliver}, nil
+}
+
+// CallbackAttempts bounds the deliveries in which a due callback's signal
+// is sent before it is given up to the dead letters: n (at least 1)
+// instead of streams.CallbackMaxDeliver, about two hours of retries. It
+// returns s.
+func (s *System) CallbackAttempts(n int) *System {
+	s.attempts = uint64(max(n, 1))
+	return s
 }
 
 // Name returns the system's name.
@@ -381,7 +393,7 @@ func callbackMsgID(workflowID, name string) string { return "callback-" + workfl
 // says it fired from callback.<system>.at.<id>.<name>; any other goes to
 // the dead letters (dlq.callback.<system>). A send that fails is retried
 // with a growing delay, up to streams.CallbackMaxDeliver deliveries
-// (about two hours), then dead-lettered. The signal carries the
+// (about two hours; CallbackAttempts), then dead-lettered. The signal carries the
 // schedule's message ID, so a send repeated soon after a lost
 // acknowledgement (within the signals' duplicate window) is one signal.
 func (s *System) ForwardCallbacks(ctx context.Context, log *slog.Logger) error {
@@ -472,7 +484,7 @@ func (s *System) forward(ctx context.Context, log *slog.Logger, m jetstream.Msg)
 		s.giveUp(ctx, log, m, fmt.Sprintf("its signal could not be sent (%v), and its delivery count is unreadable: %v", err, mdErr))
 		return
 	}
-	if md.NumDelivered >= streams.CallbackMaxDeliver {
+	if md.NumDelivered >= s.attempts {
 		s.giveUp(ctx, log, m, fmt.Sprintf("its signal could not be sent in %d deliveries: %v", md.NumDelivered, err))
 		return
 	}
@@ -488,7 +500,7 @@ func (s *System) forward(ctx context.Context, log *slog.Logger, m jetstream.Msg)
 func (s *System) giveUp(ctx context.Context, log *slog.Logger, m jetstream.Msg, reason string) {
 	log.Error("callback not sent", "subject", m.Subject(), "reason", reason)
 	if err := streams.DeadLetter(ctx, s.cb, streams.CallbackOrigin(s.name), m, reason); err != nil {
-		if md, _ := m.Metadata(); ctx.Err() != nil || md != nil && md.NumDelivered < streams.CallbackMaxDeliver {
+		if md, _ := m.Metadata(); ctx.Err() != nil || md != nil && md.NumDelivered < s.attempts {
 			_ = m.NakWithDelay(callbackRetryDelay(md))
 			return
 		}
