@@ -66,7 +66,7 @@ type stack struct {
 	// callbackAttempts bounds the simulated systems' callback sends
 	// (reference.CallbackAttempts); zero: the default.
 	callbackAttempts int
-	clock     orchestrator.Clock
+	clock            orchestrator.Clock
 	// maxDeliver of the orchestrators' consumers; zero: the defaults.
 	maxDeliver orchestrator.MaxDeliver
 	// maxPendingSignals is the orchestrators' cap on waiting signals
