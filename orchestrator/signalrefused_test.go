@@ -35,26 +35,3 @@ func TestSignalExternalRefusedIsCounted(t *testing.T) {
 		t.Fatalf("%v signals counted unsent, want 1", n)
 	}
 }
-
-// labelled returns the value of counter name with label key=value.
-func labelled(t *testing.T, m *metrics.Metrics, name, key, value string) float64 {
-	t.Helper()
-	mfs, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, mt := range mf.GetMetric() {
-			for _, l := range mt.GetLabel() {
-				if l.GetName() == key && l.GetValue() == value {
-					return mt.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no metric %s{%s=%q}", name, key, value)
-	return 0
-}

@@ -78,6 +78,13 @@ func runSticky(t testing.TB, env *natstest.Env, cfg orchestrator.Config) (m *met
 // metric returns the value of the unlabelled counter or gauge name.
 func metric(t *testing.T, m *metrics.Metrics, name string) float64 {
 	t.Helper()
+	return labelled(t, m, name, "", "")
+}
+
+// labelled returns the value of counter or gauge name with label
+// key=value; with key "", of its first (unlabelled) series.
+func labelled(t *testing.T, m *metrics.Metrics, name, key, value string) float64 {
+	t.Helper()
 	mfs, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -87,13 +94,20 @@ func metric(t *testing.T, m *metrics.Metrics, name string) float64 {
 			continue
 		}
 		for _, mt := range mf.GetMetric() {
+			match := key == ""
+			for _, l := range mt.GetLabel() {
+				match = match || l.GetName() == key && l.GetValue() == value
+			}
+			if !match {
+				continue
+			}
 			if c := mt.GetCounter(); c != nil {
 				return c.GetValue()
 			}
 			return mt.GetGauge().GetValue()
 		}
 	}
-	t.Fatalf("no metric %s", name)
+	t.Fatalf("no metric %s{%s=%q}", name, key, value)
 	return 0
 }
 

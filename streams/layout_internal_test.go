@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A process that never called Ensure or Discover looks the layout up at
@@ -15,20 +13,7 @@ import (
 func TestLazyLayoutIsAskedAgainAfterAFailure(t *testing.T) {
 	k, tried := historyPartitions.Load(), layoutTried.Load()
 	t.Cleanup(func() { historyPartitions.Store(k); layoutTried.Store(tried); layoutRetryAt.Store(0) })
-	srv, err := StartServer(ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := runServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := Ensure(ctx, js, Topology{HistoryPartitions: 4}); err != nil {

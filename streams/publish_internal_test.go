@@ -57,20 +57,8 @@ func TestParseAck(t *testing.T) {
 // publishMsg returns what jetstream's PublishMsg returns, refusals
 // included.
 func TestPublishMsgAsJetStream(t *testing.T) {
-	srv, err := StartServer(ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := runServer(t)
+	nc := js.Conn()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ACKS", Subjects: []string{"acks.>"}, Duplicates: time.Minute}); err != nil {
@@ -121,4 +109,26 @@ func TestPublishMsgAsJetStream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runServer starts an embedded server for the test (natstest imports this
+// package, so its tests inside the package start their own) and returns
+// a JetStream context on it.
+func runServer(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	srv, err := StartServer(ServerConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
