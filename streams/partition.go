@@ -84,8 +84,9 @@ func knowLayout(ctx context.Context, js jetstream.JetStream) {
 	// (a server restarting, a connection not yet up) asked again
 	// layoutRetry later, the single stream assumed meanwhile. Every role
 	// that reads or writes histories may read the layout's stream info
-	// (internal/natsauth), so a failure is not a refusal that would
-	// repeat for ever.
+	// (internal/natsauth), but the carrier and the gateway, which learn
+	// the layout from the stream names first (DiscoverByNames), so a
+	// failure is not a refusal that would repeat for ever.
 	k, err := Discover(ctx, js)
 	switch {
 	case err != nil:

@@ -784,17 +784,25 @@ func waitStored(ctx context.Context, js jetstream.JetStream, n int) error {
 }
 
 // refuseDeployment returns an error when the server at url holds a jetflow
-// deployment that was ever written to: a history or orders stream with a
-// message stored. The bench would take that deployment's commands on its
-// consumers and reset its streams' bounds (Config.Reuse).
+// deployment that was ever written to: a history stream (any partition)
+// or the orders stream with a message stored. The bench would take that
+// deployment's commands on its consumers and reset its streams' bounds
+// (Config.Reuse).
 func refuseDeployment(ctx context.Context, js jetstream.JetStream, url string) error {
-	for _, name := range []string{streams.HistoryStream, streams.HistoryPartitionStream(0), streams.OrdersStream} {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		s, err := js.Stream(rctx, name)
-		cancel()
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			continue
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	var ours []string
+	for name := range names.Name() {
+		if name == streams.OrdersStream || streams.IsHistoryStream(name) {
+			ours = append(ours, name)
 		}
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("look for a deployment on %s: %w", url, err)
+	}
+	for _, name := range ours {
+		s, err := js.Stream(ctx, name)
 		if err != nil {
 			return fmt.Errorf("look for a deployment on %s: %w", url, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jetflow-io/jetflow/internal/natstest"
+	"github.com/jetflow-io/jetflow/orchestrator"
 	"github.com/jetflow-io/jetflow/schema"
 	"github.com/jetflow-io/jetflow/streams"
 )
@@ -190,6 +191,16 @@ func TestRunExternalRefusesADeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSane(t, r, 10)
+
+	// A workflow started through the API writes its history only.
+	api := natstest.RunJetStream(t)
+	if _, err := orchestrator.Start(ctx, api.JS, "order", "started-by-api", map[string]string{"order_id": "started-by-api"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(ctx, Config{Orders: 10, Concurrency: 4, CeilingMsgs: -1, NatsURL: api.Server.ClientURL()})
+	if err == nil || !strings.Contains(err.Error(), "already holds a jetflow deployment") || !strings.Contains(err.Error(), streams.HistoryStreamOf("started-by-api")) {
+		t.Fatalf("bench on a deployment with a history only: %v; want it refused naming %s", err, streams.HistoryStreamOf("started-by-api"))
+	}
 }
 
 // TestRunOrchestrators runs three orchestrators side by side: every order
